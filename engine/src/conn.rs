@@ -1,0 +1,284 @@
+//! The transport's side of a connection: a handle whose queued frames are drained in batches.
+//!
+//! # Hand-off
+//!
+//! The shard worker owns each connection's [`PriorityRing`](crate::ring::PriorityRing); the
+//! transport (a socket writer task) never touches it. Between them sits a small lock-free
+//! bounded queue (crossbeam's `ArrayQueue`, `write_batch` slots) plus an `AtomicWaker`:
+//!
+//! 1. The worker pushes a frame straight into the hand-off queue while its ring is empty and
+//!    the queue has room, and wakes the transport. This is the fast path of every healthy
+//!    connection: no ring, no allocation.
+//! 2. Otherwise the frame goes into the ring (where the overflow policy applies) and the
+//!    worker sets `backlogged`.
+//! 3. The transport [`drain`](Connection::drain_into)s the queue for one vectored write; when
+//!    it finds `backlogged` set it clears it and asks the worker for a refill, which moves
+//!    ring frames into the queue (and sets `backlogged` again if some remain).
+//!
+//! Frames in the hand-off queue are committed: they are no longer coalesced or dropped. So a
+//! connection holds at most `ring_capacity + write_batch` frames.
+//!
+//! # Close
+//!
+//! The engine closes a connection by storing a close code (1013 for a slow consumer that
+//! could not take a critical event, 1001 when the hub shuts down) and waking the transport,
+//! which should write what it has drained, send a close frame with that code, and drop the
+//! handle. Dropping the handle unregisters the connection.
+
+use std::future::poll_fn;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
+use std::task::{Context, Poll};
+
+use atomic_waker::AtomicWaker;
+use bytes::Bytes;
+use crossbeam_queue::ArrayQueue;
+
+use crate::error::SubscribeError;
+use crate::event::{ChannelName, UserId};
+use crate::history::Gap;
+use crate::hub::Reply;
+use crate::worker::{Command, WorkerShared};
+
+/// A connection's id, unique within a hub.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnId(pub u64);
+
+/// WebSocket close codes the engine asks for (RFC 6455 §7.4.1).
+pub mod close_code {
+    /// "1001 indicates that an endpoint is going away, such as a server going down".
+    pub const GOING_AWAY: u16 = 1001;
+    /// "1013 Try Again Later": the connection could not keep up with a critical event.
+    pub const TRY_AGAIN_LATER: u16 = 1013;
+    /// "1011 indicates that a server is terminating the connection because it encountered an
+    /// unexpected condition".
+    pub const INTERNAL_ERROR: u16 = 1011;
+}
+
+/// Where a new connection's delivery starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Resume {
+    /// After the user's ack cursor: events published while the user had no connection, and
+    /// events delivered but never acknowledged, are replayed.
+    #[default]
+    FromAck,
+    /// After this seq (`?last_seq=N`); a [`Gap`] is reported first when some are gone.
+    After(u64),
+}
+
+/// Per-connection options given at registration.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ConnectOptions {
+    /// Where delivery starts. Default: [`Resume::FromAck`].
+    pub resume: Resume,
+    /// Channel subscriptions this connection may hold. Default: 64.
+    pub max_subscriptions: usize,
+    /// Overrides the user's history size (per-tier limits). Default: the hub's.
+    pub history_len: Option<usize>,
+}
+
+impl Default for ConnectOptions {
+    fn default() -> ConnectOptions {
+        ConnectOptions {
+            resume: Resume::FromAck,
+            max_subscriptions: 64,
+            history_len: None,
+        }
+    }
+}
+
+/// What the engine tells a new connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Welcome {
+    /// The connection's id.
+    pub conn_id: ConnId,
+    /// The latest seq of the user (the seq base when nothing was published yet).
+    pub last_seq: u64,
+    /// Events replayed into this connection's queue.
+    pub replayed: usize,
+    /// The gap reported first, if the resume asked for events no longer held.
+    pub gap: Option<Gap>,
+    /// The user's open connections, this one included.
+    pub user_connections: usize,
+}
+
+/// State shared by a connection's worker (producer) and transport (consumer).
+#[derive(Debug)]
+pub(crate) struct ConnShared {
+    /// Committed frames for the transport. Pushed only by the worker, popped only by the
+    /// transport (and by `Connection::drop`).
+    pub(crate) handoff: ArrayQueue<Bytes>,
+    /// Set by the worker when its ring holds frames; cleared by the transport, which then
+    /// asks for a refill. Release/Acquire: a transport that sees `true` also sees the frames
+    /// the worker pushed to the hand-off queue before setting it.
+    pub(crate) backlogged: AtomicBool,
+    /// 0 while open; else the close code the engine asks for. Written once by the worker
+    /// (Release), read by the transport (Acquire) so frames queued before the close are seen.
+    pub(crate) close: AtomicU16,
+    /// The transport's task, woken after every push and on close.
+    pub(crate) waker: AtomicWaker,
+}
+
+impl ConnShared {
+    pub(crate) fn new(write_batch: usize) -> ConnShared {
+        ConnShared {
+            handoff: ArrayQueue::new(write_batch.max(1)),
+            backlogged: AtomicBool::new(false),
+            close: AtomicU16::new(0),
+            waker: AtomicWaker::new(),
+        }
+    }
+
+    /// Asks the transport to close with `code` (first code wins).
+    pub(crate) fn close(&self, code: u16) {
+        let _ = self
+            .close
+            .compare_exchange(0, code, Ordering::Release, Ordering::Relaxed);
+        self.waker.wake();
+    }
+}
+
+/// What [`Connection::ready`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Readiness {
+    /// Frames can be drained.
+    Frames,
+    /// The engine closed the connection with this code; drain what is left, then close.
+    Closed(u16),
+}
+
+/// A registered connection, held by the transport. See the [module docs](self).
+///
+/// Dropping it unregisters the connection (its queued frames are discarded and counted as
+/// drained).
+#[derive(Debug)]
+pub struct Connection {
+    pub(crate) id: ConnId,
+    pub(crate) key: usize,
+    pub(crate) user: UserId,
+    pub(crate) welcome: Welcome,
+    pub(crate) shared: Arc<ConnShared>,
+    pub(crate) worker: Arc<WorkerShared>,
+}
+
+impl Connection {
+    /// The connection's id.
+    pub fn id(&self) -> ConnId {
+        self.id
+    }
+
+    /// The user.
+    pub fn user(&self) -> &UserId {
+        &self.user
+    }
+
+    /// What the engine said at registration.
+    pub fn welcome(&self) -> &Welcome {
+        &self.welcome
+    }
+
+    /// Moves up to `max` queued frames into `out` (for one vectored write) and returns how
+    /// many. Lock-free: pops the hand-off queue, and when the ring has more, sends one refill
+    /// request to the worker.
+    pub fn drain_into(&self, out: &mut Vec<Bytes>, max: usize) -> usize {
+        let mut n = 0;
+        while n < max {
+            match self.shared.handoff.pop() {
+                Some(b) => {
+                    out.push(b);
+                    n += 1;
+                }
+                None => break,
+            }
+        }
+        if n > 0 {
+            self.worker
+                .counters
+                .drained
+                .fetch_add(n as u64, Ordering::Relaxed);
+        }
+        // AcqRel: Acquire pairs with the worker's Release store, so the frames it moved into
+        // the hand-off queue before setting the flag are visible to the next drain.
+        if self.shared.backlogged.swap(false, Ordering::AcqRel) {
+            let _ = self.worker.send(Command::Refill {
+                key: self.key,
+                id: self.id,
+            });
+        }
+        n
+    }
+
+    /// Polls for frames or a close. Registers the task's waker first and checks after, so a
+    /// push between the two is never missed.
+    pub fn poll_ready(&self, cx: &mut Context<'_>) -> Poll<Readiness> {
+        self.shared.waker.register(cx.waker());
+        if !self.shared.handoff.is_empty() || self.shared.backlogged.load(Ordering::Acquire) {
+            return Poll::Ready(Readiness::Frames);
+        }
+        match self.shared.close.load(Ordering::Acquire) {
+            0 => Poll::Pending,
+            code => Poll::Ready(Readiness::Closed(code)),
+        }
+    }
+
+    /// Waits for frames or a close.
+    pub async fn ready(&self) -> Readiness {
+        poll_fn(|cx| self.poll_ready(cx)).await
+    }
+
+    /// The close code the engine asked for, if any.
+    pub fn close_code(&self) -> Option<u16> {
+        match self.shared.close.load(Ordering::Acquire) {
+            0 => None,
+            c => Some(c),
+        }
+    }
+
+    /// Confirms every event of this user up to `seq`: acknowledged events are never replayed
+    /// again and critical ones stop being tracked. Fire-and-forget.
+    pub fn ack(&self, seq: u64) {
+        let _ = self.worker.send(Command::Ack {
+            user: self.user.clone(),
+            seq,
+        });
+    }
+
+    /// Subscribes this connection to `channel`. Subscribing twice is not an error.
+    pub fn subscribe(&self, channel: ChannelName) -> Reply<Result<(), SubscribeError>> {
+        let (tx, reply) = Reply::channel();
+        if self
+            .worker
+            .send(Command::Subscribe {
+                key: self.key,
+                id: self.id,
+                channel,
+                reply: tx,
+            })
+            .is_err()
+        {
+            return Reply::ready(Err(SubscribeError::Closed));
+        }
+        reply
+    }
+
+    /// Ends a subscription (no-op when not subscribed). Fire-and-forget.
+    pub fn unsubscribe(&self, channel: ChannelName) {
+        let _ = self.worker.send(Command::Unsubscribe {
+            key: self.key,
+            id: self.id,
+            channel,
+        });
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        // The worker discards what is left in the hand-off queue when it handles this, so
+        // frames it pushes in between are accounted for too.
+        let _ = self.worker.send(Command::Disconnect {
+            key: self.key,
+            id: self.id,
+        });
+    }
+}

@@ -1,0 +1,362 @@
+//! Frames: complete server → client WebSocket text frames, encoded once per event.
+//!
+//! # Memory layout
+//!
+//! A [`Frame`] is a `Bytes` holding the RFC 6455 frame exactly as it goes on the wire: the
+//! header (`FIN | text` opcode, unmasked, 7/16/64-bit length) followed by the UTF-8 JSON
+//! payload. The header is written last, right-aligned in 10 reserved bytes, so encoding is one
+//! allocation and one pass over the payload.
+//!
+//! # Sharing
+//!
+//! Cloning a frame increments a reference count; a broadcast to 100,000 connections holds one
+//! copy of the bytes. A transport writes `frame.as_bytes()` to the socket as is, with no
+//! per-recipient framing.
+//!
+//! # Wire shape of an event
+//!
+//! ```json
+//! {"type":"agent_started","seq":1732460000000001,"run_id":"r1","ts":"2026-11-24T16:32:00.123Z","priority":"critical","data":{...}}
+//! ```
+//! User events carry `seq`; channel events carry `"channel":"<name>"` and broadcast events
+//! `"channel":"*"` instead. `data` is the publisher's bytes, untouched.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+
+use crate::event::{EventKind, Priority};
+
+/// The most bytes a server frame header takes (2 + 8 for a 64-bit length).
+const MAX_HEADER: usize = 10;
+
+/// A WebSocket opcode the server sends (RFC 6455 §5.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Opcode {
+    /// "%x1 denotes a text frame".
+    Text = 0x1,
+    /// "%x8 denotes a connection close".
+    Close = 0x8,
+    /// "%x9 denotes a ping".
+    Ping = 0x9,
+    /// "%xA denotes a pong".
+    Pong = 0xA,
+}
+
+/// One complete server → client WebSocket frame. See the [module docs](self).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Frame(Bytes);
+
+impl Frame {
+    /// Wraps `payload` in a final, unmasked frame of `opcode`. One allocation, O(n).
+    pub fn new(opcode: Opcode, payload: &[u8]) -> Frame {
+        let mut buf = FrameBuf::new(payload.len());
+        buf.payload().put_slice(payload);
+        buf.finish(opcode)
+    }
+
+    /// A text frame holding `json`.
+    pub fn text(json: &[u8]) -> Frame {
+        Frame::new(Opcode::Text, json)
+    }
+
+    /// A close frame with `code` and a reason (cut to fit the 123 bytes a control frame
+    /// allows, on a character boundary).
+    pub fn close(code: u16, reason: &str) -> Frame {
+        let mut end = reason.len().min(123);
+        while !reason.is_char_boundary(end) {
+            end -= 1;
+        }
+        let mut payload = Vec::with_capacity(2 + end);
+        payload.extend_from_slice(&code.to_be_bytes());
+        payload.extend_from_slice(&reason.as_bytes()[..end]);
+        Frame::new(Opcode::Close, &payload)
+    }
+
+    /// The whole frame, header included, as it goes on the wire. O(1).
+    pub fn as_bytes(&self) -> &Bytes {
+        &self.0
+    }
+
+    /// Consumes the frame into its wire bytes. O(1).
+    pub fn into_bytes(self) -> Bytes {
+        self.0
+    }
+
+    /// The payload (the JSON text of a text frame). O(1).
+    pub fn payload(&self) -> &[u8] {
+        &self.0[header_len(&self.0)..]
+    }
+
+    /// The frame's length on the wire.
+    pub fn wire_len(&self) -> usize {
+        self.0.len()
+    }
+}
+
+fn header_len(frame: &[u8]) -> usize {
+    match frame.get(1).map(|b| b & 0x7f) {
+        Some(126) => 4,
+        Some(127) => 10,
+        _ => 2,
+    }
+}
+
+/// A frame under construction: payload bytes are appended after room for the header.
+struct FrameBuf(BytesMut);
+
+impl FrameBuf {
+    fn new(payload_hint: usize) -> FrameBuf {
+        let mut b = BytesMut::with_capacity(MAX_HEADER + payload_hint);
+        b.put_bytes(0, MAX_HEADER);
+        FrameBuf(b)
+    }
+
+    fn payload(&mut self) -> &mut BytesMut {
+        &mut self.0
+    }
+
+    fn finish(self, opcode: Opcode) -> Frame {
+        let mut b = self.0;
+        let len = b.len() - MAX_HEADER;
+        let mut header = [0u8; MAX_HEADER];
+        header[0] = 0x80 | opcode as u8;
+        let hlen = if len < 126 {
+            header[1] = len as u8;
+            2
+        } else if len <= u16::MAX as usize {
+            header[1] = 126;
+            header[2..4].copy_from_slice(&(len as u16).to_be_bytes());
+            4
+        } else {
+            header[1] = 127;
+            header[2..10].copy_from_slice(&(len as u64).to_be_bytes());
+            10
+        };
+        let start = MAX_HEADER - hlen;
+        b[start..MAX_HEADER].copy_from_slice(&header[..hlen]);
+        let mut bytes = b.freeze();
+        bytes.advance(start);
+        Frame(bytes)
+    }
+}
+
+/// Where an event frame says it came from.
+#[derive(Debug, Clone, Copy)]
+pub enum Origin<'a> {
+    /// A user event with its per-user seq.
+    User {
+        /// The seq.
+        seq: u64,
+    },
+    /// A channel event.
+    Channel(&'a str),
+    /// A broadcast event (`"channel":"*"`).
+    Broadcast,
+}
+
+/// The fields of an event frame.
+#[derive(Debug, Clone, Copy)]
+pub struct EventFields<'a> {
+    /// The type.
+    pub kind: &'a EventKind,
+    /// Seq or channel.
+    pub origin: Origin<'a>,
+    /// The run, if any.
+    pub run_id: Option<&'a str>,
+    /// Milliseconds since the Unix epoch, rendered as RFC 3339 UTC.
+    pub ts_ms: u64,
+    /// The priority.
+    pub priority: Priority,
+    /// The publisher's JSON data, spliced in as is.
+    pub data: &'a [u8],
+    /// Extra members (`"key":value,...` without braces) spliced in before `data`, if any.
+    pub extra: Option<&'a [u8]>,
+}
+
+/// Encodes an event frame: one allocation, one pass. See the [module docs](self) for the shape.
+pub fn encode_event(f: &EventFields<'_>) -> Frame {
+    let hint = 96
+        + f.kind.as_str().len()
+        + f.run_id.map_or(0, str::len)
+        + f.data.len()
+        + f.extra.map_or(0, <[u8]>::len);
+    let mut buf = FrameBuf::new(hint);
+    let b = buf.payload();
+    b.put_slice(b"{\"type\":");
+    write_str(b, f.kind.as_str());
+    match f.origin {
+        Origin::User { seq } => {
+            b.put_slice(b",\"seq\":");
+            write_u64(b, seq);
+        }
+        Origin::Channel(c) => {
+            b.put_slice(b",\"channel\":");
+            write_str(b, c);
+        }
+        Origin::Broadcast => b.put_slice(b",\"channel\":\"*\""),
+    }
+    if let Some(run) = f.run_id {
+        b.put_slice(b",\"run_id\":");
+        write_str(b, run);
+    }
+    b.put_slice(b",\"ts\":\"");
+    write_rfc3339_ms(b, f.ts_ms);
+    b.put_slice(b"\",\"priority\":\"");
+    b.put_slice(f.priority.as_str().as_bytes());
+    b.put_slice(b"\",");
+    if let Some(extra) = f.extra {
+        b.put_slice(extra);
+        b.put_u8(b',');
+    }
+    b.put_slice(b"\"data\":");
+    b.put_slice(f.data);
+    b.put_u8(b'}');
+    buf.finish(Opcode::Text)
+}
+
+/// Milliseconds since the Unix epoch, now.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Appends `s` as a JSON string (quotes, escapes for `"`, `\` and control characters).
+pub fn write_str(b: &mut BytesMut, s: &str) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    b.put_u8(b'"');
+    let bytes = s.as_bytes();
+    let mut start = 0;
+    for (i, &c) in bytes.iter().enumerate() {
+        let esc: &[u8] = match c {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0..=0x1f => b"",
+            _ => continue,
+        };
+        b.put_slice(&bytes[start..i]);
+        if esc.is_empty() {
+            b.put_slice(b"\\u00");
+            b.put_u8(HEX[(c >> 4) as usize]);
+            b.put_u8(HEX[(c & 0xf) as usize]);
+        } else {
+            b.put_slice(esc);
+        }
+        start = i + 1;
+    }
+    b.put_slice(&bytes[start..]);
+    b.put_u8(b'"');
+}
+
+/// Appends the decimal digits of `n`.
+pub fn write_u64(b: &mut BytesMut, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    b.put_slice(&digits[i..]);
+}
+
+/// Appends `YYYY-MM-DDTHH:MM:SS.mmmZ` for `ms` since the Unix epoch (UTC; years 1970–9999).
+pub fn write_rfc3339_ms(b: &mut BytesMut, ms: u64) {
+    let secs = ms / 1000;
+    let (y, mo, d) = civil_from_days((secs / 86_400) as i64);
+    let sod = secs % 86_400;
+    let mut out = *b"0000-00-00T00:00:00.000Z";
+    let mut put = |at: usize, v: u64, width: usize| {
+        let mut v = v;
+        for k in (0..width).rev() {
+            out[at + k] = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+    };
+    put(0, y as u64, 4);
+    put(5, mo as u64, 2);
+    put(8, d as u64, 2);
+    put(11, sod / 3600, 2);
+    put(14, sod / 60 % 60, 2);
+    put(17, sod % 60, 2);
+    put(20, ms % 1000, 3);
+    b.put_slice(&out);
+}
+
+/// Howard Hinnant's `civil_from_days`: days since 1970-01-01 to (year, month, day).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ts(ms: u64) -> String {
+        let mut b = BytesMut::new();
+        write_rfc3339_ms(&mut b, ms);
+        String::from_utf8(b.to_vec()).unwrap()
+    }
+
+    #[test]
+    fn timestamps_are_rfc3339_utc_ms() {
+        assert_eq!(ts(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(ts(951_782_400_123), "2000-02-29T00:00:00.123Z");
+        assert_eq!(ts(1_795_000_000_999), "2026-11-18T11:06:40.999Z");
+    }
+
+    #[test]
+    fn header_lengths_follow_rfc6455() {
+        for (len, hlen) in [(0, 2), (125, 2), (126, 4), (65_535, 4), (65_536, 10)] {
+            let f = Frame::text(&vec![b'a'; len]);
+            assert_eq!(f.wire_len(), len + hlen, "len {len}");
+            assert_eq!(f.as_bytes()[0], 0x81);
+            assert_eq!(f.payload().len(), len);
+        }
+    }
+
+    #[test]
+    fn event_frame_is_valid_json_with_escaped_strings() {
+        let kind = EventKind::parse("my.type").unwrap();
+        let f = encode_event(&EventFields {
+            kind: &kind,
+            origin: Origin::Channel("job:1"),
+            run_id: Some("r\"1\n\u{1}é"),
+            ts_ms: 0,
+            priority: Priority::Normal,
+            data: br#"{"x":[1,2]}"#,
+            extra: None,
+        });
+        let text = std::str::from_utf8(f.payload()).unwrap();
+        assert_eq!(
+            text,
+            r#"{"type":"my.type","channel":"job:1","run_id":"r\"1\n\u0001é","ts":"1970-01-01T00:00:00.000Z","priority":"normal","data":{"x":[1,2]}}"#
+        );
+        crate::json::validate(f.payload()).unwrap();
+    }
+
+    #[test]
+    fn close_reason_is_cut_on_a_char_boundary() {
+        let f = Frame::close(1013, &"é".repeat(100));
+        assert!(f.payload().len() <= 125);
+        assert_eq!(&f.payload()[..2], &1013u16.to_be_bytes());
+        std::str::from_utf8(&f.payload()[2..]).unwrap();
+    }
+}

@@ -1,0 +1,169 @@
+//! The per-user history ring: recent events of one user, for offline delivery and resume.
+//!
+//! Bounded by count (the oldest is evicted when full) and by age (events older than the limit
+//! are expired whenever the ring is touched). Every eviction raises `evicted_upto`, the highest
+//! seq this node no longer holds; a resume from below it gets a [`Gap`] so the client knows it
+//! missed something rather than silently missing it.
+//!
+//! Seqs only increase within a ring. A ring starts with `evicted_upto` equal to the seq before
+//! its first event (the user's seq base): a client resuming from an older incarnation of the
+//! user's state, evicted after its TTL, is told of the gap too.
+
+use std::collections::VecDeque;
+
+use bytes::Bytes;
+
+use crate::event::Priority;
+
+/// One event kept for a user.
+#[derive(Debug, Clone)]
+pub struct HistoryEntry {
+    /// The per-user seq.
+    pub seq: u64,
+    /// Its priority (replay sends critical first).
+    pub priority: Priority,
+    /// When it was published, ms since the Unix epoch.
+    pub at_ms: u64,
+    /// The wire frame, shared with the live delivery.
+    pub frame: Bytes,
+}
+
+/// Seqs a resume asked for that are no longer held: `from..=to`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Gap {
+    /// The first missing seq.
+    pub from: u64,
+    /// The last missing seq.
+    pub to: u64,
+}
+
+/// Bounded history of one user. See the [module docs](self).
+#[derive(Debug)]
+pub struct HistoryRing {
+    entries: VecDeque<HistoryEntry>,
+    max_len: usize,
+    max_age_ms: u64,
+    evicted_upto: u64,
+}
+
+impl HistoryRing {
+    /// An empty ring of at most `max_len` events no older than `max_age_ms`, for a user whose
+    /// seqs start after `base`.
+    pub fn new(max_len: usize, max_age_ms: u64, base: u64) -> HistoryRing {
+        HistoryRing {
+            entries: VecDeque::new(),
+            max_len,
+            max_age_ms,
+            evicted_upto: base,
+        }
+    }
+
+    /// Appends an event (its seq must exceed every held seq), evicting the oldest when full.
+    pub fn push(&mut self, entry: HistoryEntry) {
+        debug_assert!(self.entries.back().is_none_or(|e| e.seq < entry.seq));
+        if self.max_len == 0 {
+            self.evicted_upto = entry.seq;
+            return;
+        }
+        while self.entries.len() >= self.max_len {
+            self.evict_front();
+        }
+        self.entries.push_back(entry);
+    }
+
+    fn evict_front(&mut self) {
+        if let Some(e) = self.entries.pop_front() {
+            self.evicted_upto = self.evicted_upto.max(e.seq);
+        }
+    }
+
+    /// Evicts events older than the age limit.
+    pub fn expire(&mut self, now_ms: u64) {
+        while self
+            .entries
+            .front()
+            .is_some_and(|e| now_ms.saturating_sub(e.at_ms) > self.max_age_ms)
+        {
+            self.evict_front();
+        }
+    }
+
+    /// Changes the count limit (per-tier history size), evicting at once if it shrank.
+    pub fn set_max_len(&mut self, max_len: usize) {
+        self.max_len = max_len;
+        while self.entries.len() > max_len {
+            self.evict_front();
+        }
+    }
+
+    /// The events after `last_seq`, oldest first, and the gap if some are no longer held.
+    pub fn after(&self, last_seq: u64) -> (Option<Gap>, std::collections::vec_deque::Iter<'_, HistoryEntry>) {
+        let gap = (last_seq < self.evicted_upto).then(|| Gap {
+            from: last_seq + 1,
+            to: self.evicted_upto,
+        });
+        let start = self.entries.partition_point(|e| e.seq <= last_seq);
+        (gap, self.entries.range(start..))
+    }
+
+    /// How many events are held.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether no event is held.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The highest seq no longer held.
+    pub fn evicted_upto(&self) -> u64 {
+        self.evicted_upto
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(seq: u64, at_ms: u64) -> HistoryEntry {
+        HistoryEntry {
+            seq,
+            priority: Priority::Normal,
+            at_ms,
+            frame: Bytes::new(),
+        }
+    }
+
+    #[test]
+    fn count_limit_evicts_oldest_and_reports_gap() {
+        let mut h = HistoryRing::new(3, u64::MAX, 0);
+        for s in 1..=5 {
+            h.push(entry(s, 0));
+        }
+        let (gap, ev) = h.after(0);
+        assert_eq!(gap, Some(Gap { from: 1, to: 2 }));
+        assert_eq!(ev.map(|e| e.seq).collect::<Vec<_>>(), [3, 4, 5]);
+        let (gap, ev) = h.after(3);
+        assert_eq!(gap, None);
+        assert_eq!(ev.map(|e| e.seq).collect::<Vec<_>>(), [4, 5]);
+    }
+
+    #[test]
+    fn age_limit_expires_old_events() {
+        let mut h = HistoryRing::new(10, 1_000, 100);
+        h.push(entry(101, 0));
+        h.push(entry(102, 900));
+        h.expire(1_500);
+        let (gap, ev) = h.after(100);
+        assert_eq!(gap, Some(Gap { from: 101, to: 101 }));
+        assert_eq!(ev.map(|e| e.seq).collect::<Vec<_>>(), [102]);
+    }
+
+    #[test]
+    fn resume_from_before_base_is_a_gap() {
+        let h = HistoryRing::new(10, 1_000, 500);
+        assert_eq!(h.after(7).0, Some(Gap { from: 8, to: 500 }));
+        assert_eq!(h.after(500).0, None);
+    }
+}

@@ -1,0 +1,517 @@
+//! The hub: the engine's public face. Starts the shard workers, routes publishes and
+//! connections to them, and gathers statistics.
+//!
+//! # Routing
+//!
+//! A user's home shard is `hash(user) % shards`; its connections, seq, ack cursor and history
+//! all live there. [`Hub::publish`] to a user queues one command to that shard (which assigns
+//! the seq, serializes once and queues the frame to each connection). A channel publish or
+//! broadcast is serialized once on the caller's thread and the same `Bytes` is queued to every
+//! shard.
+//!
+//! # Replies
+//!
+//! Operations that answer (a [`Receipt`], a [`Welcome`]) return a [`Reply`]: await it from
+//! async code, call [`Reply::wait`] from a plain thread, or drop it to fire and forget (the
+//! operation still happens). A reply resolves to [`HubClosed`] if the hub shut down first.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::thread::JoinHandle;
+
+use ahash::RandomState;
+use tokio::sync::oneshot;
+
+use crate::HubConfig;
+use crate::conn::{ConnId, ConnShared, ConnectOptions, Connection, Welcome};
+use crate::emitter::UserEmitter;
+use crate::error::HubClosed;
+use crate::escalation::Dispatcher;
+use crate::event::{Event, Priority, Target, UserId};
+use crate::frame::{self, EventFields, Origin, now_ms};
+use crate::shard::{Footprint, Shard, coalesce_run};
+use crate::stats::Stats;
+use crate::worker::{self, Command, WorkerShared};
+
+/// What a publish did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Receipt {
+    /// The user event's seq (`None` for channel and broadcast events).
+    pub seq: Option<u64>,
+    /// Connections the event was queued to.
+    pub connections: usize,
+}
+
+/// The answer to an operation, delivered by a shard worker. See the [module docs](self).
+#[derive(Debug)]
+#[must_use = "a Reply does nothing unless awaited or waited on; drop it explicitly to fire and forget"]
+pub struct Reply<T> {
+    inner: ReplyInner<T>,
+}
+
+#[derive(Debug)]
+enum ReplyInner<T> {
+    Pending(oneshot::Receiver<T>),
+    Ready(Option<T>),
+}
+
+impl<T> Reply<T> {
+    pub(crate) fn channel() -> (oneshot::Sender<T>, Reply<T>) {
+        let (tx, rx) = oneshot::channel();
+        (
+            tx,
+            Reply {
+                inner: ReplyInner::Pending(rx),
+            },
+        )
+    }
+
+    pub(crate) fn ready(value: T) -> Reply<T> {
+        Reply {
+            inner: ReplyInner::Ready(Some(value)),
+        }
+    }
+
+    /// Blocks the current thread until the answer arrives.
+    ///
+    /// # Panics
+    ///
+    /// When called from inside an asynchronous runtime (await the reply there instead).
+    pub fn wait(self) -> Result<T, HubClosed> {
+        match self.inner {
+            ReplyInner::Pending(rx) => rx.blocking_recv().map_err(|_| HubClosed),
+            ReplyInner::Ready(v) => v.ok_or(HubClosed),
+        }
+    }
+}
+
+impl<T> Future for Reply<T> {
+    type Output = Result<T, HubClosed>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        // `Reply` is Unpin: `oneshot::Receiver` and `Option<T>` are moved only by value here.
+        match &mut self.get_mut().inner {
+            ReplyInner::Pending(rx) => Pin::new(rx).poll(cx).map_err(|_| HubClosed),
+            ReplyInner::Ready(v) => Poll::Ready(v.take().ok_or(HubClosed)),
+        }
+    }
+}
+
+impl<T> Unpin for Reply<T> {}
+
+/// The receipt of a publish: one shard's answer for a user event, every shard's for a
+/// channel event or broadcast.
+#[derive(Debug)]
+#[must_use = "a PublishReply does nothing unless awaited or waited on; drop it to fire and forget"]
+pub struct PublishReply {
+    parts: Vec<Reply<usize>>,
+    user: Option<Reply<Receipt>>,
+    total: usize,
+}
+
+impl PublishReply {
+    /// Blocks until every shard answered. See [`Reply::wait`] (same panics).
+    pub fn wait(self) -> Result<Receipt, HubClosed> {
+        if let Some(r) = self.user {
+            return r.wait();
+        }
+        let mut connections = 0;
+        for p in self.parts {
+            connections += p.wait()?;
+        }
+        Ok(Receipt {
+            seq: None,
+            connections,
+        })
+    }
+}
+
+impl Future for PublishReply {
+    type Output = Result<Receipt, HubClosed>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        if let Some(r) = &mut this.user {
+            return Pin::new(r).poll(cx);
+        }
+        while let Some(last) = this.parts.last_mut() {
+            match Pin::new(last).poll(cx) {
+                Poll::Ready(Ok(n)) => {
+                    this.total += n;
+                    this.parts.pop();
+                }
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        Poll::Ready(Ok(Receipt {
+            seq: None,
+            connections: this.total,
+        }))
+    }
+}
+
+/// A connection being registered; resolves to the transport's [`Connection`].
+#[derive(Debug)]
+#[must_use = "a Connecting does nothing unless awaited or waited on"]
+pub struct Connecting {
+    reply: Reply<(usize, Welcome)>,
+    pending: Option<(UserId, Arc<ConnShared>, Arc<WorkerShared>)>,
+}
+
+impl Connecting {
+    fn finish(&mut self, (key, welcome): (usize, Welcome)) -> Result<Connection, HubClosed> {
+        let (user, shared, worker) = self.pending.take().ok_or(HubClosed)?;
+        Ok(Connection {
+            id: welcome.conn_id,
+            key,
+            user,
+            welcome,
+            shared,
+            worker,
+        })
+    }
+
+    /// Blocks until registered. See [`Reply::wait`] (same panics).
+    pub fn wait(mut self) -> Result<Connection, HubClosed> {
+        let reply = std::mem::replace(&mut self.reply, Reply::ready((0, dummy_welcome())));
+        let v = reply.wait()?;
+        self.finish(v)
+    }
+}
+
+fn dummy_welcome() -> Welcome {
+    Welcome {
+        conn_id: ConnId(0),
+        last_seq: 0,
+        replayed: 0,
+        gap: None,
+        user_connections: 0,
+    }
+}
+
+impl Future for Connecting {
+    type Output = Result<Connection, HubClosed>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.reply).poll(cx) {
+            Poll::Ready(Ok(v)) => Poll::Ready(this.finish(v)),
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+/// Everything the hub's handles share.
+struct HubInner {
+    cfg: Arc<HubConfig>,
+    workers: Vec<Arc<WorkerShared>>,
+    /// Joined once, by the first `shutdown` (not on any hot path).
+    threads: Mutex<Vec<JoinHandle<()>>>,
+    dispatcher: Mutex<Option<Dispatcher>>,
+    router: RandomState,
+    next_conn: AtomicU64,
+}
+
+impl Drop for HubInner {
+    fn drop(&mut self) {
+        stop(self);
+    }
+}
+
+fn stop(inner: &HubInner) {
+    for w in &inner.workers {
+        let _ = w.send(Command::Shutdown);
+    }
+    let threads = std::mem::take(&mut *inner.threads.lock().unwrap_or_else(|e| e.into_inner()));
+    for t in threads {
+        let _ = t.join();
+    }
+    if let Some(mut d) = inner
+        .dispatcher
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .take()
+    {
+        d.stop();
+    }
+}
+
+/// The engine. Cheap to clone (a reference count); all clones drive the same shards.
+///
+/// ```
+/// use agentcast_engine::{Data, Event, EventKind, Hub, HubConfig, Target, UserId};
+///
+/// let hub = Hub::start(HubConfig::default()).unwrap();
+/// let user = UserId::new("u1").unwrap();
+/// let conn = hub.connect(user.clone(), Default::default()).wait().unwrap();
+/// let receipt = hub
+///     .publish(Target::User(user), Event::new(EventKind::AgentStarted, "run-1", Data::empty()))
+///     .unwrap()
+///     .wait()
+///     .unwrap();
+/// assert_eq!(receipt.connections, 1);
+/// let mut frames = Vec::new();
+/// conn.drain_into(&mut frames, 64);
+/// assert_eq!(frames.len(), 1);
+/// ```
+#[derive(Clone)]
+pub struct Hub {
+    inner: Arc<HubInner>,
+}
+
+impl std::fmt::Debug for Hub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hub").field("cfg", &self.inner.cfg).finish_non_exhaustive()
+    }
+}
+
+impl Hub {
+    /// Starts one worker thread per shard and the escalation thread.
+    pub fn start(mut cfg: HubConfig) -> std::io::Result<Hub> {
+        cfg.shards = cfg.shards.max(1);
+        let escalation_hook = cfg.escalation.clone();
+        let dispatcher = Dispatcher::start(escalation_hook, cfg.escalation_queue);
+        let cfg = Arc::new(cfg);
+        let mut workers = Vec::with_capacity(cfg.shards);
+        let mut threads = Vec::with_capacity(cfg.shards);
+        for i in 0..cfg.shards {
+            let shard = Shard::new(Arc::clone(&cfg), dispatcher.sender());
+            let (w, t) = worker::spawn(i, shard)?;
+            workers.push(w);
+            threads.push(t);
+        }
+        Ok(Hub {
+            inner: Arc::new(HubInner {
+                cfg,
+                workers,
+                threads: Mutex::new(threads),
+                dispatcher: Mutex::new(Some(dispatcher)),
+                router: RandomState::new(),
+                next_conn: AtomicU64::new(1),
+            }),
+        })
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &HubConfig {
+        &self.inner.cfg
+    }
+
+    /// The shard that owns `user`.
+    pub fn shard_of(&self, user: &UserId) -> usize {
+        (self.inner.router.hash_one(user) % self.inner.workers.len() as u64) as usize
+    }
+
+    /// Publishes `event` to `target`. Returns at once with a [`PublishReply`] that resolves to
+    /// the [`Receipt`]; drop it to fire and forget.
+    ///
+    /// Cost on the caller's thread: for a user event, one command push (the home shard
+    /// serializes after assigning the seq); for a channel or broadcast, one serialization and
+    /// one command push per shard.
+    pub fn publish(&self, target: Target, event: Event) -> Result<PublishReply, HubClosed> {
+        let ts_ms = now_ms();
+        let priority = event
+            .priority
+            .unwrap_or_else(|| self.inner.cfg.priorities.priority(&event.kind));
+        match target {
+            Target::User(user) => {
+                let w = &self.inner.workers[self.shard_of(&user)];
+                let (tx, reply) = Reply::channel();
+                w.send(Command::Publish {
+                    user,
+                    event,
+                    priority,
+                    ts_ms,
+                    reply: Some(tx),
+                })?;
+                Ok(PublishReply {
+                    parts: Vec::new(),
+                    user: Some(reply),
+                    total: 0,
+                })
+            }
+            Target::Channel(_) | Target::Broadcast => {
+                let channel = match &target {
+                    Target::Channel(c) => Some(c.clone()),
+                    _ => None,
+                };
+                let frame = frame::encode_event(&EventFields {
+                    kind: &event.kind,
+                    origin: match &channel {
+                        Some(c) => Origin::Channel(c.as_str()),
+                        None => Origin::Broadcast,
+                    },
+                    run_id: event.run_id.as_deref(),
+                    ts_ms,
+                    priority,
+                    data: event.data.as_bytes(),
+                    extra: None,
+                })
+                .into_bytes();
+                let coalesce = coalesce_run(&event);
+                let mut parts = Vec::with_capacity(self.inner.workers.len());
+                for w in &self.inner.workers {
+                    let (tx, reply) = Reply::channel();
+                    w.send(Command::Fanout {
+                        frame: frame.clone(),
+                        channel: channel.clone(),
+                        priority,
+                        coalesce_run: coalesce.clone(),
+                        reply: Some(tx),
+                    })?;
+                    parts.push(reply);
+                }
+                Ok(PublishReply {
+                    parts,
+                    user: None,
+                    total: 0,
+                })
+            }
+        }
+    }
+
+    /// Publishes without asking for a receipt: the cheapest form (no reply channel).
+    pub fn send(&self, target: Target, event: Event) -> Result<(), HubClosed> {
+        let ts_ms = now_ms();
+        let priority = event
+            .priority
+            .unwrap_or_else(|| self.inner.cfg.priorities.priority(&event.kind));
+        match target {
+            Target::User(user) => self.inner.workers[self.shard_of(&user)].send(Command::Publish {
+                user,
+                event,
+                priority,
+                ts_ms,
+                reply: None,
+            }),
+            target => {
+                // Channel and broadcast: same path as `publish`, replies dropped.
+                drop(self.publish(target, event)?);
+                Ok(())
+            }
+        }
+    }
+
+    /// A typed publisher for one user's run. See [`UserEmitter`].
+    pub fn emitter(&self, user: UserId, run_id: impl Into<Arc<str>>) -> UserEmitter {
+        UserEmitter::new(self.clone(), user, run_id.into())
+    }
+
+    /// Registers a connection of `user` on its home shard. Replayed history (and a gap, if
+    /// any) is queued to it before any live event.
+    pub fn connect(&self, user: UserId, options: ConnectOptions) -> Connecting {
+        let id = ConnId(self.inner.next_conn.fetch_add(1, Ordering::Relaxed));
+        let w = Arc::clone(&self.inner.workers[self.shard_of(&user)]);
+        let shared = Arc::new(ConnShared::new(self.inner.cfg.write_batch));
+        let (tx, reply) = Reply::channel();
+        let sent = w.send(Command::Connect {
+            user: user.clone(),
+            id,
+            shared: Arc::clone(&shared),
+            options,
+            reply: tx,
+        });
+        Connecting {
+            reply,
+            pending: sent.ok().map(|_| (user, shared, w)),
+        }
+    }
+
+    /// A snapshot of the statistics (totals and per shard). Reads atomics only; O(shards).
+    pub fn stats(&self) -> Stats {
+        Stats::from_shards(
+            self.inner
+                .workers
+                .iter()
+                .map(|w| w.counters.snapshot())
+                .collect(),
+        )
+    }
+
+    /// Sizes of every internal table, summed over shards, asked of each worker (so it is
+    /// exact at the moment each shard answers). For memory-baseline checks.
+    pub async fn footprint(&self) -> Result<Footprint, HubClosed> {
+        let mut total = Footprint::default();
+        for r in self.footprint_replies()? {
+            total += r.await?;
+        }
+        Ok(total)
+    }
+
+    /// [`Hub::footprint`] for plain threads. See [`Reply::wait`] (same panics).
+    pub fn footprint_blocking(&self) -> Result<Footprint, HubClosed> {
+        let mut total = Footprint::default();
+        for r in self.footprint_replies()? {
+            total += r.wait()?;
+        }
+        Ok(total)
+    }
+
+    fn footprint_replies(&self) -> Result<Vec<Reply<Footprint>>, HubClosed> {
+        self.inner
+            .workers
+            .iter()
+            .map(|w| {
+                let (tx, reply) = Reply::channel();
+                w.send(Command::Inspect(Box::new(move |s: &mut Shard| {
+                    let _ = tx.send(s.footprint());
+                })))?;
+                Ok(reply)
+            })
+            .collect()
+    }
+
+    /// Waits until every shard has handled every command queued before this call, so that
+    /// [`Hub::stats`] reflects them. With `housekeeping`, each shard also runs its
+    /// housekeeping (deadlines, eviction) now rather than at its next tick.
+    pub async fn sync(&self, housekeeping: bool) -> Result<(), HubClosed> {
+        for r in self.sync_replies(housekeeping)? {
+            r.await?;
+        }
+        Ok(())
+    }
+
+    /// [`Hub::sync`] for plain threads. See [`Reply::wait`] (same panics).
+    pub fn sync_blocking(&self, housekeeping: bool) -> Result<(), HubClosed> {
+        for r in self.sync_replies(housekeeping)? {
+            r.wait()?;
+        }
+        Ok(())
+    }
+
+    fn sync_replies(&self, housekeeping: bool) -> Result<Vec<Reply<()>>, HubClosed> {
+        self.inner
+            .workers
+            .iter()
+            .map(|w| {
+                let (tx, reply) = Reply::channel();
+                w.send(Command::Inspect(Box::new(move |s: &mut Shard| {
+                    if housekeeping {
+                        s.housekeeping();
+                    }
+                    let _ = tx.send(());
+                })))?;
+                Ok(reply)
+            })
+            .collect()
+    }
+
+    /// Asks every connection to close with 1001, stops the workers and waits for them.
+    /// Later operations fail with [`HubClosed`]. Idempotent.
+    pub fn shutdown(&self) {
+        stop(&self.inner);
+    }
+
+    /// Resolves a priority as a publish would.
+    pub fn priority_of(&self, event: &Event) -> Priority {
+        event
+            .priority
+            .unwrap_or_else(|| self.inner.cfg.priorities.priority(&event.kind))
+    }
+}

@@ -1,0 +1,80 @@
+//! agentcast-engine: serialize-once fan-out of agent events to WebSocket connections.
+//!
+//! A published event becomes one immutable [`Frame`] (the complete WebSocket text frame);
+//! every recipient gets a reference-counted clone of it. Connections live in per-core
+//! [`shards`](crate::shard), each mutated only by its own worker thread, so the path from
+//! publish to a connection's queue takes no lock. Each connection has a bounded
+//! [priority ring](crate::ring); each user a bounded [history](crate::history) with a
+//! per-user `seq`, an ack cursor and escalation of unacknowledged critical events.
+//!
+//! ```
+//! use agentcast_engine::{Data, Hub, HubConfig, UserId};
+//!
+//! let hub = Hub::start(HubConfig::default()).unwrap();
+//! let user = UserId::new("alice").unwrap();
+//! let phone = hub.connect(user.clone(), Default::default()).wait().unwrap();
+//! let run = hub.emitter(user, "run-1");
+//! run.agent_started(Data::from_json(r#"{"goal":"summarize"}"#).unwrap()).unwrap().wait().unwrap();
+//! let mut frames = Vec::new();
+//! phone.drain_into(&mut frames, 32);
+//! let wire = String::from_utf8_lossy(&frames[0]);
+//! assert!(wire.contains(r#"{"type":"agent_started","seq":"#));
+//! ```
+//!
+//! # Layout
+//!
+//! - [`event`]: event kinds, priorities, targets, names and the publisher's raw `data`.
+//! - [`json`]: sans-IO reading of untrusted JSON (depth check, simd-json validation, raw spans).
+//! - [`publish`]: parsing publish bodies and batches into [`PublishRequest`]s.
+//! - [`client_msg`]: parsing client → server messages into [`ClientMessage`]s.
+//! - [`frame`]: encoding events once into complete WebSocket frames.
+//! - [`ring`]: a connection's bounded priority ring and its overflow policy.
+//! - [`history`]: a user's bounded history ring, resume and gaps.
+//! - [`shard`]: one worker's connections, user and channel indexes and user state.
+//! - [`worker`](crate::worker) (private): the shard threads and their command queues.
+//! - [`conn`]: the transport's handle: drain frames, ack, subscribe, close.
+//! - [`hub`]: start, publish, connect, statistics.
+//! - [`emitter`]: typed per-run publishing for Rust backends.
+//! - [`escalation`]: the hook for critical events not acknowledged in time.
+//! - [`stats`]: delivery statistics.
+//! - [`config`]: [`HubConfig`].
+//! - [`error`]: one error enum per operation.
+//!
+//! # Seqs
+//!
+//! A user's seqs increase by one per event. When a user's state is created (first connection
+//! or first event after an eviction) its seqs start after `ms since the Unix epoch × 1000`,
+//! so a new incarnation never reuses a seq an evicted one issued (unless that one issued more
+//! than 1,000 events per millisecond of its life). Seqs stay below 2^53 until the year 2255,
+//! so JavaScript clients read them exactly.
+
+pub mod client_msg;
+pub mod config;
+pub mod conn;
+pub mod emitter;
+pub mod error;
+pub mod escalation;
+pub mod event;
+pub mod frame;
+pub mod history;
+pub mod hub;
+pub mod json;
+pub mod publish;
+pub mod ring;
+pub mod shard;
+pub mod stats;
+mod worker;
+
+pub use client_msg::ClientMessage;
+pub use config::HubConfig;
+pub use conn::{ConnId, ConnectOptions, Connection, Readiness, Resume, Welcome};
+pub use emitter::UserEmitter;
+pub use error::{HubClosed, InvalidName, ParseError, SubscribeError};
+pub use escalation::{Escalation, UnackedCritical};
+pub use event::{ChannelName, Data, Event, EventKind, Priority, PriorityTable, Target, UserId};
+pub use frame::Frame;
+pub use history::Gap;
+pub use hub::{Connecting, Hub, PublishReply, Receipt, Reply};
+pub use publish::PublishRequest;
+pub use shard::Footprint;
+pub use stats::{ShardStats, Stats};

@@ -1,0 +1,742 @@
+//! A shard: connections, the user → connections index, the channel → connections index and
+//! the per-user state (seq, ack cursor, history) of the users hashed to it.
+//!
+//! A shard is owned by its worker thread and mutated only there, so nothing here locks or
+//! uses atomics except to hand frames to transports. A user's connections all live on the
+//! user's home shard (`hash(user) % shards`), so a per-user publish costs work on exactly one
+//! shard; channel publishes and broadcasts visit every shard once.
+//!
+//! # Fan-out cost
+//!
+//! Per recipient: one reference-count increment of the shared frame, one push into the
+//! connection's pre-allocated hand-off queue and one `AtomicWaker::wake`. No allocation (the
+//! rings allocate once, on first overflow, and keep their buffer). Counters are accumulated
+//! locally and published once per command batch.
+//!
+//! # Idle users
+//!
+//! A user without connections is put on an idle queue with a timestamp; housekeeping pops
+//! entries older than `user_ttl` and evicts the user's whole state unless a connection or an
+//! event arrived since (then it is re-queued). With `retain_history`, a user with history is
+//! kept until the history ages out. So memory returns to baseline once users go away.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+use ahash::RandomState;
+use bytes::{BufMut, Bytes, BytesMut};
+use slab::Slab;
+
+use crate::HubConfig;
+use crate::conn::{ConnId, ConnShared, ConnectOptions, Resume, Welcome, close_code};
+use crate::error::SubscribeError;
+use crate::escalation::{EscalationSender, UnackedCritical};
+use crate::event::{ChannelName, Event, EventKind, Priority, UserId};
+use crate::frame::{self, EventFields, Frame, Origin, now_ms};
+use crate::history::{Gap, HistoryEntry, HistoryRing};
+use crate::hub::Receipt;
+use crate::ring::{PriorityRing, PushOutcome, Queued};
+use crate::stats::ShardCounters;
+use crate::worker::{Command, WorkerShared};
+
+/// One connection as its shard sees it.
+struct ConnEntry {
+    id: ConnId,
+    user: UserId,
+    shared: Arc<ConnShared>,
+    ring: PriorityRing,
+    channels: Vec<ChannelName>,
+    max_subscriptions: usize,
+}
+
+/// One user's state on its home shard.
+struct UserState {
+    conns: Vec<usize>,
+    last_seq: u64,
+    ack: u64,
+    history: HistoryRing,
+    /// Seqs of critical events not yet acknowledged, ascending.
+    unacked_critical: VecDeque<u64>,
+    /// Last time the user had activity while without connections (ms), for TTL eviction.
+    idle_since: Option<u64>,
+}
+
+/// An ack deadline of a critical event.
+struct Deadline {
+    due_ms: u64,
+    user: UserId,
+    seq: u64,
+    run_id: Option<Arc<str>>,
+    kind: EventKind,
+    published_ms: u64,
+}
+
+/// Counter deltas accumulated during a command batch.
+#[derive(Default)]
+struct Tally {
+    published_user: u64,
+    published_channel: u64,
+    published_broadcast: u64,
+    published_by_priority: [u64; 3],
+    delivered: u64,
+    replayed: u64,
+    handed: u64,
+    gaps: u64,
+    forced_closes: u64,
+    acks: u64,
+    escalated: u64,
+    escalations_dropped: u64,
+    users_evicted: u64,
+    connects: u64,
+    disconnects: u64,
+    dropped: [u64; 3],
+    coalesced: [u64; 3],
+}
+
+/// Sizes of every table of a shard, for proving memory returns to baseline.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Footprint {
+    /// Registered connections.
+    pub connections: usize,
+    /// Users with state.
+    pub users: usize,
+    /// History events held over all users.
+    pub history_events: usize,
+    /// Channels with subscribers.
+    pub channels: usize,
+    /// Entries of the idle-user queue.
+    pub idle_queue: usize,
+    /// Pending ack deadlines.
+    pub deadlines: usize,
+    /// Frames waiting in rings.
+    pub backlog: usize,
+}
+
+impl std::ops::AddAssign for Footprint {
+    fn add_assign(&mut self, o: Footprint) {
+        self.connections += o.connections;
+        self.users += o.users;
+        self.history_events += o.history_events;
+        self.channels += o.channels;
+        self.idle_queue += o.idle_queue;
+        self.deadlines += o.deadlines;
+        self.backlog += o.backlog;
+    }
+}
+
+/// See the [module docs](self).
+pub(crate) struct Shard {
+    cfg: Arc<HubConfig>,
+    conns: Slab<ConnEntry>,
+    users: HashMap<UserId, UserState, RandomState>,
+    channels: HashMap<ChannelName, Vec<usize>, RandomState>,
+    idle: VecDeque<(UserId, u64)>,
+    deadlines: VecDeque<Deadline>,
+    escalation: EscalationSender,
+    backlog: usize,
+    tally: Tally,
+    /// Connections whose ring overflowed with a critical frame during the current delivery.
+    overflowed: Vec<usize>,
+}
+
+impl Shard {
+    pub(crate) fn new(cfg: Arc<HubConfig>, escalation: EscalationSender) -> Shard {
+        Shard {
+            cfg,
+            conns: Slab::new(),
+            users: HashMap::default(),
+            channels: HashMap::default(),
+            idle: VecDeque::new(),
+            deadlines: VecDeque::new(),
+            escalation,
+            backlog: 0,
+            tally: Tally::default(),
+            overflowed: Vec::new(),
+        }
+    }
+
+    pub(crate) fn tick(&self) -> std::time::Duration {
+        self.cfg.tick
+    }
+
+    pub(crate) fn handle(&mut self, cmd: Command, worker: &Arc<WorkerShared>) {
+        match cmd {
+            Command::Publish {
+                user,
+                event,
+                priority,
+                ts_ms,
+                reply,
+            } => {
+                let receipt = self.publish_user(user, &event, priority, ts_ms);
+                if let Some(tx) = reply {
+                    let _ = tx.send(receipt);
+                }
+            }
+            Command::Fanout {
+                frame,
+                channel,
+                priority,
+                coalesce_run,
+                reply,
+            } => {
+                let n = self.fanout(&frame, channel.as_ref(), priority, coalesce_run.as_ref());
+                if let Some(tx) = reply {
+                    let _ = tx.send(n);
+                }
+            }
+            Command::Connect {
+                user,
+                id,
+                shared,
+                options,
+                reply,
+            } => {
+                let out = self.connect(user, id, shared, &options);
+                let _ = reply.send(out);
+            }
+            Command::Disconnect { key, id } => self.disconnect(key, id, worker),
+            Command::Ack { user, seq } => self.ack(&user, seq),
+            Command::Subscribe {
+                key,
+                id,
+                channel,
+                reply,
+            } => {
+                let _ = reply.send(self.subscribe(key, id, channel));
+            }
+            Command::Unsubscribe { key, id, channel } => self.unsubscribe(key, id, &channel),
+            Command::Refill { key, id } => {
+                if let Some(c) = self.conns.get_mut(key).filter(|c| c.id == id) {
+                    let moved = refill(c);
+                    self.backlog -= moved;
+                    self.tally.handed += moved as u64;
+                }
+            }
+            Command::Inspect(f) => {
+                // Answers reflect every earlier command, counters included.
+                self.flush_counters(&worker.counters);
+                f(self)
+            }
+            Command::Shutdown => {}
+        }
+    }
+
+    fn publish_user(&mut self, user: UserId, event: &Event, priority: Priority, ts_ms: u64) -> Receipt {
+        self.tally.published_user += 1;
+        self.tally.published_by_priority[priority as usize] += 1;
+        let ack_deadline = self.cfg.ack_deadline.as_millis() as u64;
+        let history_len = self.cfg.history_len;
+        let state = user_state(&mut self.users, &mut self.idle, &self.cfg, &user, ts_ms);
+        state.last_seq += 1;
+        let seq = state.last_seq;
+        if state.conns.is_empty() {
+            state.idle_since = Some(ts_ms);
+        }
+        let frame = frame::encode_event(&EventFields {
+            kind: &event.kind,
+            origin: Origin::User { seq },
+            run_id: event.run_id.as_deref(),
+            ts_ms,
+            priority,
+            data: event.data.as_bytes(),
+            extra: None,
+        })
+        .into_bytes();
+        state.history.expire(ts_ms);
+        state.history.push(HistoryEntry {
+            seq,
+            priority,
+            at_ms: ts_ms,
+            frame: frame.clone(),
+        });
+        if priority == Priority::Critical {
+            state.unacked_critical.push_back(seq);
+            if state.unacked_critical.len() > history_len.max(1) {
+                state.unacked_critical.pop_front();
+            }
+            self.deadlines.push_back(Deadline {
+                due_ms: ts_ms.saturating_add(ack_deadline),
+                user: user.clone(),
+                seq,
+                run_id: event.run_id.clone(),
+                kind: event.kind.clone(),
+                published_ms: ts_ms,
+            });
+        }
+        let coalesce = coalesce_run(event);
+        let conns = self
+            .users
+            .get_mut(&user)
+            .map(|s| std::mem::take(&mut s.conns))
+            .unwrap_or_default();
+        let delivered = self.deliver(&conns, &frame, priority, coalesce.as_ref());
+        if let Some(state) = self.users.get_mut(&user) {
+            state.conns = conns;
+        }
+        self.close_overflowed();
+        Receipt {
+            seq: Some(seq),
+            connections: delivered,
+        }
+    }
+
+    /// Queues `frame` to each connection of `keys`; overflowed ones are remembered in
+    /// `self.overflowed` and closed by [`Self::close_overflowed`] once the index borrowed
+    /// for `keys` is back in place.
+    fn deliver(&mut self, keys: &[usize], frame: &Bytes, priority: Priority, coalesce: Option<&Arc<str>>) -> usize {
+        let mut delivered = 0;
+        for &key in keys {
+            let Some(c) = self.conns.get_mut(key) else {
+                continue;
+            };
+            match push_frame(c, frame, priority, coalesce, &mut self.tally, &mut self.backlog) {
+                Push::Ok => delivered += 1,
+                Push::Lost => {}
+                Push::Close => self.overflowed.push(key),
+            }
+        }
+        delivered
+    }
+
+    fn close_overflowed(&mut self) {
+        while let Some(key) = self.overflowed.pop() {
+            self.force_close(key);
+        }
+    }
+
+    fn fanout(
+        &mut self,
+        frame: &Bytes,
+        channel: Option<&ChannelName>,
+        priority: Priority,
+        coalesce: Option<&Arc<str>>,
+    ) -> usize {
+        self.tally.published_by_priority[priority as usize] += 1;
+        let delivered = match channel {
+            Some(ch) => {
+                self.tally.published_channel += 1;
+                let keys = self.channels.get_mut(ch).map(std::mem::take).unwrap_or_default();
+                let n = self.deliver(&keys, frame, priority, coalesce);
+                if !keys.is_empty() {
+                    self.channels.insert(ch.clone(), keys);
+                }
+                n
+            }
+            None => {
+                self.tally.published_broadcast += 1;
+                let mut delivered = 0;
+                for (key, c) in self.conns.iter_mut() {
+                    match push_frame(c, frame, priority, coalesce, &mut self.tally, &mut self.backlog) {
+                        Push::Ok => delivered += 1,
+                        Push::Lost => {}
+                        Push::Close => self.overflowed.push(key),
+                    }
+                }
+                delivered
+            }
+        };
+        self.close_overflowed();
+        delivered
+    }
+
+    fn force_close(&mut self, key: usize) {
+        self.tally.forced_closes += 1;
+        if let Some(c) = self.conns.get(key) {
+            c.shared.close(close_code::TRY_AGAIN_LATER);
+        }
+        // The entry is removed now so no more frames are queued; the transport's handle
+        // drops later and its Disconnect finds nothing.
+        self.remove(key);
+    }
+
+    fn connect(&mut self, user: UserId, id: ConnId, shared: Arc<ConnShared>, opts: &ConnectOptions) -> (usize, Welcome) {
+        self.tally.connects += 1;
+        let now = now_ms();
+        let key = self.conns.insert(ConnEntry {
+            id,
+            user: user.clone(),
+            shared,
+            ring: PriorityRing::new(self.cfg.ring_capacity),
+            channels: Vec::new(),
+            max_subscriptions: opts.max_subscriptions,
+        });
+        let state = user_state(&mut self.users, &mut self.idle, &self.cfg, &user, now);
+        state.conns.push(key);
+        state.idle_since = None;
+        if let Some(len) = opts.history_len {
+            state.history.set_max_len(len);
+        }
+        state.history.expire(now);
+        let after = match opts.resume {
+            Resume::FromAck => state.ack,
+            Resume::After(seq) => seq,
+        };
+        let (gap, events) = state.history.after(after);
+        let c = &mut self.conns[key];
+        if let Some(g) = gap {
+            self.tally.gaps += 1;
+            c.ring.push_unbounded(Queued {
+                frame: gap_frame(g),
+                priority: Priority::Critical,
+                coalesce_run: None,
+            });
+        }
+        // Critical first, then the rest, each in seq order.
+        let mut replayed = 0;
+        for pass in [true, false] {
+            for e in events.clone().filter(|e| (e.priority == Priority::Critical) == pass) {
+                c.ring.push_unbounded(Queued {
+                    frame: e.frame.clone(),
+                    priority: e.priority,
+                    coalesce_run: None,
+                });
+                replayed += 1;
+            }
+        }
+        self.tally.replayed += replayed as u64;
+        self.backlog += c.ring.len();
+        let moved = refill(c);
+        self.backlog -= moved;
+        self.tally.handed += moved as u64;
+        let welcome = Welcome {
+            conn_id: id,
+            last_seq: state.last_seq,
+            replayed,
+            gap,
+            user_connections: state.conns.len(),
+        };
+        (key, welcome)
+    }
+
+    fn disconnect(&mut self, key: usize, id: ConnId, worker: &WorkerShared) {
+        if self.conns.get(key).is_some_and(|c| c.id == id) {
+            let shared = Arc::clone(&self.conns[key].shared);
+            self.remove(key);
+            // The transport is gone: discard what it left, keeping in-flight accounting exact.
+            let mut left = 0;
+            while shared.handoff.pop().is_some() {
+                left += 1;
+            }
+            worker
+                .counters
+                .drained
+                .fetch_add(left, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    /// Unregisters connection `key` from every index.
+    fn remove(&mut self, key: usize) {
+        let Some(c) = self.conns.try_remove(key) else {
+            return;
+        };
+        self.tally.disconnects += 1;
+        self.backlog -= c.ring.len();
+        for ch in &c.channels {
+            self.remove_from_channel(ch, key);
+        }
+        let now = now_ms();
+        if let Some(state) = self.users.get_mut(&c.user) {
+            state.conns.retain(|&k| k != key);
+            if state.conns.is_empty() {
+                state.idle_since = Some(now);
+                self.idle.push_back((c.user.clone(), now));
+            }
+        }
+    }
+
+    fn remove_from_channel(&mut self, ch: &ChannelName, key: usize) {
+        if let Some(list) = self.channels.get_mut(ch) {
+            if let Some(i) = list.iter().position(|&k| k == key) {
+                list.swap_remove(i);
+            }
+            if list.is_empty() {
+                self.channels.remove(ch);
+            }
+        }
+    }
+
+    fn ack(&mut self, user: &UserId, seq: u64) {
+        self.tally.acks += 1;
+        if let Some(state) = self.users.get_mut(user) {
+            let seq = seq.min(state.last_seq);
+            if seq > state.ack {
+                state.ack = seq;
+            }
+            while state.unacked_critical.front().is_some_and(|&s| s <= state.ack) {
+                state.unacked_critical.pop_front();
+            }
+        }
+    }
+
+    fn subscribe(&mut self, key: usize, id: ConnId, channel: ChannelName) -> Result<(), SubscribeError> {
+        let c = self
+            .conns
+            .get_mut(key)
+            .filter(|c| c.id == id)
+            .ok_or(SubscribeError::Closed)?;
+        if c.channels.contains(&channel) {
+            return Ok(());
+        }
+        if c.channels.len() >= c.max_subscriptions {
+            return Err(SubscribeError::Limit {
+                max: c.max_subscriptions,
+            });
+        }
+        c.channels.push(channel.clone());
+        self.channels.entry(channel).or_default().push(key);
+        Ok(())
+    }
+
+    fn unsubscribe(&mut self, key: usize, id: ConnId, channel: &ChannelName) {
+        let Some(c) = self.conns.get_mut(key).filter(|c| c.id == id) else {
+            return;
+        };
+        let Some(i) = c.channels.iter().position(|ch| ch == channel) else {
+            return;
+        };
+        c.channels.swap_remove(i);
+        self.remove_from_channel(channel, key);
+    }
+
+    /// Escalates overdue critical events and evicts idle users.
+    pub(crate) fn housekeeping(&mut self) {
+        let now = now_ms();
+        while self.deadlines.front().is_some_and(|d| d.due_ms <= now) {
+            let Some(d) = self.deadlines.pop_front() else {
+                break;
+            };
+            let Some(state) = self.users.get(&d.user) else {
+                continue;
+            };
+            if state.ack >= d.seq {
+                continue;
+            }
+            self.tally.escalated += 1;
+            let e = UnackedCritical {
+                user: d.user,
+                seq: d.seq,
+                run_id: d.run_id,
+                kind: d.kind,
+                published_ms: d.published_ms,
+                connections: state.conns.len(),
+            };
+            if !self.escalation.send(e) {
+                self.tally.escalations_dropped += 1;
+            }
+        }
+        let ttl = self.cfg.user_ttl.as_millis() as u64;
+        while self.idle.front().is_some_and(|(_, t)| now.saturating_sub(*t) >= ttl) {
+            let Some((user, _)) = self.idle.pop_front() else {
+                break;
+            };
+            let Some(state) = self.users.get_mut(&user) else {
+                continue;
+            };
+            let Some(since) = state.idle_since else {
+                continue; // connected again; a new entry is queued when it leaves
+            };
+            if now.saturating_sub(since) < ttl {
+                self.idle.push_back((user, since));
+                continue;
+            }
+            state.history.expire(now);
+            if self.cfg.retain_history && !state.history.is_empty() {
+                self.idle.push_back((user, now));
+                continue;
+            }
+            self.users.remove(&user);
+            self.tally.users_evicted += 1;
+        }
+        // Deadlines of evicted users are dropped lazily above; keep the queue bounded by
+        // dropping those whose user is gone when it grows past the live count.
+        if self.deadlines.len() > 4 * self.users.len() + 1024 {
+            let users = &self.users;
+            self.deadlines.retain(|d| users.get(&d.user).is_some_and(|s| s.ack < d.seq));
+        }
+    }
+
+    /// Asks every connection to close with `code` (hub shutdown).
+    pub(crate) fn close_all(&mut self, code: u16) {
+        for (_, c) in self.conns.iter() {
+            c.shared.close(code);
+        }
+    }
+
+    /// Publishes the batch's counter deltas and the gauges.
+    pub(crate) fn flush_counters(&mut self, counters: &ShardCounters) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let c = &counters.worker;
+        let t = std::mem::take(&mut self.tally);
+        macro_rules! add {
+            ($($f:ident),*) => { $( if t.$f != 0 { c.$f.fetch_add(t.$f, Relaxed); } )* };
+        }
+        add!(
+            published_user,
+            published_channel,
+            published_broadcast,
+            delivered,
+            replayed,
+            handed,
+            gaps,
+            forced_closes,
+            acks,
+            escalated,
+            escalations_dropped,
+            users_evicted,
+            connects,
+            disconnects
+        );
+        for i in 0..3 {
+            if t.dropped[i] != 0 {
+                c.dropped[i].fetch_add(t.dropped[i], Relaxed);
+            }
+            if t.coalesced[i] != 0 {
+                c.coalesced[i].fetch_add(t.coalesced[i], Relaxed);
+            }
+            if t.published_by_priority[i] != 0 {
+                c.published_by_priority[i].fetch_add(t.published_by_priority[i], Relaxed);
+            }
+        }
+        c.connections.store(self.conns.len() as u64, Relaxed);
+        c.users.store(self.users.len() as u64, Relaxed);
+        c.channels.store(self.channels.len() as u64, Relaxed);
+        c.backlog.store(self.backlog as u64, Relaxed);
+        let unacked: usize = self.users.values().map(|u| u.unacked_critical.len()).sum();
+        c.unacked_critical.store(unacked as u64, Relaxed);
+    }
+
+    pub(crate) fn footprint(&self) -> Footprint {
+        Footprint {
+            connections: self.conns.len(),
+            users: self.users.len(),
+            history_events: self.users.values().map(|u| u.history.len()).sum(),
+            channels: self.channels.len(),
+            idle_queue: self.idle.len(),
+            deadlines: self.deadlines.len(),
+            backlog: self.backlog,
+        }
+    }
+}
+
+/// The state of `user`, created (and queued as idle) if absent.
+fn user_state<'a>(
+    users: &'a mut HashMap<UserId, UserState, RandomState>,
+    idle: &mut VecDeque<(UserId, u64)>,
+    cfg: &HubConfig,
+    user: &UserId,
+    now: u64,
+) -> &'a mut UserState {
+    users.entry(user.clone()).or_insert_with(|| {
+        // Seqs of a new incarnation start above any seq an earlier (evicted) incarnation
+        // could have issued: ms since the epoch × 1000 (see the crate docs).
+        let base = now.saturating_mul(1000);
+        idle.push_back((user.clone(), now));
+        UserState {
+            conns: Vec::new(),
+            last_seq: base,
+            ack: base,
+            history: HistoryRing::new(cfg.history_len, cfg.history_max_age.as_millis() as u64, base),
+            unacked_critical: VecDeque::new(),
+            idle_since: Some(now),
+        }
+    })
+}
+
+enum Push {
+    /// Queued (possibly after coalescing or evicting an older frame).
+    Ok,
+    /// The incoming frame was dropped by the ring policy.
+    Lost,
+    /// A critical frame overflowed: the connection must be closed.
+    Close,
+}
+
+/// Queues one frame for one connection: the per-recipient fast path.
+fn push_frame(
+    c: &mut ConnEntry,
+    frame: &Bytes,
+    priority: Priority,
+    coalesce: Option<&Arc<str>>,
+    tally: &mut Tally,
+    backlog: &mut usize,
+) -> Push {
+    if c.ring.is_empty() {
+        if c.shared.handoff.push(frame.clone()).is_ok() {
+            tally.delivered += 1;
+            tally.handed += 1;
+            c.shared.waker.wake();
+            return Push::Ok;
+        }
+    }
+    let before = c.ring.len();
+    let outcome = c.ring.push(Queued {
+        frame: frame.clone(),
+        priority,
+        coalesce_run: coalesce.cloned(),
+    });
+    *backlog = *backlog + c.ring.len() - before;
+    let result = match outcome {
+        PushOutcome::Queued => Push::Ok,
+        PushOutcome::Coalesced => {
+            tally.coalesced[Priority::Low as usize] += 1;
+            Push::Ok
+        }
+        PushOutcome::Evicted(p) => {
+            tally.dropped[p as usize] += 1;
+            Push::Ok
+        }
+        PushOutcome::Dropped(p) => {
+            tally.dropped[p as usize] += 1;
+            return Push::Lost;
+        }
+        PushOutcome::Overflow => return Push::Close,
+    };
+    tally.delivered += 1;
+    // Release pairs with the transport's AcqRel swap in `Connection::drain_into`.
+    c.shared.backlogged.store(true, std::sync::atomic::Ordering::Release);
+    c.shared.waker.wake();
+    result
+}
+
+/// Moves ring frames into the hand-off queue while it has room. Returns how many moved.
+fn refill(c: &mut ConnEntry) -> usize {
+    let mut moved = 0;
+    // The worker is the queue's only producer, so room seen here stays room until the push.
+    while !c.shared.handoff.is_full() {
+        let Some(q) = c.ring.pop() else {
+            break;
+        };
+        if let Err(frame) = c.shared.handoff.push(q.frame) {
+            c.ring.push_front(Queued { frame, ..q });
+            break;
+        }
+        moved += 1;
+    }
+    if !c.ring.is_empty() {
+        c.shared.backlogged.store(true, std::sync::atomic::Ordering::Release);
+    }
+    if moved > 0 || !c.ring.is_empty() {
+        c.shared.waker.wake();
+    }
+    moved
+}
+
+/// The coalescing key of an event: its run, for `agent_thinking` only.
+pub(crate) fn coalesce_run(event: &Event) -> Option<Arc<str>> {
+    match event.kind {
+        EventKind::AgentThinking => event.run_id.clone(),
+        _ => None,
+    }
+}
+
+fn gap_frame(g: Gap) -> Bytes {
+    let mut b = BytesMut::with_capacity(64);
+    b.put_slice(b"{\"type\":\"gap\",\"from\":");
+    frame::write_u64(&mut b, g.from);
+    b.put_slice(b",\"to\":");
+    frame::write_u64(&mut b, g.to);
+    b.put_u8(b'}');
+    Frame::text(&b).into_bytes()
+}

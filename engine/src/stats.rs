@@ -1,0 +1,170 @@
+//! Delivery statistics: per-shard counters written by their worker, read by anyone.
+//!
+//! Each shard owns one [`ShardCounters`] block. Its worker is the only writer of every field
+//! except `drained` (written by transports as they take frames), which sits on its own cache
+//! line so transports and the worker do not false-share. Workers accumulate per command batch
+//! and add once, so the fan-out loop touches no shared counter per recipient. All accesses are
+//! `Relaxed`: counters are monotonic tallies and gauges are point-in-time readings; no other
+//! memory is published through them.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use crossbeam_utils::CachePadded;
+
+use crate::event::Priority;
+
+macro_rules! counters {
+    ($( $(#[$doc:meta])* $name:ident ),* $(,)?) => {
+        /// The live counters of one shard. See the [module docs](self).
+        #[derive(Debug, Default)]
+        pub(crate) struct Counters {
+            $( pub(crate) $name: AtomicU64, )*
+            /// Frames dropped, by priority (evicted from a ring or refused by it).
+            pub(crate) dropped: [AtomicU64; 3],
+            /// Frames coalesced, by priority.
+            pub(crate) coalesced: [AtomicU64; 3],
+            /// Frames published, by priority.
+            pub(crate) published_by_priority: [AtomicU64; 3],
+        }
+
+        /// A snapshot of one shard's statistics (or of their sum).
+        #[derive(Debug, Clone, Default, PartialEq, Eq)]
+        #[non_exhaustive]
+        pub struct ShardStats {
+            $( $(#[$doc])* pub $name: u64, )*
+            /// Frames dropped, indexed by `Priority as usize` (low, normal, critical).
+            pub dropped: [u64; 3],
+            /// Frames coalesced (a newer `agent_thinking` replaced a queued one), by priority.
+            pub coalesced: [u64; 3],
+            /// Publishes that reached this shard, by priority.
+            pub published_by_priority: [u64; 3],
+            /// Frames taken by transports (written or about to be).
+            pub drained: u64,
+        }
+
+        impl Counters {
+            pub(crate) fn snapshot(&self, drained: u64) -> ShardStats {
+                let arr = |a: &[AtomicU64; 3]| [a[0].load(Relaxed), a[1].load(Relaxed), a[2].load(Relaxed)];
+                ShardStats {
+                    $( $name: self.$name.load(Relaxed), )*
+                    dropped: arr(&self.dropped),
+                    coalesced: arr(&self.coalesced),
+                    published_by_priority: arr(&self.published_by_priority),
+                    drained,
+                }
+            }
+        }
+
+        impl ShardStats {
+            fn add(&mut self, o: &ShardStats) {
+                $( self.$name += o.$name; )*
+                for i in 0..3 {
+                    self.dropped[i] += o.dropped[i];
+                    self.coalesced[i] += o.coalesced[i];
+                    self.published_by_priority[i] += o.published_by_priority[i];
+                }
+                self.drained += o.drained;
+            }
+        }
+    };
+}
+
+counters! {
+    /// User-targeted publishes handled.
+    published_user,
+    /// Channel publishes handled (each shard counts the ones it visited).
+    published_channel,
+    /// Broadcasts handled (each shard counts the ones it visited).
+    published_broadcast,
+    /// Frames queued to connections (one per recipient), replays excluded.
+    delivered,
+    /// Frames queued to connections by history replay on connect.
+    replayed,
+    /// Resumes that were told of a gap.
+    gaps,
+    /// Connections closed by the engine because a critical frame found no room (code 1013).
+    forced_closes,
+    /// Acks received.
+    acks,
+    /// Critical events escalated after their ack deadline.
+    escalated,
+    /// Escalations dropped because the hook's queue was full.
+    escalations_dropped,
+    /// Gauge: critical user events not yet acknowledged.
+    unacked_critical,
+    /// Gauge: open connections.
+    connections,
+    /// Gauge: users with state (connected, or idle within their TTL).
+    users,
+    /// Gauge: channels with at least one subscriber.
+    channels,
+    /// Gauge: frames waiting in priority rings (not yet handed to transports).
+    backlog,
+    /// Frames handed to transports' hand-off queues (live and replayed).
+    handed,
+    /// Users whose state was evicted after their TTL.
+    users_evicted,
+    /// Connections opened.
+    connects,
+    /// Connections closed (by the transport or the engine).
+    disconnects,
+}
+
+/// Per-shard counters plus the transports' drained counter on its own cache line.
+#[derive(Debug, Default)]
+pub(crate) struct ShardCounters {
+    pub(crate) worker: CachePadded<Counters>,
+    pub(crate) drained: CachePadded<AtomicU64>,
+}
+
+impl ShardStats {
+    /// Frames in hand-off queues, not yet taken by transports.
+    pub fn in_flight(&self) -> u64 {
+        self.handed.saturating_sub(self.drained)
+    }
+
+    /// Frames queued to connections (rings and hand-off queues) and not yet taken.
+    pub fn queue_depth(&self) -> u64 {
+        self.backlog + self.in_flight()
+    }
+}
+
+impl ShardCounters {
+    pub(crate) fn snapshot(&self) -> ShardStats {
+        self.worker.snapshot(self.drained.load(Relaxed))
+    }
+}
+
+/// A snapshot of the hub's statistics: totals and per shard.
+#[derive(Debug, Clone, Default)]
+pub struct Stats {
+    /// Sum over shards.
+    pub total: ShardStats,
+    /// Per shard, in shard order.
+    pub shards: Vec<ShardStats>,
+}
+
+impl Stats {
+    pub(crate) fn from_shards(shards: Vec<ShardStats>) -> Stats {
+        let mut total = ShardStats::default();
+        for s in &shards {
+            total.add(s);
+        }
+        Stats { total, shards }
+    }
+
+    /// Frames dropped at `p`.
+    pub fn dropped(&self, p: Priority) -> u64 {
+        self.total.dropped[p as usize]
+    }
+
+    /// Frames coalesced at `p`.
+    pub fn coalesced(&self, p: Priority) -> u64 {
+        self.total.coalesced[p as usize]
+    }
+
+    /// Frames queued to connections and not yet taken by transports.
+    pub fn queue_depth(&self) -> u64 {
+        self.total.queue_depth()
+    }
+}

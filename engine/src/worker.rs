@@ -1,0 +1,167 @@
+//! Shard workers: one OS thread per shard, the only code that touches its shard.
+//!
+//! Other threads talk to a worker through an unbounded lock-free queue of [`Command`]s
+//! (crossbeam's `SegQueue`) and wake it with a `Parker`/`Unparker` pair (an atomic swap when
+//! the worker is awake; a futex wake only when it sleeps). The worker pops commands until the
+//! queue is empty, publishes its counters, runs housekeeping once per tick (ack deadlines,
+//! idle-user eviction), and parks until the next command or tick.
+//!
+//! # Close
+//!
+//! On shutdown the worker asks every connection to close with 1001, marks itself closed and
+//! drops whatever is still queued, so a caller waiting on a [`Reply`](crate::Reply) gets
+//! [`HubClosed`] instead of waiting forever. A command pushed concurrently with the close is
+//! dropped by whichever of the two sides looks last (see [`WorkerShared::send`]).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use crossbeam_queue::SegQueue;
+use crossbeam_utils::sync::{Parker, Unparker};
+use tokio::sync::oneshot;
+
+use crate::conn::{ConnId, ConnShared, ConnectOptions, Welcome};
+use crate::error::{HubClosed, SubscribeError};
+use crate::event::{ChannelName, Event, Priority, UserId};
+use crate::hub::Receipt;
+use crate::shard::Shard;
+use crate::stats::ShardCounters;
+
+/// A request to a shard worker.
+pub(crate) enum Command {
+    /// Publish to one user of this shard: assign seq, serialize, record, deliver.
+    Publish {
+        user: UserId,
+        event: Event,
+        priority: Priority,
+        ts_ms: u64,
+        reply: Option<oneshot::Sender<Receipt>>,
+    },
+    /// Deliver an already serialized channel or broadcast frame to this shard's recipients.
+    Fanout {
+        frame: Bytes,
+        channel: Option<ChannelName>,
+        priority: Priority,
+        coalesce_run: Option<Arc<str>>,
+        reply: Option<oneshot::Sender<usize>>,
+    },
+    Connect {
+        user: UserId,
+        id: ConnId,
+        shared: Arc<ConnShared>,
+        options: ConnectOptions,
+        reply: oneshot::Sender<(usize, Welcome)>,
+    },
+    Disconnect {
+        key: usize,
+        id: ConnId,
+    },
+    Ack {
+        user: UserId,
+        seq: u64,
+    },
+    Subscribe {
+        key: usize,
+        id: ConnId,
+        channel: ChannelName,
+        reply: oneshot::Sender<Result<(), SubscribeError>>,
+    },
+    Unsubscribe {
+        key: usize,
+        id: ConnId,
+        channel: ChannelName,
+    },
+    Refill {
+        key: usize,
+        id: ConnId,
+    },
+    /// Runs `f` on the worker thread with the shard (tests and introspection).
+    Inspect(Box<dyn FnOnce(&mut Shard) + Send>),
+    Shutdown,
+}
+
+/// What other threads hold of a worker.
+pub(crate) struct WorkerShared {
+    queue: SegQueue<Command>,
+    unparker: Unparker,
+    /// Set once by the worker when it stops. SeqCst on both sides of `send` and of the final
+    /// drain: either the worker's drain sees a command, or the sender sees the flag.
+    closed: AtomicBool,
+    pub(crate) counters: ShardCounters,
+}
+
+impl std::fmt::Debug for WorkerShared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WorkerShared")
+            .field("closed", &self.closed)
+            .finish_non_exhaustive()
+    }
+}
+
+impl WorkerShared {
+    /// Queues `cmd` and wakes the worker. Lock-free.
+    pub(crate) fn send(&self, cmd: Command) -> Result<(), HubClosed> {
+        if self.closed.load(Ordering::SeqCst) {
+            return Err(HubClosed);
+        }
+        self.queue.push(cmd);
+        if self.closed.load(Ordering::SeqCst) {
+            // The worker may have finished its final drain before our push: drop it here.
+            while self.queue.pop().is_some() {}
+            return Err(HubClosed);
+        }
+        self.unparker.unpark();
+        Ok(())
+    }
+}
+
+/// Starts the worker of shard `index`.
+pub(crate) fn spawn(
+    index: usize,
+    shard: Shard,
+) -> std::io::Result<(Arc<WorkerShared>, std::thread::JoinHandle<()>)> {
+    let parker = Parker::new();
+    let shared = Arc::new(WorkerShared {
+        queue: SegQueue::new(),
+        unparker: parker.unparker().clone(),
+        closed: AtomicBool::new(false),
+        counters: ShardCounters::default(),
+    });
+    let worker = Arc::clone(&shared);
+    let thread = std::thread::Builder::new()
+        .name(format!("agentcast-shard-{index}"))
+        .spawn(move || run(shard, &worker, parker))?;
+    Ok((shared, thread))
+}
+
+fn run(mut shard: Shard, shared: &Arc<WorkerShared>, parker: Parker) {
+    let tick = shard.tick();
+    let mut next_tick = Instant::now() + tick;
+    loop {
+        let mut stop = false;
+        while let Some(cmd) = shared.queue.pop() {
+            if let Command::Shutdown = cmd {
+                stop = true;
+                break;
+            }
+            shard.handle(cmd, shared);
+        }
+        shard.flush_counters(&shared.counters);
+        if stop {
+            break;
+        }
+        let now = Instant::now();
+        if now >= next_tick {
+            shard.housekeeping();
+            shard.flush_counters(&shared.counters);
+            next_tick = now + tick;
+        }
+        parker.park_timeout(next_tick.saturating_duration_since(Instant::now()).max(Duration::from_micros(100)));
+    }
+    shard.close_all(crate::conn::close_code::GOING_AWAY);
+    shard.flush_counters(&shared.counters);
+    shared.closed.store(true, Ordering::SeqCst);
+    while shared.queue.pop().is_some() {}
+}
