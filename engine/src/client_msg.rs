@@ -50,8 +50,12 @@ impl ClientMessage {
             "ack" => Ok(ClientMessage::Ack {
                 seq: m.u64("seq")?.ok_or(ParseError::Missing("seq"))?,
             }),
-            "subscribe" => Ok(ClientMessage::Subscribe { channel: channel()? }),
-            "unsubscribe" => Ok(ClientMessage::Unsubscribe { channel: channel()? }),
+            "subscribe" => Ok(ClientMessage::Subscribe {
+                channel: channel()?,
+            }),
+            "unsubscribe" => Ok(ClientMessage::Unsubscribe {
+                channel: channel()?,
+            }),
             "ping" => Ok(ClientMessage::Ping),
             other => {
                 let mut shown: String = other.chars().take(64).collect();
@@ -70,21 +74,50 @@ mod tests {
 
     #[test]
     fn each_message_parses() {
-        assert_eq!(ClientMessage::parse(br#"{"type":"ack","seq":7}"#), Ok(ClientMessage::Ack { seq: 7 }));
-        assert_eq!(ClientMessage::parse(br#"{"type":"ping","extra":[1]}"#), Ok(ClientMessage::Ping));
+        assert_eq!(
+            ClientMessage::parse(br#"{"type":"ack","seq":7}"#),
+            Ok(ClientMessage::Ack { seq: 7 })
+        );
+        assert_eq!(
+            ClientMessage::parse(br#"{"type":"ping","extra":[1]}"#),
+            Ok(ClientMessage::Ping)
+        );
         assert_eq!(
             ClientMessage::parse(br#"{"channel":"job:1","type":"subscribe"}"#),
-            Ok(ClientMessage::Subscribe { channel: ChannelName::new("job:1").unwrap() })
+            Ok(ClientMessage::Subscribe {
+                channel: ChannelName::new("job:1").unwrap()
+            })
         );
     }
 
     #[test]
     fn bad_messages_name_the_problem() {
-        assert!(matches!(ClientMessage::parse(b"hello"), Err(ParseError::Json(_))));
-        assert_eq!(ClientMessage::parse(b"[1]"), Err(ParseError::TopLevel { expected: "object" }));
-        assert_eq!(ClientMessage::parse(br#"{"type":"nope"}"#), Err(ParseError::UnknownType("nope".into())));
-        assert_eq!(ClientMessage::parse(br#"{"type":"ack"}"#), Err(ParseError::Missing("seq")));
-        assert!(matches!(ClientMessage::parse(br#"{"type":"ack","seq":"1"}"#), Err(ParseError::WrongType { field: "seq", .. })));
-        assert!(matches!(ClientMessage::parse(br#"{"type":"subscribe","channel":""}"#), Err(ParseError::Invalid { field: "channel", .. })));
+        assert!(matches!(
+            ClientMessage::parse(b"hello"),
+            Err(ParseError::Json(_))
+        ));
+        assert_eq!(
+            ClientMessage::parse(b"[1]"),
+            Err(ParseError::TopLevel { expected: "object" })
+        );
+        assert_eq!(
+            ClientMessage::parse(br#"{"type":"nope"}"#),
+            Err(ParseError::UnknownType("nope".into()))
+        );
+        assert_eq!(
+            ClientMessage::parse(br#"{"type":"ack"}"#),
+            Err(ParseError::Missing("seq"))
+        );
+        assert!(matches!(
+            ClientMessage::parse(br#"{"type":"ack","seq":"1"}"#),
+            Err(ParseError::WrongType { field: "seq", .. })
+        ));
+        assert!(matches!(
+            ClientMessage::parse(br#"{"type":"subscribe","channel":""}"#),
+            Err(ParseError::Invalid {
+                field: "channel",
+                ..
+            })
+        ));
     }
 }

@@ -95,6 +95,12 @@ impl Frame {
     }
 }
 
+/// The payload of a complete server frame given as wire bytes (as drained from a
+/// [`Connection`](crate::Connection)). O(1).
+pub fn payload_of(wire: &[u8]) -> &[u8] {
+    wire.get(header_len(wire)..).unwrap_or_default()
+}
+
 fn header_len(frame: &[u8]) -> usize {
     match frame.get(1).map(|b| b & 0x7f) {
         Some(126) => 4,

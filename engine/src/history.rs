@@ -97,7 +97,13 @@ impl HistoryRing {
     }
 
     /// The events after `last_seq`, oldest first, and the gap if some are no longer held.
-    pub fn after(&self, last_seq: u64) -> (Option<Gap>, std::collections::vec_deque::Iter<'_, HistoryEntry>) {
+    pub fn after(
+        &self,
+        last_seq: u64,
+    ) -> (
+        Option<Gap>,
+        std::collections::vec_deque::Iter<'_, HistoryEntry>,
+    ) {
         let gap = (last_seq < self.evicted_upto).then(|| Gap {
             from: last_seq + 1,
             to: self.evicted_upto,

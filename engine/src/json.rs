@@ -142,8 +142,8 @@ pub(crate) fn decode_string(raw: &[u8]) -> Result<Cow<'_, str>, ParseError> {
             .map_err(|e| ParseError::Json(e.to_string()));
     }
     let mut scratch = raw.to_vec();
-    let value = simd_json::to_borrowed_value(&mut scratch)
-        .map_err(|e| ParseError::Json(e.to_string()))?;
+    let value =
+        simd_json::to_borrowed_value(&mut scratch).map_err(|e| ParseError::Json(e.to_string()))?;
     match value {
         simd_json::BorrowedValue::String(s) => Ok(Cow::Owned(s.into_owned())),
         _ => Err(ParseError::Json("expected a string".into())),

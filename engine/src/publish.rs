@@ -138,17 +138,41 @@ mod tests {
 
     #[test]
     fn missing_and_mistyped_fields_are_named() {
-        assert_eq!(parse(r#"{"user_id":"u1","run_id":"r"}"#).unwrap_err(), ParseError::Missing("type"));
-        assert_eq!(parse(r#"{"user_id":"u1","type":"agent_started"}"#).unwrap_err(), ParseError::Missing("run_id"));
+        assert_eq!(
+            parse(r#"{"user_id":"u1","run_id":"r"}"#).unwrap_err(),
+            ParseError::Missing("type")
+        );
+        assert_eq!(
+            parse(r#"{"user_id":"u1","type":"agent_started"}"#).unwrap_err(),
+            ParseError::Missing("run_id")
+        );
         assert_eq!(
             parse(r#"{"user_id":5,"type":"x"}"#).unwrap_err(),
-            ParseError::WrongType { field: "user_id", expected: "a string" }
+            ParseError::WrongType {
+                field: "user_id",
+                expected: "a string"
+            }
         );
         assert_eq!(parse(r#"{"type":"x"}"#).unwrap_err(), ParseError::Target);
-        assert_eq!(parse(r#"{"user_id":"u","channel":"c","type":"x"}"#).unwrap_err(), ParseError::Target);
-        assert!(matches!(parse(r#"{"user_id":"u","type":"welcome"}"#).unwrap_err(), ParseError::Invalid { field: "type", .. }));
-        assert!(matches!(parse(r#"{"channel":"a*","type":"x"}"#).unwrap_err(), ParseError::Invalid { field: "channel", .. }));
-        assert_eq!(parse("[]").unwrap_err(), ParseError::TopLevel { expected: "object" });
+        assert_eq!(
+            parse(r#"{"user_id":"u","channel":"c","type":"x"}"#).unwrap_err(),
+            ParseError::Target
+        );
+        assert!(matches!(
+            parse(r#"{"user_id":"u","type":"welcome"}"#).unwrap_err(),
+            ParseError::Invalid { field: "type", .. }
+        ));
+        assert!(matches!(
+            parse(r#"{"channel":"a*","type":"x"}"#).unwrap_err(),
+            ParseError::Invalid {
+                field: "channel",
+                ..
+            }
+        ));
+        assert_eq!(
+            parse("[]").unwrap_err(),
+            ParseError::TopLevel { expected: "object" }
+        );
         assert!(matches!(parse("{").unwrap_err(), ParseError::Json(_)));
     }
 
@@ -166,7 +190,13 @@ mod tests {
         let items = PublishRequest::parse_batch(&body, 10).unwrap();
         assert!(items[0].is_ok());
         assert_eq!(items[1].as_ref().unwrap_err(), &ParseError::Target);
-        assert_eq!(items[2].as_ref().unwrap_err(), &ParseError::TopLevel { expected: "object" });
-        assert_eq!(PublishRequest::parse_batch(&body, 2).unwrap_err(), ParseError::BatchTooLarge { max: 2 });
+        assert_eq!(
+            items[2].as_ref().unwrap_err(),
+            &ParseError::TopLevel { expected: "object" }
+        );
+        assert_eq!(
+            PublishRequest::parse_batch(&body, 2).unwrap_err(),
+            ParseError::BatchTooLarge { max: 2 }
+        );
     }
 }

@@ -223,7 +223,13 @@ impl Shard {
         }
     }
 
-    fn publish_user(&mut self, user: UserId, event: &Event, priority: Priority, ts_ms: u64) -> Receipt {
+    fn publish_user(
+        &mut self,
+        user: UserId,
+        event: &Event,
+        priority: Priority,
+        ts_ms: u64,
+    ) -> Receipt {
         self.tally.published_user += 1;
         self.tally.published_by_priority[priority as usize] += 1;
         let ack_deadline = self.cfg.ack_deadline.as_millis() as u64;
@@ -285,13 +291,26 @@ impl Shard {
     /// Queues `frame` to each connection of `keys`; overflowed ones are remembered in
     /// `self.overflowed` and closed by [`Self::close_overflowed`] once the index borrowed
     /// for `keys` is back in place.
-    fn deliver(&mut self, keys: &[usize], frame: &Bytes, priority: Priority, coalesce: Option<&Arc<str>>) -> usize {
+    fn deliver(
+        &mut self,
+        keys: &[usize],
+        frame: &Bytes,
+        priority: Priority,
+        coalesce: Option<&Arc<str>>,
+    ) -> usize {
         let mut delivered = 0;
         for &key in keys {
             let Some(c) = self.conns.get_mut(key) else {
                 continue;
             };
-            match push_frame(c, frame, priority, coalesce, &mut self.tally, &mut self.backlog) {
+            match push_frame(
+                c,
+                frame,
+                priority,
+                coalesce,
+                &mut self.tally,
+                &mut self.backlog,
+            ) {
                 Push::Ok => delivered += 1,
                 Push::Lost => {}
                 Push::Close => self.overflowed.push(key),
@@ -317,7 +336,11 @@ impl Shard {
         let delivered = match channel {
             Some(ch) => {
                 self.tally.published_channel += 1;
-                let keys = self.channels.get_mut(ch).map(std::mem::take).unwrap_or_default();
+                let keys = self
+                    .channels
+                    .get_mut(ch)
+                    .map(std::mem::take)
+                    .unwrap_or_default();
                 let n = self.deliver(&keys, frame, priority, coalesce);
                 if !keys.is_empty() {
                     self.channels.insert(ch.clone(), keys);
@@ -328,7 +351,14 @@ impl Shard {
                 self.tally.published_broadcast += 1;
                 let mut delivered = 0;
                 for (key, c) in self.conns.iter_mut() {
-                    match push_frame(c, frame, priority, coalesce, &mut self.tally, &mut self.backlog) {
+                    match push_frame(
+                        c,
+                        frame,
+                        priority,
+                        coalesce,
+                        &mut self.tally,
+                        &mut self.backlog,
+                    ) {
                         Push::Ok => delivered += 1,
                         Push::Lost => {}
                         Push::Close => self.overflowed.push(key),
@@ -351,7 +381,13 @@ impl Shard {
         self.remove(key);
     }
 
-    fn connect(&mut self, user: UserId, id: ConnId, shared: Arc<ConnShared>, opts: &ConnectOptions) -> (usize, Welcome) {
+    fn connect(
+        &mut self,
+        user: UserId,
+        id: ConnId,
+        shared: Arc<ConnShared>,
+        opts: &ConnectOptions,
+    ) -> (usize, Welcome) {
         self.tally.connects += 1;
         let now = now_ms();
         let key = self.conns.insert(ConnEntry {
@@ -386,7 +422,10 @@ impl Shard {
         // Critical first, then the rest, each in seq order.
         let mut replayed = 0;
         for pass in [true, false] {
-            for e in events.clone().filter(|e| (e.priority == Priority::Critical) == pass) {
+            for e in events
+                .clone()
+                .filter(|e| (e.priority == Priority::Critical) == pass)
+            {
                 c.ring.push_unbounded(Queued {
                     frame: e.frame.clone(),
                     priority: e.priority,
@@ -464,13 +503,22 @@ impl Shard {
             if seq > state.ack {
                 state.ack = seq;
             }
-            while state.unacked_critical.front().is_some_and(|&s| s <= state.ack) {
+            while state
+                .unacked_critical
+                .front()
+                .is_some_and(|&s| s <= state.ack)
+            {
                 state.unacked_critical.pop_front();
             }
         }
     }
 
-    fn subscribe(&mut self, key: usize, id: ConnId, channel: ChannelName) -> Result<(), SubscribeError> {
+    fn subscribe(
+        &mut self,
+        key: usize,
+        id: ConnId,
+        channel: ChannelName,
+    ) -> Result<(), SubscribeError> {
         let c = self
             .conns
             .get_mut(key)
@@ -527,7 +575,11 @@ impl Shard {
             }
         }
         let ttl = self.cfg.user_ttl.as_millis() as u64;
-        while self.idle.front().is_some_and(|(_, t)| now.saturating_sub(*t) >= ttl) {
+        while self
+            .idle
+            .front()
+            .is_some_and(|(_, t)| now.saturating_sub(*t) >= ttl)
+        {
             let Some((user, _)) = self.idle.pop_front() else {
                 break;
             };
@@ -553,7 +605,8 @@ impl Shard {
         // dropping those whose user is gone when it grows past the live count.
         if self.deadlines.len() > 4 * self.users.len() + 1024 {
             let users = &self.users;
-            self.deadlines.retain(|d| users.get(&d.user).is_some_and(|s| s.ack < d.seq));
+            self.deadlines
+                .retain(|d| users.get(&d.user).is_some_and(|s| s.ack < d.seq));
         }
     }
 
@@ -637,7 +690,11 @@ fn user_state<'a>(
             conns: Vec::new(),
             last_seq: base,
             ack: base,
-            history: HistoryRing::new(cfg.history_len, cfg.history_max_age.as_millis() as u64, base),
+            history: HistoryRing::new(
+                cfg.history_len,
+                cfg.history_max_age.as_millis() as u64,
+                base,
+            ),
             unacked_critical: VecDeque::new(),
             idle_since: Some(now),
         }
@@ -695,7 +752,9 @@ fn push_frame(
     };
     tally.delivered += 1;
     // Release pairs with the transport's AcqRel swap in `Connection::drain_into`.
-    c.shared.backlogged.store(true, std::sync::atomic::Ordering::Release);
+    c.shared
+        .backlogged
+        .store(true, std::sync::atomic::Ordering::Release);
     c.shared.waker.wake();
     result
 }
@@ -715,7 +774,9 @@ fn refill(c: &mut ConnEntry) -> usize {
         moved += 1;
     }
     if !c.ring.is_empty() {
-        c.shared.backlogged.store(true, std::sync::atomic::Ordering::Release);
+        c.shared
+            .backlogged
+            .store(true, std::sync::atomic::Ordering::Release);
     }
     if moved > 0 || !c.ring.is_empty() {
         c.shared.waker.wake();

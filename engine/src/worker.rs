@@ -158,7 +158,11 @@ fn run(mut shard: Shard, shared: &Arc<WorkerShared>, parker: Parker) {
             shard.flush_counters(&shared.counters);
             next_tick = now + tick;
         }
-        parker.park_timeout(next_tick.saturating_duration_since(Instant::now()).max(Duration::from_micros(100)));
+        parker.park_timeout(
+            next_tick
+                .saturating_duration_since(Instant::now())
+                .max(Duration::from_micros(100)),
+        );
     }
     shard.close_all(crate::conn::close_code::GOING_AWAY);
     shard.flush_counters(&shared.counters);
