@@ -135,6 +135,8 @@ pub(crate) struct Shard {
     deadlines: VecDeque<Deadline>,
     escalation: EscalationSender,
     backlog: usize,
+    /// Sum of `unacked_critical.len()` over users (kept incrementally: O(1) to report).
+    unacked: usize,
     tally: Tally,
     /// Connections whose ring overflowed with a critical frame during the current delivery.
     overflowed: Vec<usize>,
@@ -151,6 +153,7 @@ impl Shard {
             deadlines: VecDeque::new(),
             escalation,
             backlog: 0,
+            unacked: 0,
             tally: Tally::default(),
             overflowed: Vec::new(),
         }
@@ -259,8 +262,10 @@ impl Shard {
         });
         if priority == Priority::Critical {
             state.unacked_critical.push_back(seq);
+            self.unacked += 1;
             if state.unacked_critical.len() > history_len.max(1) {
                 state.unacked_critical.pop_front();
+                self.unacked -= 1;
             }
             self.deadlines.push_back(Deadline {
                 due_ms: ts_ms.saturating_add(ack_deadline),
@@ -575,11 +580,15 @@ impl Shard {
             }
         }
         let ttl = self.cfg.user_ttl.as_millis() as u64;
-        while self
-            .idle
-            .front()
-            .is_some_and(|(_, t)| now.saturating_sub(*t) >= ttl)
-        {
+        // Each entry is looked at most once per run: re-queued entries go to the back.
+        for _ in 0..self.idle.len() {
+            if !self
+                .idle
+                .front()
+                .is_some_and(|(_, t)| now.saturating_sub(*t) >= ttl)
+            {
+                break;
+            }
             let Some((user, _)) = self.idle.pop_front() else {
                 break;
             };
@@ -598,7 +607,9 @@ impl Shard {
                 self.idle.push_back((user, now));
                 continue;
             }
-            self.users.remove(&user);
+            if let Some(gone) = self.users.remove(&user) {
+                self.unacked -= gone.unacked_critical.len();
+            }
             self.tally.users_evicted += 1;
         }
         // Deadlines of evicted users are dropped lazily above; keep the queue bounded by
@@ -656,8 +667,7 @@ impl Shard {
         c.users.store(self.users.len() as u64, Relaxed);
         c.channels.store(self.channels.len() as u64, Relaxed);
         c.backlog.store(self.backlog as u64, Relaxed);
-        let unacked: usize = self.users.values().map(|u| u.unacked_critical.len()).sum();
-        c.unacked_critical.store(unacked as u64, Relaxed);
+        c.unacked_critical.store(self.unacked as u64, Relaxed);
     }
 
     pub(crate) fn footprint(&self) -> Footprint {
