@@ -358,10 +358,18 @@ impl Hub {
                 .into_bytes();
                 let coalesce = coalesce_run(&event);
                 let mut parts = Vec::with_capacity(self.inner.workers.len());
-                for w in &self.inner.workers {
+                for (i, w) in self.inner.workers.iter().enumerate() {
+                    // One copy of the bytes per shard (not per recipient): each shard's
+                    // recipients then bump a reference count on a cache line that only its
+                    // core touches, instead of every core bouncing one shared counter.
+                    let frame = if i == 0 {
+                        frame.clone()
+                    } else {
+                        bytes::Bytes::copy_from_slice(&frame)
+                    };
                     let (tx, reply) = Reply::channel();
                     w.send(Command::Fanout {
-                        frame: frame.clone(),
+                        frame,
                         channel: channel.clone(),
                         priority,
                         coalesce_run: coalesce.clone(),

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use crossbeam_queue::SegQueue;
+use crossbeam_utils::Backoff;
 use crossbeam_utils::sync::{Parker, Unparker};
 use tokio::sync::oneshot;
 
@@ -158,11 +159,20 @@ fn run(mut shard: Shard, shared: &Arc<WorkerShared>, parker: Parker) {
             shard.flush_counters(&shared.counters);
             next_tick = now + tick;
         }
-        parker.park_timeout(
-            next_tick
-                .saturating_duration_since(Instant::now())
-                .max(Duration::from_micros(100)),
-        );
+        // Spin, then yield, briefly before parking: a publisher that sends again within
+        // microseconds then finds the worker awake (an atomic swap) instead of paying a futex
+        // wake-up per command.
+        let backoff = Backoff::new();
+        while shared.queue.is_empty() && !backoff.is_completed() {
+            backoff.snooze();
+        }
+        if shared.queue.is_empty() {
+            parker.park_timeout(
+                next_tick
+                    .saturating_duration_since(Instant::now())
+                    .max(Duration::from_micros(100)),
+            );
+        }
     }
     shard.close_all(crate::conn::close_code::GOING_AWAY);
     shard.flush_counters(&shared.counters);
