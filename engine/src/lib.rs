@@ -32,6 +32,7 @@
 //! - [`history`]: a user's bounded history ring, resume and gaps.
 //! - [`shard`]: one worker's connections, user and channel indexes and user state.
 //! - [`worker`](crate::worker) (private): the shard threads and their command queues.
+//! - `prefetch` (private): the cache prefetch hint of the fan-out loop.
 //! - [`conn`]: the transport's handle: drain frames, ack, subscribe, close.
 //! - [`hub`]: start, publish, connect, statistics.
 //! - [`emitter`]: typed per-run publishing for Rust backends.
@@ -59,6 +60,7 @@ pub mod frame;
 pub mod history;
 pub mod hub;
 pub mod json;
+mod prefetch;
 pub mod publish;
 pub mod ring;
 pub mod shard;
