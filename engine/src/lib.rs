@@ -23,23 +23,23 @@
 //!
 //! # Layout
 //!
-//! - [`event`]: event kinds, priorities, targets, names and the publisher's raw `data`.
-//! - [`json`]: sans-IO reading of untrusted JSON (depth check, simd-json validation, raw spans).
-//! - [`publish`]: parsing publish bodies and batches into [`PublishRequest`]s.
-//! - [`client_msg`]: parsing client → server messages into [`ClientMessage`]s.
-//! - [`frame`]: encoding events once into complete WebSocket frames.
-//! - [`ring`]: a connection's bounded priority ring and its overflow policy.
-//! - [`history`]: a user's bounded history ring, resume and gaps.
-//! - [`shard`]: one worker's connections, user and channel indexes and user state.
+//! - [`event`] — event kinds, priorities, targets, names and the publisher's raw `data`.
+//! - [`json`] — sans-IO reading of untrusted JSON (depth check, simd-json validation, raw spans).
+//! - [`publish`] — parsing publish bodies and batches into [`PublishRequest`]s.
+//! - [`client_msg`] — parsing client → server messages into [`ClientMessage`]s.
+//! - [`frame`] — encoding events once into complete WebSocket frames.
+//! - [`ring`] — a connection's bounded priority ring and its overflow policy.
+//! - [`history`] — a user's bounded history ring, resume and gaps.
+//! - [`shard`] — one worker's connections, user and channel indexes and user state.
 //! - [`worker`](crate::worker) (private): the shard threads and their command queues.
 //! - `prefetch` (private): the cache prefetch hint of the fan-out loop.
-//! - [`conn`]: the transport's handle: drain frames, ack, subscribe, close.
-//! - [`hub`]: start, publish, connect, statistics.
-//! - [`emitter`]: typed per-run publishing for Rust backends.
-//! - [`escalation`]: the hook for critical events not acknowledged in time.
-//! - [`stats`]: delivery statistics.
-//! - [`config`]: [`HubConfig`].
-//! - [`error`]: one error enum per operation.
+//! - [`conn`] — the transport's handle: drain frames, ack, subscribe, close.
+//! - [`hub`] — start, publish, connect, statistics.
+//! - [`emitter`] — typed per-run publishing for Rust backends.
+//! - [`escalation`] — the hook for critical events not acknowledged in time.
+//! - [`stats`] — delivery statistics.
+//! - [`config`] — [`HubConfig`].
+//! - [`error`] — one error enum per operation.
 //!
 //! # Seqs
 //!

@@ -592,10 +592,10 @@ impl Shard {
         let ttl = self.cfg.user_ttl.as_millis() as u64;
         // Each entry is looked at most once per run: re-queued entries go to the back.
         for _ in 0..self.idle.len() {
-            if !self
+            if self
                 .idle
                 .front()
-                .is_some_and(|(_, t)| now.saturating_sub(*t) >= ttl)
+                .is_none_or(|(_, t)| now.saturating_sub(*t) < ttl)
             {
                 break;
             }
@@ -739,13 +739,11 @@ fn push_frame(
     tally: &mut Tally,
     backlog: &mut usize,
 ) -> Push {
-    if c.ring.is_empty() {
-        if c.shared.handoff.push(frame.clone()).is_ok() {
-            tally.delivered += 1;
-            tally.handed += 1;
-            c.shared.waker.wake();
-            return Push::Ok;
-        }
+    if c.ring.is_empty() && c.shared.handoff.push(frame.clone()).is_ok() {
+        tally.delivered += 1;
+        tally.handed += 1;
+        c.shared.waker.wake();
+        return Push::Ok;
     }
     let before = c.ring.len();
     let outcome = c.ring.push(Queued {
