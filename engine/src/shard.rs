@@ -524,6 +524,7 @@ impl Shard {
                 .is_some_and(|&s| s <= state.ack)
             {
                 state.unacked_critical.pop_front();
+                self.unacked -= 1;
             }
         }
     }
