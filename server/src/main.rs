@@ -1,5 +1,74 @@
-//! The `agentcast` binary (placeholder until the server issue fills it in).
+//! The `agentcast` binary: parses the command line and calls [`agentcast_server::run`].
 
-fn main() {
-    println!("agentcast {}", env!("CARGO_PKG_VERSION"));
+use std::process::ExitCode;
+
+use agentcast_server::auth::Authenticator;
+use agentcast_server::cli::{Cli, Command};
+use agentcast_server::config::Config;
+use anyhow::Context as _;
+use clap::Parser as _;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+fn main() -> anyhow::Result<ExitCode> {
+    let cli = Cli::parse();
+    let cfg = Config::load(&cli.overrides)?;
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(cfg),
+        Command::Token(t) => {
+            let auth = Authenticator::from_config(&cfg)?;
+            println!("{}", auth.mint(&t.user, t.tier, t.ttl, &t.channels)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench(_) => {
+            eprintln!("agentcast bench: not yet implemented");
+            Ok(ExitCode::from(2))
+        }
+    }
+}
+
+fn serve(mut cfg: Config) -> anyhow::Result<ExitCode> {
+    agentcast_server::logging::init(&cfg).map_err(|e| anyhow::anyhow!("logging: {e}"))?;
+    let dev = cfg.needs_dev_mode().then(|| cfg.enter_dev_mode());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")?;
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(cfg.listen)
+            .await
+            .with_context(|| format!("binding {}", cfg.listen))?;
+        let addr = listener.local_addr()?;
+        if let Some((secret, key)) = &dev {
+            eprintln!(
+                "{}",
+                agentcast_server::cli::dev_banner(&cfg, addr, secret, key)
+            );
+        }
+        agentcast_server::run(listener, cfg, shutdown_signal()).await?;
+        anyhow::Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
 }

@@ -1,0 +1,319 @@
+//! Server configuration: a TOML file, overridden by `AGENTCAST_*` environment variables,
+//! overridden by command-line flags.
+//!
+//! The file is read first ([`Config::from_toml`]); then every [`Overrides`] field that is set
+//! (clap fills each from its flag, else from its environment variable) replaces the file's
+//! value. The fixed names any deployment tool may rely on are `--listen` / `AGENTCAST_LISTEN`,
+//! `--jwt-secret` / `AGENTCAST_JWT_SECRET` and `--api-key` / `AGENTCAST_API_KEY`.
+//!
+//! ```toml
+//! listen = "0.0.0.0:8080"
+//! jwt_secret = "change-me"
+//! api_key = "change-me-too"
+//! # jwt_public_key = "/etc/agentcast/jwt.pub.pem"   # RS256 or ES256, detected from the key
+//! # jwt_audience = "my-app"
+//! # jwt_issuer = "https://auth.example.com"
+//! jwt_leeway_secs = 30
+//! log_format = "human"   # or "json"
+//!
+//! [limits]
+//! max_connections = 100000
+//!
+//! [tiers.free]
+//! connections_per_user = 5
+//! subscriptions_per_connection = 16
+//! history_len = 100
+//! ```
+//!
+//! Every field has a default (stated on the field), so an empty file, or no file, is valid.
+//! Unknown keys are refused so a typo does not silently keep a default.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use thiserror::Error;
+
+use crate::limits::Limits;
+use crate::tier::Tiers;
+
+/// Why the configuration could not be loaded.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    /// The file could not be read: check the path given to `--config`.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this schema: the message names the key.
+    #[error("invalid config file {path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// A value is out of range: fix the named setting.
+    #[error("invalid setting `{0}`: {1}")]
+    Invalid(&'static str, String),
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines (the default).
+    #[default]
+    Human,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The server's configuration. See the [module docs](self).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct Config {
+    /// Address and port of the one HTTP + WebSocket listener. Default: `127.0.0.1:8080`.
+    pub listen: SocketAddr,
+    /// HS256 secret for client JWTs. Default: none.
+    pub jwt_secret: Option<String>,
+    /// Publish API key (`Authorization: Bearer <key>`). Default: none.
+    pub api_key: Option<String>,
+    /// PEM file of an RSA (RS256) or P-256 (ES256) public key for client JWTs. Default: none.
+    pub jwt_public_key: Option<PathBuf>,
+    /// Required `aud` of client JWTs. Default: not checked.
+    pub jwt_audience: Option<String>,
+    /// Required `iss` of client JWTs. Default: not checked.
+    pub jwt_issuer: Option<String>,
+    /// Clock skew allowed on `exp` and `nbf`, in seconds. Default: 30.
+    pub jwt_leeway_secs: u64,
+    /// Log format. Default: human.
+    pub log_format: LogFormat,
+    /// Log filter (`RUST_LOG` syntax; `RUST_LOG` wins when set). Default: `info`.
+    pub log_level: String,
+    /// Interval of WebSocket pings, announced in `welcome`. Default: 25,000 ms.
+    pub heartbeat_ms: u64,
+    /// A connection that sent nothing (not even a pong) for this long is closed. Default:
+    /// 60,000 ms.
+    pub idle_timeout_ms: u64,
+    /// How long a graceful shutdown waits for connections to flush. Default: 5,000 ms.
+    pub shutdown_grace_ms: u64,
+    /// Engine shards (worker threads). Default: the number of cores.
+    pub shards: Option<usize>,
+    /// Protective limits. See [`Limits`].
+    pub limits: Limits,
+    /// Per-tier limits. See [`Tiers`].
+    pub tiers: Tiers,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            jwt_secret: None,
+            api_key: None,
+            jwt_public_key: None,
+            jwt_audience: None,
+            jwt_issuer: None,
+            jwt_leeway_secs: 30,
+            log_format: LogFormat::Human,
+            log_level: "info".to_owned(),
+            heartbeat_ms: 25_000,
+            idle_timeout_ms: 60_000,
+            shutdown_grace_ms: 5_000,
+            shards: None,
+            limits: Limits::default(),
+            tiers: Tiers::default(),
+        }
+    }
+}
+
+/// Settings given by flag or environment; each `Some` replaces the file's value.
+#[derive(Debug, Clone, Default, clap::Args)]
+#[non_exhaustive]
+pub struct Overrides {
+    /// TOML configuration file.
+    #[arg(long, env = "AGENTCAST_CONFIG", global = true)]
+    pub config: Option<PathBuf>,
+    /// Listen address (address:port).
+    #[arg(long, env = "AGENTCAST_LISTEN", global = true)]
+    pub listen: Option<SocketAddr>,
+    /// HS256 secret for client JWTs.
+    #[arg(
+        long,
+        env = "AGENTCAST_JWT_SECRET",
+        global = true,
+        hide_env_values = true
+    )]
+    pub jwt_secret: Option<String>,
+    /// Publish API key.
+    #[arg(long, env = "AGENTCAST_API_KEY", global = true, hide_env_values = true)]
+    pub api_key: Option<String>,
+    /// PEM public key (RS256 or ES256) for client JWTs.
+    #[arg(long, env = "AGENTCAST_JWT_PUBLIC_KEY", global = true)]
+    pub jwt_public_key: Option<PathBuf>,
+    /// Required JWT audience.
+    #[arg(long, env = "AGENTCAST_JWT_AUDIENCE", global = true)]
+    pub jwt_audience: Option<String>,
+    /// Required JWT issuer.
+    #[arg(long, env = "AGENTCAST_JWT_ISSUER", global = true)]
+    pub jwt_issuer: Option<String>,
+    /// Allowed clock skew on exp/nbf, seconds.
+    #[arg(long, env = "AGENTCAST_JWT_LEEWAY_SECS", global = true)]
+    pub jwt_leeway_secs: Option<u64>,
+    /// Log format.
+    #[arg(long, env = "AGENTCAST_LOG_FORMAT", global = true)]
+    pub log_format: Option<LogFormat>,
+    /// Log filter, e.g. `info` or `agentcast_server=debug`.
+    #[arg(long, env = "AGENTCAST_LOG_LEVEL", global = true)]
+    pub log_level: Option<String>,
+    /// WebSocket ping interval, ms.
+    #[arg(long, env = "AGENTCAST_HEARTBEAT_MS", global = true)]
+    pub heartbeat_ms: Option<u64>,
+    /// Idle timeout, ms.
+    #[arg(long, env = "AGENTCAST_IDLE_TIMEOUT_MS", global = true)]
+    pub idle_timeout_ms: Option<u64>,
+    /// Maximum WebSocket connections on this node.
+    #[arg(long, env = "AGENTCAST_MAX_CONNECTIONS", global = true)]
+    pub max_connections: Option<usize>,
+}
+
+impl Config {
+    /// Parses a TOML document.
+    pub fn from_toml(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })
+    }
+
+    /// Reads the file named by `overrides.config` (if any), then applies the overrides.
+    pub fn load(overrides: &Overrides) -> Result<Config, ConfigError> {
+        let mut cfg = match &overrides.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.clone(),
+                    source,
+                })?;
+                Config::from_toml(&text, path)?
+            }
+            None => Config::default(),
+        };
+        cfg.apply(overrides);
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Replaces every setting that `o` gives.
+    pub fn apply(&mut self, o: &Overrides) {
+        macro_rules! set {
+            ($($field:ident),*) => { $( if let Some(v) = &o.$field { self.$field = v.clone(); } )* };
+            (opt $($field:ident),*) => { $( if let Some(v) = &o.$field { self.$field = Some(v.clone()); } )* };
+        }
+        set!(
+            listen,
+            jwt_leeway_secs,
+            log_format,
+            log_level,
+            heartbeat_ms,
+            idle_timeout_ms
+        );
+        set!(opt jwt_secret, api_key, jwt_public_key, jwt_audience, jwt_issuer);
+        if let Some(n) = o.max_connections {
+            self.limits.max_connections = n;
+        }
+    }
+
+    /// Checks ranges that would make the server misbehave.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.heartbeat_ms == 0 {
+            return Err(ConfigError::Invalid("heartbeat_ms", "must be > 0".into()));
+        }
+        if self.idle_timeout_ms < self.heartbeat_ms {
+            return Err(ConfigError::Invalid(
+                "idle_timeout_ms",
+                "must be at least heartbeat_ms".into(),
+            ));
+        }
+        if matches!(&self.jwt_secret, Some(s) if s.is_empty()) {
+            return Err(ConfigError::Invalid(
+                "jwt_secret",
+                "must not be empty".into(),
+            ));
+        }
+        if matches!(&self.api_key, Some(s) if s.is_empty()) {
+            return Err(ConfigError::Invalid("api_key", "must not be empty".into()));
+        }
+        self.limits.validate()
+    }
+
+    /// Whether neither a JWT key nor an API key is configured: `serve` then runs in dev mode
+    /// (see [`Config::enter_dev_mode`]).
+    pub fn needs_dev_mode(&self) -> bool {
+        self.jwt_secret.is_none() && self.jwt_public_key.is_none() && self.api_key.is_none()
+    }
+
+    /// Generates a random JWT secret and API key (dev mode) and returns them.
+    pub fn enter_dev_mode(&mut self) -> (String, String) {
+        let secret = random_token(32);
+        let key = random_token(32);
+        self.jwt_secret = Some(secret.clone());
+        self.api_key = Some(key.clone());
+        (secret, key)
+    }
+
+    /// The heartbeat interval.
+    pub fn heartbeat(&self) -> Duration {
+        Duration::from_millis(self.heartbeat_ms)
+    }
+
+    /// The idle timeout.
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_millis(self.idle_timeout_ms)
+    }
+}
+
+/// `len` random alphanumeric characters from the OS-seeded thread RNG.
+pub fn random_token(len: usize) -> String {
+    use rand::Rng;
+    use rand::distr::Alphanumeric;
+    rand::rng()
+        .sample_iter(Alphanumeric)
+        .take(len)
+        .map(char::from)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_values_are_overridden_by_flags() {
+        let mut cfg = Config::from_toml(
+            "listen = \"0.0.0.0:9000\"\napi_key = \"k\"\n[limits]\nmax_connections = 7\n[tiers.free]\nconnections_per_user = 2\n",
+            Path::new("x.toml"),
+        )
+        .unwrap();
+        assert_eq!(cfg.limits.max_connections, 7);
+        assert_eq!(cfg.tiers.free.connections_per_user, 2);
+        assert_eq!(cfg.tiers.free.history_len, 100);
+        cfg.apply(&Overrides {
+            listen: Some("127.0.0.1:1".parse().unwrap()),
+            ..Overrides::default()
+        });
+        assert_eq!(cfg.listen.port(), 1);
+        assert_eq!(cfg.api_key.as_deref(), Some("k"));
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let err = Config::from_toml("listn = \"x\"", Path::new("x.toml")).unwrap_err();
+        assert!(err.to_string().contains("listn"), "{err}");
+    }
+}

@@ -1,0 +1,47 @@
+//! agentcast-server: the one-port WebSocket + HTTP gateway around [`agentcast_engine`].
+//!
+//! Browsers and apps connect to `GET /ws` with a JWT and receive their user's agent events;
+//! backends publish with `POST /api/v1/publish`. The binary (`agentcast`) only parses its
+//! command line and calls [`run`], which tests call too, on `127.0.0.1:0`:
+//!
+//! ```no_run
+//! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! let mut config = agentcast_server::Config::default();
+//! config.jwt_secret = Some("secret".into());
+//! config.api_key = Some("key".into());
+//! agentcast_server::run(listener, config, async { /* a shutdown signal */ }).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! # Layout
+//!
+//! - [`server`]: the accept loop, HTTP/1.1 connections, graceful shutdown.
+//! - [`http`](crate::http) (private): routing, the publish API, operations endpoints.
+//! - [`ws`]: the upgrade handshake, the sans-IO frame [`codec`](ws::codec), abuse guards and
+//!   the per-connection session task.
+//! - [`auth`]: client JWT verification, token minting, the API key.
+//! - [`tier`]: per-tier limits and the per-user connection registry.
+//! - [`limits`]: the node's protective limits.
+//! - [`idempotency`]: the bounded idempotency-key window of the publish API.
+//! - [`metrics`]: server counters, Prometheus and JSON exposition.
+//! - [`config`]: TOML + environment + flags.
+//! - [`cli`]: the command line of the binary.
+//! - [`logging`]: tracing setup.
+//! - `state` (private): what every connection task shares.
+
+pub mod auth;
+pub mod cli;
+pub mod config;
+mod http;
+pub mod idempotency;
+pub mod limits;
+pub mod logging;
+pub mod metrics;
+pub mod server;
+mod state;
+pub mod tier;
+pub mod ws;
+
+pub use config::Config;
+pub use server::{ServerError, run};

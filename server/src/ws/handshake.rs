@@ -1,0 +1,245 @@
+//! The HTTP side of `GET /ws`: validates the upgrade request (RFC 6455 §4.2.1),
+//! authenticates and admits the client, registers it with the hub, answers `101 Switching
+//! Protocols`, and hands the raw TCP stream to a [`session`](super::session).
+//!
+//! Everything that can refuse a client happens **before** the upgrade, as a plain HTTP answer
+//! with a JSON body `{"error": "..."}`:
+//!
+//! | check | status |
+//! |---|---|
+//! | method is not GET | 405 |
+//! | missing `Upgrade: websocket`, `Connection: upgrade` or a valid `Sec-WebSocket-Key` | 400 |
+//! | `Sec-WebSocket-Version` is not 13 | 426 (with `Sec-WebSocket-Version: 13`) |
+//! | `?last_seq` is not a non-negative integer | 400 |
+//! | token missing, malformed, expired, not yet valid, wrongly signed, `alg: none`, wrong algorithm, wrong aud/iss, too long | 401 |
+//! | server shutting down, or `max_connections` sessions open | 503 |
+//! | the user holds its tier's `connections_per_user` | 429 |
+//!
+//! No subprotocol and no extension is negotiated (so RSV bits must stay clear).
+
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use agentcast_engine::{ConnectOptions, Resume};
+use base64::Engine as _;
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderValue};
+use http::{Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+
+use crate::http::{Body, Refusal, error_response};
+use crate::metrics::inc;
+use crate::state::AppState;
+
+/// Handles `GET /ws`. See the [module docs](self).
+pub(crate) async fn upgrade(mut req: Request<Incoming>, state: Arc<AppState>) -> Response<Body> {
+    let m = &state.metrics;
+    let key = match check_request(&req) {
+        Ok(k) => k,
+        Err(refusal) => {
+            inc(&m.ws_rejected_handshake);
+            return refusal.into_response();
+        }
+    };
+    let query = req.uri().query().unwrap_or("");
+    let resume = match query_param(query, "last_seq") {
+        None => Resume::FromAck,
+        Some(s) => match s.parse::<u64>() {
+            Ok(n) => Resume::After(n),
+            Err(_) => {
+                inc(&m.ws_rejected_handshake);
+                return error_response(
+                    StatusCode::BAD_REQUEST,
+                    "last_seq must be a non-negative integer",
+                );
+            }
+        },
+    };
+    let token = bearer(req.headers())
+        .map(Cow::Borrowed)
+        .or_else(|| query_param(query, "token"))
+        .unwrap_or_default();
+    let identity = match state.auth.verify(&token) {
+        Ok(id) => id,
+        Err(e) => {
+            inc(&m.ws_rejected_auth);
+            return error_response(StatusCode::UNAUTHORIZED, &e.to_string());
+        }
+    };
+    if state.is_shutting_down() {
+        inc(&m.ws_rejected_capacity);
+        return error_response(StatusCode::SERVICE_UNAVAILABLE, "server is shutting down");
+    }
+    let Some(session_slot) = state.sessions.try_acquire() else {
+        inc(&m.ws_rejected_capacity);
+        return error_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "this node is at its connection limit; retry later or elsewhere",
+        );
+    };
+    let tier = *state.cfg.tiers.get(identity.tier);
+    let Some(user_slot) = state
+        .users
+        .try_acquire(&identity.user, tier.connections_per_user)
+    else {
+        inc(&m.ws_rejected_user_limit);
+        return error_response(
+            StatusCode::TOO_MANY_REQUESTS,
+            &format!(
+                "connection limit of {} for tier {} reached",
+                tier.connections_per_user, identity.tier
+            ),
+        );
+    };
+    let mut opts = ConnectOptions::default();
+    opts.resume = resume;
+    opts.max_subscriptions = tier.subscriptions_per_connection;
+    opts.history_len = Some(tier.history_len);
+    let conn = match state.hub.connect(identity.user.clone(), opts).await {
+        Ok(c) => c,
+        Err(_) => {
+            inc(&m.ws_rejected_capacity);
+            return error_response(StatusCode::SERVICE_UNAVAILABLE, "server is shutting down");
+        }
+    };
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    let task_state = Arc::clone(&state);
+    tokio::spawn(async move {
+        let _slots = (session_slot, user_slot);
+        let upgraded = match on_upgrade.await {
+            Ok(u) => u,
+            Err(e) => {
+                tracing::debug!(error = %e, "upgrade did not complete");
+                return;
+            }
+        };
+        match upgraded.downcast::<TokioIo<TcpStream>>() {
+            Ok(parts) => {
+                inc(&task_state.metrics.ws_accepted);
+                let stream = parts.io.into_inner();
+                super::session::run(stream, parts.read_buf, conn, identity, task_state).await;
+            }
+            Err(_) => tracing::error!("upgraded connection is not a TcpStream"),
+        }
+    });
+    let accept = tungstenite::handshake::derive_accept_key(key.as_bytes());
+    let mut resp = Response::new(Body::new(Bytes::new()));
+    *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let h = resp.headers_mut();
+    h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+    if let Ok(v) = HeaderValue::from_str(&accept) {
+        h.insert(header::SEC_WEBSOCKET_ACCEPT, v);
+    }
+    resp
+}
+
+/// Checks the upgrade headers; returns the `Sec-WebSocket-Key`.
+fn check_request(req: &Request<Incoming>) -> Result<String, Refusal> {
+    if req.method() != Method::GET {
+        return Err(Refusal::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "use GET to open a WebSocket",
+        )
+        .with_header(header::ALLOW, "GET"));
+    }
+    let h = req.headers();
+    if !has_token(h, header::UPGRADE, "websocket") || !has_token(h, header::CONNECTION, "upgrade") {
+        return Err(Refusal::new(
+            StatusCode::BAD_REQUEST,
+            "not a WebSocket upgrade: `Upgrade: websocket` and `Connection: upgrade` are required",
+        ));
+    }
+    if h.get(header::SEC_WEBSOCKET_VERSION).map(|v| v.as_bytes()) != Some(b"13") {
+        return Err(Refusal::new(
+            StatusCode::UPGRADE_REQUIRED,
+            "unsupported WebSocket version: 13 is required",
+        )
+        .with_header(header::SEC_WEBSOCKET_VERSION, "13"));
+    }
+    let key = h
+        .get(header::SEC_WEBSOCKET_KEY)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|k| {
+            base64::engine::general_purpose::STANDARD
+                .decode(k)
+                .is_ok_and(|d| d.len() == 16)
+        });
+    match key {
+        Some(k) => Ok(k.to_owned()),
+        None => Err(Refusal::new(
+            StatusCode::BAD_REQUEST,
+            "missing or invalid Sec-WebSocket-Key",
+        )),
+    }
+}
+
+/// Whether a comma-separated header holds `token` (case-insensitive).
+fn has_token(h: &HeaderMap, name: header::HeaderName, token: &str) -> bool {
+    h.get_all(name).iter().any(|v| {
+        v.to_str()
+            .is_ok_and(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+    })
+}
+
+/// The token of `Authorization: Bearer <token>`.
+fn bearer(h: &HeaderMap) -> Option<&str> {
+    let v = h.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, rest) = v.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
+}
+
+/// The percent-decoded value of `name` in a query string (first occurrence).
+pub(crate) fn query_param<'a>(query: &'a str, name: &str) -> Option<Cow<'a, str>> {
+    query.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        (k == name).then(|| percent_decode(v))
+    })
+}
+
+fn percent_decode(s: &str) -> Cow<'_, str> {
+    if !s.contains(['%', '+']) {
+        return Cow::Borrowed(s);
+    }
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < b.len() => {
+                let hex = std::str::from_utf8(&b[i + 1..i + 3]).ok();
+                match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                    Some(v) => {
+                        out.push(v);
+                        i += 2;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    Cow::Owned(String::from_utf8_lossy(&out).into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_params_are_percent_decoded() {
+        assert_eq!(
+            query_param("a=1&token=x%2Ey&last_seq=5", "token").as_deref(),
+            Some("x.y")
+        );
+        assert_eq!(query_param("last_seq=5", "last_seq").as_deref(), Some("5"));
+        assert_eq!(query_param("x=%zz%4", "x").as_deref(), Some("%zz%4"));
+        assert_eq!(query_param("x=%41", "x").as_deref(), Some("A"));
+        assert_eq!(query_param("tokenx=1", "token"), None);
+    }
+}

@@ -1,0 +1,415 @@
+//! One WebSocket connection after the upgrade: a single task that owns the TCP stream and
+//! the engine [`Connection`], and waits (`tokio::select!`) on three things:
+//!
+//! - **the engine** ([`Connection::ready`]): drained frames are complete WebSocket frames,
+//!   written as they are with vectored writes, a batch per wake-up;
+//! - **the socket** becoming readable: bytes go through the sans-IO [`Decoder`]; each client
+//!   message is handled in order (an `ack`, `subscribe` or `ping` is answered before the next
+//!   message is read, so a `pong` proves every earlier subscribe is in force);
+//! - **the heartbeat timer**: a WebSocket ping every `heartbeat_ms`; a client that sent
+//!   nothing (not even a pong) for `idle_timeout_ms` is closed with 1001 `idle timeout`.
+//!
+//! # Order on the wire
+//!
+//! `welcome` is written before anything is drained, so it precedes the replayed history (and
+//! a `gap`, which the engine queues first) and every live event.
+//!
+//! # Closing
+//!
+//! - The engine asks for a close (1001 at shutdown, 1013 for a connection too slow for a
+//!   critical event): every frame still in the hand-off queue is written, then the close.
+//! - The client sends a close: it is echoed with the same code.
+//! - A protocol violation: close 1002 (1007 for invalid UTF-8), see [`super::codec`].
+//! - Sustained abuse (see [`super::guard`]): close 1008.
+//!
+//! After a close frame the write side is shut and the socket is read until EOF (at most
+//! [`LINGER`]), so unread client bytes never turn the close into a reset that could discard
+//! frames the client has not read yet.
+//!
+//! # Memory
+//!
+//! Reads go through a stack buffer into the decoder, which keeps at most 1 KiB once idle; the
+//! write batch keeps the capacity of the largest batch (32 × 32 bytes by default). Socket
+//! writes never block the task beyond `write_timeout_ms`: a client that stops reading is
+//! dropped.
+
+use std::io::{self, IoSlice};
+use std::sync::Arc;
+use std::time::Duration;
+
+use agentcast_engine::frame::Opcode;
+use agentcast_engine::{ClientMessage, Connection, Frame, ParseError, Readiness, SubscribeError};
+use bytes::{Buf, Bytes};
+use serde_json::json;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+use super::codec::{Decoder, Message};
+use super::guard::{StrikeWindow, TokenBucket};
+use crate::auth::Identity;
+use crate::metrics::inc;
+use crate::state::AppState;
+
+/// How long a closing connection waits for the client's side of the close.
+pub(crate) const LINGER: Duration = Duration::from_secs(1);
+
+/// Bytes read from the socket per read call (on the stack, not kept per connection).
+const READ_CHUNK: usize = 4096;
+
+/// Most frames handed to one vectored write.
+const MAX_IOV: usize = 64;
+
+/// "1008 indicates that an endpoint is terminating the connection because it has received a
+/// message that violates its policy".
+const POLICY_VIOLATION: u16 = 1008;
+
+/// What handling input decided.
+enum Flow {
+    Continue,
+    /// Send a close frame with this code and reason, then end.
+    Close(u16, &'static str),
+    /// The peer is gone (EOF or I/O error): end without a close frame.
+    Gone,
+}
+
+/// Per-connection state besides the socket and the engine handle.
+struct Session {
+    state: Arc<AppState>,
+    id: Identity,
+    decoder: Decoder,
+    bucket: TokenBucket,
+    strikes: StrikeWindow,
+    /// Frames to write next (drained events, replies), in order.
+    out: Vec<Bytes>,
+    last_heard: Instant,
+}
+
+/// Runs the connection to its end. See the [module docs](self).
+pub(crate) async fn run(
+    stream: TcpStream,
+    pre_read: Bytes,
+    conn: Connection,
+    id: Identity,
+    state: Arc<AppState>,
+) {
+    let now = Instant::now();
+    let limits = &state.cfg.limits;
+    let mut s = Session {
+        decoder: Decoder::new(limits.max_message_bytes),
+        bucket: TokenBucket::new(limits.rate_per_sec, limits.rate_burst, now.into_std()),
+        strikes: StrikeWindow::new(
+            limits.abuse_max_errors,
+            limits.abuse_window(),
+            now.into_std(),
+        ),
+        out: Vec::new(),
+        last_heard: now,
+        id,
+        state,
+    };
+    let flow = s.drive(&stream, pre_read, &conn).await;
+    if let Flow::Close(code, reason) = flow {
+        s.out.push(Frame::close(code, reason).into_bytes());
+        if s.flush(&stream).await.is_ok() {
+            linger(stream).await;
+        }
+    }
+    // Dropping `conn` unregisters it from the engine.
+    drop(conn);
+}
+
+impl Session {
+    async fn drive(&mut self, stream: &TcpStream, pre_read: Bytes, conn: &Connection) -> Flow {
+        let heartbeat = self.state.cfg.heartbeat();
+        let idle = self.state.cfg.idle_timeout();
+        let batch = self.state.hub.config().write_batch;
+        self.out.push(self.welcome(conn).into_bytes());
+        if self.flush(stream).await.is_err() {
+            return Flow::Gone;
+        }
+        if !pre_read.is_empty() {
+            self.decoder.feed(&pre_read);
+            if let Some(end) = self.handle_input(conn).await {
+                return end;
+            }
+        }
+        let ping = tokio::time::sleep(heartbeat);
+        tokio::pin!(ping);
+        loop {
+            tokio::select! {
+                ready = conn.ready() => match ready {
+                    Readiness::Frames => {
+                        conn.drain_into(&mut self.out, batch);
+                    }
+                    Readiness::Closed(code) => {
+                        while conn.drain_into(&mut self.out, batch) > 0 {}
+                        let reason = match code {
+                            1001 => "server shutting down",
+                            1013 => "too slow: reconnect and resume",
+                            _ => "closed by server",
+                        };
+                        return Flow::Close(code, reason);
+                    }
+                },
+                readable = stream.readable() => {
+                    if readable.is_err() {
+                        return Flow::Gone;
+                    }
+                    match self.read_some(stream) {
+                        Ok(0) => return Flow::Gone,
+                        Ok(_) => {
+                            self.last_heard = Instant::now();
+                            if let Some(end) = self.handle_input(conn).await {
+                                return end;
+                            }
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                        Err(_) => return Flow::Gone,
+                    }
+                }
+                () = &mut ping => {
+                    let now = Instant::now();
+                    if now.duration_since(self.last_heard) >= idle {
+                        inc(&self.state.metrics.idle_timeouts);
+                        return Flow::Close(1001, "idle timeout");
+                    }
+                    self.out.push(Frame::new(Opcode::Ping, b"").into_bytes());
+                    ping.as_mut().reset(now + heartbeat);
+                }
+            }
+            if !self.out.is_empty() && self.flush(stream).await.is_err() {
+                return Flow::Gone;
+            }
+        }
+    }
+
+    /// One non-blocking read into the decoder. `Ok(0)` is EOF.
+    fn read_some(&mut self, stream: &TcpStream) -> io::Result<usize> {
+        let mut buf = [0u8; READ_CHUNK];
+        let n = stream.try_read(&mut buf)?;
+        self.decoder.feed(&buf[..n]);
+        Ok(n)
+    }
+
+    /// Handles every complete message buffered; `Some` ends the connection.
+    async fn handle_input(&mut self, conn: &Connection) -> Option<Flow> {
+        loop {
+            let msg = match self.decoder.next_message() {
+                Ok(Some(m)) => m,
+                Ok(None) => return None,
+                Err(e) => {
+                    inc(&self.state.metrics.protocol_errors);
+                    tracing::debug!(user = %self.id.user, error = %e, "protocol error");
+                    return Some(Flow::Close(e.close_code(), "protocol error"));
+                }
+            };
+            let flow = match msg {
+                Message::Pong(_) => Flow::Continue,
+                Message::Close(frame) => {
+                    let code = frame.map_or(1000, |f| f.code);
+                    return Some(Flow::Close(code, ""));
+                }
+                other => {
+                    if self.bucket.allow(std::time::Instant::now()) {
+                        self.handle_message(other, conn).await
+                    } else {
+                        inc(&self.state.metrics.client_rate_limited);
+                        self.reply_error("rate_limited", "too many messages; slow down")
+                    }
+                }
+            };
+            if !matches!(flow, Flow::Continue) {
+                return Some(flow);
+            }
+        }
+    }
+
+    async fn handle_message(&mut self, msg: Message, conn: &Connection) -> Flow {
+        let m = &self.state.metrics;
+        match msg {
+            Message::Ping(payload) => {
+                self.out
+                    .push(Frame::new(Opcode::Pong, &payload).into_bytes());
+                Flow::Continue
+            }
+            Message::Oversize { len } => {
+                inc(&m.client_messages);
+                inc(&m.client_oversize);
+                let max = self.state.cfg.limits.max_message_bytes;
+                self.reply_error(
+                    "too_large",
+                    &format!("message of {len} bytes exceeds the limit of {max}"),
+                )
+            }
+            Message::Binary(_) => {
+                inc(&m.client_messages);
+                self.reply_error(
+                    "bad_message",
+                    "binary messages are not supported; send JSON text",
+                )
+            }
+            Message::Text(text) => {
+                inc(&m.client_messages);
+                match ClientMessage::parse(text.as_bytes()) {
+                    Ok(cm) => self.handle_client_message(cm, conn).await,
+                    Err(e) => self.reply_error(parse_error_code(&e), &e.to_string()),
+                }
+            }
+            Message::Pong(_) | Message::Close(_) => Flow::Continue,
+        }
+    }
+
+    async fn handle_client_message(&mut self, msg: ClientMessage, conn: &Connection) -> Flow {
+        match msg {
+            ClientMessage::Ack { seq } => {
+                conn.ack(seq);
+                Flow::Continue
+            }
+            ClientMessage::Ping => {
+                self.out
+                    .push(Frame::text(br#"{"type":"pong"}"#).into_bytes());
+                Flow::Continue
+            }
+            ClientMessage::Subscribe { channel } => {
+                if !self.id.channels.allows(&channel) {
+                    let msg = format!("not allowed to subscribe to `{channel}`");
+                    return self.reply_error("forbidden", &msg);
+                }
+                match conn.subscribe(channel).await {
+                    Ok(Ok(())) => Flow::Continue,
+                    Ok(Err(SubscribeError::Limit { max })) => self.reply_error(
+                        "subscription_limit",
+                        &format!("subscription limit of {max} reached"),
+                    ),
+                    Ok(Err(SubscribeError::Closed)) | Err(_) => {
+                        Flow::Close(1001, "server shutting down")
+                    }
+                }
+            }
+            ClientMessage::Unsubscribe { channel } => {
+                conn.unsubscribe(channel);
+                Flow::Continue
+            }
+        }
+    }
+
+    /// Queues an `error` message; closes with 1008 when the abuse limit is reached.
+    fn reply_error(&mut self, code: &str, message: &str) -> Flow {
+        inc(&self.state.metrics.client_errors);
+        let body = json!({"type": "error", "code": code, "message": message});
+        self.out
+            .push(Frame::text(body.to_string().as_bytes()).into_bytes());
+        if self.strikes.strike(std::time::Instant::now()) {
+            inc(&self.state.metrics.abuse_closes);
+            return Flow::Close(POLICY_VIOLATION, "too many invalid or excess messages");
+        }
+        Flow::Continue
+    }
+
+    fn welcome(&self, conn: &Connection) -> Frame {
+        let w = conn.welcome();
+        let body = json!({
+            "type": "welcome",
+            "conn_id": w.conn_id.0,
+            "user_id": self.id.user.as_str(),
+            "tier": self.id.tier.as_str(),
+            "last_seq": w.last_seq,
+            "heartbeat_ms": self.state.cfg.heartbeat_ms,
+        });
+        Frame::text(body.to_string().as_bytes())
+    }
+
+    /// Writes every queued frame, bounded by the write timeout.
+    async fn flush(&mut self, stream: &TcpStream) -> io::Result<()> {
+        let n = self.out.len() as u64;
+        let limit = self.state.cfg.limits.write_timeout();
+        match tokio::time::timeout(limit, write_frames(stream, &mut self.out)).await {
+            Ok(Ok(())) => {
+                self.state
+                    .metrics
+                    .frames_written
+                    .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+                Ok(())
+            }
+            Ok(Err(e)) => Err(e),
+            Err(_) => {
+                inc(&self.state.metrics.write_timeouts);
+                Err(io::ErrorKind::TimedOut.into())
+            }
+        }
+    }
+}
+
+/// The client `error` code of a message the engine could not parse.
+fn parse_error_code(e: &ParseError) -> &'static str {
+    match e {
+        ParseError::Json(_) | ParseError::TooDeep { .. } | ParseError::TopLevel { .. } => {
+            "invalid_json"
+        }
+        ParseError::UnknownType(_) => "unknown_type",
+        ParseError::Missing(_)
+        | ParseError::WrongType { .. }
+        | ParseError::Invalid { .. }
+        | ParseError::Duplicate(_) => "invalid_field",
+        _ => "bad_message",
+    }
+}
+
+/// Writes `frames` with vectored writes, then clears the vector (keeping its capacity).
+async fn write_frames(stream: &TcpStream, frames: &mut Vec<Bytes>) -> io::Result<()> {
+    let mut first = 0;
+    while first < frames.len() {
+        stream.writable().await?;
+        match try_write(stream, &mut frames[first..]) {
+            Ok(done) => first += done,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
+        }
+    }
+    frames.clear();
+    Ok(())
+}
+
+/// One vectored write of up to [`MAX_IOV`] frames; advances a partly written frame and
+/// returns how many were written whole. Synchronous, so the iovec array never lives in the
+/// task's future.
+fn try_write(stream: &TcpStream, frames: &mut [Bytes]) -> io::Result<usize> {
+    let n = frames.len().min(MAX_IOV);
+    let mut written = {
+        let mut iov = [IoSlice::new(&[]); MAX_IOV];
+        for (slot, f) in iov.iter_mut().zip(&frames[..n]) {
+            *slot = IoSlice::new(f);
+        }
+        stream.try_write_vectored(&iov[..n])?
+    };
+    if written == 0 {
+        return Err(io::ErrorKind::WriteZero.into());
+    }
+    let mut done = 0;
+    for f in &mut frames[..n] {
+        if written >= f.len() {
+            written -= f.len();
+            done += 1;
+        } else {
+            f.advance(written);
+            break;
+        }
+    }
+    Ok(done)
+}
+
+/// Shuts the write side and reads until EOF, at most [`LINGER`].
+async fn linger(mut stream: TcpStream) {
+    let _ = stream.shutdown().await;
+    let _ = tokio::time::timeout(LINGER, async {
+        let mut buf = [0u8; 512];
+        loop {
+            match tokio::io::AsyncReadExt::read(&mut stream, &mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+}

@@ -1,0 +1,83 @@
+//! Acks, offline delivery and resume: acknowledged events are never replayed; events
+//! published while a user had no connection arrive on the next connect; `?last_seq=N`
+//! resumes after N and reports a `gap` for events no longer held.
+
+use std::time::Duration;
+
+use agentcast_tests::{TestServer, token};
+use serde_json::json;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acked_events_are_not_replayed_on_reconnect() {
+    let server = TestServer::start().await;
+    let t = token("carol");
+    let mut c = server.connect(&t).await;
+    let mut seqs = Vec::new();
+    for i in 0..3 {
+        seqs.push(server.publish_user("carol", json!({"i": i})).await);
+    }
+    for s in &seqs {
+        assert_eq!(c.next_json().await["seq"], *s);
+    }
+    c.send_json(&json!({"type": "ack", "seq": seqs[2]})).await;
+    c.sync().await;
+    c.close().await;
+    let mut again = server.connect(&t).await;
+    assert_eq!(again.welcome["last_seq"], seqs[2]);
+    again.expect_silence(Duration::from_millis(150)).await;
+    let next = server.publish_user("carol", json!({"i": 3})).await;
+    assert_eq!(again.next_json().await["seq"], next);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unacked_and_offline_events_arrive_on_the_next_connect() {
+    let server = TestServer::start().await;
+    let t = token("dave");
+    let mut c = server.connect(&t).await;
+    let first = server.publish_user("dave", json!({"i": 0})).await;
+    assert_eq!(c.next_json().await["seq"], first);
+    c.close().await;
+    // Published while dave has no connection.
+    let offline = server.publish_user("dave", json!({"i": 1})).await;
+    let mut c = server.connect(&t).await;
+    assert_eq!(c.next_json().await["seq"], first, "unacked event replayed");
+    assert_eq!(
+        c.next_json().await["seq"],
+        offline,
+        "offline event delivered"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn last_seq_resumes_after_n_and_reports_a_gap() {
+    let server = TestServer::start_with(|c| c.tiers.free.history_len = 3).await;
+    let t = token("erin");
+    let mut c = server.connect(&t).await;
+    let mut seqs = Vec::new();
+    for i in 0..6 {
+        seqs.push(server.publish_user("erin", json!({"i": i})).await);
+    }
+    for s in &seqs {
+        assert_eq!(c.next_json().await["seq"], *s);
+    }
+    // Resume after the 4th event: only the 5th and 6th come again, no gap.
+    let mut r = server
+        .connect_query(&format!("token={t}&last_seq={}", seqs[3]))
+        .await
+        .unwrap();
+    assert_eq!(r.next_json().await["seq"], seqs[4]);
+    assert_eq!(r.next_json().await["seq"], seqs[5]);
+    assert!(r.sync().await.is_empty());
+    // Resume after the 1st: the 2nd and 3rd are gone (history holds 3).
+    let mut g = server
+        .connect_query(&format!("token={t}&last_seq={}", seqs[0]))
+        .await
+        .unwrap();
+    let gap = g.next_json().await;
+    assert_eq!(gap["type"], "gap", "{gap}");
+    assert_eq!(gap["from"], seqs[1]);
+    assert_eq!(gap["to"], seqs[2]);
+    for s in &seqs[3..] {
+        assert_eq!(g.next_json().await["seq"], *s);
+    }
+}
