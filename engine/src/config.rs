@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use crate::escalation::Escalation;
 use crate::event::PriorityTable;
+use crate::health::HealthConfig;
 
 /// How a hub is sized and which limits it enforces.
 ///
@@ -43,6 +44,9 @@ pub struct HubConfig {
     pub escalation: Option<Arc<dyn Escalation>>,
     /// Escalations waiting for the hook; beyond it they are counted as dropped. Default: 4,096.
     pub escalation_queue: usize,
+    /// The health monitor, canary and worker recovery (see [`crate::health`]). Default: the
+    /// monitor off, recovery on (5 restarts).
+    pub health: HealthConfig,
 }
 
 impl Default for HubConfig {
@@ -60,6 +64,7 @@ impl Default for HubConfig {
             tick: Duration::from_millis(50),
             escalation: None,
             escalation_queue: 4_096,
+            health: HealthConfig::default(),
         }
     }
 }
@@ -77,6 +82,7 @@ impl fmt::Debug for HubConfig {
             .field("ack_deadline", &self.ack_deadline)
             .field("tick", &self.tick)
             .field("escalation", &self.escalation.is_some())
+            .field("health", &self.health)
             .finish_non_exhaustive()
     }
 }

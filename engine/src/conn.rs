@@ -76,6 +76,8 @@ pub struct ConnectOptions {
     pub max_subscriptions: usize,
     /// Overrides the user's history size (per-tier limits). Default: the hub's.
     pub history_len: Option<usize>,
+    /// An internal connection (the health canary): sent no broadcasts, left out of gauges.
+    pub(crate) internal: bool,
 }
 
 impl Default for ConnectOptions {
@@ -84,6 +86,7 @@ impl Default for ConnectOptions {
             resume: Resume::FromAck,
             max_subscriptions: 64,
             history_len: None,
+            internal: false,
         }
     }
 }

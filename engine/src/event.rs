@@ -198,6 +198,17 @@ impl UserId {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// An internal user (the health canary): its id begins with a control character, which
+    /// [`UserId::new`] refuses, so no token or publisher can name it.
+    pub(crate) fn internal(name: &str) -> UserId {
+        UserId(Arc::from(format!("\u{1}{name}")))
+    }
+
+    /// Whether this is an internal user (see [`crate::health`]).
+    pub fn is_internal(&self) -> bool {
+        self.0.as_bytes().first() == Some(&1)
+    }
 }
 
 impl fmt::Display for UserId {

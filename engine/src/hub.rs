@@ -33,6 +33,7 @@ use crate::error::HubClosed;
 use crate::escalation::Dispatcher;
 use crate::event::{Event, Priority, Target, UserId};
 use crate::frame::{self, EventFields, Origin, now_ms};
+use crate::health::{self, Fault, FaultRefused, HealthReport, HealthShared, Monitor, WorkerHealth};
 use crate::shard::{Footprint, Shard, coalesce_run};
 use crate::stats::Stats;
 use crate::worker::{self, Command, WorkerShared};
@@ -208,7 +209,7 @@ impl Future for Connecting {
 }
 
 /// Everything the hub's handles share.
-struct HubInner {
+pub(crate) struct HubInner {
     cfg: Arc<HubConfig>,
     workers: Vec<Arc<WorkerShared>>,
     /// Joined once, by the first `shutdown` (not on any hot path).
@@ -216,6 +217,8 @@ struct HubInner {
     dispatcher: Mutex<Option<Dispatcher>>,
     router: RandomState,
     next_conn: AtomicU64,
+    health: HealthShared,
+    monitor: Mutex<Option<Monitor>>,
 }
 
 impl Drop for HubInner {
@@ -225,6 +228,14 @@ impl Drop for HubInner {
 }
 
 fn stop(inner: &HubInner) {
+    if let Some(mut m) = inner
+        .monitor
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .take()
+    {
+        m.stop();
+    }
     for w in &inner.workers {
         let _ = w.send(Command::Shutdown);
     }
@@ -288,7 +299,8 @@ impl Hub {
             workers.push(w);
             threads.push(t);
         }
-        Ok(Hub {
+        let interval = cfg.health.interval;
+        let hub = Hub {
             inner: Arc::new(HubInner {
                 cfg,
                 workers,
@@ -296,8 +308,63 @@ impl Hub {
                 dispatcher: Mutex::new(Some(dispatcher)),
                 router: RandomState::new(),
                 next_conn: AtomicU64::new(1),
+                health: HealthShared::new(),
+                monitor: Mutex::new(None),
             }),
-        })
+        };
+        if let Some(interval) = interval {
+            let monitor = Monitor::start(Arc::downgrade(&hub.inner), interval);
+            *hub.inner.monitor.lock().unwrap_or_else(|e| e.into_inner()) = monitor;
+        }
+        Ok(hub)
+    }
+
+    pub(crate) fn from_inner(inner: Arc<HubInner>) -> Hub {
+        Hub { inner }
+    }
+
+    /// The node's health (see [`crate::health`]): the monitor's latest report, or, when the
+    /// monitor is off, one computed now from the workers' state (no canary).
+    pub fn health(&self) -> HealthReport {
+        if self.inner.cfg.health.interval.is_none() {
+            health::check_once(self);
+        }
+        self.inner.health.snapshot()
+    }
+
+    /// Injects `fault` into shard `shard`'s worker (tests of the health machinery). Refused
+    /// unless [`HealthConfig::fault_injection`](crate::HealthConfig::fault_injection) is on.
+    pub fn inject_fault(&self, shard: usize, fault: Fault) -> Result<(), FaultRefused> {
+        if !self.inner.cfg.health.fault_injection {
+            return Err(FaultRefused::Disabled);
+        }
+        let w = self
+            .inner
+            .workers
+            .get(shard)
+            .ok_or(FaultRefused::NoSuchShard)?;
+        w.send(Command::Fault(fault))
+            .map_err(|_| FaultRefused::Closed)
+    }
+
+    pub(crate) fn worker_health(&self) -> Vec<&WorkerHealth> {
+        self.inner.workers.iter().map(|w| &w.health).collect()
+    }
+
+    pub(crate) fn command_queue_depth(&self) -> usize {
+        self.inner.workers.iter().map(|w| w.queue_len()).sum()
+    }
+
+    pub(crate) fn health_shared(&self) -> &HealthShared {
+        &self.inner.health
+    }
+
+    /// An internal user whose home is `shard` (for that shard's canary).
+    pub(crate) fn internal_user_on(&self, shard: usize) -> UserId {
+        (0u64..)
+            .map(|k| UserId::internal(&format!("canary-{shard}-{k}")))
+            .find(|u| self.shard_of(u) == shard)
+            .unwrap_or_else(|| UserId::internal("canary"))
     }
 
     /// The configuration in force.

@@ -37,6 +37,7 @@
 //! - [`hub`] — start, publish, connect, statistics.
 //! - [`emitter`] — typed per-run publishing for Rust backends.
 //! - [`escalation`] — the hook for critical events not acknowledged in time.
+//! - [`health`] — the health state machine, the canary and worker recovery.
 //! - [`stats`] — delivery statistics.
 //! - [`config`] — [`HubConfig`].
 //! - [`error`] — one error enum per operation.
@@ -57,6 +58,7 @@ pub mod error;
 pub mod escalation;
 pub mod event;
 pub mod frame;
+pub mod health;
 pub mod history;
 pub mod hub;
 pub mod json;
@@ -75,6 +77,7 @@ pub use error::{HubClosed, InvalidName, ParseError, SubscribeError};
 pub use escalation::{Escalation, UnackedCritical};
 pub use event::{ChannelName, Data, Event, EventKind, Priority, PriorityTable, Target, UserId};
 pub use frame::Frame;
+pub use health::{ComponentHealth, Fault, FaultRefused, HealthConfig, HealthReport, HealthState};
 pub use history::Gap;
 pub use hub::{Connecting, Hub, PublishReply, Receipt, Reply};
 pub use publish::PublishRequest;

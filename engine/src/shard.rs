@@ -33,6 +33,7 @@ use crate::error::SubscribeError;
 use crate::escalation::{EscalationSender, UnackedCritical};
 use crate::event::{ChannelName, Event, EventKind, Priority, UserId};
 use crate::frame::{self, EventFields, Frame, Origin, now_ms};
+use crate::health::{Fault, HealthConfig};
 use crate::history::{Gap, HistoryEntry, HistoryRing};
 use crate::hub::Receipt;
 use crate::prefetch::prefetch;
@@ -48,6 +49,8 @@ struct ConnEntry {
     ring: PriorityRing,
     channels: Vec<ChannelName>,
     max_subscriptions: usize,
+    /// The health canary's connection: sent no broadcasts, left out of gauges.
+    internal: bool,
 }
 
 /// One user's state on its home shard.
@@ -141,6 +144,12 @@ pub(crate) struct Shard {
     tally: Tally,
     /// Connections whose ring overflowed with a critical frame during the current delivery.
     overflowed: Vec<usize>,
+    /// Internal (canary) connections registered.
+    internal_conns: usize,
+    /// The canary's user, once one connected (left out of the `users` gauge).
+    canary_user: Option<UserId>,
+    /// [`Fault::DropDeliveries`] in force.
+    drop_deliveries: bool,
 }
 
 impl Shard {
@@ -157,6 +166,44 @@ impl Shard {
             unacked: 0,
             tally: Tally::default(),
             overflowed: Vec::new(),
+            internal_conns: 0,
+            canary_user: None,
+            drop_deliveries: false,
+        }
+    }
+
+    pub(crate) fn health_policy(&self) -> HealthConfig {
+        self.cfg.health.clone()
+    }
+
+    /// Applies a fault injected by a test (see [`crate::health`]).
+    fn inject(&mut self, fault: Fault) {
+        match fault {
+            Fault::Panic => panic!("injected fault: shard worker panic"),
+            Fault::Stall(d) => std::thread::sleep(d),
+            Fault::DropDeliveries(on) => self.drop_deliveries = on,
+        }
+    }
+
+    /// After a panic: every connection is closed with 1011 and unregistered; user state
+    /// (seq, ack cursor, history) is kept so clients resume without loss.
+    pub(crate) fn recover_after_panic(&mut self) {
+        let now = now_ms();
+        for (_, c) in self.conns.iter() {
+            c.shared.close(close_code::INTERNAL_ERROR);
+        }
+        self.tally.disconnects += self.conns.len() as u64;
+        self.conns.clear();
+        self.channels.clear();
+        self.overflowed.clear();
+        self.backlog = 0;
+        self.internal_conns = 0;
+        for (user, state) in self.users.iter_mut() {
+            if !state.conns.is_empty() {
+                state.conns.clear();
+                state.idle_since = Some(now);
+                self.idle.push_back((user.clone(), now));
+            }
         }
     }
 
@@ -173,6 +220,16 @@ impl Shard {
                 ts_ms,
                 reply,
             } => {
+                if self.drop_deliveries {
+                    // The injected silent failure: accepted, answered, never delivered.
+                    if let Some(tx) = reply {
+                        let _ = tx.send(Receipt {
+                            seq: None,
+                            connections: 0,
+                        });
+                    }
+                    return;
+                }
                 let receipt = self.publish_user(user, &event, priority, ts_ms);
                 if let Some(tx) = reply {
                     let _ = tx.send(receipt);
@@ -223,6 +280,7 @@ impl Shard {
                 self.flush_counters(&worker.counters);
                 f(self)
             }
+            Command::Fault(fault) => self.inject(fault),
             Command::Shutdown => {}
         }
     }
@@ -286,6 +344,12 @@ impl Shard {
         let delivered = self.deliver(&conns, &frame, priority, coalesce.as_ref());
         if let Some(state) = self.users.get_mut(&user) {
             state.conns = conns;
+        }
+        if user.is_internal() {
+            // The canary is not traffic: keep it out of the delivery counters.
+            self.tally.published_user -= 1;
+            self.tally.published_by_priority[priority as usize] -= 1;
+            self.tally.delivered -= delivered as u64;
         }
         self.close_overflowed();
         Receipt {
@@ -363,7 +427,7 @@ impl Shard {
                     if let Some(next) = self.conns.get(key + AHEAD) {
                         prefetch(Arc::as_ptr(&next.shared));
                     }
-                    let Some(c) = self.conns.get_mut(key) else {
+                    let Some(c) = self.conns.get_mut(key).filter(|c| !c.internal) else {
                         continue;
                     };
                     match push_frame(
@@ -412,7 +476,12 @@ impl Shard {
             ring: PriorityRing::new(self.cfg.ring_capacity),
             channels: Vec::new(),
             max_subscriptions: opts.max_subscriptions,
+            internal: opts.internal,
         });
+        if opts.internal {
+            self.internal_conns += 1;
+            self.canary_user = Some(user.clone());
+        }
         let state = user_state(&mut self.users, &mut self.idle, &self.cfg, &user, now);
         state.conns.push(key);
         state.idle_since = None;
@@ -486,6 +555,7 @@ impl Shard {
             return;
         };
         self.tally.disconnects += 1;
+        self.internal_conns -= usize::from(c.internal);
         self.backlog -= c.ring.len();
         for ch in &c.channels {
             self.remove_from_channel(ch, key);
@@ -674,17 +744,26 @@ impl Shard {
                 c.published_by_priority[i].fetch_add(t.published_by_priority[i], Relaxed);
             }
         }
-        c.connections.store(self.conns.len() as u64, Relaxed);
-        c.users.store(self.users.len() as u64, Relaxed);
+        c.connections
+            .store((self.conns.len() - self.internal_conns) as u64, Relaxed);
+        c.users
+            .store((self.users.len() - self.canary_users()) as u64, Relaxed);
         c.channels.store(self.channels.len() as u64, Relaxed);
         c.backlog.store(self.backlog as u64, Relaxed);
         c.unacked_critical.store(self.unacked as u64, Relaxed);
     }
 
+    /// 1 when the canary's user has state here (it is left out of gauges), else 0.
+    fn canary_users(&self) -> usize {
+        self.canary_user
+            .as_ref()
+            .map_or(0, |u| usize::from(self.users.contains_key(u)))
+    }
+
     pub(crate) fn footprint(&self) -> Footprint {
         Footprint {
-            connections: self.conns.len(),
-            users: self.users.len(),
+            connections: self.conns.len() - self.internal_conns,
+            users: self.users.len() - self.canary_users(),
             history_events: self.users.values().map(|u| u.history.len()).sum(),
             channels: self.channels.len(),
             idle_queue: self.idle.len(),

@@ -12,7 +12,16 @@
 //! drops whatever is still queued, so a caller waiting on a [`Reply`](crate::Reply) gets
 //! [`HubClosed`] instead of waiting forever. A command pushed concurrently with the close is
 //! dropped by whichever of the two sides looks last (see [`WorkerShared::send`]).
+//!
+//! # Panics
+//!
+//! The loop runs under `catch_unwind`. After a panic the shard closes its connections with
+//! 1011 (keeping user histories), waits an exponential backoff and serves again; commands sent
+//! meanwhile wait in the queue. The policy, and what the health monitor reports meanwhile, is
+//! in [`crate::health`]. The worker also stores a heartbeat (a monotonic millisecond count)
+//! every loop iteration and every 64 commands, which the monitor reads as loop lag.
 
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -26,6 +35,9 @@ use tokio::sync::oneshot;
 use crate::conn::{ConnId, ConnShared, ConnectOptions, Welcome};
 use crate::error::{HubClosed, SubscribeError};
 use crate::event::{ChannelName, Event, Priority, UserId};
+use crate::health::{
+    Fault, PHASE_FAILED, PHASE_RESTARTING, PHASE_RUNNING, PHASE_STOPPED, WorkerHealth, panic_text,
+};
 use crate::hub::Receipt;
 use crate::shard::Shard;
 use crate::stats::ShardCounters;
@@ -80,6 +92,8 @@ pub(crate) enum Command {
     },
     /// Runs `f` on the worker thread with the shard (tests and introspection).
     Inspect(Box<dyn FnOnce(&mut Shard) + Send>),
+    /// A fault injected by a test of the health machinery.
+    Fault(Fault),
     Shutdown,
 }
 
@@ -91,6 +105,7 @@ pub(crate) struct WorkerShared {
     /// drain: either the worker's drain sees a command, or the sender sees the flag.
     closed: AtomicBool,
     pub(crate) counters: ShardCounters,
+    pub(crate) health: WorkerHealth,
 }
 
 impl std::fmt::Debug for WorkerShared {
@@ -118,6 +133,13 @@ impl WorkerShared {
     }
 }
 
+impl WorkerShared {
+    /// Commands waiting. O(1) (crossbeam reads the head and tail indices).
+    pub(crate) fn queue_len(&self) -> usize {
+        self.queue.len()
+    }
+}
+
 /// Starts the worker of shard `index`.
 pub(crate) fn spawn(
     index: usize,
@@ -129,7 +151,9 @@ pub(crate) fn spawn(
         unparker: parker.unparker().clone(),
         closed: AtomicBool::new(false),
         counters: ShardCounters::default(),
+        health: WorkerHealth::default(),
     });
+    shared.health.beat();
     let worker = Arc::clone(&shared);
     let thread = std::thread::Builder::new()
         .name(format!("agentcast-shard-{index}"))
@@ -137,22 +161,90 @@ pub(crate) fn spawn(
     Ok((shared, thread))
 }
 
+/// The worker thread: serves commands until shutdown, restarting the loop after a panic (see
+/// [`crate::health`] for the policy) until the restarts are exhausted.
 fn run(mut shard: Shard, shared: &Arc<WorkerShared>, parker: Parker) {
+    let policy = shard.health_policy();
+    let mut consecutive: u32 = 0;
+    let mut last_restart: Option<Instant> = None;
+    loop {
+        let outcome =
+            std::panic::catch_unwind(AssertUnwindSafe(|| serve(&mut shard, shared, &parker)));
+        let payload = match outcome {
+            Ok(()) => break,
+            Err(payload) => payload,
+        };
+        let message = panic_text(&*payload);
+        *shared
+            .health
+            .last_panic
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = message.clone();
+        if last_restart.is_some_and(|t| t.elapsed() >= policy.stable_after) {
+            consecutive = 0;
+        }
+        // Whatever the panic interrupted, the connections' state is suspect: close them with
+        // 1011 so clients resume from the history, which is kept.
+        shard.recover_after_panic();
+        shard.flush_counters(&shared.counters);
+        if consecutive >= policy.max_restarts {
+            tracing::error!(
+                target: "agentcast::health",
+                restarts = consecutive,
+                panic = %message,
+                "shard worker panicked; restarts exhausted, the shard is down"
+            );
+            shared.health.set_phase(PHASE_FAILED);
+            shared.closed.store(true, Ordering::SeqCst);
+            while shared.queue.pop().is_some() {}
+            return;
+        }
+        consecutive += 1;
+        let delay = policy
+            .restart_backoff
+            .saturating_mul(1 << (consecutive - 1).min(16))
+            .min(Duration::from_secs(10));
+        tracing::error!(
+            target: "agentcast::health",
+            attempt = consecutive,
+            delay_ms = delay.as_millis() as u64,
+            panic = %message,
+            "shard worker panicked; restarting"
+        );
+        shared.health.set_phase(PHASE_RESTARTING);
+        std::thread::sleep(delay);
+        shared.health.restarts.fetch_add(1, Ordering::Relaxed);
+        last_restart = Some(Instant::now());
+        shared.health.beat();
+        shared.health.set_phase(PHASE_RUNNING);
+    }
+    shard.close_all(crate::conn::close_code::GOING_AWAY);
+    shard.flush_counters(&shared.counters);
+    shared.health.set_phase(PHASE_STOPPED);
+    shared.closed.store(true, Ordering::SeqCst);
+    while shared.queue.pop().is_some() {}
+}
+
+/// The worker loop proper; returns on shutdown.
+fn serve(shard: &mut Shard, shared: &Arc<WorkerShared>, parker: &Parker) {
     let tick = shard.tick();
     let mut next_tick = Instant::now() + tick;
     loop {
-        let mut stop = false;
+        shared.health.beat();
+        let mut n: u32 = 0;
         while let Some(cmd) = shared.queue.pop() {
             if let Command::Shutdown = cmd {
-                stop = true;
-                break;
+                shard.flush_counters(&shared.counters);
+                return;
             }
             shard.handle(cmd, shared);
+            n = n.wrapping_add(1);
+            if n % 64 == 0 {
+                // A long burst is not a stall: keep the watchdog informed.
+                shared.health.beat();
+            }
         }
         shard.flush_counters(&shared.counters);
-        if stop {
-            break;
-        }
         let now = Instant::now();
         if now >= next_tick {
             shard.housekeeping();
@@ -174,8 +266,4 @@ fn run(mut shard: Shard, shared: &Arc<WorkerShared>, parker: Parker) {
             );
         }
     }
-    shard.close_all(crate::conn::close_code::GOING_AWAY);
-    shard.flush_counters(&shared.counters);
-    shared.closed.store(true, Ordering::SeqCst);
-    while shared.queue.pop().is_some() {}
 }
