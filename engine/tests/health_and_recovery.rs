@@ -101,7 +101,7 @@ fn a_broadcast_does_not_reach_the_canary() {
 #[test]
 fn a_panicked_worker_is_restarted_and_its_clients_resume_without_loss() {
     let hub = monitored(2, 3);
-    wait_for(&hub, "healthy", |r| healthy(r));
+    wait_for(&hub, "healthy", healthy);
     let u = user_on(&hub, 0);
     let conn = hub
         .connect(u.clone(), ConnectOptions::default())
@@ -167,7 +167,7 @@ fn a_panicked_worker_is_restarted_and_its_clients_resume_without_loss() {
 #[test]
 fn a_stalled_worker_turns_degraded_then_recovers() {
     let hub = monitored(2, 3);
-    wait_for(&hub, "healthy", |r| healthy(r));
+    wait_for(&hub, "healthy", healthy);
     hub.inject_fault(1, Fault::Stall(Duration::from_millis(1200)))
         .unwrap();
     let r = wait_for(&hub, "shard-1 degraded", |r| {
@@ -175,7 +175,7 @@ fn a_stalled_worker_turns_degraded_then_recovers() {
     });
     assert!(r.component("shard-1").unwrap().reason.contains("loop lag"));
     assert_eq!(r.status, HealthState::Degraded);
-    wait_for(&hub, "healthy again", |r| healthy(r));
+    wait_for(&hub, "healthy again", healthy);
 }
 
 #[test]
@@ -205,13 +205,13 @@ fn the_canary_catches_a_pipeline_that_silently_drops_everything() {
     );
     assert_eq!(state(&r, "shard-0"), Some(HealthState::Healthy));
     hub.inject_fault(0, Fault::DropDeliveries(false)).unwrap();
-    wait_for(&hub, "healthy again", |r| healthy(r));
+    wait_for(&hub, "healthy again", healthy);
 }
 
 #[test]
 fn exhausted_restarts_fail_the_node_instead_of_hanging() {
     let hub = monitored(2, 1);
-    wait_for(&hub, "healthy", |r| healthy(r));
+    wait_for(&hub, "healthy", healthy);
     hub.inject_fault(0, Fault::Panic).unwrap();
     wait_for(&hub, "restarted once", |r| {
         r.component("shard-0")
