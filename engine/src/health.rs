@@ -256,6 +256,9 @@ pub(crate) fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
 #[derive(Debug)]
 pub(crate) struct HealthShared {
     pub(crate) report: Mutex<HealthReport>,
+    /// The report's `status` as a number, for cheap reads on every upgrade. `Relaxed`: a value
+    /// read on its own.
+    pub(crate) status: AtomicU8,
 }
 
 impl HealthShared {
@@ -269,6 +272,15 @@ impl HealthShared {
                 canary_sent: 0,
                 canary_received: 0,
             }),
+            status: AtomicU8::new(HealthState::Healthy as u8),
+        }
+    }
+
+    pub(crate) fn status(&self) -> HealthState {
+        match self.status.load(Ordering::Relaxed) {
+            0 => HealthState::Healthy,
+            1 => HealthState::Degraded,
+            _ => HealthState::Failed,
         }
     }
 
@@ -532,6 +544,9 @@ impl MonitorState {
             canary_sent: self.canary_sent,
             canary_received: self.canaries.iter().map(|c| c.received()).sum::<u64>(),
         };
+        hub.health_shared()
+            .status
+            .store(status as u8, Ordering::Relaxed);
         *hub.health_shared()
             .report
             .lock()

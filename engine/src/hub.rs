@@ -332,6 +332,11 @@ impl Hub {
         self.inner.health.snapshot()
     }
 
+    /// The node's state from the latest check: one atomic read (for every upgrade).
+    pub fn health_status(&self) -> crate::HealthState {
+        self.inner.health.status()
+    }
+
     /// Injects `fault` into shard `shard`'s worker (tests of the health machinery). Refused
     /// unless [`HealthConfig::fault_injection`](crate::HealthConfig::fault_injection) is on.
     pub fn inject_fault(&self, shard: usize, fault: Fault) -> Result<(), FaultRefused> {

@@ -582,7 +582,7 @@ impl Shard {
     }
 
     fn ack(&mut self, user: &UserId, seq: u64) {
-        self.tally.acks += 1;
+        self.tally.acks += u64::from(!user.is_internal());
         if let Some(state) = self.users.get_mut(user) {
             let seq = seq.min(state.last_seq);
             if seq > state.ack {

@@ -109,6 +109,114 @@ pub struct Config {
     pub limits: Limits,
     /// Per-tier limits. See [`Tiers`].
     pub tiers: Tiers,
+    /// The health monitor. See [`HealthSettings`].
+    pub health: HealthSettings,
+    /// Escalation of unacknowledged critical events. See [`EscalationSettings`].
+    pub escalation: EscalationSettings,
+}
+
+/// `[health]`: the engine's health monitor, canary and worker recovery (see
+/// `agentcast_engine::health`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct HealthSettings {
+    /// How often components are checked and a canary event is sent through every shard.
+    /// Default: 1,000 ms.
+    pub interval_ms: u64,
+    /// Send the canary. Default: true.
+    pub canary: bool,
+    /// Worker loop lag that makes a shard degraded. Default: 1,000 ms.
+    pub stall_degraded_ms: u64,
+    /// Worker loop lag that makes a shard failed. Default: 10,000 ms.
+    pub stall_failed_ms: u64,
+    /// Restarts of a panicked worker before the node turns failed. Default: 5.
+    pub max_restarts: u32,
+    /// First restart delay, doubled per consecutive restart (at most 10 s). Default: 100 ms.
+    pub restart_backoff_ms: u64,
+    /// Calm time after which a restarted worker's restart count resets. Default: 30,000 ms.
+    pub stable_after_ms: u64,
+    /// Forced closes per second that make delivery degraded. Default: 100.
+    pub forced_close_rate: f64,
+    /// Unacknowledged critical events that make delivery degraded. Default: 10,000.
+    pub unacked_critical_max: u64,
+    /// Queued shard commands that make publish degraded. Default: 100,000.
+    pub queue_depth_max: usize,
+    /// Enables `POST /api/v1/debug/fault` (API key required) to panic, stall or silence a
+    /// shard on purpose: for testing alerting and recovery, never in production.
+    /// Default: false.
+    pub fault_injection: bool,
+}
+
+impl Default for HealthSettings {
+    fn default() -> HealthSettings {
+        HealthSettings {
+            interval_ms: 1_000,
+            canary: true,
+            stall_degraded_ms: 1_000,
+            stall_failed_ms: 10_000,
+            max_restarts: 5,
+            restart_backoff_ms: 100,
+            stable_after_ms: 30_000,
+            forced_close_rate: 100.0,
+            unacked_critical_max: 10_000,
+            queue_depth_max: 100_000,
+            fault_injection: false,
+        }
+    }
+}
+
+impl HealthSettings {
+    /// The engine's form.
+    pub fn to_engine(&self) -> agentcast_engine::HealthConfig {
+        let mut h = agentcast_engine::HealthConfig::default();
+        h.interval = Some(Duration::from_millis(self.interval_ms.max(10)));
+        h.canary = self.canary;
+        h.stall_degraded = Duration::from_millis(self.stall_degraded_ms);
+        h.stall_failed = Duration::from_millis(self.stall_failed_ms);
+        h.max_restarts = self.max_restarts;
+        h.restart_backoff = Duration::from_millis(self.restart_backoff_ms);
+        h.stable_after = Duration::from_millis(self.stable_after_ms);
+        h.forced_close_rate = self.forced_close_rate;
+        h.unacked_critical_max = self.unacked_critical_max;
+        h.queue_depth_max = self.queue_depth_max;
+        h.fault_injection = self.fault_injection;
+        h
+    }
+}
+
+/// `[escalation]`: what happens to a critical event (`agent_started`, `agent_completed`,
+/// `agent_error`) nobody acknowledged in time. Each one is logged at error level (target
+/// `agentcast::escalation`, with user, run and seq), counted, and POSTed to `webhook_url`
+/// when set.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct EscalationSettings {
+    /// How long a critical user event may wait for its ack. Default: 30,000 ms.
+    pub ack_deadline_ms: u64,
+    /// `http://host:port/path` that receives one JSON POST per escalation. Default: none.
+    pub webhook_url: Option<String>,
+    /// Attempts per escalation (the first included); 5xx, timeouts and connection errors are
+    /// retried with a doubling delay from 200 ms. Default: 3.
+    pub webhook_attempts: u32,
+    /// Timeout of one attempt. Default: 2,000 ms.
+    pub webhook_timeout_ms: u64,
+    /// Escalations waiting for the webhook; beyond it they are logged and counted as
+    /// dropped, and delivery never waits. Default: 1,024.
+    pub webhook_queue: usize,
+}
+
+impl Default for EscalationSettings {
+    fn default() -> EscalationSettings {
+        EscalationSettings {
+            ack_deadline_ms: 30_000,
+            webhook_url: None,
+            webhook_attempts: 3,
+            webhook_timeout_ms: 2_000,
+            webhook_queue: 1_024,
+        }
+    }
 }
 
 impl Default for Config {
@@ -129,6 +237,8 @@ impl Default for Config {
             shards: None,
             limits: Limits::default(),
             tiers: Tiers::default(),
+            health: HealthSettings::default(),
+            escalation: EscalationSettings::default(),
         }
     }
 }
@@ -181,6 +291,9 @@ pub struct Overrides {
     /// Maximum WebSocket connections on this node.
     #[arg(long, env = "AGENTCAST_MAX_CONNECTIONS", global = true)]
     pub max_connections: Option<usize>,
+    /// Webhook URL (http://) receiving unacknowledged critical events.
+    #[arg(long, env = "AGENTCAST_WEBHOOK_URL", global = true)]
+    pub webhook_url: Option<String>,
 }
 
 impl Config {
@@ -227,6 +340,9 @@ impl Config {
         if let Some(n) = o.max_connections {
             self.limits.max_connections = n;
         }
+        if let Some(url) = &o.webhook_url {
+            self.escalation.webhook_url = Some(url.clone());
+        }
     }
 
     /// Checks ranges that would make the server misbehave.
@@ -248,6 +364,16 @@ impl Config {
         }
         if matches!(&self.api_key, Some(s) if s.is_empty()) {
             return Err(ConfigError::Invalid("api_key", "must not be empty".into()));
+        }
+        if let Some(url) = &self.escalation.webhook_url {
+            crate::escalation::WebhookTarget::parse(url)
+                .map_err(|e| ConfigError::Invalid("escalation.webhook_url", e))?;
+        }
+        if self.health.stall_failed_ms <= self.health.stall_degraded_ms {
+            return Err(ConfigError::Invalid(
+                "health.stall_failed_ms",
+                "must be greater than health.stall_degraded_ms".into(),
+            ));
         }
         self.limits.validate()
     }

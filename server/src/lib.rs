@@ -33,6 +33,7 @@
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod escalation;
 mod http;
 pub mod idempotency;
 pub mod limits;

@@ -54,6 +54,16 @@ server_counters! {
     client_rate_limited: "counter",
     /// Connections closed with 1008 for sustained abuse.
     abuse_closes: "counter",
+    /// Critical events escalated because nobody acknowledged them in time.
+    escalations: "counter",
+    /// Escalations POSTed to the webhook (2xx).
+    webhook_delivered: "counter",
+    /// Escalations the webhook never accepted (attempts exhausted or 4xx).
+    webhook_failed: "counter",
+    /// Escalations not posted because the webhook queue was full.
+    webhook_dropped: "counter",
+    /// WebSocket upgrades refused with 503 because the node is failed.
+    ws_rejected_failed: "counter",
     /// Connections closed with 1002/1007 for WebSocket protocol violations.
     protocol_errors: "counter",
     /// Connections closed after sending nothing for idle_timeout.

@@ -32,6 +32,7 @@ use tokio::sync::watch;
 
 use crate::auth::{Authenticator, KeyError};
 use crate::config::Config;
+use crate::escalation::WebhookEscalation;
 use crate::idempotency::IdempotencyCache;
 use crate::metrics::{ServerMetrics, inc};
 use crate::state::{AppState, Sessions};
@@ -56,12 +57,23 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServerError> {
     let auth = Authenticator::from_config(&config)?;
+    let metrics = Arc::new(ServerMetrics::default());
     let mut hub_cfg = HubConfig::default();
     if let Some(n) = config.shards {
         hub_cfg.shards = n;
     }
+    hub_cfg.health = config.health.to_engine();
+    hub_cfg.ack_deadline = Duration::from_millis(config.escalation.ack_deadline_ms);
+    let node = listener
+        .local_addr()
+        .map_or_else(|_| config.listen.to_string(), |a| a.to_string());
+    let (hook, webhook_task) =
+        WebhookEscalation::new(&config.escalation, node, Arc::clone(&metrics));
+    hub_cfg.escalation = Some(Arc::new(hook));
+    if let Some(task) = webhook_task {
+        tokio::spawn(task);
+    }
     let hub = Hub::start(hub_cfg).map_err(ServerError::Engine)?;
-    let metrics = Arc::new(ServerMetrics::default());
     let limits = &config.limits;
     let state = Arc::new(AppState {
         hub,

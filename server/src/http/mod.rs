@@ -6,14 +6,16 @@
 //! | `GET /ws` | WebSocket upgrade (see [`crate::ws::handshake`](crate::ws)) |
 //! | `POST /api/v1/publish`, `POST /api/v1/publish/batch` | see [`publish`] |
 //! | `GET /healthz` | 200 `{"status":"ok"}` while the process runs |
-//! | `GET /readyz` | 200 `{"status":"ready"}`; 503 once shutdown began |
+//! | `GET /readyz` | 200 with component states when healthy or degraded; 503 when failed or shutting down |
 //! | `GET /metrics` | Prometheus text |
 //! | `GET /api/v1/stats` | JSON statistics |
+//! | `POST /api/v1/debug/fault` | fault injection, only when enabled (see [`debug`]) |
 //! | `GET /`, `GET /dashboard` | placeholder pages |
 //!
 //! Unknown paths get 404 and a known path with the wrong method 405, both with a JSON
 //! `{"error": ...}` body.
 
+pub(crate) mod debug;
 pub(crate) mod ops;
 pub(crate) mod publish;
 
@@ -43,6 +45,7 @@ pub(crate) async fn route(req: Request<Incoming>, state: Arc<AppState>) -> Respo
         (&Method::GET, "/readyz") => ops::readyz(&state),
         (&Method::GET, "/metrics") => ops::metrics(&state),
         (&Method::GET, "/api/v1/stats") => ops::stats(&state),
+        (&Method::POST, "/api/v1/debug/fault") => debug::fault(req, &state).await,
         (&Method::GET, "/" | "/dashboard") => ops::placeholder(path),
         (
             _,

@@ -1,14 +1,16 @@
 //! Operations endpoints: liveness, readiness, Prometheus metrics, JSON stats, and the
 //! placeholder pages of `/` and `/dashboard`.
 //!
-//! Readiness is 200 while the node serves and 503 once a graceful shutdown began (so load
-//! balancers stop routing here). The engine does not report component health yet; when it
-//! does, `degraded` stays 200 and `failed` turns 503.
+//! Readiness reports the engine's health state machine (see `agentcast_engine::health`):
+//! 200 with every component's state while the node is healthy or degraded, 503 when it is
+//! failed or a graceful shutdown began (so load balancers stop routing here).
 
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Response, StatusCode};
 use serde_json::json;
+
+use agentcast_engine::{HealthReport, HealthState};
 
 use super::{Body, json_response};
 use crate::metrics;
@@ -19,14 +21,39 @@ pub(crate) fn healthz() -> Response<Body> {
 }
 
 pub(crate) fn readyz(state: &AppState) -> Response<Body> {
-    if state.is_shutting_down() {
-        json_response(
-            StatusCode::SERVICE_UNAVAILABLE,
-            &json!({"status": "shutting_down"}),
-        )
+    let report = state.hub.health();
+    let body = health_json(&report, state.is_shutting_down());
+    let status = if state.is_shutting_down() || report.status == HealthState::Failed {
+        StatusCode::SERVICE_UNAVAILABLE
     } else {
-        json_response(StatusCode::OK, &json!({"status": "ready"}))
+        StatusCode::OK
+    };
+    json_response(status, &body)
+}
+
+/// The `/readyz` body: the node's state and every component's.
+pub(crate) fn health_json(r: &HealthReport, shutting_down: bool) -> serde_json::Value {
+    let mut components = serde_json::Map::new();
+    for c in &r.components {
+        let mut since = bytes::BytesMut::new();
+        agentcast_engine::frame::write_rfc3339_ms(&mut since, c.since_ms);
+        components.insert(
+            c.name.clone(),
+            json!({
+                "state": c.state.as_str(),
+                "reason": c.reason,
+                "since": String::from_utf8_lossy(&since),
+                "recovery_attempts": c.recovery_attempts,
+                "transitions": c.transitions,
+            }),
+        );
     }
+    json!({
+        "status": if shutting_down { "shutting_down" } else { r.status.as_str() },
+        "components": components,
+        "transitions": r.transitions,
+        "canary": {"sent": r.canary_sent, "received": r.canary_received},
+    })
 }
 
 pub(crate) fn metrics(state: &AppState) -> Response<Body> {

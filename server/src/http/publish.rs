@@ -133,7 +133,10 @@ fn receipt_json(r: Receipt) -> Value {
 }
 
 /// Checks the API key, then reads the body within the size and time limits.
-async fn authorized_body(req: Request<Incoming>, state: &AppState) -> Result<Bytes, Refusal> {
+pub(crate) async fn authorized_body(
+    req: Request<Incoming>,
+    state: &AppState,
+) -> Result<Bytes, Refusal> {
     let m = &state.metrics;
     let presented = req
         .headers()

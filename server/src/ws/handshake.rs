@@ -20,7 +20,7 @@
 use std::borrow::Cow;
 use std::sync::Arc;
 
-use agentcast_engine::{ConnectOptions, Resume};
+use agentcast_engine::{ConnectOptions, HealthState, Resume};
 use base64::Engine as _;
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
@@ -71,6 +71,14 @@ pub(crate) async fn upgrade(mut req: Request<Incoming>, state: Arc<AppState>) ->
     if state.is_shutting_down() {
         inc(&m.ws_rejected_capacity);
         return error_response(StatusCode::SERVICE_UNAVAILABLE, "server is shutting down");
+    }
+    if state.hub.health_status() == HealthState::Failed {
+        inc(&m.ws_rejected_failed);
+        let why = state.hub.health().failure_reasons();
+        return error_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &format!("this node is failed and refuses new connections: {why}"),
+        );
     }
     let Some(session_slot) = state.sessions.try_acquire() else {
         inc(&m.ws_rejected_capacity);
