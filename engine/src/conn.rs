@@ -27,7 +27,7 @@
 
 use std::future::poll_fn;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 
 use atomic_waker::AtomicWaker;
@@ -116,6 +116,12 @@ pub(crate) struct ConnShared {
     /// asks for a refill. Release/Acquire: a transport that sees `true` also sees the frames
     /// the worker pushed to the hand-off queue before setting it.
     pub(crate) backlogged: AtomicBool,
+    /// [`mono_us`](crate::health::mono_us) of the publish of the oldest frame queued since
+    /// the transport last took the stamp (0: none). The worker stores it only when it reads
+    /// 0 (a plain load per recipient, on a line it touches anyway); the transport swaps it
+    /// to 0 when it drains. A push racing the swap may lose its stamp: this is a sample of
+    /// write latency, not a count.
+    pub(crate) publish_stamp: AtomicU64,
     /// 0 while open; else the close code the engine asks for. Written once by the worker
     /// (Release), read by the transport (Acquire) so frames queued before the close are seen.
     pub(crate) close: AtomicU16,
@@ -128,6 +134,7 @@ impl ConnShared {
         ConnShared {
             handoff: ArrayQueue::new(write_batch.max(1)),
             backlogged: AtomicBool::new(false),
+            publish_stamp: AtomicU64::new(0),
             close: AtomicU16::new(0),
             waker: AtomicWaker::new(),
         }
@@ -210,6 +217,16 @@ impl Connection {
             });
         }
         n
+    }
+
+    /// Takes the publish time ([`mono_us`](crate::health::mono_us)) of the oldest frame
+    /// queued since the last call, if any: the transport records `mono_us() - stamp` after
+    /// writing what it drained (publish → socket-write latency).
+    pub fn take_publish_stamp(&self) -> Option<u64> {
+        match self.shared.publish_stamp.swap(0, Ordering::Relaxed) {
+            0 => None,
+            t => Some(t),
+        }
     }
 
     /// Polls for frames or a close. Registers the task's waker first and checks after, so a

@@ -115,6 +115,37 @@ impl EventKind {
         })
     }
 
+    /// Slots of [`EventKind::index`].
+    pub const SLOTS: usize = 7;
+
+    /// 0..=5 for the six agent events in lifecycle order, 6 for every custom type.
+    pub fn index(&self) -> usize {
+        match self {
+            EventKind::AgentStarted => 0,
+            EventKind::AgentThinking => 1,
+            EventKind::ToolExecuting => 2,
+            EventKind::ToolCompleted => 3,
+            EventKind::AgentCompleted => 4,
+            EventKind::AgentError => 5,
+            EventKind::Custom(_) => 6,
+        }
+    }
+
+    /// The label of slot `i` of [`EventKind::index`] (`"custom"` for 6).
+    pub fn slot_name(i: usize) -> &'static str {
+        [
+            "agent_started",
+            "agent_thinking",
+            "tool_executing",
+            "tool_completed",
+            "agent_completed",
+            "agent_error",
+        ]
+        .get(i)
+        .copied()
+        .unwrap_or("custom")
+    }
+
     /// The wire name.
     pub fn as_str(&self) -> &str {
         match self {

@@ -197,11 +197,21 @@ pub enum Fault {
     DropDeliveries(bool),
 }
 
+/// Microseconds on the process's monotonic clock (the stamp of
+/// [`Connection::take_publish_stamp`](crate::Connection::take_publish_stamp)); never 0.
+pub fn mono_us() -> u64 {
+    epoch().elapsed().as_micros() as u64 + 1
+}
+
+fn epoch() -> Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
 /// Milliseconds on a monotonic clock shared by the process (starts near 1 so that 0 can mean
 /// "never").
 pub(crate) fn mono_ms() -> u64 {
-    static EPOCH: OnceLock<Instant> = OnceLock::new();
-    EPOCH.get_or_init(Instant::now).elapsed().as_millis() as u64 + 1
+    epoch().elapsed().as_millis() as u64 + 1
 }
 
 /// What a worker tells the monitor. All `Relaxed`: independent values read for display; no

@@ -402,6 +402,7 @@ impl Hub {
                     event,
                     priority,
                     ts_ms,
+                    born_us: health::mono_us(),
                     reply: Some(tx),
                 })?;
                 Ok(PublishReply {
@@ -429,6 +430,7 @@ impl Hub {
                 })
                 .into_bytes();
                 let coalesce = coalesce_run(&event);
+                let born_us = health::mono_us();
                 let mut parts = Vec::with_capacity(self.inner.workers.len());
                 for (i, w) in self.inner.workers.iter().enumerate() {
                     // One copy of the bytes per shard (not per recipient): each shard's
@@ -445,6 +447,8 @@ impl Hub {
                         channel: channel.clone(),
                         priority,
                         coalesce_run: coalesce.clone(),
+                        kind: event.kind.index() as u8,
+                        born_us,
                         reply: Some(tx),
                     })?;
                     parts.push(reply);
@@ -470,6 +474,7 @@ impl Hub {
                 event,
                 priority,
                 ts_ms,
+                born_us: health::mono_us(),
                 reply: None,
             }),
             target => {

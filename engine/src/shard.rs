@@ -38,7 +38,7 @@ use crate::history::{Gap, HistoryEntry, HistoryRing};
 use crate::hub::Receipt;
 use crate::prefetch::prefetch;
 use crate::ring::{PriorityRing, PushOutcome, Queued};
-use crate::stats::ShardCounters;
+use crate::stats::{KINDS, ShardCounters};
 use crate::worker::{Command, WorkerShared};
 
 /// One connection as its shard sees it.
@@ -95,6 +95,9 @@ struct Tally {
     disconnects: u64,
     dropped: [u64; 3],
     coalesced: [u64; 3],
+    published_by_kind: [u64; KINDS],
+    delivered_by_kind: [u64; KINDS],
+    restart_closes: u64,
 }
 
 /// Sizes of every table of a shard, for proving memory returns to baseline.
@@ -193,6 +196,7 @@ impl Shard {
             c.shared.close(close_code::INTERNAL_ERROR);
         }
         self.tally.disconnects += self.conns.len() as u64;
+        self.tally.restart_closes += (self.conns.len() - self.internal_conns) as u64;
         self.conns.clear();
         self.channels.clear();
         self.overflowed.clear();
@@ -218,6 +222,7 @@ impl Shard {
                 event,
                 priority,
                 ts_ms,
+                born_us,
                 reply,
             } => {
                 if self.drop_deliveries {
@@ -230,7 +235,7 @@ impl Shard {
                     }
                     return;
                 }
-                let receipt = self.publish_user(user, &event, priority, ts_ms);
+                let receipt = self.publish_user(user, &event, priority, ts_ms, born_us);
                 if let Some(tx) = reply {
                     let _ = tx.send(receipt);
                 }
@@ -240,9 +245,20 @@ impl Shard {
                 channel,
                 priority,
                 coalesce_run,
+                kind,
+                born_us,
                 reply,
             } => {
-                let n = self.fanout(&frame, channel.as_ref(), priority, coalesce_run.as_ref());
+                let n = self.fanout(
+                    &frame,
+                    channel.as_ref(),
+                    priority,
+                    coalesce_run.as_ref(),
+                    born_us,
+                );
+                let k = usize::from(kind).min(KINDS - 1);
+                self.tally.published_by_kind[k] += 1;
+                self.tally.delivered_by_kind[k] += n as u64;
                 if let Some(tx) = reply {
                     let _ = tx.send(n);
                 }
@@ -291,6 +307,7 @@ impl Shard {
         event: &Event,
         priority: Priority,
         ts_ms: u64,
+        born_us: u64,
     ) -> Receipt {
         self.tally.published_user += 1;
         self.tally.published_by_priority[priority as usize] += 1;
@@ -341,7 +358,7 @@ impl Shard {
             .get_mut(&user)
             .map(|s| std::mem::take(&mut s.conns))
             .unwrap_or_default();
-        let delivered = self.deliver(&conns, &frame, priority, coalesce.as_ref());
+        let delivered = self.deliver(&conns, &frame, priority, coalesce.as_ref(), born_us);
         if let Some(state) = self.users.get_mut(&user) {
             state.conns = conns;
         }
@@ -350,6 +367,10 @@ impl Shard {
             self.tally.published_user -= 1;
             self.tally.published_by_priority[priority as usize] -= 1;
             self.tally.delivered -= delivered as u64;
+        } else {
+            let k = event.kind.index();
+            self.tally.published_by_kind[k] += 1;
+            self.tally.delivered_by_kind[k] += delivered as u64;
         }
         self.close_overflowed();
         Receipt {
@@ -367,6 +388,7 @@ impl Shard {
         frame: &Bytes,
         priority: Priority,
         coalesce: Option<&Arc<str>>,
+        born_us: u64,
     ) -> usize {
         let mut delivered = 0;
         for &key in keys {
@@ -380,6 +402,7 @@ impl Shard {
                 coalesce,
                 &mut self.tally,
                 &mut self.backlog,
+                born_us,
             ) {
                 Push::Ok => delivered += 1,
                 Push::Lost => {}
@@ -401,6 +424,7 @@ impl Shard {
         channel: Option<&ChannelName>,
         priority: Priority,
         coalesce: Option<&Arc<str>>,
+        born_us: u64,
     ) -> usize {
         self.tally.published_by_priority[priority as usize] += 1;
         let delivered = match channel {
@@ -411,7 +435,7 @@ impl Shard {
                     .get_mut(ch)
                     .map(std::mem::take)
                     .unwrap_or_default();
-                let n = self.deliver(&keys, frame, priority, coalesce);
+                let n = self.deliver(&keys, frame, priority, coalesce, born_us);
                 if !keys.is_empty() {
                     self.channels.insert(ch.clone(), keys);
                 }
@@ -437,6 +461,7 @@ impl Shard {
                         coalesce,
                         &mut self.tally,
                         &mut self.backlog,
+                        born_us,
                     ) {
                         Push::Ok => delivered += 1,
                         Push::Lost => {}
@@ -729,6 +754,7 @@ impl Shard {
             acks,
             escalated,
             escalations_dropped,
+            restart_closes,
             users_evicted,
             connects,
             disconnects
@@ -742,6 +768,14 @@ impl Shard {
             }
             if t.published_by_priority[i] != 0 {
                 c.published_by_priority[i].fetch_add(t.published_by_priority[i], Relaxed);
+            }
+        }
+        for i in 0..KINDS {
+            if t.published_by_kind[i] != 0 {
+                c.published_by_kind[i].fetch_add(t.published_by_kind[i], Relaxed);
+            }
+            if t.delivered_by_kind[i] != 0 {
+                c.delivered_by_kind[i].fetch_add(t.delivered_by_kind[i], Relaxed);
             }
         }
         c.connections
@@ -818,7 +852,12 @@ fn push_frame(
     coalesce: Option<&Arc<str>>,
     tally: &mut Tally,
     backlog: &mut usize,
+    born_us: u64,
 ) -> Push {
+    use std::sync::atomic::Ordering::Relaxed;
+    if c.shared.publish_stamp.load(Relaxed) == 0 {
+        c.shared.publish_stamp.store(born_us, Relaxed);
+    }
     if c.ring.is_empty() && c.shared.handoff.push(frame.clone()).is_ok() {
         tally.delivered += 1;
         tally.handed += 1;

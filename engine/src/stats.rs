@@ -11,7 +11,10 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use crossbeam_utils::CachePadded;
 
-use crate::event::Priority;
+use crate::event::{EventKind, Priority};
+
+/// Slots of the per-type counters: the six agent events, then every custom type.
+pub const KINDS: usize = EventKind::SLOTS;
 
 macro_rules! counters {
     ($( $(#[$doc:meta])* $name:ident ),* $(,)?) => {
@@ -25,6 +28,10 @@ macro_rules! counters {
             pub(crate) coalesced: [AtomicU64; 3],
             /// Frames published, by priority.
             pub(crate) published_by_priority: [AtomicU64; 3],
+            /// Publishes by [`EventKind::index`].
+            pub(crate) published_by_kind: [AtomicU64; KINDS],
+            /// Deliveries by [`EventKind::index`].
+            pub(crate) delivered_by_kind: [AtomicU64; KINDS],
         }
 
         /// A snapshot of one shard's statistics (or of their sum).
@@ -38,18 +45,27 @@ macro_rules! counters {
             pub coalesced: [u64; 3],
             /// Publishes that reached this shard, by priority.
             pub published_by_priority: [u64; 3],
+            /// Publishes that reached this shard, by type ([`EventKind::index`]; custom
+            /// types share the last slot).
+            pub published_by_kind: [u64; KINDS],
+            /// Frames queued to connections (replays excluded), by type.
+            pub delivered_by_kind: [u64; KINDS],
             /// Frames taken by transports (written or about to be).
             pub drained: u64,
         }
 
         impl Counters {
             pub(crate) fn snapshot(&self, drained: u64) -> ShardStats {
-                let arr = |a: &[AtomicU64; 3]| [a[0].load(Relaxed), a[1].load(Relaxed), a[2].load(Relaxed)];
+                fn arr<const N: usize>(a: &[AtomicU64; N]) -> [u64; N] {
+                    std::array::from_fn(|i| a[i].load(Relaxed))
+                }
                 ShardStats {
                     $( $name: self.$name.load(Relaxed), )*
                     dropped: arr(&self.dropped),
                     coalesced: arr(&self.coalesced),
                     published_by_priority: arr(&self.published_by_priority),
+                    published_by_kind: arr(&self.published_by_kind),
+                    delivered_by_kind: arr(&self.delivered_by_kind),
                     drained,
                 }
             }
@@ -62,6 +78,10 @@ macro_rules! counters {
                     self.dropped[i] += o.dropped[i];
                     self.coalesced[i] += o.coalesced[i];
                     self.published_by_priority[i] += o.published_by_priority[i];
+                }
+                for i in 0..KINDS {
+                    self.published_by_kind[i] += o.published_by_kind[i];
+                    self.delivered_by_kind[i] += o.delivered_by_kind[i];
                 }
                 self.drained += o.drained;
             }
@@ -84,6 +104,8 @@ counters! {
     gaps,
     /// Connections closed by the engine because a critical frame found no room (code 1013).
     forced_closes,
+    /// Connections closed with 1011 because their shard worker panicked and restarted.
+    restart_closes,
     /// Acks received.
     acks,
     /// Critical events escalated after their ack deadline.

@@ -50,6 +50,8 @@ pub(crate) enum Command {
         event: Event,
         priority: Priority,
         ts_ms: u64,
+        /// [`mono_us`](crate::health::mono_us) at publish.
+        born_us: u64,
         reply: Option<oneshot::Sender<Receipt>>,
     },
     /// Deliver an already serialized channel or broadcast frame to this shard's recipients.
@@ -58,6 +60,10 @@ pub(crate) enum Command {
         channel: Option<ChannelName>,
         priority: Priority,
         coalesce_run: Option<Arc<str>>,
+        /// [`EventKind::index`](crate::EventKind::index) of the event.
+        kind: u8,
+        /// [`mono_us`](crate::health::mono_us) at publish.
+        born_us: u64,
         reply: Option<oneshot::Sender<usize>>,
     },
     Connect {

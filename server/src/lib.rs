@@ -34,6 +34,7 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod escalation;
+pub mod exposition;
 mod http;
 pub mod idempotency;
 pub mod limits;

@@ -1,14 +1,13 @@
 //! Server-side counters and their exposition: Prometheus text (`GET /metrics`) and JSON
 //! (`GET /api/v1/stats`), each joining these counters with the engine's [`Stats`].
 //!
-//! Every counter is a `Relaxed` atomic: they are independent monotonic tallies (and two
-//! gauges) read for display, and publish no other memory. The exposition is rendered by hand:
-//! a fixed list of names, no labels beyond `priority`, so no metrics crate is needed yet.
+//! Every counter is a `Relaxed` atomic: they are independent monotonic tallies (and a few
+//! gauges) read for display, and publish no other memory. The Prometheus exposition is
+//! encoded by the `prometheus-client` crate (see [`crate::exposition`]).
 
-use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
-use agentcast_engine::{Priority, Stats};
+use agentcast_engine::Stats;
 
 macro_rules! server_counters {
     ($( $(#[doc = $doc:literal])* $name:ident : $kind:literal ),* $(,)?) => {
@@ -16,6 +15,10 @@ macro_rules! server_counters {
         #[derive(Debug, Default)]
         pub struct ServerMetrics {
             $( $(#[doc = $doc])* pub $name: AtomicU64, )*
+            /// Publish → socket-write latency.
+            pub latency: LatencyHistogram,
+            /// Gauge: open WebSocket connections by tier (`Tier as usize`).
+            pub tier_open: [AtomicU64; 4],
         }
 
         impl ServerMetrics {
@@ -82,127 +85,61 @@ server_counters! {
     publish_idempotent_replays: "counter",
 }
 
+/// Upper bounds (µs) of the publish → socket-write latency buckets; the last bucket is +Inf.
+pub const LATENCY_BOUNDS_US: [u64; 16] = [
+    100, 250, 500, 1_000, 2_000, 5_000, 10_000, 20_000, 50_000, 100_000, 200_000, 500_000,
+    1_000_000, 2_000_000, 5_000_000, 10_000_000,
+];
+
+/// Publish → socket-write latency: one sample per write batch (the oldest frame of the batch,
+/// see `Connection::take_publish_stamp`). Lock-free: one bucket increment and two adds.
+#[derive(Debug, Default)]
+pub struct LatencyHistogram {
+    buckets: [AtomicU64; LATENCY_BOUNDS_US.len() + 1],
+    sum_us: AtomicU64,
+    count: AtomicU64,
+}
+
+impl LatencyHistogram {
+    /// Records one sample.
+    pub fn observe_us(&self, us: u64) {
+        let i = LATENCY_BOUNDS_US.partition_point(|&b| b < us);
+        self.buckets[i].fetch_add(1, Relaxed);
+        self.sum_us.fetch_add(us, Relaxed);
+        self.count.fetch_add(1, Relaxed);
+    }
+
+    /// `(per-bucket counts, sum µs, count)`.
+    pub fn snapshot(&self) -> (Vec<u64>, u64, u64) {
+        (
+            self.buckets.iter().map(|b| b.load(Relaxed)).collect(),
+            self.sum_us.load(Relaxed),
+            self.count.load(Relaxed),
+        )
+    }
+
+    /// The `q` quantile (0..=1) in µs, as the upper bound of the bucket holding it (the last
+    /// finite bound for the +Inf bucket); `None` without samples.
+    pub fn quantile_us(&self, q: f64) -> Option<u64> {
+        let (b, _, n) = self.snapshot();
+        if n == 0 {
+            return None;
+        }
+        let rank = ((n as f64) * q).ceil().max(1.0) as u64;
+        let mut seen = 0;
+        for (i, c) in b.iter().enumerate() {
+            seen += c;
+            if seen >= rank {
+                return Some(LATENCY_BOUNDS_US[i.min(LATENCY_BOUNDS_US.len() - 1)]);
+            }
+        }
+        LATENCY_BOUNDS_US.last().copied()
+    }
+}
+
 /// Adds one to a counter.
 pub(crate) fn inc(c: &AtomicU64) {
     c.fetch_add(1, Relaxed);
-}
-
-/// Prometheus text exposition (format 0.0.4) of the server counters and engine stats.
-pub fn render_prometheus(m: &ServerMetrics, stats: &Stats) -> String {
-    let mut out = String::with_capacity(4096);
-    for (name, kind, help, v) in m.snapshot() {
-        metric(&mut out, &format!("agentcast_{name}"), kind, help, v);
-    }
-    let t = &stats.total;
-    let engine = [
-        (
-            "published_user",
-            "counter",
-            "User-targeted publishes.",
-            t.published_user,
-        ),
-        (
-            "published_channel",
-            "counter",
-            "Channel publishes (per shard visited).",
-            t.published_channel,
-        ),
-        (
-            "published_broadcast",
-            "counter",
-            "Broadcasts (per shard visited).",
-            t.published_broadcast,
-        ),
-        (
-            "delivered",
-            "counter",
-            "Frames queued to connections.",
-            t.delivered,
-        ),
-        (
-            "replayed",
-            "counter",
-            "Frames replayed from history on connect.",
-            t.replayed,
-        ),
-        ("gaps", "counter", "Resumes told of a gap.", t.gaps),
-        (
-            "forced_closes",
-            "counter",
-            "Connections closed 1013 as too slow for a critical event.",
-            t.forced_closes,
-        ),
-        ("acks", "counter", "Acks received.", t.acks),
-        (
-            "escalated",
-            "counter",
-            "Critical events escalated after their ack deadline.",
-            t.escalated,
-        ),
-        (
-            "unacked_critical",
-            "gauge",
-            "Critical events not yet acknowledged.",
-            t.unacked_critical,
-        ),
-        (
-            "connections",
-            "gauge",
-            "Connections registered in the engine.",
-            t.connections,
-        ),
-        ("users", "gauge", "Users with state.", t.users),
-        (
-            "channels",
-            "gauge",
-            "Channels with subscribers.",
-            t.channels,
-        ),
-        (
-            "queue_depth",
-            "gauge",
-            "Frames queued and not yet taken by transports.",
-            t.queue_depth(),
-        ),
-        (
-            "users_evicted",
-            "counter",
-            "Idle users evicted.",
-            t.users_evicted,
-        ),
-        (
-            "drained",
-            "counter",
-            "Frames taken by transports.",
-            t.drained,
-        ),
-    ];
-    for (name, kind, help, v) in engine {
-        metric(&mut out, &format!("agentcast_engine_{name}"), kind, help, v);
-    }
-    for (name, arr, help) in [
-        (
-            "dropped",
-            &t.dropped,
-            "Frames dropped by ring overflow, by priority.",
-        ),
-        ("coalesced", &t.coalesced, "Frames coalesced, by priority."),
-    ] {
-        let full = format!("agentcast_engine_{name}");
-        let _ = writeln!(out, "# HELP {full} {help}\n# TYPE {full} counter");
-        for p in Priority::ALL {
-            let _ = writeln!(out, "{full}{{priority=\"{p}\"}} {}", arr[p as usize]);
-        }
-    }
-    out
-}
-
-fn metric(out: &mut String, name: &str, kind: &str, help: &str, v: u64) {
-    let _ = writeln!(
-        out,
-        "# HELP {name} {}\n# TYPE {name} {kind}\n{name} {v}",
-        help.trim()
-    );
 }
 
 /// JSON statistics: `{"server": {...}, "engine": {...}, "shards": N}`.
@@ -215,6 +152,26 @@ pub fn render_json(m: &ServerMetrics, stats: &Stats) -> serde_json::Value {
         .collect();
     let t = &stats.total;
     let by_p = |a: &[u64; 3]| json!({"low": a[0], "normal": a[1], "critical": a[2]});
+    let by_kind = |a: &[u64; agentcast_engine::stats::KINDS]| {
+        a.iter()
+            .enumerate()
+            .map(|(i, v)| {
+                (
+                    agentcast_engine::EventKind::slot_name(i).to_owned(),
+                    json!(v),
+                )
+            })
+            .collect::<Map<String, Value>>()
+    };
+    let tiers: Map<String, Value> = crate::tier::Tier::ALL
+        .iter()
+        .map(|t| {
+            (
+                t.as_str().to_owned(),
+                json!(m.tier_open[*t as usize].load(Relaxed)),
+            )
+        })
+        .collect();
     json!({
         "server": server,
         "engine": {
@@ -235,7 +192,18 @@ pub fn render_json(m: &ServerMetrics, stats: &Stats) -> serde_json::Value {
             "drained": t.drained,
             "dropped": by_p(&t.dropped),
             "coalesced": by_p(&t.coalesced),
+            "restart_closes": t.restart_closes,
+            "published_by_type": by_kind(&t.published_by_kind),
+            "delivered_by_type": by_kind(&t.delivered_by_kind),
         },
+        "latency_us": {
+            "count": m.latency.snapshot().2,
+            "p50": m.latency.quantile_us(0.50),
+            "p90": m.latency.quantile_us(0.90),
+            "p99": m.latency.quantile_us(0.99),
+            "p999": m.latency.quantile_us(0.999),
+        },
+        "connections_by_tier": tiers,
         "shards": stats.shards.len(),
     })
 }

@@ -39,6 +39,9 @@ pub enum Tier {
 }
 
 impl Tier {
+    /// Every tier, in index order (`Tier as usize`).
+    pub const ALL: [Tier; 4] = [Tier::Free, Tier::Early, Tier::Mid, Tier::Enterprise];
+
     /// Parses the claim value (`free|early|mid|enterprise`).
     pub fn parse(s: &str) -> Option<Tier> {
         match s {

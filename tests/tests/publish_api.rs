@@ -148,8 +148,11 @@ async fn operations_endpoints_answer() {
     assert_eq!(s, 200);
     let (s, b) = server.http("GET", "/metrics", None, b"").await;
     assert_eq!(s, 200);
-    assert!(b.contains("# TYPE agentcast_ws_open gauge"));
-    assert!(b.contains("agentcast_engine_dropped{priority=\"critical\"} 0"));
+    assert!(b.contains("# TYPE agentcast_server_ws_open gauge"), "{b}");
+    assert!(
+        b.contains("agentcast_events_dropped_total{priority=\"critical\"} 0"),
+        "{b}"
+    );
     let (s, _) = server.http("GET", "/dashboard", None, b"").await;
     assert_eq!(s, 200);
     let (s, _) = server.http("GET", "/nope", None, b"").await;

@@ -57,11 +57,11 @@ pub(crate) fn health_json(r: &HealthReport, shutting_down: bool) -> serde_json::
 }
 
 pub(crate) fn metrics(state: &AppState) -> Response<Body> {
-    let text = metrics::render_prometheus(&state.metrics, &state.hub.stats());
+    let text = crate::exposition::render(&state.metrics, state.hub.stats(), state.hub.health());
     let mut r = Response::new(Body::new(Bytes::from(text)));
     r.headers_mut().insert(
         header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
     );
     r
 }

@@ -87,6 +87,8 @@ struct Session {
     /// Frames to write next (drained events, replies), in order.
     out: Vec<Bytes>,
     last_heard: Instant,
+    /// Publish time of the oldest event frame in `out` (see `Connection::take_publish_stamp`).
+    stamp: Option<u64>,
 }
 
 /// Runs the connection to its end. See the [module docs](self).
@@ -109,12 +111,15 @@ pub(crate) async fn run(
         ),
         out: Vec::new(),
         last_heard: now,
+        stamp: None,
         id,
         state,
     };
     // The pre-read bytes may share hyper's whole read buffer: feed them and let go at once.
     s.decoder.feed(&pre_read);
     drop(pre_read);
+    let tier_open = &s.state.metrics.tier_open[s.id.tier as usize];
+    tier_open.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let flow = s.drive(&stream, &conn).await;
     if let Flow::Close(code, reason) = flow {
         s.out.push(Frame::close(code, reason).into_bytes());
@@ -122,6 +127,8 @@ pub(crate) async fn run(
             linger(stream).await;
         }
     }
+    s.state.metrics.tier_open[s.id.tier as usize]
+        .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
     // Dropping `conn` unregisters it from the engine.
     drop(conn);
 }
@@ -145,11 +152,13 @@ impl Session {
                 ready = conn.ready() => match ready {
                     Readiness::Frames => {
                         conn.drain_into(&mut self.out, batch);
+                        self.take_stamp(conn);
                     }
                     Readiness::Closed(code) => {
                         while conn.drain_into(&mut self.out, batch) > 0 {}
                         let reason = match code {
                             1001 => "server shutting down",
+                            1011 => "internal error: reconnect and resume",
                             1013 => "too slow: reconnect and resume",
                             _ => "closed by server",
                         };
@@ -324,6 +333,13 @@ impl Session {
         Frame::text(body.to_string().as_bytes())
     }
 
+    /// Keeps the oldest publish stamp of the frames waiting in `out`.
+    fn take_stamp(&mut self, conn: &Connection) {
+        if let Some(t) = conn.take_publish_stamp() {
+            self.stamp = Some(self.stamp.map_or(t, |s| s.min(t)));
+        }
+    }
+
     /// Writes every queued frame, bounded by the write timeout.
     async fn flush(&mut self, stream: &TcpStream) -> io::Result<()> {
         let n = self.out.len() as u64;
@@ -334,6 +350,10 @@ impl Session {
                     .metrics
                     .frames_written
                     .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+                if let Some(t) = self.stamp.take() {
+                    let now = agentcast_engine::health::mono_us();
+                    self.state.metrics.latency.observe_us(now.saturating_sub(t));
+                }
                 Ok(())
             }
             Ok(Err(e)) => Err(e),
