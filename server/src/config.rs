@@ -109,6 +109,10 @@ pub struct Config {
     pub limits: Limits,
     /// Per-tier limits. See [`Tiers`].
     pub tiers: Tiers,
+    /// Dev mode: enables the `/api/v1/dev/*` endpoints (demo token, simulated run, forced
+    /// disconnect). Set by [`Config::enter_dev_mode`], never read from the file. Default: false.
+    #[serde(skip)]
+    pub dev_mode: bool,
 }
 
 impl Default for Config {
@@ -129,6 +133,7 @@ impl Default for Config {
             shards: None,
             limits: Limits::default(),
             tiers: Tiers::default(),
+            dev_mode: false,
         }
     }
 }
@@ -258,12 +263,14 @@ impl Config {
         self.jwt_secret.is_none() && self.jwt_public_key.is_none() && self.api_key.is_none()
     }
 
-    /// Generates a random JWT secret and API key (dev mode) and returns them.
+    /// Generates a random JWT secret and API key, turns [`Config::dev_mode`] on, and returns
+    /// the secret and key.
     pub fn enter_dev_mode(&mut self) -> (String, String) {
         let secret = random_token(32);
         let key = random_token(32);
         self.jwt_secret = Some(secret.clone());
         self.api_key = Some(key.clone());
+        self.dev_mode = true;
         (secret, key)
     }
 
