@@ -214,7 +214,8 @@ function onStats(s) {
 
   const conns = num(srv.ws_open) ?? num(e.connections);
   setText('m-connections', fmt(conns));
-  setText('m-users', num(e.users) !== null ? `${fmt(e.users)} users · ${fmt(e.channels)} channels` : '–');
+  const plural = (n, w) => `${fmt(n)} ${w}${n === 1 ? '' : 's'}`;
+  setText('m-users', num(e.users) !== null ? `${plural(e.users, 'user')} · ${plural(num(e.channels) ?? 0, 'channel')}` : '–');
   setText('m-eps', eps === null ? '–' : fmt(eps, eps < 10 ? 1 : 0));
   setText('m-dps', dps === null ? '–' : `${fmt(dps, dps < 10 ? 1 : 0)} delivered / s`);
   setText('m-published', fmt(pub));

@@ -145,7 +145,7 @@ impl Session {
         loop {
             tokio::select! {
                 () = crate::http::dev::kicked(&mut kicks, &self.id.user) => {
-                    return Flow::Close(crate::http::dev::KICK_CODE, "service restart (dev disconnect)");
+                    return Flow::Close(crate::http::dev::KICK_CODE, "dev disconnect: reconnect and resume");
                 }
                 ready = conn.ready() => match ready {
                     Readiness::Frames => {
