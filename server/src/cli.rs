@@ -81,6 +81,7 @@ pub fn dev_banner(cfg: &Config, addr: SocketAddr, secret: &str, api_key: &str) -
          jwt secret : {secret}\n\
          api key    : {api_key}\n\
          \n\
+         demo page  : http://{addr}/   (dashboard: http://{addr}/dashboard)\n\
          connect    : ws://{addr}/ws?token={token}\n\
          publish    : curl -s -H 'Authorization: Bearer {api_key}' \\\n\
          \x20            -d '{{\"user_id\":\"dev-user\",\"type\":\"agent_started\",\"run_id\":\"r1\",\"data\":{{}}}}' \\\n\

@@ -113,6 +113,10 @@ pub struct Config {
     pub health: HealthSettings,
     /// Escalation of unacknowledged critical events. See [`EscalationSettings`].
     pub escalation: EscalationSettings,
+    /// Dev mode: enables the `/api/v1/dev/*` endpoints (demo token, simulated run, forced
+    /// disconnect). Set by [`Config::enter_dev_mode`], never read from the file. Default: false.
+    #[serde(skip)]
+    pub dev_mode: bool,
 }
 
 /// `[health]`: the engine's health monitor, canary and worker recovery (see
@@ -239,6 +243,7 @@ impl Default for Config {
             tiers: Tiers::default(),
             health: HealthSettings::default(),
             escalation: EscalationSettings::default(),
+            dev_mode: false,
         }
     }
 }
@@ -384,12 +389,14 @@ impl Config {
         self.jwt_secret.is_none() && self.jwt_public_key.is_none() && self.api_key.is_none()
     }
 
-    /// Generates a random JWT secret and API key (dev mode) and returns them.
+    /// Generates a random JWT secret and API key, turns [`Config::dev_mode`] on, and returns
+    /// the secret and key.
     pub fn enter_dev_mode(&mut self) -> (String, String) {
         let secret = random_token(32);
         let key = random_token(32);
         self.jwt_secret = Some(secret.clone());
         self.api_key = Some(key.clone());
+        self.dev_mode = true;
         (secret, key)
     }
 

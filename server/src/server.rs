@@ -86,6 +86,7 @@ pub async fn run(
         sessions: Arc::new(Sessions::new(limits.max_connections, Arc::clone(&metrics))),
         metrics,
         shutting_down: Default::default(),
+        dev_kicks: config.dev_mode.then(crate::http::dev::DevKicks::new),
         cfg: config,
     });
     let (stop_tx, stop_rx) = watch::channel(false);

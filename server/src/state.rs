@@ -26,6 +26,8 @@ pub(crate) struct AppState {
     /// Set when shutdown begins: new upgrades get 503 and `/readyz` turns 503. `Relaxed`: a
     /// flag read on its own, publishing nothing else.
     pub(crate) shutting_down: AtomicBool,
+    /// Dev mode only: asks the sessions of a user to close (`POST /api/v1/dev/disconnect`).
+    pub(crate) dev_kicks: Option<crate::http::dev::DevKicks>,
 }
 
 impl AppState {

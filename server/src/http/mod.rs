@@ -10,16 +10,24 @@
 //! | `GET /metrics` | Prometheus text |
 //! | `GET /api/v1/stats` | JSON statistics |
 //! | `POST /api/v1/debug/fault` | fault injection, only when enabled (see [`debug`]) |
-//! | `GET /`, `GET /dashboard` | placeholder pages |
+//! | `GET /api/v1/stats/stream` | the same, once a second, as server-sent events (see [`stats_stream`]) |
+//! | `GET /`, `GET /dashboard`, `GET /client.js`, page assets | compiled-in web assets (see [`assets`]) |
+//! | `/api/v1/dev/*` | dev mode only, else 404 (see [`dev`]) |
 //!
 //! Unknown paths get 404 and a known path with the wrong method 405, both with a JSON
 //! `{"error": ...}` body.
 
+pub(crate) mod assets;
 pub(crate) mod debug;
+pub(crate) mod dev;
 pub(crate) mod ops;
 pub(crate) mod publish;
+pub(crate) mod stats_stream;
 
+use std::convert::Infallible;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
@@ -30,8 +38,65 @@ use hyper::body::Incoming;
 use crate::metrics::inc;
 use crate::state::AppState;
 
-/// The body of every response.
-pub(crate) type Body = Full<Bytes>;
+/// The body of every response: a whole buffer, or (for server-sent events) a stream.
+pub(crate) struct Body(BodyKind);
+
+enum BodyKind {
+    Full(Full<Bytes>),
+    Stream(Pin<Box<dyn hyper::body::Body<Data = Bytes, Error = Infallible> + Send>>),
+}
+
+impl Body {
+    /// A body of `bytes`, sent at once.
+    pub(crate) fn new(bytes: Bytes) -> Body {
+        Body(BodyKind::Full(Full::new(bytes)))
+    }
+
+    /// A body produced by `stream` as it goes (chunked).
+    pub(crate) fn streaming(
+        stream: impl hyper::body::Body<Data = Bytes, Error = Infallible> + Send + 'static,
+    ) -> Body {
+        Body(BodyKind::Stream(Box::pin(stream)))
+    }
+}
+
+impl std::fmt::Debug for Body {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self.0 {
+            BodyKind::Full(_) => "Body::Full",
+            BodyKind::Stream(_) => "Body::Stream",
+        })
+    }
+}
+
+impl hyper::body::Body for Body {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Bytes>, Infallible>>> {
+        match &mut self.get_mut().0 {
+            BodyKind::Full(b) => Pin::new(b).poll_frame(cx),
+            BodyKind::Stream(s) => s.as_mut().poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.0 {
+            BodyKind::Full(b) => b.is_end_stream(),
+            BodyKind::Stream(s) => s.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        match &self.0 {
+            BodyKind::Full(b) => b.size_hint(),
+            BodyKind::Stream(s) => s.size_hint(),
+        }
+    }
+}
 
 /// Routes one request. See the [module docs](self).
 pub(crate) async fn route(req: Request<Incoming>, state: Arc<AppState>) -> Response<Body> {
@@ -46,7 +111,9 @@ pub(crate) async fn route(req: Request<Incoming>, state: Arc<AppState>) -> Respo
         (&Method::GET, "/metrics") => ops::metrics(&state),
         (&Method::GET, "/api/v1/stats") => ops::stats(&state),
         (&Method::POST, "/api/v1/debug/fault") => debug::fault(req, &state).await,
-        (&Method::GET, "/" | "/dashboard") => ops::placeholder(path),
+        (&Method::GET, "/api/v1/stats/stream") => stats_stream::open(state),
+        (_, p) if p.starts_with("/api/v1/dev/") => dev::route(req, &state).await,
+        (&Method::GET, p) if assets::find(p).is_some() => assets::serve(&req),
         (
             _,
             "/api/v1/publish"
@@ -55,9 +122,11 @@ pub(crate) async fn route(req: Request<Incoming>, state: Arc<AppState>) -> Respo
             | "/readyz"
             | "/metrics"
             | "/api/v1/stats"
-            | "/"
-            | "/dashboard",
+            | "/api/v1/stats/stream",
         ) => error_response(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
+        (_, p) if assets::find(p).is_some() => {
+            error_response(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
+        }
         _ => error_response(StatusCode::NOT_FOUND, "not found"),
     }
 }

@@ -1,5 +1,5 @@
-//! Operations endpoints: liveness, readiness, Prometheus metrics, JSON stats, and the
-//! placeholder pages of `/` and `/dashboard`.
+//! Operations endpoints: liveness, readiness, Prometheus metrics, JSON stats. (The pages of
+//! `/` and `/dashboard` are in [`super::assets`]; the stats stream in [`super::stats_stream`].)
 //!
 //! Readiness reports the engine's health state machine (see `agentcast_engine::health`):
 //! 200 with every component's state while the node is healthy or degraded, 503 when it is
@@ -71,23 +71,4 @@ pub(crate) fn stats(state: &AppState) -> Response<Body> {
         StatusCode::OK,
         &metrics::render_json(&state.metrics, &state.hub.stats()),
     )
-}
-
-pub(crate) fn placeholder(path: &str) -> Response<Body> {
-    let title = if path == "/dashboard" {
-        "agentcast dashboard"
-    } else {
-        "agentcast"
-    };
-    let html = format!(
-        "<!doctype html><html><head><meta charset=\"utf-8\"><title>{title}</title></head>\
-         <body><h1>{title}</h1><p>Placeholder page. See <a href=\"/api/v1/stats\">/api/v1/stats</a> \
-         and <a href=\"/metrics\">/metrics</a>.</p></body></html>"
-    );
-    let mut r = Response::new(Body::new(Bytes::from(html)));
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/html; charset=utf-8"),
-    );
-    r
 }

@@ -21,6 +21,7 @@
 //! - The client sends a close: it is echoed with the same code.
 //! - A protocol violation: close 1002 (1007 for invalid UTF-8), see [`super::codec`].
 //! - Sustained abuse (see [`super::guard`]): close 1008.
+//! - Dev mode only: `POST /api/v1/dev/disconnect` closes a user's sessions with 1012.
 //!
 //! After a close frame the write side is shut and the socket is read until EOF (at most
 //! [`LINGER`]), so unread client bytes never turn the close into a reset that could discard
@@ -147,8 +148,12 @@ impl Session {
         }
         let ping = tokio::time::sleep(heartbeat);
         tokio::pin!(ping);
+        let mut kicks = self.state.dev_kicks.as_ref().map(|k| k.subscribe());
         loop {
             tokio::select! {
+                () = crate::http::dev::kicked(&mut kicks, &self.id.user) => {
+                    return Flow::Close(crate::http::dev::KICK_CODE, "dev disconnect: reconnect and resume");
+                }
                 ready = conn.ready() => match ready {
                     Readiness::Frames => {
                         conn.drain_into(&mut self.out, batch);

@@ -1,0 +1,275 @@
+//! Dev-mode endpoints under `/api/v1/dev/`, for the demo page and the browser tests. They
+//! exist only in dev mode (`serve` started with neither secret nor key, see
+//! [`Config::enter_dev_mode`](crate::config::Config::enter_dev_mode)); otherwise every path
+//! here answers 404, as if it did not exist. They take no API key: dev mode is for a laptop.
+//!
+//! | route | answer |
+//! |---|---|
+//! | `GET /api/v1/dev/token?user=U` | `200 {"token", "user_id", "tier", "expires_in"}`: a client JWT for `U` (default `demo-user`), free tier, 24 h, every channel |
+//! | `POST /api/v1/dev/simulate` | `202 {"user_id", "run_id", "events", "interval_ms"}`: starts a simulated agent run for the user |
+//! | `POST /api/v1/dev/disconnect` | `200 {"user_id", "connections"}`: closes every WebSocket of the user on this node with 1012 |
+//!
+//! `simulate` and `disconnect` name the user with a JSON body `{"user_id": "U"}` or, without
+//! one, with the user's client token as `Authorization: Bearer <jwt>`; neither → 400.
+//!
+//! # Simulated run
+//!
+//! Seven events of one run (`sim-xxxxxx`), [`STEP`] apart, published through the same engine
+//! path as `POST /api/v1/publish` (so they get seqs, wait in history and resume like any
+//! other): `agent_started`, `agent_thinking` (step 1/3), `agent_thinking` (2/3),
+//! `tool_executing`, `tool_completed`, `agent_thinking` (3/3), `agent_completed`. The run
+//! stops early if the hub shuts down.
+//!
+//! # Disconnect
+//!
+//! Every session of the user receives the request through a broadcast channel that only dev
+//! mode creates (production sessions carry no receiver), and closes with 1012 ("service
+//! restart"): a well-behaved client reconnects and resumes with `?last_seq=`. Events
+//! published meanwhile wait in the user's history.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use agentcast_engine::{Data, EventKind, UserId};
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use serde_json::{Value, json};
+use tokio::sync::broadcast;
+
+use super::{Body, error_response, json_response};
+use crate::state::AppState;
+use crate::tier::Tier;
+
+/// The close code of a dev disconnect: "1012 indicates that the service is restarted".
+pub(crate) const KICK_CODE: u16 = 1012;
+
+/// Time between two events of a simulated run.
+pub(crate) const STEP: Duration = Duration::from_millis(300);
+
+/// Lifetime of a dev token.
+const TOKEN_TTL_SECS: u64 = 24 * 3600;
+
+/// Largest body a dev endpoint reads.
+const MAX_BODY: usize = 4096;
+
+/// Queued disconnect requests per session before older ones are skipped.
+const KICK_QUEUE: usize = 64;
+
+/// Disconnect requests, fanned out to every dev-mode session (each checks the user).
+#[derive(Debug)]
+pub(crate) struct DevKicks {
+    tx: broadcast::Sender<UserId>,
+}
+
+impl DevKicks {
+    pub(crate) fn new() -> DevKicks {
+        DevKicks {
+            tx: broadcast::channel(KICK_QUEUE).0,
+        }
+    }
+
+    /// A receiver for one session.
+    pub(crate) fn subscribe(&self) -> broadcast::Receiver<UserId> {
+        self.tx.subscribe()
+    }
+}
+
+/// Resolves when a disconnect of `user` arrives on `rx`; never resolves without a receiver
+/// (production) or once the sender is gone. Cancel-safe (for `select!`).
+pub(crate) async fn kicked(rx: &mut Option<broadcast::Receiver<UserId>>, user: &UserId) {
+    let Some(r) = rx else {
+        return std::future::pending().await;
+    };
+    loop {
+        match r.recv().await {
+            Ok(u) if u == *user => return,
+            // A lagged receiver skipped requests of which one may have been ours: close, the
+            // client resumes anyway.
+            Err(broadcast::error::RecvError::Lagged(_)) => return,
+            Ok(_) => {}
+            Err(broadcast::error::RecvError::Closed) => {
+                *rx = None;
+                return std::future::pending().await;
+            }
+        }
+    }
+}
+
+/// Routes `/api/v1/dev/*`. See the [module docs](self).
+pub(crate) async fn route(req: Request<Incoming>, state: &Arc<AppState>) -> Response<Body> {
+    if !state.cfg.dev_mode {
+        return error_response(StatusCode::NOT_FOUND, "not found");
+    }
+    match (req.method(), req.uri().path()) {
+        (&Method::GET, "/api/v1/dev/token") => token(&req, state),
+        (&Method::POST, "/api/v1/dev/simulate") => match user_of(req, state).await {
+            Ok(user) => simulate(user, state),
+            Err(r) => r,
+        },
+        (&Method::POST, "/api/v1/dev/disconnect") => match user_of(req, state).await {
+            Ok(user) => disconnect(user, state),
+            Err(r) => r,
+        },
+        (_, "/api/v1/dev/token" | "/api/v1/dev/simulate" | "/api/v1/dev/disconnect") => {
+            error_response(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
+        }
+        _ => error_response(StatusCode::NOT_FOUND, "not found"),
+    }
+}
+
+fn token<B>(req: &Request<B>, state: &AppState) -> Response<Body> {
+    let query = req.uri().query().unwrap_or("");
+    let name = crate::ws::handshake::query_param(query, "user");
+    let name = name.as_deref().unwrap_or("demo-user");
+    let user = match UserId::new(name) {
+        Ok(u) => u,
+        Err(e) => return error_response(StatusCode::BAD_REQUEST, &format!("user: {e}")),
+    };
+    match state
+        .auth
+        .mint(user.as_str(), Tier::Free, TOKEN_TTL_SECS, &["*".to_owned()])
+    {
+        Ok(token) => json_response(
+            StatusCode::OK,
+            &json!({
+                "token": token,
+                "user_id": user.as_str(),
+                "tier": Tier::Free.as_str(),
+                "expires_in": TOKEN_TTL_SECS,
+            }),
+        ),
+        Err(e) => error_response(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    }
+}
+
+/// The user named by the body's `user_id`, else by a client token in `Authorization`.
+async fn user_of(req: Request<Incoming>, state: &AppState) -> Result<UserId, Response<Body>> {
+    let bearer = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, t)| t.trim().to_owned());
+    let read = tokio::time::timeout(
+        state.cfg.limits.handshake_timeout(),
+        Limited::new(req.into_body(), MAX_BODY).collect(),
+    )
+    .await;
+    let body: Bytes = match read {
+        Ok(Ok(b)) => b.to_bytes(),
+        Ok(Err(_)) => {
+            return Err(error_response(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                &format!("body over {MAX_BODY} bytes or unreadable"),
+            ));
+        }
+        Err(_) => {
+            return Err(error_response(
+                StatusCode::REQUEST_TIMEOUT,
+                "request body not received in time",
+            ));
+        }
+    };
+    if !body.iter().all(u8::is_ascii_whitespace) {
+        let v: Value = serde_json::from_slice(&body)
+            .map_err(|e| error_response(StatusCode::BAD_REQUEST, &format!("invalid JSON: {e}")))?;
+        if let Some(u) = v.get("user_id") {
+            let name = u.as_str().ok_or_else(|| {
+                error_response(StatusCode::BAD_REQUEST, "user_id: expected a string")
+            })?;
+            return UserId::new(name)
+                .map_err(|e| error_response(StatusCode::BAD_REQUEST, &format!("user_id: {e}")));
+        }
+    }
+    match bearer {
+        Some(t) => state
+            .auth
+            .verify(&t)
+            .map(|id| id.user)
+            .map_err(|e| error_response(StatusCode::UNAUTHORIZED, &e.to_string())),
+        None => Err(error_response(
+            StatusCode::BAD_REQUEST,
+            "missing user: send {\"user_id\": \"...\"} or `Authorization: Bearer <client token>`",
+        )),
+    }
+}
+
+/// The events of a simulated run, in order.
+fn script() -> [(EventKind, Value); 7] {
+    [
+        (
+            EventKind::AgentStarted,
+            json!({"agent": "research-assistant", "goal": "Summarize this week's open support tickets"}),
+        ),
+        (
+            EventKind::AgentThinking,
+            json!({"step": 1, "of": 3, "progress": 0.2, "text": "Reading the ticket queue"}),
+        ),
+        (
+            EventKind::AgentThinking,
+            json!({"step": 2, "of": 3, "progress": 0.45, "text": "Choosing a tool to search tickets"}),
+        ),
+        (
+            EventKind::ToolExecuting,
+            json!({"tool": "search_tickets", "args": {"status": "open", "since": "7d"}}),
+        ),
+        (
+            EventKind::ToolCompleted,
+            json!({"tool": "search_tickets", "result": {"tickets": 12}, "duration_ms": 284}),
+        ),
+        (
+            EventKind::AgentThinking,
+            json!({"step": 3, "of": 3, "progress": 0.85, "text": "Writing the summary"}),
+        ),
+        (
+            EventKind::AgentCompleted,
+            json!({"summary": "12 open tickets: 7 billing, 3 login, 2 export. Billing spike since Tuesday.", "tokens": 1834}),
+        ),
+    ]
+}
+
+fn simulate(user: UserId, state: &AppState) -> Response<Body> {
+    let run_id = format!("sim-{}", crate::config::random_token(6).to_lowercase());
+    let emitter = state.hub.emitter(user.clone(), run_id.as_str());
+    let steps = script();
+    let events = steps.len();
+    tokio::spawn(async move {
+        for (i, (kind, data)) in steps.into_iter().enumerate() {
+            if i > 0 {
+                tokio::time::sleep(STEP).await;
+            }
+            let Ok(data) = Data::from_json(data.to_string()) else {
+                continue;
+            };
+            match emitter.emit(kind, data) {
+                // Fire and forget: the receipt is not needed, the event is queued.
+                Ok(reply) => drop(reply),
+                Err(_) => break,
+            }
+        }
+    });
+    json_response(
+        StatusCode::ACCEPTED,
+        &json!({
+            "user_id": user.as_str(),
+            "run_id": run_id,
+            "events": events,
+            "interval_ms": STEP.as_millis() as u64,
+        }),
+    )
+}
+
+fn disconnect(user: UserId, state: &AppState) -> Response<Body> {
+    let connections = state.users.count(&user);
+    if let Some(k) = &state.dev_kicks {
+        // An error only means no session is listening: nothing to close.
+        let _ = k.tx.send(user.clone());
+    }
+    json_response(
+        StatusCode::OK,
+        &json!({"user_id": user.as_str(), "connections": connections}),
+    )
+}

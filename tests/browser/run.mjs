@@ -1,0 +1,310 @@
+// Browser tests of agentcast's web pages in headless Chromium (Debian's /usr/bin/chromium,
+// driven by playwright-core). Run by tests/tests/browser.rs against a real server in dev
+// mode; can also be run by hand against `agentcast` started without secrets:
+//
+//   node tests/browser/run.mjs <case> --base http://127.0.0.1:8080 --api-key KEY [--artifacts DIR]
+//
+// Cases: demo-run, demo-resume, dashboard. Exit status 0 = pass; anything else = fail, with
+// the reason on stderr. Every wait is bounded. Any console error or uncaught exception in a
+// page (a CSP violation included) fails the case.
+
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { chromium } from 'playwright-core';
+
+const args = process.argv.slice(2);
+const caseName = args[0];
+const opt = (name, dflt) => {
+  const i = args.indexOf(`--${name}`);
+  return i >= 0 && i + 1 < args.length ? args[i + 1] : dflt;
+};
+const BASE = opt('base', process.env.AGENTCAST_BASE);
+const API_KEY = opt('api-key', process.env.AGENTCAST_API_KEY);
+const ARTIFACTS = opt('artifacts', 'tests/artifacts');
+const CHROMIUM = process.env.AGENTCAST_CHROMIUM || '/usr/bin/chromium';
+const WAIT = 10_000;
+
+function fail(msg) {
+  throw new Error(msg);
+}
+
+function check(cond, msg) {
+  if (!cond) fail(msg);
+}
+
+function step(msg) {
+  console.log(`[${caseName}] ${msg}`);
+}
+
+async function publish(body) {
+  const r = await fetch(`${BASE}/api/v1/publish`, {
+    method: 'POST',
+    headers: { Authorization: `Bearer ${API_KEY}`, 'Content-Type': 'application/json' },
+    body: JSON.stringify(body),
+  });
+  const json = await r.json();
+  check(r.status === 200, `publish answered ${r.status}: ${JSON.stringify(json)}`);
+  return json;
+}
+
+async function post(path, body) {
+  const r = await fetch(`${BASE}${path}`, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify(body),
+  });
+  const json = await r.json();
+  check(r.ok, `${path} answered ${r.status}: ${JSON.stringify(json)}`);
+  return json;
+}
+
+async function stats() {
+  const r = await fetch(`${BASE}/api/v1/stats`);
+  return r.json();
+}
+
+/** Polls `fn` until it returns a truthy value; fails with `what` after WAIT. */
+async function until(what, fn, timeout = WAIT) {
+  const end = Date.now() + timeout;
+  let last;
+  while (Date.now() < end) {
+    last = await fn();
+    if (last) return last;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  fail(`timed out waiting for ${what} (last: ${JSON.stringify(last)})`);
+}
+
+/** The events the demo page shows, in DOM order. */
+function shownEvents(page) {
+  return page.$$eval('li.event', (lis) => lis.map((li) => ({
+    seq: li.dataset.seq === undefined ? null : Number(li.dataset.seq),
+    type: li.dataset.type,
+    time: li.querySelector('.meta time')?.textContent || '',
+    acked: li.dataset.acked === 'true',
+    run: li.closest('.run')?.dataset.run,
+  })));
+}
+
+const statusOf = (page) => page.$eval('#status', (e) => e.dataset.status);
+
+const pages = [];
+
+async function openPage(browser, path, errors) {
+  const page = await browser.newPage({ viewport: { width: 1360, height: 900 }, deviceScaleFactor: 1 });
+  pages.push(page);
+  page.on('console', (m) => {
+    if (m.type() === 'error') errors.push(`console error on ${path}: ${m.text()}`);
+  });
+  page.on('pageerror', (e) => errors.push(`uncaught exception on ${path}: ${e.message}`));
+  const resp = await page.goto(`${BASE}${path}`, { waitUntil: 'load', timeout: WAIT });
+  check(resp && resp.status() === 200, `GET ${path} answered ${resp && resp.status()}`);
+  return page;
+}
+
+async function waitOpen(page) {
+  await until('the demo page to connect', async () => (await statusOf(page)) === 'open');
+}
+
+async function screenshot(page, name) {
+  mkdirSync(ARTIFACTS, { recursive: true });
+  const file = join(ARTIFACTS, name);
+  await page.screenshot({ path: file, fullPage: true });
+  step(`screenshot ${file}`);
+}
+
+const RUN = [
+  ['agent_started', { agent: 'planner', goal: 'Plan a three-day trip to Lisbon' }],
+  ['agent_thinking', { step: 1, of: 2, progress: 0.3, text: 'Comparing neighbourhoods' }],
+  ['tool_executing', { tool: 'search_flights', args: { from: 'BER', to: 'LIS' } }],
+  ['tool_completed', { tool: 'search_flights', result: { options: 4 }, duration_ms: 412 }],
+  ['agent_completed', { summary: 'Three-day plan ready: Alfama, Belém, Sintra.' }],
+];
+
+// ---- cases --------------------------------------------------------------------------------
+
+/** A run published through the HTTP API while the page is open shows in order, with seqs
+ * and times; critical events are acknowledged; a simulated run (dev button) follows. */
+async function demoRun(browser, errors) {
+  const user = 'browser-run';
+  const page = await openPage(browser, `/?user=${user}`, errors);
+  await waitOpen(page);
+  step('connected');
+  const seqs = [];
+  for (const [type, data] of RUN) {
+    const r = await publish({ user_id: user, type, run_id: 'trip-42', data });
+    check(typeof r.seq === 'number', `publish gave no seq: ${JSON.stringify(r)}`);
+    check(r.connections === 1, `expected the page's 1 connection, publish reached ${r.connections}`);
+    seqs.push(r.seq);
+  }
+  step(`published seqs ${seqs.join(',')}`);
+  await until('5 events on the page', async () => (await shownEvents(page)).length === 5);
+  const shown = await shownEvents(page);
+  check(JSON.stringify(shown.map((e) => e.seq)) === JSON.stringify(seqs),
+    `page shows seqs ${shown.map((e) => e.seq)} but ${seqs} were published`);
+  check(JSON.stringify(shown.map((e) => e.type)) === JSON.stringify(RUN.map((r) => r[0])),
+    `page shows types ${shown.map((e) => e.type)} out of order`);
+  for (const e of shown) {
+    check(/^\d\d:\d\d:\d\d\.\d{3}$/.test(e.time), `event ${e.seq} shows no timestamp: "${e.time}"`);
+    check(e.run === 'trip-42', `event ${e.seq} is not in the run's card`);
+  }
+  const texts = await page.$$eval('li.event', (lis) => lis.map((li) => li.textContent));
+  check(texts.some((t) => t.includes('#' + seqs[0])), 'the seq is not visible on the page');
+  check(await page.$eval('.run[data-run="trip-42"] .badge', (b) => b.textContent) === 'completed',
+    'the run card does not say completed');
+  // Critical events (started, completed) are acknowledged: marked on the page and the
+  // server's unacked-critical gauge returns to 0.
+  await until('critical events marked acknowledged', async () => {
+    const ev = await shownEvents(page);
+    return ev.filter((e) => e.type === 'agent_started' || e.type === 'agent_completed').every((e) => e.acked);
+  });
+  await until('the server to count no unacked critical event', async () => {
+    const s = await stats();
+    return s.engine.unacked_critical === 0 && s.engine.acks >= 2;
+  });
+  step('in order, timestamped, critical events acked');
+
+  // The dev-mode button starts a simulated run through the engine.
+  await page.click('#simulate');
+  await until('the simulated run (7 more events)', async () => (await shownEvents(page)).length === 12, 15_000);
+  const sim = (await shownEvents(page)).slice(5);
+  const expected = ['agent_started', 'agent_thinking', 'agent_thinking', 'tool_executing',
+    'tool_completed', 'agent_thinking', 'agent_completed'];
+  check(JSON.stringify(sim.map((e) => e.type)) === JSON.stringify(expected),
+    `simulated run shows ${sim.map((e) => e.type)}`);
+  sim.forEach((e, i) => check(e.seq === seqs[4] + 1 + i, `simulated event ${i} has seq ${e.seq}`));
+  check(sim.every((e) => e.run && e.run.startsWith('sim-')), 'simulated events are not in a sim- run');
+  await page.waitForTimeout(1400); // let the highlight fade for the screenshot
+  await screenshot(page, 'demo-run.png');
+}
+
+/** The server closes the page's connection (1012); events published while it is down are
+ * shown after it reconnects and resumes, with no seq missing or repeated. */
+async function demoResume(browser, errors) {
+  const user = 'browser-resume';
+  const page = await openPage(browser, `/?user=${user}`, errors);
+  await waitOpen(page);
+  const seqs = [];
+  for (const [type, data] of RUN.slice(0, 2)) {
+    seqs.push((await publish({ user_id: user, type, run_id: 'trip-7', data })).seq);
+  }
+  await until('2 events before the drop', async () => (await shownEvents(page)).length === 2);
+  step('2 events shown; asking the server to drop the connection');
+  const kick = await post('/api/v1/dev/disconnect', { user_id: user });
+  check(kick.connections === 1, `disconnect saw ${kick.connections} connections`);
+  await until('the page to notice the drop', async () => (await statusOf(page)) === 'reconnecting');
+  for (const [type, data] of RUN.slice(2)) {
+    seqs.push((await publish({ user_id: user, type, run_id: 'trip-7', data })).seq);
+  }
+  // Still down after the publishes: they happened while the page had no connection.
+  check((await statusOf(page)) === 'reconnecting', 'the page reconnected before the events were published; the case proves nothing');
+  check((await shownEvents(page)).length === 2, 'events arrived while the page was disconnected');
+  step(`published ${seqs.slice(2).join(',')} while disconnected`);
+  await waitOpen(page);
+  await until('all 5 events after the resume', async () => (await shownEvents(page)).length >= 5);
+  await page.waitForTimeout(300); // a duplicate would arrive now
+  const shown = await shownEvents(page);
+  check(JSON.stringify(shown.map((e) => e.seq)) === JSON.stringify(seqs),
+    `after resume the page shows seqs ${shown.map((e) => e.seq)}; expected ${seqs}`);
+  for (let i = 1; i < shown.length; i++) {
+    check(shown[i].seq === shown[i - 1].seq + 1, `seq gap between ${shown[i - 1].seq} and ${shown[i].seq}`);
+  }
+  check(await page.$eval('#kv-reconnects', (e) => e.textContent) === '1', 'reconnect count is not 1');
+  const log = await page.$eval('#log', (e) => e.textContent);
+  check(log.includes('closed 1012'), `log does not show the 1012 close: ${log}`);
+  check(log.includes(`resumed after seq ${seqs[1]}`), `log does not show the resume after seq ${seqs[1]}: ${log}`);
+  step('resumed with every event, none missing or repeated');
+  await page.waitForTimeout(1400);
+  await screenshot(page, 'demo-resume.png');
+}
+
+/** The dashboard shows live numbers: a connection while a client is connected, counters and
+ * charts that move as events are published, and component health. */
+async function dashboard(browser, errors) {
+  const user = 'browser-dash';
+  const demo = await openPage(browser, `/?user=${user}`, errors);
+  await waitOpen(demo);
+  const page = await openPage(browser, '/dashboard', errors);
+  await until('the stats stream to be live', async () => (await page.$eval('#stream', (e) => e.dataset.status)) === 'open');
+  const connections = await until('connections > 0', async () => {
+    const n = Number((await page.$eval('#m-connections', (e) => e.textContent)).replace(/,/g, ''));
+    return n > 0 ? n : 0;
+  });
+  step(`dashboard shows ${connections} connection(s)`);
+  const snapshots = async () => Number(await page.$eval('body', (b) => b.dataset.snapshots || 0));
+  const publishedShown = async () => Number((await page.$eval('#m-published', (e) => e.textContent)).replace(/,/g, '')) || 0;
+  const before = { snaps: await snapshots(), published: await publishedShown() };
+  // Publish for a few seconds, at a rising rate, so the throughput chart has a line.
+  let sent = 0;
+  for (let second = 1; second <= 4; second++) {
+    const started = Date.now();
+    for (let i = 0; i < second * 5; i++) {
+      const [type, data] = RUN[sent % RUN.length];
+      await publish({ user_id: user, type, run_id: `load-${Math.floor(sent / 5)}`, data });
+      sent += 1;
+    }
+    await new Promise((r) => setTimeout(r, Math.max(0, 1000 - (Date.now() - started))));
+  }
+  await until('the published counter to move', async () => (await publishedShown()) >= before.published + sent);
+  await until('two more snapshots', async () => (await snapshots()) >= before.snaps + 2);
+  const eps = await until('events/s > 0 at some point', async () => {
+    const t = await page.$eval('#legend-throughput', (e) => e.textContent);
+    return /published \/ s/.test(t) ? t : null;
+  });
+  step(`legend: ${eps}`);
+  // The throughput lines are drawn: count opaque pixels of the two series colours
+  // (#4f46e5 published, #0ea5e9 delivered).
+  const linePixels = await page.$eval('#chart-throughput', (c) => {
+    const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+    const near = (i, r, g, b) => Math.abs(d[i] - r) < 30 && Math.abs(d[i + 1] - g) < 30 && Math.abs(d[i + 2] - b) < 30 && d[i + 3] > 200;
+    let n = 0;
+    for (let i = 0; i < d.length; i += 4) if (near(i, 0x4f, 0x46, 0xe5) || near(i, 0x0e, 0xa5, 0xe9)) n++;
+    return n;
+  });
+  check(linePixels > 50, `the throughput chart shows no line (${linePixels} pixels)`);
+  const health = await until('a component health row', async () => {
+    const rows = await page.$$eval('#components tbody tr', (trs) => trs.map((tr) => tr.textContent));
+    return rows.length ? rows : null;
+  });
+  step(`health rows: ${health.join(' | ')}`);
+  const pill = await page.$eval('#health', (e) => e.textContent);
+  check(/health: /.test(pill) && !/unreachable/.test(pill), `health pill says ${pill}`);
+  const delivered = await page.$eval('#m-delivered', (e) => e.textContent);
+  check(/^[\d,.k]+ delivered/.test(delivered) && !delivered.startsWith('0 '), `delivered shows ${delivered}`);
+  await screenshot(page, 'dashboard.png');
+}
+
+const CASES = { 'demo-run': demoRun, 'demo-resume': demoResume, dashboard };
+
+async function main() {
+  check(CASES[caseName], `unknown case "${caseName}"; use one of ${Object.keys(CASES).join(', ')}`);
+  check(BASE, 'give --base http://host:port');
+  check(API_KEY, 'give --api-key KEY');
+  const browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    headless: true,
+    args: ['--no-sandbox', '--disable-dev-shm-usage', '--disable-gpu'],
+    timeout: 30_000,
+  });
+  const errors = [];
+  try {
+    await CASES[caseName](browser, errors);
+    check(errors.length === 0, `page errors:\n  ${errors.join('\n  ')}`);
+  } catch (e) {
+    // Keep what the pages showed when the case failed.
+    for (const [i, page] of pages.entries()) {
+      await screenshot(page, `${caseName}-failure-${i}.png`).catch(() => {});
+      const log = await page.$eval('#log', (l) => l.innerText).catch(() => null);
+      if (log) console.error(`[${caseName}] page ${i} log:\n${log}`);
+    }
+    throw e;
+  } finally {
+    await browser.close();
+  }
+  step('PASS');
+}
+
+main().catch((e) => {
+  console.error(`[${caseName}] FAIL: ${e && e.stack || e}`);
+  process.exit(1);
+});

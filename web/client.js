@@ -1,0 +1,370 @@
+// agentcast browser client: a dependency-free ES module, served by the agentcast binary at
+// /client.js (source: web/client.js). See docs/web.md.
+//
+//   import { AgentcastClient } from '/client.js';
+//   const client = new AgentcastClient({
+//     url: '/ws',
+//     token: () => fetchMyToken(),          // a string, or a (possibly async) function
+//     on: {
+//       agent_started(ev) { ... },          // one callback per event type
+//       agent_thinking(ev) { ... },
+//     },
+//     onAny(ev) { ... },                    // every event, after its typed callback
+//     onGap(gap) { ... },                   // {from, to}: events no longer held
+//     onError(err) { ... },                 // {code, message} from the server, or a local error
+//     onStatus(status, detail) { ... },     // connecting | open | reconnecting | closed
+//   });
+//   client.connect();
+//
+// Semantics:
+// - Order: events of different priorities may overtake each other on the wire (the server
+//   drains a connection's critical queue first, e.g. when it replays a backlog), so events
+//   are handed out as they arrive, which is not always seq order; `ev.seq` tells the order.
+// - Resume: the client reconnects with `?last_seq=W`, W being its resume point: the highest
+//   seq such that it has seen every seq up to W (see `lastSeq`). The server replays every
+//   event after W still in the user's history; any event already handed out is dropped, so a
+//   callback never sees the same seq twice. A hole that stays open for `holeTimeoutMs` while
+//   connected is an event the server will not send on this connection (a thinking event
+//   replaced by a newer one, or dropped from a full queue): W moves past it, and the next
+//   resume asks again only for what came after. Before any seq was seen it connects without
+//   `last_seq` and gets what the user has not acknowledged.
+// - Acks: after an event's callbacks ran, a critical event (priority "critical") is
+//   acknowledged at once with {"type":"ack","seq":N}, N the highest seq seen; other events
+//   are acknowledged in a batch (one ack, `ackDelayMs` later). An ack confirms every event up
+//   to N.
+// - Reconnect: after any close not asked for by `close()`, with exponential backoff and
+//   jitter: attempt k waits a random time in [d/2, d], d = min(maxDelayMs, initialDelayMs·2^k).
+//   A close the server chose (1001 going away, 1012 restart, 1013 try again later) waits
+//   `serverCloseDelayMs` to twice that first, so a restarting node is not hit by every client
+//   at once. The attempt counter resets on each `welcome`.
+// - Liveness: an application ping ({"type":"ping"}) every `pingIntervalMs`; when nothing at
+//   all arrives for `pingIntervalMs + pongTimeoutMs`, the socket is considered dead and the
+//   client reconnects.
+
+/** Close codes the server sends on purpose; the first retry then waits longer. */
+const SERVER_CLOSES = new Set([1001, 1012, 1013]);
+
+/** Default options. Every one can be given to the constructor. */
+export const DEFAULTS = Object.freeze({
+  url: '/ws',
+  token: null,
+  lastSeq: null,
+  channels: [],
+  initialDelayMs: 250,
+  maxDelayMs: 15000,
+  serverCloseDelayMs: 1000,
+  ackDelayMs: 200,
+  pingIntervalMs: 15000,
+  pongTimeoutMs: 10000,
+  holeTimeoutMs: 3000,
+});
+
+export class AgentcastClient {
+  /**
+   * @param {object} options see DEFAULTS and the module comment.
+   */
+  constructor(options = {}) {
+    this.options = { ...DEFAULTS, ...options };
+    this.handlers = options.on || {};
+    this.status = 'idle';
+    /** Resume point: every seq up to it was handed out (null before the first event). */
+    this.lastSeq = this.options.lastSeq ?? null;
+    /** Highest seq handed to a callback (null before the first). */
+    this.maxSeq = this.lastSeq;
+    /** Seqs handed out above `lastSeq` (or all of them while `lastSeq` is null). */
+    this._seen = new Set();
+    /** When the hole just above `lastSeq` was first noticed (0: none). */
+    this._holeSince = 0;
+    /** When the first event was handed out (0: none yet). */
+    this._firstSeenAt = 0;
+    /** Highest seq acknowledged to the server. */
+    this.ackedSeq = null;
+    /** The last welcome message. */
+    this.welcome = null;
+    /** Completed reconnects (welcomes after the first). */
+    this.reconnects = 0;
+    this.channels = new Set(this.options.channels);
+    this._ws = null;
+    this._attempt = 0;
+    this._welcomed = 0;
+    this._stopped = true;
+    this._retryTimer = null;
+    this._ackTimer = null;
+    this._pingTimer = null;
+    this._holeTimer = null;
+    this._lastHeard = 0;
+    this._onOnline = () => {
+      if (!this._stopped && this.status === 'reconnecting') this._reconnectNow();
+    };
+  }
+
+  /** Opens the connection (and keeps it open until close()). */
+  connect() {
+    if (!this._stopped) return this;
+    this._stopped = false;
+    if (typeof window !== 'undefined') window.addEventListener('online', this._onOnline);
+    this._open();
+    return this;
+  }
+
+  /** Closes the connection for good (no reconnect). Pending acks are sent first. */
+  close() {
+    this._stopped = true;
+    if (typeof window !== 'undefined') window.removeEventListener('online', this._onOnline);
+    clearTimeout(this._retryTimer);
+    this._flushAck();
+    this._stopTimers();
+    if (this._ws) {
+      this._ws.close(1000, 'client closed');
+      this._ws = null;
+    }
+    this._setStatus('closed', {});
+  }
+
+  /** Subscribes to a channel now and after every reconnect. */
+  subscribe(channel) {
+    this.channels.add(channel);
+    this._send({ type: 'subscribe', channel });
+  }
+
+  /** Unsubscribes from a channel. */
+  unsubscribe(channel) {
+    this.channels.delete(channel);
+    this._send({ type: 'unsubscribe', channel });
+  }
+
+  // ---- connection ------------------------------------------------------------------------
+
+  async _open() {
+    clearTimeout(this._retryTimer);
+    this._setStatus(this._welcomed ? 'reconnecting' : 'connecting', { attempt: this._attempt });
+    let token = this.options.token;
+    try {
+      if (typeof token === 'function') token = await token();
+    } catch (e) {
+      this._error({ code: 'token', message: `could not get a token: ${e && e.message || e}` });
+      this._scheduleRetry(null);
+      return;
+    }
+    if (this._stopped) return;
+    const url = new URL(this.options.url, typeof location !== 'undefined' ? location.href : undefined);
+    if (url.protocol === 'http:') url.protocol = 'ws:';
+    if (url.protocol === 'https:') url.protocol = 'wss:';
+    if (token) url.searchParams.set('token', token);
+    this._settleFloor();
+    if (this.lastSeq !== null) {
+      url.searchParams.set('last_seq', String(this.lastSeq));
+    } else {
+      url.searchParams.delete('last_seq');
+    }
+    let ws;
+    try {
+      ws = new WebSocket(url.toString());
+    } catch (e) {
+      this._error({ code: 'connect', message: String(e && e.message || e) });
+      this._scheduleRetry(null);
+      return;
+    }
+    this._ws = ws;
+    let welcomed = false;
+    ws.onmessage = (m) => {
+      if (ws !== this._ws) return;
+      this._lastHeard = Date.now();
+      let msg;
+      try {
+        msg = JSON.parse(m.data);
+      } catch {
+        this._error({ code: 'bad_frame', message: 'server sent a frame that is not JSON' });
+        return;
+      }
+      if (msg.type === 'welcome') welcomed = true;
+      this._dispatch(msg);
+    };
+    ws.onclose = (e) => {
+      if (ws !== this._ws) return;
+      this._ws = null;
+      this._stopTimers();
+      if (this._stopped) return;
+      if (!welcomed) {
+        this._error({
+          code: 'connect_failed',
+          message: `connection refused or lost before welcome (close ${e.code}); check the token`,
+        });
+      }
+      this._scheduleRetry(e.code, e.reason);
+    };
+    // `error` is always followed by `close`, which does the work.
+    ws.onerror = () => {};
+  }
+
+  _scheduleRetry(code, reason) {
+    if (this._stopped) return;
+    const o = this.options;
+    const d = Math.min(o.maxDelayMs, o.initialDelayMs * 2 ** this._attempt);
+    let delay = d / 2 + Math.random() * (d / 2);
+    if (SERVER_CLOSES.has(code)) {
+      delay = Math.max(delay, o.serverCloseDelayMs * (1 + Math.random()));
+    }
+    this._attempt += 1;
+    this._setStatus('reconnecting', { code, reason, delayMs: Math.round(delay), attempt: this._attempt });
+    this._retryTimer = setTimeout(() => this._open(), delay);
+  }
+
+  _reconnectNow() {
+    clearTimeout(this._retryTimer);
+    this._open();
+  }
+
+  // ---- messages ----------------------------------------------------------------------------
+
+  _dispatch(msg) {
+    switch (msg.type) {
+      case 'welcome':
+        this.welcome = msg;
+        if (this._welcomed > 0) this.reconnects += 1;
+        this._welcomed += 1;
+        this._attempt = 0;
+        for (const channel of this.channels) this._send({ type: 'subscribe', channel });
+        this._startPing(msg.heartbeat_ms);
+        this._setStatus('open', { welcome: msg, resumedFrom: this.lastSeq });
+        this._call(this.options.onWelcome, msg);
+        return;
+      case 'pong':
+        return;
+      case 'gap':
+        this._call(this.options.onGap, msg);
+        return;
+      case 'error':
+        this._error(msg);
+        return;
+      default:
+        this._event(msg);
+    }
+  }
+
+  _event(ev) {
+    const hasSeq = typeof ev.seq === 'number';
+    if (hasSeq && ((this.lastSeq !== null && ev.seq <= this.lastSeq) || this._seen.has(ev.seq))) {
+      return; // already handed out (replayed after a resume)
+    }
+    this._call(this.handlers[ev.type], ev);
+    this._call(this.options.onAny, ev);
+    if (!hasSeq) return;
+    this._seen.add(ev.seq);
+    if (this.maxSeq === null || ev.seq > this.maxSeq) this.maxSeq = ev.seq;
+    if (!this._firstSeenAt) this._firstSeenAt = Date.now();
+    this._advance();
+    if (ev.priority === 'critical') {
+      this._flushAck();
+    } else if (!this._ackTimer) {
+      this._ackTimer = setTimeout(() => this._flushAck(), this.options.ackDelayMs);
+    }
+  }
+
+  /** Moves the resume point over every seq seen contiguously after it. */
+  _advance() {
+    if (this.lastSeq === null) return;
+    while (this._seen.has(this.lastSeq + 1)) {
+      this.lastSeq += 1;
+      this._seen.delete(this.lastSeq);
+    }
+    for (const s of this._seen) if (s <= this.lastSeq) this._seen.delete(s);
+    this._holeSince = this._seen.size ? this._holeSince || Date.now() : 0;
+  }
+
+  /** Fixes the resume point once events were seen (the first connection had none). */
+  _settleFloor() {
+    if (this.lastSeq === null && this._seen.size) {
+      this.lastSeq = Math.min(...this._seen) - 1;
+      this._advance();
+    }
+  }
+
+  /** Skips a hole that stayed open for holeTimeoutMs on a live connection. */
+  _checkHole() {
+    if (this.lastSeq === null && Date.now() - this._firstSeenAt >= this.options.holeTimeoutMs) {
+      this._settleFloor();
+    }
+    if (!this._seen.size || !this._holeSince) return;
+    if (Date.now() - this._holeSince < this.options.holeTimeoutMs) return;
+    this.lastSeq = Math.min(...this._seen) - 1;
+    this._holeSince = 0;
+    this._advance();
+  }
+
+  /** Acknowledges everything handed out so far. */
+  _flushAck() {
+    clearTimeout(this._ackTimer);
+    this._ackTimer = null;
+    const seq = this.maxSeq;
+    if (seq === null || (this.ackedSeq !== null && seq <= this.ackedSeq)) return;
+    if (this._send({ type: 'ack', seq })) {
+      this.ackedSeq = seq;
+      this._call(this.options.onAck, seq);
+    }
+  }
+
+  _send(obj) {
+    const ws = this._ws;
+    if (!ws || ws.readyState !== 1 || !this.welcome) return false;
+    ws.send(JSON.stringify(obj));
+    return true;
+  }
+
+  // ---- liveness ----------------------------------------------------------------------------
+
+  _startPing(heartbeatMs) {
+    this._stopTimers();
+    const every = Math.min(this.options.pingIntervalMs, heartbeatMs || Infinity);
+    this._lastHeard = Date.now();
+    this._holeSince = this._seen.size ? Date.now() : 0;
+    this._holeTimer = setInterval(() => this._checkHole(), 1000);
+    this._pingTimer = setInterval(() => {
+      if (Date.now() - this._lastHeard > every + this.options.pongTimeoutMs) {
+        // Nothing heard, not even the pong of the last ping: the socket is dead.
+        const ws = this._ws;
+        this._ws = null;
+        this._stopTimers();
+        if (ws) ws.close(4000, 'no pong');
+        this._scheduleRetry(null, 'no pong');
+        return;
+      }
+      this._send({ type: 'ping' });
+    }, every);
+  }
+
+  _stopTimers() {
+    clearInterval(this._pingTimer);
+    clearInterval(this._holeTimer);
+    this._pingTimer = null;
+    this._holeTimer = null;
+  }
+
+  // ---- callbacks ---------------------------------------------------------------------------
+
+  _setStatus(status, detail) {
+    this.status = status;
+    this._call(this.options.onStatus, status, detail);
+  }
+
+  _error(err) {
+    this._call(this.options.onError, err);
+  }
+
+  _call(fn, ...args) {
+    if (typeof fn !== 'function') return;
+    try {
+      fn.apply(this, args);
+    } catch (e) {
+      if (fn !== this.options.onError && typeof this.options.onError === 'function') {
+        try {
+          this.options.onError({ code: 'callback', message: String(e && e.stack || e) });
+        } catch {
+          /* an onError that throws is ignored */
+        }
+      } else {
+        console.error(e);
+      }
+    }
+  }
+}
