@@ -197,6 +197,7 @@ pub fn render_json(m: &ServerMetrics, stats: &Stats) -> serde_json::Value {
             "delivered_by_type": by_kind(&t.delivered_by_kind),
         },
         "latency_us": {
+            "unit": "us",
             "count": m.latency.snapshot().2,
             "p50": m.latency.quantile_us(0.50),
             "p90": m.latency.quantile_us(0.90),
