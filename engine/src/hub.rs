@@ -29,6 +29,7 @@ use tokio::sync::oneshot;
 use crate::HubConfig;
 use crate::conn::{ConnId, ConnShared, ConnectOptions, Connection, Welcome};
 use crate::emitter::UserEmitter;
+use crate::enrich::{self, Rules};
 use crate::error::HubClosed;
 use crate::escalation::Dispatcher;
 use crate::event::{Event, Priority, Target, UserId};
@@ -216,6 +217,9 @@ struct HubInner {
     dispatcher: Mutex<Option<Dispatcher>>,
     router: RandomState,
     next_conn: AtomicU64,
+    /// Enrichment rules for channel and broadcast events (stateless; user events are enriched
+    /// by their home shard).
+    rules: Rules,
 }
 
 impl Drop for HubInner {
@@ -288,6 +292,7 @@ impl Hub {
             workers.push(w);
             threads.push(t);
         }
+        let rules = Rules::new(&cfg.enrichment);
         Ok(Hub {
             inner: Arc::new(HubInner {
                 cfg,
@@ -296,6 +301,7 @@ impl Hub {
                 dispatcher: Mutex::new(Some(dispatcher)),
                 router: RandomState::new(),
                 next_conn: AtomicU64::new(1),
+                rules,
             }),
         })
     }
@@ -343,6 +349,8 @@ impl Hub {
                     Target::Channel(c) => Some(c.clone()),
                     _ => None,
                 };
+                let meta =
+                    enrich::stateless_meta(&self.inner.rules, &event.kind, event.data.as_bytes());
                 let frame = frame::encode_event(&EventFields {
                     kind: &event.kind,
                     origin: match &channel {
@@ -353,7 +361,7 @@ impl Hub {
                     ts_ms,
                     priority,
                     data: event.data.as_bytes(),
-                    extra: None,
+                    extra: meta.as_deref(),
                 })
                 .into_bytes();
                 let coalesce = coalesce_run(&event);
