@@ -63,9 +63,10 @@ use ahash::RandomState;
 use bytes::{BufMut, BytesMut};
 
 use crate::config::EnrichmentConfig;
-use crate::event::EventKind;
+use crate::event::{Event, EventKind, UserId};
 use crate::frame::{write_str, write_u64};
-use crate::json::Members;
+use crate::json::{decode_string, members_lazy};
+use crate::runs::{RunHost, RunTracker, UserRuns};
 
 /// How bad an `agent_error` is, from the user's point of view. Ordered: `Low < … < Critical`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -234,8 +235,17 @@ pub(crate) struct Said<'a> {
     pub(crate) fatal: Option<bool>,
 }
 
-fn short(s: Option<Cow<'_, str>>) -> Option<Cow<'_, str>> {
-    s.filter(|s| s.len() <= MAX_NAME)
+/// A raw JSON value as a name: a string of at most [`MAX_NAME`] bytes.
+fn as_name(raw: &[u8]) -> Option<Cow<'_, str>> {
+    if raw.first() != Some(&b'"') || raw.len() > MAX_NAME * 6 + 2 {
+        return None;
+    }
+    decode_string(raw).ok().filter(|s| s.len() <= MAX_NAME)
+}
+
+/// A raw JSON value as a non-negative integer.
+fn as_u64(raw: &[u8]) -> Option<u64> {
+    std::str::from_utf8(raw).ok()?.parse().ok()
 }
 
 impl<'a> Said<'a> {
@@ -248,37 +258,57 @@ impl<'a> Said<'a> {
         if matches!(kind, EventKind::Custom(_) | EventKind::AgentCompleted) {
             return said;
         }
-        let Ok(m) = Members::scan_validated(data) else {
-            return said;
-        };
-        match kind {
-            EventKind::AgentStarted => said.expected_ms = m.u64("expected_ms").ok().flatten(),
-            EventKind::AgentThinking => {
-                said.progress = m
-                    .raw("progress")
-                    .and_then(|r| std::str::from_utf8(r).ok())
-                    .and_then(|s| s.parse::<f64>().ok())
-                    .filter(|p| p.is_finite());
-                said.step = m.u64("step").ok().flatten();
-                said.total = m.u64("total_steps").ok().flatten().filter(|&t| t > 0);
+        // One lazy pass over the top level, no allocation (unless a key or value is escaped).
+        for (raw_key, v) in members_lazy(data) {
+            let key = if raw_key.contains(&b'\\') {
+                match decode_string(raw_key) {
+                    Ok(k) => k,
+                    Err(_) => continue,
+                }
+            } else {
+                // Without escapes the key is its bytes between the quotes (valid UTF-8).
+                match std::str::from_utf8(&raw_key[1..raw_key.len() - 1]) {
+                    Ok(k) => Cow::Borrowed(k),
+                    Err(_) => continue,
+                }
+            };
+            match (kind, key.as_ref()) {
+                (EventKind::AgentStarted, "expected_ms") => said.expected_ms = as_u64(v),
+                (EventKind::AgentThinking, "progress") => {
+                    said.progress = std::str::from_utf8(v)
+                        .ok()
+                        .and_then(|s| s.parse::<f64>().ok())
+                        .filter(|p| p.is_finite());
+                }
+                (EventKind::AgentThinking, "step") => said.step = as_u64(v),
+                (EventKind::AgentThinking, "total_steps") => {
+                    said.total = as_u64(v).filter(|&t| t > 0);
+                }
+                (EventKind::ToolExecuting | EventKind::ToolCompleted, "tool") => {
+                    said.tool = as_name(v);
+                }
+                (EventKind::ToolExecuting | EventKind::ToolCompleted, "call_id") => {
+                    said.call_id = as_name(v);
+                }
+                (EventKind::AgentError, "code") => {
+                    said.code = match v.first() {
+                        // A number: its text as given.
+                        Some(b) if b.is_ascii_digit() || *b == b'-' => {
+                            std::str::from_utf8(v).ok().map(Cow::Borrowed)
+                        }
+                        _ => as_name(v),
+                    };
+                }
+                (EventKind::AgentError, "category") => said.category = as_name(v),
+                (EventKind::AgentError, "fatal") => {
+                    said.fatal = match v {
+                        b"true" => Some(true),
+                        b"false" => Some(false),
+                        _ => None,
+                    };
+                }
+                _ => {}
             }
-            EventKind::ToolExecuting | EventKind::ToolCompleted => {
-                said.tool = short(m.str("tool").ok().flatten());
-                said.call_id = short(m.str("call_id").ok().flatten());
-            }
-            EventKind::AgentError => {
-                said.code = short(match m.raw("code") {
-                    Some(r) if r.first() == Some(&b'"') => m.str("code").ok().flatten(),
-                    // A number: its text as given.
-                    Some(r) if r.first().is_some_and(|b| b.is_ascii_digit() || *b == b'-') => {
-                        std::str::from_utf8(r).ok().map(Cow::Borrowed)
-                    }
-                    _ => None,
-                });
-                said.category = short(m.str("category").ok().flatten());
-                said.fatal = m.bool("fatal").ok().flatten();
-            }
-            EventKind::AgentCompleted | EventKind::Custom(_) => {}
         }
         said
     }
@@ -644,6 +674,68 @@ pub(crate) fn stateless_meta(rules: &Rules, kind: &EventKind, data: &[u8]) -> Op
     }
     let mut out = BytesMut::with_capacity(128);
     write_meta(rules, kind, &said, &view, &mut out).then_some(out)
+}
+
+/// The enrichment a shard applies to each user event, as a standalone single-threaded value
+/// with its own user table: the same code, for benches and for embedders that encode frames
+/// themselves.
+///
+/// ```
+/// use agentcast_engine::{Data, EnrichmentConfig, Enricher, Event, EventKind, UserId};
+///
+/// let mut e = Enricher::new(&EnrichmentConfig::default());
+/// let u = UserId::new("u1").unwrap();
+/// let start = Event::new(EventKind::AgentStarted, "r1", Data::empty());
+/// assert_eq!(e.meta(&u, &start, 1_000), Some(&br#""meta":{"elapsed_ms":0}"#[..]));
+/// let tool = Event::new(
+///     EventKind::ToolExecuting,
+///     "r1",
+///     Data::from_json(r#"{"tool":"web_search"}"#).unwrap(),
+/// );
+/// let meta = String::from_utf8(e.meta(&u, &tool, 1_250).unwrap().to_vec()).unwrap();
+/// assert!(meta.starts_with(r#""meta":{"elapsed_ms":250,"category":"search""#));
+/// ```
+#[derive(Debug)]
+pub struct Enricher {
+    users: HashMap<UserId, UserRuns, RandomState>,
+    tracker: RunTracker,
+}
+
+impl RunHost for HashMap<UserId, UserRuns, RandomState> {
+    fn runs_of(&mut self, user: &UserId) -> Option<&mut UserRuns> {
+        self.get_mut(user)
+    }
+}
+
+impl Enricher {
+    /// Compiles `cfg` (catalog and error texts are pre-encoded once).
+    pub fn new(cfg: &EnrichmentConfig) -> Enricher {
+        Enricher {
+            users: HashMap::default(),
+            tracker: RunTracker::new(cfg),
+        }
+    }
+
+    /// Tracks `event` of `user` published at `ts_ms` (ms since the Unix epoch) and returns
+    /// its `"meta":{…}` member (for [`EventFields::extra`](crate::frame::EventFields)), or
+    /// `None` when there is nothing to add. O(size of `data`'s top level + the user's runs);
+    /// no allocation once warm except for new runs, running tools and unknown tool names.
+    pub fn meta(&mut self, user: &UserId, event: &Event, ts_ms: u64) -> Option<&[u8]> {
+        let runs = self.users.entry(user.clone()).or_default();
+        self.tracker.observe(user, runs, event, ts_ms)
+    }
+
+    /// Evicts runs past their TTLs as of `now_ms` (the shard does this every tick), then
+    /// users left without runs. O(users).
+    pub fn expire(&mut self, now_ms: u64) {
+        self.tracker.expire(now_ms, &mut self.users);
+        self.users.retain(|_, runs| runs.len() > 0);
+    }
+
+    /// Runs held (live or finished, not yet evicted).
+    pub fn runs(&self) -> usize {
+        self.tracker.held()
+    }
 }
 
 #[cfg(test)]

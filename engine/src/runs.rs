@@ -31,8 +31,9 @@
 //!   evicted run are flagged `unstarted_run`.
 //! - A run tracks at most `max_tools_per_run` running tools (the oldest is forgotten).
 //! - Learned durations: at most `max_learned_tools` tool names per shard.
-//! - The expiry queues hold one entry per start or finish; entries of runs already gone are
-//!   dropped at each housekeeping tick once the queues outgrow `2 × runs + 1,024`.
+//! - The expiry queues hold one entry per start or finish; stale entries (runs gone, or the
+//!   live entry of a finished run) are dropped at a housekeeping tick once the queues outgrow
+//!   `2 × runs + 1,024`, which leaves at most `runs` entries (amortized O(1) per entry).
 //!
 //! So memory is `O(users × max_runs_per_user)`, and the users themselves are bounded by the
 //! engine's user TTL.
@@ -59,6 +60,8 @@ struct RunningTool {
 #[derive(Debug)]
 struct Run {
     id: Arc<str>,
+    /// Hash of `id` (the tracker's hasher): compared before the bytes.
+    id_hash: u64,
     /// Unique per shard: tells a queue entry of this run from one of an earlier run that had
     /// the same id.
     generation: u64,
@@ -82,14 +85,18 @@ impl UserRuns {
         self.runs.len()
     }
 
-    fn position(&self, id: &str) -> Option<usize> {
-        self.runs.iter().position(|r| &*r.id == id)
-    }
-
-    fn holds(&self, id: &str, generation: u64) -> bool {
+    /// Newest runs are at the back and the likeliest targets: search from there.
+    fn position(&self, id: &str, id_hash: u64) -> Option<usize> {
         self.runs
             .iter()
-            .any(|r| r.generation == generation && &*r.id == id)
+            .rposition(|r| r.id_hash == id_hash && &*r.id == id)
+    }
+
+    /// Whether run `id` of `generation` is held, and finished or not as `finished` says.
+    fn holds(&self, id: &str, generation: u64, finished: bool) -> bool {
+        self.runs.iter().any(|r| {
+            r.generation == generation && r.finished_ms.is_some() == finished && &*r.id == id
+        })
     }
 }
 
@@ -122,6 +129,8 @@ pub(crate) struct RunTally {
 #[derive(Debug)]
 pub(crate) struct RunTracker {
     pub(crate) rules: Rules,
+    /// Hashes run ids for [`UserRuns::position`].
+    hasher: RandomState,
     /// Learned durations per tool name (ms, unrounded).
     estimates: HashMap<Box<str>, f64, RandomState>,
     /// Finished runs, in finish order.
@@ -140,6 +149,7 @@ impl RunTracker {
     pub(crate) fn new(cfg: &EnrichmentConfig) -> RunTracker {
         RunTracker {
             rules: Rules::new(cfg),
+            hasher: RandomState::new(),
             estimates: HashMap::default(),
             finished: VecDeque::new(),
             live: VecDeque::new(),
@@ -207,7 +217,8 @@ impl RunTracker {
         let kind = &event.kind;
         let said = Said::read(kind, event.data.as_bytes());
         let mut view = RunView::default();
-        let pos = runs.position(run_id);
+        let id_hash = self.hasher.hash_one(&**run_id);
+        let pos = runs.position(run_id, id_hash);
         if let Some(i) = pos {
             let r = &mut runs.runs[i];
             view.elapsed_ms = Some(ts_ms.saturating_sub(r.started_ms));
@@ -220,7 +231,7 @@ impl RunTracker {
         view.lifecycle = match (kind, pos) {
             (EventKind::Custom(_), _) => None,
             (EventKind::AgentStarted, None) => {
-                self.start(user, runs, run_id, said.expected_ms, ts_ms);
+                self.start(user, runs, run_id, id_hash, said.expected_ms, ts_ms);
                 view.elapsed_ms = Some(0);
                 None
             }
@@ -253,6 +264,7 @@ impl RunTracker {
         user: &UserId,
         runs: &mut UserRuns,
         id: &Arc<str>,
+        id_hash: u64,
         expected_ms: Option<u64>,
         ts_ms: u64,
     ) {
@@ -277,6 +289,7 @@ impl RunTracker {
         let generation = self.next_generation;
         runs.runs.push(Run {
             id: Arc::clone(id),
+            id_hash,
             generation,
             started_ms: ts_ms,
             last_ms: ts_ms,
@@ -428,12 +441,14 @@ impl RunTracker {
             self.finished = VecDeque::new();
             self.live = VecDeque::new();
         } else if self.queued() > 2 * self.held + 1_024 {
-            let mut valid = |e: &RunRef| {
+            // A live run has one valid entry (in `live`), a finished one one (in `finished`),
+            // so what survives is at most `held`: compaction is amortized O(1) per push.
+            let mut valid = |e: &RunRef, finished: bool| {
                 host.runs_of(&e.user)
-                    .is_some_and(|u| u.holds(&e.run, e.generation))
+                    .is_some_and(|u| u.holds(&e.run, e.generation, finished))
             };
-            self.finished.retain(&mut valid);
-            self.live.retain(&mut valid);
+            self.finished.retain(|e| valid(e, true));
+            self.live.retain(|e| valid(e, false));
             self.finished.shrink_to_fit();
             self.live.shrink_to_fit();
         }
