@@ -29,6 +29,7 @@ use tokio::sync::oneshot;
 use crate::HubConfig;
 use crate::conn::{ConnId, ConnShared, ConnectOptions, Connection, Welcome};
 use crate::emitter::UserEmitter;
+use crate::enrich::{self, Rules};
 use crate::error::HubClosed;
 use crate::escalation::Dispatcher;
 use crate::event::{Event, Priority, Target, UserId};
@@ -219,6 +220,9 @@ pub(crate) struct HubInner {
     next_conn: AtomicU64,
     health: HealthShared,
     monitor: Mutex<Option<Monitor>>,
+    /// Enrichment rules for channel and broadcast events (stateless; user events are enriched
+    /// by their home shard).
+    rules: Rules,
 }
 
 impl Drop for HubInner {
@@ -300,6 +304,7 @@ impl Hub {
             threads.push(t);
         }
         let interval = cfg.health.interval;
+        let rules = Rules::new(&cfg.enrichment);
         let hub = Hub {
             inner: Arc::new(HubInner {
                 cfg,
@@ -310,6 +315,7 @@ impl Hub {
                 next_conn: AtomicU64::new(1),
                 health: HealthShared::new(),
                 monitor: Mutex::new(None),
+                rules,
             }),
         };
         if let Some(interval) = interval {
@@ -416,6 +422,8 @@ impl Hub {
                     Target::Channel(c) => Some(c.clone()),
                     _ => None,
                 };
+                let meta =
+                    enrich::stateless_meta(&self.inner.rules, &event.kind, event.data.as_bytes());
                 let frame = frame::encode_event(&EventFields {
                     kind: &event.kind,
                     origin: match &channel {
@@ -426,7 +434,7 @@ impl Hub {
                     ts_ms,
                     priority,
                     data: event.data.as_bytes(),
-                    extra: None,
+                    extra: meta.as_deref(),
                 })
                 .into_bytes();
                 let coalesce = coalesce_run(&event);

@@ -244,6 +244,47 @@ impl<'a> Members<'a> {
     }
 }
 
+/// The top-level members of an already validated object, lazily and without allocating:
+/// `(raw key token, raw value)`, the key still quoted and escaped as given. Yields nothing for
+/// a non-object and stops at anything unexpected (it never panics).
+pub(crate) fn members_lazy(input: &[u8]) -> MembersLazy<'_> {
+    let i = skip_ws(input, 0);
+    let pos = if input.get(i) == Some(&b'{') {
+        Some(skip_ws(input, i + 1))
+    } else {
+        None
+    };
+    MembersLazy { input, pos }
+}
+
+/// See [`members_lazy`].
+#[derive(Debug)]
+pub(crate) struct MembersLazy<'a> {
+    input: &'a [u8],
+    /// Where the next key starts; `None` once done.
+    pos: Option<usize>,
+}
+
+impl<'a> Iterator for MembersLazy<'a> {
+    type Item = (&'a [u8], &'a [u8]);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let input = self.input;
+        let i = self.pos.take()?;
+        if input.get(i) != Some(&b'"') {
+            return None;
+        }
+        let key_end = skip_string(input, i).ok()?;
+        let v = skip_ws(input, skip_ws(input, key_end) + 1);
+        let end = skip_value(input, v).ok()?;
+        let next = skip_ws(input, end);
+        if input.get(next) == Some(&b',') {
+            self.pos = Some(skip_ws(input, next + 1));
+        }
+        Some((&input[i..key_end], input.get(v..end)?))
+    }
+}
+
 /// Splits a validated top-level array into the spans of its elements.
 pub(crate) fn array_items(input: &[u8]) -> Result<Vec<Span>, ParseError> {
     let mut i = skip_ws(input, 0);
@@ -315,6 +356,24 @@ mod tests {
         assert_eq!(m.u64("seq").unwrap(), Some(u64::MAX));
         assert!(m.u64("f").is_err());
         assert!(m.u64("n").is_err());
+    }
+
+    #[test]
+    fn lazy_members_match_the_eager_scan() {
+        let input = br#" { "a" : {"x": [1, "}"]}, "b\"":"s" , "c":true} "#;
+        validate(input).unwrap();
+        let lazy: Vec<_> = members_lazy(input).collect();
+        assert_eq!(
+            lazy,
+            [
+                (&br#""a""#[..], &br#"{"x": [1, "}"]}"#[..]),
+                (&br#""b\"""#[..], &b"\"s\""[..]),
+                (&b"\"c\""[..], &b"true"[..]),
+            ]
+        );
+        assert_eq!(members_lazy(b"[1]").count(), 0);
+        assert_eq!(members_lazy(b"{}").count(), 0);
+        assert_eq!(members_lazy(br#"{"a""#).count(), 0);
     }
 
     #[test]

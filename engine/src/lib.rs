@@ -36,10 +36,12 @@
 //! - [`conn`] — the transport's handle: drain frames, ack, subscribe, close.
 //! - [`hub`] — start, publish, connect, statistics.
 //! - [`emitter`] — typed per-run publishing for Rust backends.
+//! - [`enrich`] — the `meta` member added to agent events: rules, catalog, error table.
+//! - `runs` (private): run lifecycle tracking per (user, run) on the home shard.
 //! - [`escalation`] — the hook for critical events not acknowledged in time.
 //! - [`health`] — the health state machine, the canary and worker recovery.
 //! - [`stats`] — delivery statistics.
-//! - [`config`] — [`HubConfig`].
+//! - [`config`] — [`HubConfig`] and [`EnrichmentConfig`].
 //! - [`error`] — one error enum per operation.
 //!
 //! # Seqs
@@ -54,6 +56,7 @@ pub mod client_msg;
 pub mod config;
 pub mod conn;
 pub mod emitter;
+pub mod enrich;
 pub mod error;
 pub mod escalation;
 pub mod event;
@@ -65,14 +68,16 @@ pub mod json;
 mod prefetch;
 pub mod publish;
 pub mod ring;
+mod runs;
 pub mod shard;
 pub mod stats;
 mod worker;
 
 pub use client_msg::ClientMessage;
-pub use config::HubConfig;
+pub use config::{EnrichmentConfig, HubConfig};
 pub use conn::{ConnId, ConnectOptions, Connection, Readiness, Resume, Welcome};
 pub use emitter::UserEmitter;
+pub use enrich::{Enricher, ErrorCategory, Severity, ToolInfo, Urgency};
 pub use error::{HubClosed, InvalidName, ParseError, SubscribeError};
 pub use escalation::{Escalation, UnackedCritical};
 pub use event::{ChannelName, Data, Event, EventKind, Priority, PriorityTable, Target, UserId};

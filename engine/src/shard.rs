@@ -38,6 +38,7 @@ use crate::history::{Gap, HistoryEntry, HistoryRing};
 use crate::hub::Receipt;
 use crate::prefetch::prefetch;
 use crate::ring::{PriorityRing, PushOutcome, Queued};
+use crate::runs::{RunHost, RunTracker, UserRuns};
 use crate::stats::{KINDS, ShardCounters};
 use crate::worker::{Command, WorkerShared};
 
@@ -63,6 +64,14 @@ struct UserState {
     unacked_critical: VecDeque<u64>,
     /// Last time the user had activity while without connections (ms), for TTL eviction.
     idle_since: Option<u64>,
+    /// The user's tracked runs (see [`crate::runs`]); evicted with the user.
+    runs: UserRuns,
+}
+
+impl RunHost for HashMap<UserId, UserState, RandomState> {
+    fn runs_of(&mut self, user: &UserId) -> Option<&mut UserRuns> {
+        self.get_mut(user).map(|s| &mut s.runs)
+    }
 }
 
 /// An ack deadline of a critical event.
@@ -118,6 +127,10 @@ pub struct Footprint {
     pub deadlines: usize,
     /// Frames waiting in rings.
     pub backlog: usize,
+    /// Runs tracked (live or finished, not yet evicted).
+    pub runs: usize,
+    /// Entries of the run expiry queues.
+    pub run_queue: usize,
 }
 
 impl std::ops::AddAssign for Footprint {
@@ -129,6 +142,8 @@ impl std::ops::AddAssign for Footprint {
         self.idle_queue += o.idle_queue;
         self.deadlines += o.deadlines;
         self.backlog += o.backlog;
+        self.runs += o.runs;
+        self.run_queue += o.run_queue;
     }
 }
 
@@ -153,12 +168,13 @@ pub(crate) struct Shard {
     canary_user: Option<UserId>,
     /// [`Fault::DropDeliveries`] in force.
     drop_deliveries: bool,
+    /// Run tracking and enrichment of this shard's users' events.
+    runs: RunTracker,
 }
 
 impl Shard {
     pub(crate) fn new(cfg: Arc<HubConfig>, escalation: EscalationSender) -> Shard {
         Shard {
-            cfg,
             conns: Slab::new(),
             users: HashMap::default(),
             channels: HashMap::default(),
@@ -172,6 +188,8 @@ impl Shard {
             internal_conns: 0,
             canary_user: None,
             drop_deliveries: false,
+            runs: RunTracker::new(&cfg.enrichment),
+            cfg,
         }
     }
 
@@ -319,6 +337,8 @@ impl Shard {
         if state.conns.is_empty() {
             state.idle_since = Some(ts_ms);
         }
+        // Enrichment: once per publish, before the one serialization.
+        let meta = self.runs.observe(&user, &mut state.runs, event, ts_ms);
         let frame = frame::encode_event(&EventFields {
             kind: &event.kind,
             origin: Origin::User { seq },
@@ -326,7 +346,7 @@ impl Shard {
             ts_ms,
             priority,
             data: event.data.as_bytes(),
-            extra: None,
+            extra: meta,
         })
         .into_bytes();
         state.history.expire(ts_ms);
@@ -715,9 +735,11 @@ impl Shard {
             }
             if let Some(gone) = self.users.remove(&user) {
                 self.unacked -= gone.unacked_critical.len();
+                self.runs.forget_user(&gone.runs);
             }
             self.tally.users_evicted += 1;
         }
+        self.runs.expire(now, &mut self.users);
         // Deadlines of evicted users are dropped lazily above; keep the queue bounded by
         // dropping those whose user is gone when it grows past the live count.
         if self.deadlines.len() > 4 * self.users.len() + 1024 {
@@ -759,6 +781,19 @@ impl Shard {
             connects,
             disconnects
         );
+        let r = std::mem::take(&mut self.runs.tally);
+        macro_rules! add_runs {
+            ($($f:ident),*) => { $( if r.$f != 0 { c.$f.fetch_add(r.$f, Relaxed); } )* };
+        }
+        add_runs!(
+            runs_started,
+            runs_finished,
+            runs_evicted,
+            lifecycle_violations
+        );
+        c.runs.store(self.runs.held() as u64, Relaxed);
+        c.learned_tools
+            .store(self.runs.learned_tools() as u64, Relaxed);
         for i in 0..3 {
             if t.dropped[i] != 0 {
                 c.dropped[i].fetch_add(t.dropped[i], Relaxed);
@@ -803,6 +838,8 @@ impl Shard {
             idle_queue: self.idle.len(),
             deadlines: self.deadlines.len(),
             backlog: self.backlog,
+            runs: self.runs.held(),
+            run_queue: self.runs.queued(),
         }
     }
 }
@@ -831,6 +868,7 @@ fn user_state<'a>(
             ),
             unacked_critical: VecDeque::new(),
             idle_since: Some(now),
+            runs: UserRuns::default(),
         }
     })
 }

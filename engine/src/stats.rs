@@ -130,6 +130,18 @@ counters! {
     connects,
     /// Connections closed (by the transport or the engine).
     disconnects,
+    /// Runs opened by `agent_started` (see [`crate::runs`]).
+    runs_started,
+    /// Runs closed by `agent_completed` or a closing `agent_error`.
+    runs_finished,
+    /// Runs evicted: finished past their TTL, abandoned, or over the per-user cap.
+    runs_evicted,
+    /// Events delivered with a `meta.lifecycle` flag (they broke their run's lifecycle).
+    lifecycle_violations,
+    /// Gauge: runs tracked (live or finished, not yet evicted).
+    runs,
+    /// Gauge: tool names with a learned duration estimate.
+    learned_tools,
 }
 
 /// Per-shard counters plus the transports' drained counter on its own cache line.

@@ -1,0 +1,838 @@
+//! Enrichment: what the engine adds to an agent event, once per publish, under `"meta"`.
+//!
+//! The publisher's `data` is never touched: the engine splices one extra member,
+//! `"meta":{...}`, before `data` in the frame it encodes once (see
+//! [`EventFields::extra`](crate::frame::EventFields)). Every recipient shares that frame, so
+//! enrichment costs once per publish, never per recipient.
+//!
+//! # What is added
+//!
+//! | event | members of `meta` |
+//! |---|---|
+//! | every event of a tracked run | `elapsed_ms` since its `agent_started` |
+//! | any event breaking the lifecycle | `lifecycle`: `unstarted_run`, `after_end`, `already_started` or `tool_not_executing` |
+//! | `agent_thinking` | `progress` (`percent`, `step`, `total` as given) and `urgency` (`low`/`normal`/`high`, tracked runs only) |
+//! | `tool_executing` | `category` and `purpose` from the tool catalog, `estimated_ms` (learned or catalog prior) |
+//! | `tool_completed` | `duration_ms` since the matching `tool_executing` |
+//! | `agent_error` | `severity`, `category`, user-facing `message`, `recovery_suggestions`, `fatal` |
+//!
+//! An event with nothing to add (a custom event outside any tracked run) gets no `meta` at
+//! all. `docs/events.md` shows a delivered example of each type.
+//!
+//! # What the engine reads from `data`
+//!
+//! Only top-level members, all optional; a member of the wrong type is ignored (the event is
+//! still delivered, unenriched in that respect):
+//!
+//! - `agent_started`: `expected_ms` (integer) — the run's expected duration, for `urgency`;
+//! - `agent_thinking`: `progress` (number, percent 0–100), or `step` and `total_steps`
+//!   (integers);
+//! - `tool_executing` / `tool_completed`: `tool` (string), `call_id` (string; pairs
+//!   concurrent calls of the same tool);
+//! - `agent_error`: `code` (string or number), `category` (string), `fatal` (boolean).
+//!
+//! [`UserEmitter`](crate::UserEmitter)'s typed methods write exactly these members.
+//!
+//! # Rules
+//!
+//! - `urgency`: `r = elapsed_ms / expected_ms` (expected: the run's `expected_ms`, else
+//!   [`EnrichmentConfig::expected_run`]); `low` below
+//!   [`urgency_normal_at`](EnrichmentConfig::urgency_normal_at), `high` from
+//!   [`urgency_high_at`](EnrichmentConfig::urgency_high_at), `normal` in between.
+//! - `progress.percent`: the publisher's `progress` clamped to 0–100 and rounded; else
+//!   `100 × min(step, total) / total` rounded down.
+//! - `estimated_ms`: an exponentially weighted moving average of the `duration_ms` observed
+//!   for the tool on this shard: `v ← v + w × (d − v)` with
+//!   [`estimate_weight`](EnrichmentConfig::estimate_weight) `w`, starting from the catalog's
+//!   prior or else the first observation. **Each shard learns independently** (no lock, no
+//!   shared cache line on the publish path); with many users every shard converges on the
+//!   same figures.
+//! - `severity` and `category` of an error: the category named by the data's `category` if
+//!   configured, else the first [`error_patterns`](EnrichmentConfig::error_patterns) entry
+//!   found (case-insensitively) in `code`, then in `category`, else `unknown`.
+//!
+//! Channel and broadcast events carry no per-user run state (their recipients span users and
+//! shards): they get the stateless members only (`progress`, `category`, `purpose`, catalog
+//! `estimated_ms`, the error classification), computed on the publisher's thread.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::fmt;
+
+use ahash::RandomState;
+use bytes::{BufMut, BytesMut};
+
+use crate::config::EnrichmentConfig;
+use crate::event::{Event, EventKind, UserId};
+use crate::frame::{write_str, write_u64};
+use crate::json::{decode_string, members_lazy};
+use crate::runs::{RunHost, RunTracker, UserRuns};
+
+/// How bad an `agent_error` is, from the user's point of view. Ordered: `Low < … < Critical`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Severity {
+    /// The request was wrong; the user can fix it.
+    Low,
+    /// A transient or partial failure; trying again usually works.
+    Medium,
+    /// The run cannot continue without the user doing something.
+    High,
+    /// The service itself failed.
+    Critical,
+}
+
+impl Severity {
+    /// The wire name (`low`, `medium`, `high`, `critical`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Low => "low",
+            Severity::Medium => "medium",
+            Severity::High => "high",
+            Severity::Critical => "critical",
+        }
+    }
+
+    /// Parses a wire name.
+    pub fn parse(s: &str) -> Option<Severity> {
+        match s {
+            "low" => Some(Severity::Low),
+            "medium" => Some(Severity::Medium),
+            "high" => Some(Severity::High),
+            "critical" => Some(Severity::Critical),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Severity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How pressing an `agent_thinking` update is (see the [module docs](self) for the rule).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Urgency {
+    /// Well within the run's expected duration.
+    Low,
+    /// Past [`EnrichmentConfig::urgency_normal_at`] of it.
+    Normal,
+    /// Past [`EnrichmentConfig::urgency_high_at`] of it (by default: overdue).
+    High,
+}
+
+impl Urgency {
+    /// The wire name (`low`, `normal`, `high`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Urgency::Low => "low",
+            Urgency::Normal => "normal",
+            Urgency::High => "high",
+        }
+    }
+}
+
+/// A tool catalog entry.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct ToolInfo {
+    /// What kind of tool it is (`search`, `code`, …), delivered as `meta.category`.
+    pub category: String,
+    /// What the user is told it does ("Searching the web"), delivered as `meta.purpose`.
+    pub purpose: String,
+    /// Prior duration estimate, used until (and as the start of) learning. Default: none.
+    pub estimated_ms: Option<u64>,
+}
+
+impl ToolInfo {
+    /// An entry with no prior estimate.
+    pub fn new(category: &str, purpose: &str) -> ToolInfo {
+        ToolInfo {
+            category: category.to_owned(),
+            purpose: purpose.to_owned(),
+            estimated_ms: None,
+        }
+    }
+
+    /// The same entry with a prior duration estimate.
+    pub fn with_estimate(mut self, ms: u64) -> ToolInfo {
+        self.estimated_ms = Some(ms);
+        self
+    }
+}
+
+/// An error category: what an `agent_error` of it means to the user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ErrorCategory {
+    /// Its severity.
+    pub severity: Severity,
+    /// The user-facing explanation, delivered as `meta.message` (the publisher's own
+    /// `data.message` is left as is).
+    pub message: String,
+    /// What the user can do, delivered as `meta.recovery_suggestions`.
+    pub recovery_suggestions: Vec<String>,
+}
+
+impl ErrorCategory {
+    /// A category with its severity, message and suggestions.
+    pub fn new<'a>(
+        severity: Severity,
+        message: &str,
+        recovery_suggestions: impl IntoIterator<Item = &'a str>,
+    ) -> ErrorCategory {
+        ErrorCategory {
+            severity,
+            message: message.to_owned(),
+            recovery_suggestions: recovery_suggestions
+                .into_iter()
+                .map(str::to_owned)
+                .collect(),
+        }
+    }
+}
+
+/// A way an event breaks its run's lifecycle. The event is delivered anyway, flagged with
+/// `meta.lifecycle` and counted in [`ShardStats::lifecycle_violations`](crate::ShardStats).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Lifecycle {
+    /// No tracked run with this id (never started, or evicted).
+    UnstartedRun,
+    /// The run already finished (`agent_completed`, or a closing `agent_error`).
+    AfterEnd,
+    /// `agent_started` for a run that is already live.
+    AlreadyStarted,
+    /// `tool_completed` with no matching `tool_executing` running in the run.
+    ToolNotExecuting,
+}
+
+impl Lifecycle {
+    fn as_str(self) -> &'static str {
+        match self {
+            Lifecycle::UnstartedRun => "unstarted_run",
+            Lifecycle::AfterEnd => "after_end",
+            Lifecycle::AlreadyStarted => "already_started",
+            Lifecycle::ToolNotExecuting => "tool_not_executing",
+        }
+    }
+}
+
+/// Longest `tool`, `call_id`, `code` or `category` value the engine looks at; longer ones are
+/// ignored (not tracked, not learned, classified as `unknown`).
+pub(crate) const MAX_NAME: usize = 128;
+
+/// What the publisher's `data` says, as far as enrichment cares. See the [module docs](self).
+#[derive(Debug, Default)]
+pub(crate) struct Said<'a> {
+    pub(crate) expected_ms: Option<u64>,
+    pub(crate) progress: Option<f64>,
+    pub(crate) step: Option<u64>,
+    pub(crate) total: Option<u64>,
+    pub(crate) tool: Option<Cow<'a, str>>,
+    pub(crate) call_id: Option<Cow<'a, str>>,
+    pub(crate) code: Option<Cow<'a, str>>,
+    pub(crate) category: Option<Cow<'a, str>>,
+    pub(crate) fatal: Option<bool>,
+}
+
+/// A raw JSON value as a name: a string of at most [`MAX_NAME`] bytes.
+fn as_name(raw: &[u8]) -> Option<Cow<'_, str>> {
+    if raw.first() != Some(&b'"') || raw.len() > MAX_NAME * 6 + 2 {
+        return None;
+    }
+    decode_string(raw).ok().filter(|s| s.len() <= MAX_NAME)
+}
+
+/// A raw JSON value as a non-negative integer.
+fn as_u64(raw: &[u8]) -> Option<u64> {
+    std::str::from_utf8(raw).ok()?.parse().ok()
+}
+
+impl<'a> Said<'a> {
+    /// Reads the members `kind` uses from `data` (validated JSON, as every [`Data`] is).
+    /// Never fails: anything unexpected reads as absent.
+    ///
+    /// [`Data`]: crate::Data
+    pub(crate) fn read(kind: &EventKind, data: &'a [u8]) -> Said<'a> {
+        let mut said = Said::default();
+        if matches!(kind, EventKind::Custom(_) | EventKind::AgentCompleted) {
+            return said;
+        }
+        // One lazy pass over the top level, no allocation (unless a key or value is escaped).
+        for (raw_key, v) in members_lazy(data) {
+            let key = if raw_key.contains(&b'\\') {
+                match decode_string(raw_key) {
+                    Ok(k) => k,
+                    Err(_) => continue,
+                }
+            } else {
+                // Without escapes the key is its bytes between the quotes (valid UTF-8).
+                match std::str::from_utf8(&raw_key[1..raw_key.len() - 1]) {
+                    Ok(k) => Cow::Borrowed(k),
+                    Err(_) => continue,
+                }
+            };
+            match (kind, key.as_ref()) {
+                (EventKind::AgentStarted, "expected_ms") => said.expected_ms = as_u64(v),
+                (EventKind::AgentThinking, "progress") => {
+                    said.progress = std::str::from_utf8(v)
+                        .ok()
+                        .and_then(|s| s.parse::<f64>().ok())
+                        .filter(|p| p.is_finite());
+                }
+                (EventKind::AgentThinking, "step") => said.step = as_u64(v),
+                (EventKind::AgentThinking, "total_steps") => {
+                    said.total = as_u64(v).filter(|&t| t > 0);
+                }
+                (EventKind::ToolExecuting | EventKind::ToolCompleted, "tool") => {
+                    said.tool = as_name(v);
+                }
+                (EventKind::ToolExecuting | EventKind::ToolCompleted, "call_id") => {
+                    said.call_id = as_name(v);
+                }
+                (EventKind::AgentError, "code") => {
+                    said.code = match v.first() {
+                        // A number: its text as given.
+                        Some(b) if b.is_ascii_digit() || *b == b'-' => {
+                            std::str::from_utf8(v).ok().map(Cow::Borrowed)
+                        }
+                        _ => as_name(v),
+                    };
+                }
+                (EventKind::AgentError, "category") => said.category = as_name(v),
+                (EventKind::AgentError, "fatal") => {
+                    said.fatal = match v {
+                        b"true" => Some(true),
+                        b"false" => Some(false),
+                        _ => None,
+                    };
+                }
+                _ => {}
+            }
+        }
+        said
+    }
+
+    /// `(percent, step, total)` of an `agent_thinking`, if it says anything about progress.
+    fn progress(&self) -> Option<(Option<u64>, Option<u64>, Option<u64>)> {
+        let percent = match (self.progress, self.step, self.total) {
+            (Some(p), _, _) => Some(p.clamp(0.0, 100.0).round() as u64),
+            (None, Some(s), Some(t)) => Some((s.min(t) as u128 * 100 / t as u128) as u64),
+            _ => None,
+        };
+        if percent.is_none() && self.step.is_none() && self.total.is_none() {
+            return None;
+        }
+        Some((percent, self.step, self.total))
+    }
+}
+
+/// A catalog entry, pre-encoded.
+#[derive(Debug)]
+pub(crate) struct CompiledTool {
+    /// `"category":"…","purpose":"…"`.
+    fragment: Box<[u8]>,
+    pub(crate) prior_ms: Option<u64>,
+}
+
+/// An error category, pre-encoded.
+#[derive(Debug)]
+pub(crate) struct CompiledCategory {
+    pub(crate) severity: Severity,
+    /// `"severity":"…","category":"…","message":"…","recovery_suggestions":[…]`.
+    fragment: Box<[u8]>,
+}
+
+/// [`EnrichmentConfig`] compiled for the publish path: catalog and error texts pre-encoded
+/// as JSON fragments, so enriching is lookups and copies. Immutable once built.
+#[derive(Debug)]
+pub(crate) struct Rules {
+    pub(crate) enabled: bool,
+    pub(crate) expected_ms: u64,
+    normal_at: f64,
+    high_at: f64,
+    tools: HashMap<Box<str>, CompiledTool, RandomState>,
+    /// `"category":"<unknown_tool_category>"`.
+    unknown_tool: Box<[u8]>,
+    pub(crate) weight: f64,
+    pub(crate) max_learned_tools: usize,
+    /// Lower-cased patterns and the index of their category.
+    patterns: Vec<(Box<[u8]>, usize)>,
+    categories: Vec<CompiledCategory>,
+    by_name: HashMap<Box<str>, usize, RandomState>,
+    unknown: usize,
+    pub(crate) closing: Severity,
+    pub(crate) finished_ttl_ms: u64,
+    pub(crate) idle_ttl_ms: u64,
+    pub(crate) max_runs_per_user: usize,
+    pub(crate) max_tools_per_run: usize,
+}
+
+fn encode_category(name: &str, c: &ErrorCategory) -> Box<[u8]> {
+    let mut b = BytesMut::new();
+    b.put_slice(b"\"severity\":\"");
+    b.put_slice(c.severity.as_str().as_bytes());
+    b.put_slice(b"\",\"category\":");
+    write_str(&mut b, name);
+    b.put_slice(b",\"message\":");
+    write_str(&mut b, &c.message);
+    b.put_slice(b",\"recovery_suggestions\":[");
+    for (i, s) in c.recovery_suggestions.iter().enumerate() {
+        if i > 0 {
+            b.put_u8(b',');
+        }
+        write_str(&mut b, s);
+    }
+    b.put_u8(b']');
+    b.to_vec().into_boxed_slice()
+}
+
+impl Rules {
+    /// Compiles `cfg`. Patterns naming a category that is not configured are skipped.
+    pub(crate) fn new(cfg: &EnrichmentConfig) -> Rules {
+        let mut tools = HashMap::default();
+        for (name, info) in &cfg.tools {
+            let mut b = BytesMut::new();
+            b.put_slice(b"\"category\":");
+            write_str(&mut b, &info.category);
+            b.put_slice(b",\"purpose\":");
+            write_str(&mut b, &info.purpose);
+            tools.insert(
+                Box::from(name.as_str()),
+                CompiledTool {
+                    fragment: b.to_vec().into_boxed_slice(),
+                    prior_ms: info.estimated_ms,
+                },
+            );
+        }
+        let mut unknown_tool = BytesMut::new();
+        unknown_tool.put_slice(b"\"category\":");
+        write_str(&mut unknown_tool, &cfg.unknown_tool_category);
+
+        let mut names: Vec<&String> = cfg.error_categories.keys().collect();
+        names.sort();
+        let mut categories = Vec::with_capacity(names.len() + 1);
+        let mut by_name = HashMap::default();
+        for name in names {
+            by_name.insert(Box::from(name.as_str()), categories.len());
+            categories.push(CompiledCategory {
+                severity: cfg.error_categories[name].severity,
+                fragment: encode_category(name, &cfg.error_categories[name]),
+            });
+        }
+        let unknown = match by_name.get("unknown") {
+            Some(&i) => i,
+            None => {
+                let fallback = ErrorCategory::new(
+                    Severity::High,
+                    "The agent ran into an unexpected problem.",
+                    ["Try again"],
+                );
+                categories.push(CompiledCategory {
+                    severity: fallback.severity,
+                    fragment: encode_category("unknown", &fallback),
+                });
+                categories.len() - 1
+            }
+        };
+        let patterns = cfg
+            .error_patterns
+            .iter()
+            .filter(|(p, _)| !p.is_empty())
+            .filter_map(|(p, cat)| {
+                by_name
+                    .get(cat.as_str())
+                    .map(|&i| (p.to_ascii_lowercase().into_bytes().into_boxed_slice(), i))
+            })
+            .collect();
+        let weight = if cfg.estimate_weight > 0.0 && cfg.estimate_weight <= 1.0 {
+            cfg.estimate_weight
+        } else {
+            1.0
+        };
+        Rules {
+            enabled: cfg.enabled,
+            expected_ms: (cfg.expected_run.as_millis() as u64).max(1),
+            normal_at: cfg.urgency_normal_at,
+            high_at: cfg.urgency_high_at,
+            tools,
+            unknown_tool: unknown_tool.to_vec().into_boxed_slice(),
+            weight,
+            max_learned_tools: cfg.max_learned_tools,
+            patterns,
+            categories,
+            by_name,
+            unknown,
+            closing: cfg.closing_severity,
+            finished_ttl_ms: cfg.finished_run_ttl.as_millis() as u64,
+            idle_ttl_ms: cfg.idle_run_ttl.as_millis() as u64,
+            max_runs_per_user: cfg.max_runs_per_user.max(1),
+            max_tools_per_run: cfg.max_tools_per_run.max(1),
+        }
+    }
+
+    /// The urgency of a thinking event `elapsed_ms` into a run expected to take `expected_ms`.
+    pub(crate) fn urgency(&self, elapsed_ms: u64, expected_ms: u64) -> Urgency {
+        let r = elapsed_ms as f64 / expected_ms.max(1) as f64;
+        if r >= self.high_at {
+            Urgency::High
+        } else if r >= self.normal_at {
+            Urgency::Normal
+        } else {
+            Urgency::Low
+        }
+    }
+
+    /// The catalog entry of `tool`.
+    pub(crate) fn tool(&self, tool: &str) -> Option<&CompiledTool> {
+        self.tools.get(tool)
+    }
+
+    /// The category of an error (index into the compiled categories).
+    pub(crate) fn classify(&self, said: &Said<'_>) -> usize {
+        if let Some(&i) = said.category.as_deref().and_then(|c| self.by_name.get(c)) {
+            return i;
+        }
+        for text in [said.code.as_deref(), said.category.as_deref()]
+            .into_iter()
+            .flatten()
+        {
+            let mut lower = [0u8; MAX_NAME];
+            let n = text.len().min(MAX_NAME);
+            for (d, s) in lower.iter_mut().zip(&text.as_bytes()[..n]) {
+                *d = s.to_ascii_lowercase();
+            }
+            let hay = &lower[..n];
+            for (p, i) in &self.patterns {
+                if hay.windows(p.len()).any(|w| w == &p[..]) {
+                    return *i;
+                }
+            }
+        }
+        self.unknown
+    }
+
+    /// Severity of category `i` (from [`Rules::classify`]).
+    pub(crate) fn severity(&self, i: usize) -> Severity {
+        self.categories[i].severity
+    }
+}
+
+/// What run tracking knows about one event, to be written under `meta`.
+#[derive(Debug, Default)]
+pub(crate) struct RunView {
+    pub(crate) lifecycle: Option<Lifecycle>,
+    pub(crate) elapsed_ms: Option<u64>,
+    /// The run's expected duration (for `urgency`), when tracked.
+    pub(crate) expected_ms: Option<u64>,
+    pub(crate) duration_ms: Option<u64>,
+    pub(crate) estimated_ms: Option<u64>,
+    /// For `agent_error`: its category index and whether it closes (or would close) the run.
+    pub(crate) error: Option<(usize, bool)>,
+}
+
+/// Appends `,` between members.
+struct Obj<'b> {
+    b: &'b mut BytesMut,
+    empty: bool,
+}
+
+impl Obj<'_> {
+    fn key(&mut self, k: &[u8]) -> &mut BytesMut {
+        if !self.empty {
+            self.b.put_u8(b',');
+        }
+        self.empty = false;
+        self.b.put_u8(b'"');
+        self.b.put_slice(k);
+        self.b.put_slice(b"\":");
+        self.b
+    }
+
+    fn raw(&mut self, fragment: &[u8]) {
+        if !self.empty {
+            self.b.put_u8(b',');
+        }
+        self.empty = false;
+        self.b.put_slice(fragment);
+    }
+
+    fn u64(&mut self, k: &[u8], v: u64) {
+        let b = self.key(k);
+        write_u64(b, v);
+    }
+}
+
+/// Writes `"meta":{…}` for `kind` into `out` (cleared first). Returns false (and leaves `out`
+/// empty) when there is nothing to add.
+pub(crate) fn write_meta(
+    rules: &Rules,
+    kind: &EventKind,
+    said: &Said<'_>,
+    view: &RunView,
+    out: &mut BytesMut,
+) -> bool {
+    out.clear();
+    out.put_slice(b"\"meta\":{");
+    let start = out.len();
+    let mut o = Obj {
+        b: out,
+        empty: true,
+    };
+    if let Some(l) = view.lifecycle {
+        o.key(b"lifecycle").put_u8(b'"');
+        o.b.put_slice(l.as_str().as_bytes());
+        o.b.put_u8(b'"');
+    }
+    if let Some(e) = view.elapsed_ms {
+        o.u64(b"elapsed_ms", e);
+    }
+    match kind {
+        EventKind::AgentThinking => {
+            if let Some((percent, step, total)) = said.progress() {
+                o.key(b"progress").put_u8(b'{');
+                let mut p = Obj {
+                    b: &mut *o.b,
+                    empty: true,
+                };
+                if let Some(v) = percent {
+                    p.u64(b"percent", v);
+                }
+                if let Some(v) = step {
+                    p.u64(b"step", v);
+                }
+                if let Some(v) = total {
+                    p.u64(b"total", v);
+                }
+                o.b.put_u8(b'}');
+            }
+            if let (Some(e), Some(x)) = (view.elapsed_ms, view.expected_ms) {
+                o.key(b"urgency").put_u8(b'"');
+                o.b.put_slice(rules.urgency(e, x).as_str().as_bytes());
+                o.b.put_u8(b'"');
+            }
+        }
+        EventKind::ToolExecuting => {
+            if let Some(tool) = said.tool.as_deref() {
+                match rules.tool(tool) {
+                    Some(t) => o.raw(&t.fragment),
+                    None => {
+                        o.raw(&rules.unknown_tool);
+                        let b = o.key(b"purpose");
+                        write_str(b, &format!("Running {tool}"));
+                    }
+                }
+            }
+            if let Some(est) = view.estimated_ms {
+                o.u64(b"estimated_ms", est);
+            }
+        }
+        EventKind::ToolCompleted => {
+            if let Some(d) = view.duration_ms {
+                o.u64(b"duration_ms", d);
+            }
+        }
+        EventKind::AgentError => {
+            if let Some((i, fatal)) = view.error {
+                o.raw(&rules.categories[i].fragment);
+                o.key(b"fatal")
+                    .put_slice(if fatal { b"true" } else { b"false" });
+            }
+        }
+        EventKind::AgentStarted | EventKind::AgentCompleted | EventKind::Custom(_) => {}
+    }
+    if out.len() == start {
+        out.clear();
+        return false;
+    }
+    out.put_u8(b'}');
+    true
+}
+
+/// The stateless enrichment of a channel or broadcast event (see the [module docs](self)):
+/// `Some("meta":{…})` or `None` when disabled or there is nothing to add.
+pub(crate) fn stateless_meta(rules: &Rules, kind: &EventKind, data: &[u8]) -> Option<BytesMut> {
+    if !rules.enabled || !kind.is_agent() {
+        return None;
+    }
+    let said = Said::read(kind, data);
+    let mut view = RunView::default();
+    match kind {
+        EventKind::ToolExecuting => {
+            view.estimated_ms = said
+                .tool
+                .as_deref()
+                .and_then(|t| rules.tool(t))
+                .and_then(|t| t.prior_ms);
+        }
+        EventKind::AgentError => {
+            let i = rules.classify(&said);
+            let fatal = said.fatal.unwrap_or(rules.severity(i) >= rules.closing);
+            view.error = Some((i, fatal));
+        }
+        _ => {}
+    }
+    let mut out = BytesMut::with_capacity(128);
+    write_meta(rules, kind, &said, &view, &mut out).then_some(out)
+}
+
+/// The enrichment a shard applies to each user event, as a standalone single-threaded value
+/// with its own user table: the same code, for benches and for embedders that encode frames
+/// themselves.
+///
+/// ```
+/// use agentcast_engine::{Data, EnrichmentConfig, Enricher, Event, EventKind, UserId};
+///
+/// let mut e = Enricher::new(&EnrichmentConfig::default());
+/// let u = UserId::new("u1").unwrap();
+/// let start = Event::new(EventKind::AgentStarted, "r1", Data::empty());
+/// assert_eq!(e.meta(&u, &start, 1_000), Some(&br#""meta":{"elapsed_ms":0}"#[..]));
+/// let tool = Event::new(
+///     EventKind::ToolExecuting,
+///     "r1",
+///     Data::from_json(r#"{"tool":"web_search"}"#).unwrap(),
+/// );
+/// let meta = String::from_utf8(e.meta(&u, &tool, 1_250).unwrap().to_vec()).unwrap();
+/// assert!(meta.starts_with(r#""meta":{"elapsed_ms":250,"category":"search""#));
+/// ```
+#[derive(Debug)]
+pub struct Enricher {
+    users: HashMap<UserId, UserRuns, RandomState>,
+    tracker: RunTracker,
+}
+
+impl RunHost for HashMap<UserId, UserRuns, RandomState> {
+    fn runs_of(&mut self, user: &UserId) -> Option<&mut UserRuns> {
+        self.get_mut(user)
+    }
+}
+
+impl Enricher {
+    /// Compiles `cfg` (catalog and error texts are pre-encoded once).
+    pub fn new(cfg: &EnrichmentConfig) -> Enricher {
+        Enricher {
+            users: HashMap::default(),
+            tracker: RunTracker::new(cfg),
+        }
+    }
+
+    /// Tracks `event` of `user` published at `ts_ms` (ms since the Unix epoch) and returns
+    /// its `"meta":{…}` member (for [`EventFields::extra`](crate::frame::EventFields)), or
+    /// `None` when there is nothing to add. O(size of `data`'s top level + the user's runs);
+    /// no allocation once warm except for new runs, running tools and unknown tool names.
+    pub fn meta(&mut self, user: &UserId, event: &Event, ts_ms: u64) -> Option<&[u8]> {
+        let runs = self.users.entry(user.clone()).or_default();
+        self.tracker.observe(user, runs, event, ts_ms)
+    }
+
+    /// Evicts runs past their TTLs as of `now_ms` (the shard does this every tick), then
+    /// users left without runs. O(users).
+    pub fn expire(&mut self, now_ms: u64) {
+        self.tracker.expire(now_ms, &mut self.users);
+        self.users.retain(|_, runs| runs.len() > 0);
+    }
+
+    /// Runs held (live or finished, not yet evicted).
+    pub fn runs(&self) -> usize {
+        self.tracker.held()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rules() -> Rules {
+        Rules::new(&EnrichmentConfig::default())
+    }
+
+    fn meta(kind: EventKind, data: &str, view: RunView) -> String {
+        let r = rules();
+        let said = Said::read(&kind, data.as_bytes());
+        let mut out = BytesMut::new();
+        write_meta(&r, &kind, &said, &view, &mut out);
+        String::from_utf8(out.to_vec()).unwrap()
+    }
+
+    #[test]
+    fn meta_is_valid_json_with_escaped_unknown_tool_names() {
+        let m = meta(
+            EventKind::ToolExecuting,
+            r#"{"tool":"my \"odd\"\n tool"}"#,
+            RunView::default(),
+        );
+        let doc = format!("{{{m}}}");
+        let v: serde_json::Value = serde_json::from_str(&doc).unwrap();
+        assert_eq!(v["meta"]["category"], "other");
+        assert_eq!(v["meta"]["purpose"], "Running my \"odd\"\n tool");
+    }
+
+    #[test]
+    fn nothing_to_add_writes_nothing() {
+        assert_eq!(
+            meta(EventKind::AgentCompleted, "{}", RunView::default()),
+            ""
+        );
+        assert_eq!(
+            meta(
+                EventKind::Custom("x".into()),
+                r#"{"tool":"a"}"#,
+                RunView::default()
+            ),
+            ""
+        );
+    }
+
+    #[test]
+    fn odd_data_reads_as_absent_without_panicking() {
+        for data in [
+            "[]",
+            "3",
+            "\"s\"",
+            r#"{"progress":"x","step":-1,"total_steps":0}"#,
+            r#"{"progress":1e999}"#,
+            r#"{"code":{"a":1},"category":7,"fatal":"yes"}"#,
+        ] {
+            for kind in EventKind::AGENT {
+                let said = Said::read(&kind, data.as_bytes());
+                assert!(said.progress.is_none_or(f64::is_finite));
+                assert!(said.total != Some(0));
+            }
+        }
+    }
+
+    #[test]
+    fn classification_prefers_a_named_category_then_code_then_category_text() {
+        let r = rules();
+        let said = |code: Option<&'static str>, cat: Option<&'static str>| Said {
+            code: code.map(Cow::Borrowed),
+            category: cat.map(Cow::Borrowed),
+            ..Said::default()
+        };
+        let name = |i: usize| {
+            r.by_name
+                .iter()
+                .find(|&(_, &j)| j == i)
+                .map(|(n, _)| n.to_string())
+                .unwrap()
+        };
+        assert_eq!(
+            name(r.classify(&said(Some("LLM_TIMEOUT"), Some("auth")))),
+            "auth"
+        );
+        assert_eq!(
+            name(r.classify(&said(Some("LLM_TIMEOUT"), None))),
+            "timeout"
+        );
+        assert_eq!(
+            name(r.classify(&said(Some("timeout_5000"), None))),
+            "timeout"
+        );
+        assert_eq!(
+            name(r.classify(&said(Some("E42"), Some("Quota hit")))),
+            "rate_limit"
+        );
+        assert_eq!(name(r.classify(&said(Some("429"), None))), "rate_limit");
+        assert_eq!(name(r.classify(&said(Some("E42"), None))), "unknown");
+    }
+}
