@@ -35,6 +35,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use thiserror::Error;
 
+use crate::enrichment::EnrichmentSettings;
 use crate::limits::Limits;
 use crate::tier::Tiers;
 
@@ -113,6 +114,8 @@ pub struct Config {
     pub health: HealthSettings,
     /// Escalation of unacknowledged critical events. See [`EscalationSettings`].
     pub escalation: EscalationSettings,
+    /// Run tracking and enrichment rules. See [`EnrichmentSettings`].
+    pub enrichment: EnrichmentSettings,
     /// Dev mode: enables the `/api/v1/dev/*` endpoints (demo token, simulated run, forced
     /// disconnect). Set by [`Config::enter_dev_mode`], never read from the file. Default: false.
     #[serde(skip)]
@@ -243,6 +246,7 @@ impl Default for Config {
             tiers: Tiers::default(),
             health: HealthSettings::default(),
             escalation: EscalationSettings::default(),
+            enrichment: EnrichmentSettings::default(),
             dev_mode: false,
         }
     }
@@ -374,6 +378,9 @@ impl Config {
             crate::escalation::WebhookTarget::parse(url)
                 .map_err(|e| ConfigError::Invalid("escalation.webhook_url", e))?;
         }
+        self.enrichment
+            .to_engine()
+            .map_err(|e| ConfigError::Invalid("enrichment", e))?;
         if self.health.stall_failed_ms <= self.health.stall_degraded_ms {
             return Err(ConfigError::Invalid(
                 "health.stall_failed_ms",

@@ -33,6 +33,7 @@
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod enrichment;
 pub mod escalation;
 pub mod exposition;
 mod http;

@@ -63,6 +63,8 @@ pub async fn run(
         hub_cfg.shards = n;
     }
     hub_cfg.health = config.health.to_engine();
+    // Checked by `Config::validate`; a config built in code falls back to the defaults.
+    hub_cfg.enrichment = config.enrichment.to_engine().unwrap_or_default();
     hub_cfg.ack_deadline = Duration::from_millis(config.escalation.ack_deadline_ms);
     let node = listener
         .local_addr()
