@@ -324,6 +324,22 @@ fn parse_url(url: &str) -> Result<(SocketAddr, String), String> {
     Ok((addr, format!("{host}:{port}")))
 }
 
+/// Parses a whole command line (`agentcast [global flags] bench [flags]`) as the binary does,
+/// and loads the configuration it names: for embedding the bench, and for tests.
+pub fn parse_command_line<I, T>(argv: I) -> Result<(BenchArgs, Config), String>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    use clap::Parser as _;
+    let cli = crate::cli::Cli::try_parse_from(argv).map_err(|e| e.to_string())?;
+    let cfg = Config::load(&cli.overrides).map_err(|e| e.to_string())?;
+    match cli.command {
+        Some(crate::cli::Command::Bench(b)) => Ok((b, cfg)),
+        _ => Err("not a bench command line".into()),
+    }
+}
+
 /// The `bench` subcommand: runs, prints the table, writes the JSON, and exits 0 only for a
 /// clean run (see the [module docs](self)).
 pub fn main(args: &BenchArgs, cfg: &Config) -> anyhow::Result<ExitCode> {
