@@ -230,7 +230,7 @@ async fn connection(c: usize, ctx: Rc<Ctx>) {
         user: user as u32,
         pending: Vec::new(),
         last_server_seq: 0,
-        last_broadcast: 0,
+        broadcasts: SeenWindow::default(),
     };
     let mut open = conn.input(&ctx, &stream, &pending);
     drop(pending);
@@ -371,7 +371,38 @@ struct Conn {
     /// The start of a frame split across reads; unallocated otherwise.
     pending: Vec<u8>,
     last_server_seq: u64,
-    last_broadcast: u64,
+    broadcasts: SeenWindow,
+}
+
+/// Which broadcast sequence numbers a connection has seen, in a sliding window of 64 below
+/// the highest (the anti-replay window of IPsec, RFC 4303 §3.4.3). Concurrent publisher
+/// connections may reach the server in another order than their numbers, so a broadcast may
+/// arrive a little out of order; one seen twice, or older than the window, is a duplicate.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct SeenWindow {
+    /// The highest number seen (0: none).
+    max: u64,
+    /// Bit `i` set: `max - i` was seen.
+    mask: u64,
+}
+
+impl SeenWindow {
+    /// Records `seq` (≥ 1); `false` when it was seen before or is too old to tell.
+    pub(crate) fn first_time(&mut self, seq: u64) -> bool {
+        if seq > self.max {
+            let shift = seq - self.max;
+            self.mask = if shift >= 64 { 0 } else { self.mask << shift };
+            self.mask |= 1;
+            self.max = seq;
+            return true;
+        }
+        let back = self.max - seq;
+        if back >= 64 || self.mask & (1 << back) != 0 {
+            return false;
+        }
+        self.mask |= 1 << back;
+        true
+    }
 }
 
 impl Conn {
@@ -469,7 +500,7 @@ impl Conn {
         }
         let fresh = match server_seq {
             Some(s) => std::mem::replace(&mut self.last_server_seq, s) < s,
-            None => std::mem::replace(&mut self.last_broadcast, probe.seq) < probe.seq,
+            None => self.broadcasts.first_time(probe.seq),
         };
         if !fresh {
             c.duplicates += 1;
@@ -554,7 +585,7 @@ mod tests {
             user: 1,
             pending: Vec::new(),
             last_server_seq: 0,
-            last_broadcast: 0,
+            broadcasts: SeenWindow::default(),
         };
         let now = unix_nanos();
         assert_eq!(conn.text(&ctx, &event(Some(1), 7, 1, 1, true), now), 1);
@@ -616,7 +647,7 @@ mod tests {
                 user: 1,
                 pending: Vec::new(),
                 last_server_seq: 0,
-                last_broadcast: 0,
+                broadcasts: SeenWindow::default(),
             };
             let payload = event(Some(1), 7, 1, 1, true);
             let mut wire = vec![0x81, 126];
@@ -637,6 +668,21 @@ mod tests {
             // A close frame ends the connection.
             assert!(!conn.input(&ctx, &stream, &[0x88, 0]));
         });
+    }
+
+    #[test]
+    fn the_broadcast_window_allows_reordering_but_not_repeats() {
+        let mut w = SeenWindow::default();
+        assert!(w.first_time(2));
+        assert!(w.first_time(1), "late but new");
+        assert!(!w.first_time(2));
+        assert!(!w.first_time(1));
+        assert!(w.first_time(100));
+        assert!(w.first_time(40));
+        assert!(!w.first_time(36), "older than the window");
+        assert!(!w.first_time(40));
+        assert!(w.first_time(1000));
+        assert!(!w.first_time(100));
     }
 
     #[test]

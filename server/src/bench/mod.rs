@@ -127,7 +127,8 @@ pub struct BenchArgs {
     /// Most new connections per second, over all processes.
     #[arg(long, default_value_t = 2000.0)]
     pub connect_rate: f64,
-    /// Concurrent keep-alive HTTP connections publishing (per-user; broadcast uses one).
+    /// Concurrent keep-alive HTTP connections publishing (a broadcast that is still being
+    /// answered does not delay the next one).
     #[arg(long, default_value_t = 8)]
     pub publishers: usize,
     /// After publishing, wait at most this many seconds for in-flight deliveries.
