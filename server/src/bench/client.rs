@@ -561,6 +561,9 @@ mod tests {
         }
     }
 
+    /// A fixed send time; tests pass `SENT + 1 ms` as now.
+    const SENT: u64 = 1_764_000_000_000_000_000;
+
     fn event(server_seq: Option<u64>, run: u32, user: u32, seq: u64, measured: bool) -> Vec<u8> {
         let mut f = match server_seq {
             Some(s) => format!(r#"{{"type":"tool_executing","seq":{s},"data":"#).into_bytes(),
@@ -568,7 +571,7 @@ mod tests {
         };
         let p = super::super::payload::Probe {
             run,
-            sent_ns: unix_nanos() - 1_000_000,
+            sent_ns: SENT,
             user,
             seq,
             measured,
@@ -587,7 +590,7 @@ mod tests {
             last_server_seq: 0,
             broadcasts: SeenWindow::default(),
         };
-        let now = unix_nanos();
+        let now = SENT + 1_000_000;
         assert_eq!(conn.text(&ctx, &event(Some(1), 7, 1, 1, true), now), 1);
         assert_eq!(
             conn.text(&ctx, &event(Some(2), 7, 0, 1, true), now),
