@@ -609,6 +609,7 @@ pub fn run(args: &BenchArgs, cfg: &Config) -> anyhow::Result<Report> {
                 Arc::clone(&pub_progress),
             ));
             let mut ticker = tokio::time::interval_at(start + Duration::from_secs(1), Duration::from_secs(1));
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
             tokio::time::sleep_until(start + warmup).await;
             let load_before = procfs::load_average();
             let before = cpu_snapshot(server_pid, &children);
