@@ -704,22 +704,28 @@ pub fn run(args: &BenchArgs, cfg: &Config) -> anyhow::Result<Report> {
     r.loss = r.deliveries_expected.saturating_sub(recv);
     r.latency = Latency::of(&hist);
     if let (Some(a), Some(b)) = (before.server, after.server) {
-        r.server_cpu_secs = Some(b - a);
+        r.server_cpu_secs = Some(round2(b - a));
         if recv > 0 {
-            r.server_cpu_us_per_delivery = Some((b - a) * 1e6 / recv as f64);
+            r.server_cpu_us_per_delivery = Some(round2((b - a) * 1e6 / recv as f64));
         }
     }
     if let (Some(a), Some(b)) = (before.client, after.client) {
-        r.client_cpu_secs = Some(b - a);
+        r.client_cpu_secs = Some(round2(b - a));
     }
     r.server_rss_kib_before = rss_before;
     r.server_rss_kib_connected = rss_connected;
     if let (Some(a), Some(b)) = (rss_before, rss_connected) {
         if r.connections > 0 {
-            r.server_kib_per_connection = Some((b as f64 - a as f64) / r.connections as f64);
+            r.server_kib_per_connection =
+                Some(round2((b as f64 - a as f64) / r.connections as f64));
         }
     }
     Ok(r)
+}
+
+/// `x` rounded to 2 decimals (CPU times have 10 ms resolution anyway).
+fn round2(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
 }
 
 #[cfg(test)]
