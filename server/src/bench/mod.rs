@@ -35,7 +35,8 @@
 //! CPU times → collect the receivers' counts → print the table, write `--json`.
 //!
 //! The exit status is 0 when every connection connected and every measured event reached
-//! every device it was meant for, once, with no leak and no publish error; 1 otherwise.
+//! every device it was meant for, once, with no leak and no publish error; 1 otherwise; 2 for
+//! flags that do not make a valid plan.
 //!
 //! # Layout
 //!
@@ -346,6 +347,10 @@ where
 pub fn main(args: &BenchArgs, cfg: &Config) -> anyhow::Result<ExitCode> {
     if let Some(i) = args.child_index {
         return child_main(i, args, cfg).map(|()| ExitCode::SUCCESS);
+    }
+    if let Err(e) = Plan::new(args, cfg) {
+        eprintln!("agentcast bench: {e}");
+        return Ok(ExitCode::from(2));
     }
     let report = run(args, cfg)?;
     println!("{}", report.table());
