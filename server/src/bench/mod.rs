@@ -513,19 +513,26 @@ fn child_main(i: usize, args: &BenchArgs, cfg: &Config) -> anyhow::Result<()> {
 struct CpuSnapshot {
     server: Option<f64>,
     client: Option<f64>,
+    server_wait: Option<f64>,
+    client_wait: Option<f64>,
 }
 
 fn cpu_snapshot(server_pid: Option<u32>, children: &[u32]) -> CpuSnapshot {
-    let mut client = procfs::cpu_secs(std::process::id());
-    for &pid in children {
-        client = match (client, procfs::cpu_secs(pid)) {
-            (Some(a), Some(b)) => Some(a + b),
-            _ => None,
-        };
-    }
+    let sum = |f: fn(u32) -> Option<f64>| {
+        let mut total = f(std::process::id());
+        for &pid in children {
+            total = match (total, f(pid)) {
+                (Some(a), Some(b)) => Some(a + b),
+                _ => None,
+            };
+        }
+        total
+    };
     CpuSnapshot {
         server: server_pid.and_then(procfs::cpu_secs),
-        client,
+        client: sum(procfs::cpu_secs),
+        server_wait: server_pid.and_then(procfs::run_queue_wait_secs),
+        client_wait: sum(procfs::run_queue_wait_secs),
     }
 }
 
@@ -714,9 +721,10 @@ pub fn run(args: &BenchArgs, cfg: &Config) -> anyhow::Result<Report> {
             r.server_cpu_us_per_delivery = Some(round2((b - a) * 1e6 / recv as f64));
         }
     }
-    if let (Some(a), Some(b)) = (before.client, after.client) {
-        r.client_cpu_secs = Some(round2(b - a));
-    }
+    let delta = |a: Option<f64>, b: Option<f64>| a.zip(b).map(|(a, b)| round2(b - a));
+    r.client_cpu_secs = delta(before.client, after.client);
+    r.server_cpu_wait_secs = delta(before.server_wait, after.server_wait);
+    r.client_cpu_wait_secs = delta(before.client_wait, after.client_wait);
     r.server_rss_kib_before = rss_before;
     r.server_rss_kib_connected = rss_connected;
     if let (Some(a), Some(b)) = (rss_before, rss_connected) {

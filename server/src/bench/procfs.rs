@@ -1,5 +1,5 @@
-//! What the load generator reads from Linux `/proc`: CPU time and resident memory of a
-//! process, the pid listening on a TCP port, the open-files limit and the load average.
+//! What the load generator reads from Linux `/proc`: CPU time, run-queue wait and resident
+//! memory of a process, the pid listening on a TCP port, the open-files limit and the load average.
 //!
 //! Every reader returns `None` when the file is missing or unexpected (another OS, a
 //! process that exited), so the report shows "n/a" rather than failing the run.
@@ -25,6 +25,26 @@ fn parse_stat_cpu(stat: &str) -> Option<f64> {
     let utime: u64 = fields.next()?.parse().ok()?;
     let stime: u64 = fields.next()?.parse().ok()?;
     Some((utime + stime) as f64 / USER_HZ)
+}
+
+/// Time the threads of process `pid` spent runnable but waiting for a CPU, in seconds: the
+/// second field of `/proc/<pid>/task/*/schedstat`, summed (threads that exited are not
+/// counted). On an oversubscribed machine this is where latency goes.
+pub fn run_queue_wait_secs(pid: u32) -> Option<f64> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+    let mut ns: u64 = 0;
+    for t in tasks.flatten() {
+        let Ok(stat) = std::fs::read_to_string(t.path().join("schedstat")) else {
+            continue;
+        };
+        ns += parse_schedstat_wait(&stat)?;
+    }
+    Some(ns as f64 / 1e9)
+}
+
+/// The run-queue wait (ns) of a `schedstat` line: `cpu_ns wait_ns timeslices`.
+fn parse_schedstat_wait(s: &str) -> Option<u64> {
+    s.split_ascii_whitespace().nth(1)?.parse().ok()
 }
 
 /// Resident set size of process `pid`, KiB (`VmRSS` of `/proc/<pid>/status`).
@@ -121,6 +141,11 @@ mod tests {
         let stat = "1234 (a (weird) name) S 1 1234 1234 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 9 0 100 1000 200";
         assert_eq!(parse_stat_cpu(stat), Some(3.0));
         assert_eq!(parse_stat_cpu("garbage"), None);
+        assert_eq!(
+            parse_schedstat_wait("154270103 221982521 572\n"),
+            Some(221_982_521)
+        );
+        assert_eq!(parse_schedstat_wait("1"), None);
     }
 
     #[test]
@@ -137,6 +162,7 @@ mod tests {
         }
         let me = std::process::id();
         assert!(cpu_secs(me).is_some());
+        assert!(run_queue_wait_secs(me).is_some());
         assert!(rss_kib(me).unwrap() > 0);
         assert!(open_files_limit().unwrap() > 0);
     }

@@ -178,6 +178,11 @@ pub struct Report {
     pub server_cpu_secs: Option<f64>,
     /// Load generator CPU seconds (this process and its children) inside the window.
     pub client_cpu_secs: Option<f64>,
+    /// Time the server's threads waited for a CPU inside the window, seconds (from
+    /// `schedstat`; large values mean the machine was oversubscribed).
+    pub server_cpu_wait_secs: Option<f64>,
+    /// The same for the load generator's threads.
+    pub client_cpu_wait_secs: Option<f64>,
     /// Server CPU microseconds per delivery received.
     pub server_cpu_us_per_delivery: Option<f64>,
     /// Server resident memory before connecting, KiB.
@@ -278,6 +283,14 @@ impl Report {
                 ),
             ),
             ("client cpu", format!("{} s", f1(self.client_cpu_secs))),
+            (
+                "waiting for cpu",
+                format!(
+                    "server {} s, client {} s",
+                    f1(self.server_cpu_wait_secs),
+                    f1(self.client_cpu_wait_secs)
+                ),
+            ),
             (
                 "server rss",
                 format!(
