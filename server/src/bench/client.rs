@@ -4,7 +4,7 @@
 //!
 //! A minimal RFC 6455 client rather than tungstenite: the handshake is one request and one
 //! response head, and the server only sends unfragmented, unmasked frames, so receiving is a
-//! header decode ([`frame_header`]) and a slice. Per connection it keeps a tokio task (a few
+//! header decode (`frame_header`) and a slice. Per connection it keeps a tokio task (a few
 //! hundred bytes), the socket, and a `pending` buffer that is empty (unallocated) except while
 //! a frame is split across reads. Reads go through a 16 KiB stack buffer. Pings are answered
 //! with a masked pong (the server's idle timeout would otherwise close idle connections).
