@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use clap::{Args, Parser, Subcommand};
 
 use crate::auth::Authenticator;
+pub use crate::bench::BenchArgs;
 use crate::config::{Config, Overrides};
 use crate::tier::Tier;
 
@@ -30,7 +31,7 @@ pub enum Command {
     Serve,
     /// Mint a client JWT with the configured HS256 secret.
     Token(TokenArgs),
-    /// Load generator (not implemented yet).
+    /// Load generator: connections, publish load, latency, loss, leaks, CPU and memory.
     Bench(BenchArgs),
 }
 
@@ -49,14 +50,6 @@ pub struct TokenArgs {
     /// Channels the token may subscribe to, comma-separated (`job:*` is a prefix pattern).
     #[arg(long, value_delimiter = ',')]
     pub channels: Vec<String>,
-}
-
-/// `agentcast bench` (placeholder: accepts any arguments).
-#[derive(Debug, Args)]
-pub struct BenchArgs {
-    /// Arguments for the load generator.
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-    pub args: Vec<String>,
 }
 
 fn parse_tier(s: &str) -> Result<Tier, String> {

@@ -27,10 +27,12 @@
 //! - [`metrics`]: server counters, Prometheus and JSON exposition.
 //! - [`config`]: TOML + environment + flags.
 //! - [`cli`]: the command line of the binary.
+//! - [`bench`]: the load generator (`agentcast bench`).
 //! - [`logging`]: tracing setup.
 //! - `state` (private): what every connection task shares.
 
 pub mod auth;
+pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod enrichment;

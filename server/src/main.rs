@@ -21,10 +21,7 @@ fn main() -> anyhow::Result<ExitCode> {
             println!("{}", auth.mint(&t.user, t.tier, t.ttl, &t.channels)?);
             Ok(ExitCode::SUCCESS)
         }
-        Command::Bench(_) => {
-            eprintln!("agentcast bench: not yet implemented");
-            Ok(ExitCode::from(2))
-        }
+        Command::Bench(b) => agentcast_server::bench::main(&b, &cfg),
     }
 }
 

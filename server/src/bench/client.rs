@@ -1,0 +1,733 @@
+//! The receiving side of the load generator: a group of WebSocket connections on one thread.
+//!
+//! # Client
+//!
+//! A minimal RFC 6455 client rather than tungstenite: the handshake is one request and one
+//! response head, and the server only sends unfragmented, unmasked frames, so receiving is a
+//! header decode (`frame_header`) and a slice. Per connection it keeps a tokio task (a few
+//! hundred bytes), the socket, and a `pending` buffer that is empty (unallocated) except while
+//! a frame is split across reads. Reads go through a 16 KiB stack buffer. Pings are answered
+//! with a masked pong (the server's idle timeout would otherwise close idle connections).
+//!
+//! # Counting
+//!
+//! Every text frame goes through [`parse_event`]. A bench event of this run whose target user
+//! is not the connection's user is a **leak**. An event whose server `seq` (per user) is not
+//! above the last one this connection saw, or a broadcast whose publisher sequence is not,
+//! is a **duplicate**. Every other measured event counts as received for the connection's
+//! user and its latency (`now - t`, both `CLOCK_REALTIME`) goes into the histogram.
+//!
+//! # Threads
+//!
+//! One thread, one current-thread tokio runtime and a `LocalSet`, so the counters are plain
+//! `Rc<RefCell<_>>` fields; only [`Progress`] is atomic, for the thread that reports progress.
+//! A connection the server closes, or whose frames do not decode, ends and is counted.
+
+use std::cell::RefCell;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use hdrhistogram::Histogram;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::{TcpSocket, TcpStream};
+use tokio::sync::oneshot;
+
+use super::payload::{BROADCAST_USER, parse_event};
+use super::report::{GroupReport, histogram_to_base64, new_histogram};
+use crate::auth::Authenticator;
+use crate::tier::Tier;
+
+/// The largest frame payload accepted from the server; a larger one is a protocol error.
+const MAX_FRAME: u64 = 1 << 20;
+
+/// How long a connect plus upgrade may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// What one receiver group does.
+#[derive(Debug, Clone)]
+pub struct ReceiverPlan {
+    /// The server.
+    pub addr: SocketAddr,
+    /// The `Host` header.
+    pub host: String,
+    /// Source address to bind each socket to, if any.
+    pub source_ip: Option<IpAddr>,
+    /// The first global connection index of this group.
+    pub first: usize,
+    /// How many connections this group opens.
+    pub count: usize,
+    /// Users in the whole run; connection `c` belongs to user `c % users`.
+    pub users: usize,
+    /// The run id.
+    pub run: u32,
+    /// Handshakes per second this group may start.
+    pub connect_rate: f64,
+}
+
+/// The user id of user index `u` in run `run`.
+pub fn user_name(run: u32, u: usize) -> String {
+    format!("bench-{run:08x}-{u}")
+}
+
+/// Live counters of a group, read by whoever reports progress.
+#[derive(Debug, Default)]
+pub struct Progress {
+    /// Handshakes completed. `Relaxed`: a statistic, nothing is ordered by it.
+    pub connected: AtomicU64,
+    /// Connects that failed. `Relaxed` likewise.
+    pub failed: AtomicU64,
+    /// Connections closed after connecting. `Relaxed` likewise.
+    pub disconnects: AtomicU64,
+    /// Measured events received. `Relaxed` likewise.
+    pub received: AtomicU64,
+}
+
+impl Progress {
+    /// `(connected, failed, disconnects, received)`.
+    pub fn snapshot(&self) -> [u64; 4] {
+        [
+            self.connected.load(Ordering::Relaxed),
+            self.failed.load(Ordering::Relaxed),
+            self.disconnects.load(Ordering::Relaxed),
+            self.received.load(Ordering::Relaxed),
+        ]
+    }
+}
+
+/// A running receiver group: its progress, and [`ReceiverHandle::finish`] for its report.
+#[derive(Debug)]
+pub struct ReceiverHandle {
+    /// Live counters.
+    pub progress: Arc<Progress>,
+    stop: oneshot::Sender<()>,
+    thread: std::thread::JoinHandle<Result<GroupReport, String>>,
+}
+
+impl ReceiverHandle {
+    /// Stops the group (closing its sockets) and returns what it counted.
+    pub fn finish(self) -> Result<GroupReport, String> {
+        let _ = self.stop.send(());
+        self.thread
+            .join()
+            .map_err(|_| "receiver thread panicked".to_owned())?
+    }
+}
+
+/// Starts a group on its own thread: it connects at `connect_rate` and counts until
+/// [`ReceiverHandle::finish`].
+pub fn start(plan: ReceiverPlan, auth: Arc<Authenticator>) -> io::Result<ReceiverHandle> {
+    let progress = Arc::new(Progress::default());
+    let (stop, stopped) = oneshot::channel();
+    let p = Arc::clone(&progress);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let thread = std::thread::Builder::new()
+        .name("bench-recv".into())
+        .spawn(move || {
+            let local = tokio::task::LocalSet::new();
+            local.block_on(&rt, run_group(plan, auth, p, stopped))
+        })?;
+    Ok(ReceiverHandle {
+        progress,
+        stop,
+        thread,
+    })
+}
+
+/// What every connection task of a group shares (one thread: no locks).
+struct Ctx {
+    plan: ReceiverPlan,
+    auth: Arc<Authenticator>,
+    progress: Arc<Progress>,
+    counts: RefCell<Counts>,
+}
+
+struct Counts {
+    hist: Histogram<u64>,
+    conns_of_user: Vec<u32>,
+    recv_of_user: Vec<u64>,
+    leaks: u64,
+    duplicates: u64,
+    stale: u64,
+    protocol_errors: u64,
+    first_error: Option<String>,
+}
+
+async fn run_group(
+    plan: ReceiverPlan,
+    auth: Arc<Authenticator>,
+    progress: Arc<Progress>,
+    stopped: oneshot::Receiver<()>,
+) -> Result<GroupReport, String> {
+    let users = plan.users;
+    let ctx = Rc::new(Ctx {
+        plan,
+        auth,
+        progress,
+        counts: RefCell::new(Counts {
+            hist: new_histogram(),
+            conns_of_user: vec![0; users],
+            recv_of_user: vec![0; users],
+            leaks: 0,
+            duplicates: 0,
+            stale: 0,
+            protocol_errors: 0,
+            first_error: None,
+        }),
+    });
+    let spawner = tokio::task::spawn_local(connect_all(Rc::clone(&ctx)));
+    let _ = stopped.await;
+    spawner.abort();
+    let c = ctx.counts.borrow();
+    let p = ctx.progress.snapshot();
+    Ok(GroupReport {
+        connected: p[0],
+        failed: p[1],
+        first_error: c.first_error.clone(),
+        disconnects: p[2],
+        per_user: (0..users)
+            .filter(|&u| c.conns_of_user[u] > 0 || c.recv_of_user[u] > 0)
+            .map(|u| [u as u64, u64::from(c.conns_of_user[u]), c.recv_of_user[u]])
+            .collect(),
+        leaks: c.leaks,
+        duplicates: c.duplicates,
+        stale: c.stale,
+        protocol_errors: c.protocol_errors,
+        histogram: histogram_to_base64(&c.hist)?,
+    })
+}
+
+/// Spawns the group's connections, paced at `connect_rate`.
+async fn connect_all(ctx: Rc<Ctx>) {
+    let start = tokio::time::Instant::now();
+    let rate = ctx.plan.connect_rate.max(1.0);
+    for i in 0..ctx.plan.count {
+        let due = start + Duration::from_secs_f64(i as f64 / rate);
+        tokio::time::sleep_until(due).await;
+        tokio::task::spawn_local(connection(ctx.plan.first + i, Rc::clone(&ctx)));
+    }
+}
+
+/// One connection from connect to close.
+async fn connection(c: usize, ctx: Rc<Ctx>) {
+    let user = c % ctx.plan.users;
+    let (stream, pending) = match tokio::time::timeout(CONNECT_TIMEOUT, handshake(&ctx, user)).await
+    {
+        Ok(Ok(x)) => x,
+        Ok(Err(e)) => return fail(&ctx, e),
+        Err(_) => return fail(&ctx, "connect + upgrade timed out".into()),
+    };
+    ctx.counts.borrow_mut().conns_of_user[user] += 1;
+    ctx.progress.connected.fetch_add(1, Ordering::Relaxed);
+    let mut conn = Conn {
+        user: user as u32,
+        pending: Vec::new(),
+        last_server_seq: 0,
+        broadcasts: SeenWindow::default(),
+    };
+    let mut open = conn.input(&ctx, &stream, &pending);
+    drop(pending);
+    while open {
+        if stream.readable().await.is_err() {
+            break;
+        }
+        open = conn.on_readable(&ctx, &stream);
+    }
+    ctx.progress.disconnects.fetch_add(1, Ordering::Relaxed);
+}
+
+fn fail(ctx: &Ctx, e: String) {
+    ctx.progress.failed.fetch_add(1, Ordering::Relaxed);
+    ctx.counts.borrow_mut().first_error.get_or_insert(e);
+}
+
+/// Connects (bound to the source address, if any), upgrades, and returns the stream and the
+/// bytes read past the response head.
+async fn handshake(ctx: &Ctx, user: usize) -> Result<(TcpStream, Vec<u8>), String> {
+    let plan = &ctx.plan;
+    let sock = match plan.addr {
+        SocketAddr::V4(_) => TcpSocket::new_v4(),
+        SocketAddr::V6(_) => TcpSocket::new_v6(),
+    }
+    .map_err(|e| format!("socket: {e}"))?;
+    if let Some(ip) = plan.source_ip {
+        sock.bind(SocketAddr::new(ip, 0))
+            .map_err(|e| format!("bind {ip}: {e}"))?;
+    }
+    let mut stream = sock
+        .connect(plan.addr)
+        .await
+        .map_err(|e| format!("connect {}: {e}", plan.addr))?;
+    let token = ctx
+        .auth
+        .mint(&user_name(plan.run, user), Tier::Enterprise, 24 * 3600, &[])
+        .map_err(|e| e.to_string())?;
+    let key = B64.encode(rand::random::<[u8; 16]>());
+    let request = format!(
+        "GET /ws?token={token} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        plan.host
+    );
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .map_err(|e| format!("sending the upgrade: {e}"))?;
+    let mut buf = Vec::with_capacity(512);
+    let end = loop {
+        let n = stream
+            .read_buf(&mut buf)
+            .await
+            .map_err(|e| format!("reading the upgrade response: {e}"))?;
+        if let Some(i) = find(&buf, b"\r\n\r\n") {
+            break i + 4;
+        }
+        if n == 0 || buf.len() > 16 * 1024 {
+            return Err(format!(
+                "bad upgrade response: {}",
+                String::from_utf8_lossy(&buf[..buf.len().min(200)])
+            ));
+        }
+    };
+    check_upgrade(&buf[..end], &key)?;
+    buf.drain(..end);
+    Ok((stream, buf))
+}
+
+/// Checks a `101` response head and its `Sec-WebSocket-Accept`.
+fn check_upgrade(head: &[u8], key: &str) -> Result<(), String> {
+    let text = String::from_utf8_lossy(head);
+    let status = text.split(' ').nth(1).unwrap_or("");
+    if status != "101" {
+        return Err(format!(
+            "upgrade refused: {}",
+            text.lines().next().unwrap_or("")
+        ));
+    }
+    let expected = tungstenite::handshake::derive_accept_key(key.as_bytes());
+    let accept = text.lines().find_map(|l| {
+        let (name, value) = l.split_once(':')?;
+        name.eq_ignore_ascii_case("sec-websocket-accept")
+            .then(|| value.trim().to_owned())
+    });
+    if accept.as_deref() != Some(expected.as_str()) {
+        return Err("wrong or missing Sec-WebSocket-Accept".into());
+    }
+    Ok(())
+}
+
+/// A decoded server frame header: `(opcode, header length, payload length)`.
+type Header = (u8, usize, usize);
+
+/// Decodes the frame header at the start of `b`: `Ok(None)` when incomplete. Refuses what a
+/// server must not send (masked or fragmented frames, reserved bits, control frames over 125
+/// bytes) and payloads over [`MAX_FRAME`].
+pub(crate) fn frame_header(b: &[u8]) -> Result<Option<Header>, &'static str> {
+    let [b0, b1, ..] = *b else {
+        return Ok(None);
+    };
+    if b0 & 0x70 != 0 {
+        return Err("reserved bits set");
+    }
+    if b0 & 0x80 == 0 || b0 & 0x0f == 0 {
+        return Err("fragmented frame");
+    }
+    if b1 & 0x80 != 0 {
+        return Err("masked server frame");
+    }
+    let opcode = b0 & 0x0f;
+    let (len, header) = match b1 & 0x7f {
+        126 => match b.get(2..4) {
+            Some(l) => (u64::from(u16::from_be_bytes([l[0], l[1]])), 4),
+            None => return Ok(None),
+        },
+        127 => match b.get(2..10) {
+            Some(l) => {
+                let mut a = [0u8; 8];
+                a.copy_from_slice(l);
+                (u64::from_be_bytes(a), 10)
+            }
+            None => return Ok(None),
+        },
+        n => (u64::from(n), 2),
+    };
+    if opcode >= 8 && len > 125 {
+        return Err("control frame over 125 bytes");
+    }
+    if len > MAX_FRAME {
+        return Err("frame over 1 MiB");
+    }
+    Ok(Some((opcode, header, len as usize)))
+}
+
+/// One connection's receive state.
+struct Conn {
+    user: u32,
+    /// The start of a frame split across reads; unallocated otherwise.
+    pending: Vec<u8>,
+    last_server_seq: u64,
+    broadcasts: SeenWindow,
+}
+
+/// Which broadcast sequence numbers a connection has seen, in a sliding window of 64 below
+/// the highest (the anti-replay window of IPsec, RFC 4303 §3.4.3). Concurrent publisher
+/// connections may reach the server in another order than their numbers, so a broadcast may
+/// arrive a little out of order; one seen twice, or older than the window, is a duplicate.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct SeenWindow {
+    /// The highest number seen (0: none).
+    max: u64,
+    /// Bit `i` set: `max - i` was seen.
+    mask: u64,
+}
+
+impl SeenWindow {
+    /// Records `seq` (≥ 1); `false` when it was seen before or is too old to tell.
+    pub(crate) fn first_time(&mut self, seq: u64) -> bool {
+        if seq > self.max {
+            let shift = seq - self.max;
+            self.mask = if shift >= 64 { 0 } else { self.mask << shift };
+            self.mask |= 1;
+            self.max = seq;
+            return true;
+        }
+        let back = self.max - seq;
+        if back >= 64 || self.mask & (1 << back) != 0 {
+            return false;
+        }
+        self.mask |= 1 << back;
+        true
+    }
+}
+
+impl Conn {
+    /// One non-blocking read; `false` when the connection is over.
+    fn on_readable(&mut self, ctx: &Ctx, stream: &TcpStream) -> bool {
+        let mut buf = [0u8; 16 * 1024];
+        match stream.try_read(&mut buf) {
+            Ok(0) => false,
+            Ok(n) => self.input(ctx, stream, &buf[..n]),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => true,
+            Err(_) => false,
+        }
+    }
+
+    /// Handles received bytes; `false` when the connection is over.
+    fn input(&mut self, ctx: &Ctx, stream: &TcpStream, data: &[u8]) -> bool {
+        if self.pending.is_empty() {
+            let (used, open) = self.frames(ctx, stream, data);
+            if open {
+                self.pending.extend_from_slice(&data[used..]);
+            }
+            open
+        } else {
+            let mut p = std::mem::take(&mut self.pending);
+            p.extend_from_slice(data);
+            let (used, open) = self.frames(ctx, stream, &p);
+            if used < p.len() && open {
+                p.drain(..used);
+                self.pending = p;
+            }
+            open
+        }
+    }
+
+    /// Handles every complete frame at the start of `data`: `(bytes used, still open)`.
+    fn frames(&mut self, ctx: &Ctx, stream: &TcpStream, data: &[u8]) -> (usize, bool) {
+        let now = unix_nanos();
+        let mut pos = 0;
+        let mut received = 0;
+        let mut open = true;
+        let mut pong: Vec<u8> = Vec::new();
+        while pos < data.len() {
+            let (opcode, header, len) = match frame_header(&data[pos..]) {
+                Ok(Some(h)) => h,
+                Ok(None) => break,
+                Err(_) => {
+                    ctx.counts.borrow_mut().protocol_errors += 1;
+                    open = false;
+                    break;
+                }
+            };
+            let Some(payload) = data.get(pos + header..pos + header + len) else {
+                break;
+            };
+            pos += header + len;
+            match opcode {
+                0x1 => received += self.text(ctx, payload, now),
+                0x8 => {
+                    open = false;
+                    break;
+                }
+                0x9 => {
+                    let mask: [u8; 4] = rand::random();
+                    pong.extend_from_slice(&[0x8a, 0x80 | payload.len() as u8]);
+                    pong.extend_from_slice(&mask);
+                    pong.extend(payload.iter().zip(mask.iter().cycle()).map(|(b, m)| b ^ m));
+                }
+                _ => {}
+            }
+        }
+        if received > 0 {
+            ctx.progress.received.fetch_add(received, Ordering::Relaxed);
+        }
+        if !pong.is_empty() {
+            // Best effort: a pong is tiny and the send buffer is nearly always empty. A lost
+            // pong only matters if it keeps failing for the whole idle timeout.
+            let _ = stream.try_write(&pong);
+        }
+        (pos, open)
+    }
+
+    /// Counts one text frame; returns 1 when it is a measured delivery.
+    fn text(&mut self, ctx: &Ctx, payload: &[u8], now: u64) -> u64 {
+        let Some((server_seq, probe)) = parse_event(payload) else {
+            return 0;
+        };
+        let mut c = ctx.counts.borrow_mut();
+        if probe.run != ctx.plan.run {
+            c.stale += 1;
+            return 0;
+        }
+        if probe.user != BROADCAST_USER && probe.user != self.user {
+            c.leaks += 1;
+            return 0;
+        }
+        let fresh = match server_seq {
+            Some(s) => std::mem::replace(&mut self.last_server_seq, s) < s,
+            None => self.broadcasts.first_time(probe.seq),
+        };
+        if !fresh {
+            c.duplicates += 1;
+            return 0;
+        }
+        if !probe.measured {
+            return 0;
+        }
+        c.recv_of_user[self.user as usize] += 1;
+        c.hist.saturating_record(now.saturating_sub(probe.sent_ns));
+        1
+    }
+}
+
+/// Now, ns since the Unix epoch (`CLOCK_REALTIME`).
+pub fn unix_nanos() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ctx() -> Ctx {
+        let cfg = crate::Config {
+            jwt_secret: Some("s".into()),
+            ..crate::Config::default()
+        };
+        Ctx {
+            plan: ReceiverPlan {
+                addr: "127.0.0.1:1".parse().unwrap(),
+                host: "x".into(),
+                source_ip: None,
+                first: 0,
+                count: 2,
+                users: 2,
+                run: 7,
+                connect_rate: 1.0,
+            },
+            auth: Arc::new(Authenticator::from_config(&cfg).unwrap()),
+            progress: Arc::default(),
+            counts: RefCell::new(Counts {
+                hist: new_histogram(),
+                conns_of_user: vec![0; 2],
+                recv_of_user: vec![0; 2],
+                leaks: 0,
+                duplicates: 0,
+                stale: 0,
+                protocol_errors: 0,
+                first_error: None,
+            }),
+        }
+    }
+
+    /// A fixed send time; tests pass `SENT + 1 ms` as now.
+    const SENT: u64 = 1_764_000_000_000_000_000;
+
+    fn event(server_seq: Option<u64>, run: u32, user: u32, seq: u64, measured: bool) -> Vec<u8> {
+        let mut f = match server_seq {
+            Some(s) => format!(r#"{{"type":"tool_executing","seq":{s},"data":"#).into_bytes(),
+            None => br#"{"type":"tool_executing","channel":"*","data":"#.to_vec(),
+        };
+        let p = super::super::payload::Probe {
+            run,
+            sent_ns: SENT,
+            user,
+            seq,
+            measured,
+        };
+        super::super::payload::write_data(&mut f, &p, 128);
+        f.push(b'}');
+        f
+    }
+
+    #[test]
+    fn events_are_classified_as_received_leaked_duplicate_or_stale() {
+        let ctx = ctx();
+        let mut conn = Conn {
+            user: 1,
+            pending: Vec::new(),
+            last_server_seq: 0,
+            broadcasts: SeenWindow::default(),
+        };
+        let now = SENT + 1_000_000;
+        assert_eq!(conn.text(&ctx, &event(Some(1), 7, 1, 1, true), now), 1);
+        assert_eq!(
+            conn.text(&ctx, &event(Some(2), 7, 0, 1, true), now),
+            0,
+            "leak"
+        );
+        assert_eq!(conn.text(&ctx, &event(Some(2), 7, 1, 2, true), now), 1);
+        assert_eq!(
+            conn.text(&ctx, &event(Some(2), 7, 1, 2, true), now),
+            0,
+            "dup"
+        );
+        assert_eq!(
+            conn.text(&ctx, &event(Some(9), 8, 1, 3, true), now),
+            0,
+            "stale"
+        );
+        assert_eq!(
+            conn.text(&ctx, &event(Some(3), 7, 1, 3, false), now),
+            0,
+            "warm-up"
+        );
+        assert_eq!(
+            conn.text(&ctx, &event(None, 7, BROADCAST_USER, 1, true), now),
+            1
+        );
+        assert_eq!(
+            conn.text(&ctx, &event(None, 7, BROADCAST_USER, 1, true), now),
+            0,
+            "dup"
+        );
+        assert_eq!(conn.text(&ctx, br#"{"type":"welcome"}"#, now), 0);
+        let c = ctx.counts.borrow();
+        assert_eq!((c.leaks, c.duplicates, c.stale), (1, 2, 1));
+        assert_eq!(c.recv_of_user, vec![0, 3]);
+        assert_eq!(c.hist.len(), 3);
+        assert!(
+            c.hist.min() >= 900_000 && c.hist.max() < 1_000_000_000,
+            "latency is now - t"
+        );
+    }
+
+    #[test]
+    fn split_frames_are_reassembled_and_pings_answered() {
+        let ctx = ctx();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let stream = TcpStream::connect(listener.local_addr().unwrap())
+                .await
+                .unwrap();
+            let (mut peer, _) = listener.accept().unwrap();
+            let mut conn = Conn {
+                user: 1,
+                pending: Vec::new(),
+                last_server_seq: 0,
+                broadcasts: SeenWindow::default(),
+            };
+            let payload = event(Some(1), 7, 1, 1, true);
+            let mut wire = vec![0x81, 126];
+            wire.extend_from_slice(&(payload.len() as u16).to_be_bytes());
+            wire.extend_from_slice(&payload);
+            wire.extend_from_slice(&[0x89, 2, b'h', b'i']);
+            let (a, b) = wire.split_at(60);
+            assert!(conn.input(&ctx, &stream, a));
+            assert_eq!(conn.pending.len(), 60);
+            assert!(conn.input(&ctx, &stream, b));
+            assert!(conn.pending.is_empty() && conn.pending.capacity() == 0);
+            assert_eq!(ctx.counts.borrow().recv_of_user[1], 1);
+            // The pong: FIN | pong, masked, 2 bytes, unmasked back to "hi".
+            let mut pong = [0u8; 8];
+            std::io::Read::read_exact(&mut peer, &mut pong).unwrap();
+            assert_eq!(&pong[..2], &[0x8a, 0x82]);
+            assert_eq!([pong[6] ^ pong[2], pong[7] ^ pong[3]], *b"hi");
+            // A close frame ends the connection.
+            assert!(!conn.input(&ctx, &stream, &[0x88, 0]));
+        });
+    }
+
+    #[test]
+    fn the_broadcast_window_allows_reordering_but_not_repeats() {
+        let mut w = SeenWindow::default();
+        assert!(w.first_time(2));
+        assert!(w.first_time(1), "late but new");
+        assert!(!w.first_time(2));
+        assert!(!w.first_time(1));
+        assert!(w.first_time(100));
+        assert!(w.first_time(40));
+        assert!(!w.first_time(36), "older than the window");
+        assert!(!w.first_time(40));
+        assert!(w.first_time(1000));
+        assert!(!w.first_time(100));
+    }
+
+    #[test]
+    fn server_frame_headers_decode() {
+        assert_eq!(frame_header(&[0x81, 5, b'h']), Ok(Some((1, 2, 5))));
+        assert_eq!(frame_header(&[0x81, 126, 1, 0]), Ok(Some((1, 4, 256))));
+        assert_eq!(
+            frame_header(&[0x81, 127, 0, 0, 0, 0, 0, 1, 0, 0]),
+            Ok(Some((1, 10, 65536)))
+        );
+        assert_eq!(frame_header(&[0x89, 0]), Ok(Some((9, 2, 0))));
+    }
+
+    #[test]
+    fn incomplete_headers_wait_for_more() {
+        assert_eq!(frame_header(&[]), Ok(None));
+        assert_eq!(frame_header(&[0x81]), Ok(None));
+        assert_eq!(frame_header(&[0x81, 126, 1]), Ok(None));
+        assert_eq!(frame_header(&[0x81, 127, 0, 0, 0]), Ok(None));
+    }
+
+    #[test]
+    fn what_a_server_must_not_send_is_refused() {
+        assert!(frame_header(&[0x01, 1]).is_err(), "fragment");
+        assert!(frame_header(&[0x80, 1]).is_err(), "continuation");
+        assert!(frame_header(&[0xc1, 1]).is_err(), "rsv1");
+        assert!(frame_header(&[0x81, 0x81]).is_err(), "masked");
+        assert!(frame_header(&[0x89, 126, 0, 200]).is_err(), "big ping");
+        assert!(
+            frame_header(&[0x81, 127, 0, 0, 0, 0, 1, 0, 0, 0]).is_err(),
+            "huge"
+        );
+    }
+
+    #[test]
+    fn upgrade_responses_are_checked() {
+        let key = "dGhlIHNhbXBsZSBub25jZQ==";
+        let ok = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nsec-websocket-accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n";
+        assert_eq!(check_upgrade(ok, key), Ok(()));
+        let wrong = b"HTTP/1.1 101 Switching Protocols\r\nSec-WebSocket-Accept: nope\r\n\r\n";
+        assert!(check_upgrade(wrong, key).is_err());
+        let refused = b"HTTP/1.1 401 Unauthorized\r\n\r\n{\"error\":\"token expired\"}";
+        assert!(check_upgrade(refused, key).unwrap_err().contains("401"));
+    }
+}

@@ -1,0 +1,346 @@
+//! `agentcast bench`: the load generator.
+//!
+//! It opens `--connections` WebSocket connections for `--users` users (connection `c`
+//! belongs to user `c % users`, so each user has `connections / users` devices), publishes
+//! through the real HTTP API (`POST /api/v1/publish`, one event per request, over
+//! `--publishers` keep-alive connections), and measures on every receiving connection:
+//! publish → receive latency (HDR histogram), loss (expected vs received), cross-user leaks
+//! (must be 0) and duplicates; plus the connect rate, the server's and its own CPU time over
+//! the measurement window, and the server's memory before and after connecting.
+//!
+//! Scenarios: `per-user` sends `--rate` events/s, each to a user drawn uniformly at random;
+//! `broadcast` sends one `{"broadcast": true}` event every `--interval-ms`.
+//!
+//! ```text
+//! agentcast --jwt-secret S --api-key K bench --connections 15000 --users 7500 \
+//!     --scenario per-user --rate 10000 --duration 30 --procs 2 --json report.json
+//! ```
+//!
+//! # Processes
+//!
+//! With `--procs 0` (the default) the receiving connections live on one extra thread of this
+//! process. With `--procs P` they are spread over `P` child processes of the same binary
+//! (`agentcast bench --child-index i ...`), each binding its sockets to its own source address
+//! `127.0.0.(2+i)` when the server is on loopback, so neither one process's open-files limit
+//! nor one address's ephemeral ports bound the run. A child prints `progress` lines and, after
+//! the parent writes `finish` to its stdin, one `report` line (JSON; the histogram as
+//! hdrhistogram V2 in base64) on stdout; the parent merges them. The parent itself only
+//! publishes and reports.
+//!
+//! # Timeline
+//!
+//! connect everything (progress on stderr) → settle 1 s and read the server's RSS → publish
+//! `--warmup` seconds of unmeasured events → read CPU times → publish `--duration` seconds of
+//! measured events → wait until every expected delivery arrived (at most `--drain` s) → read
+//! CPU times → collect the receivers' counts → print the table, write `--json`.
+//!
+//! The exit status is 0 when every connection connected and every measured event reached
+//! every device it was meant for, once, with no leak and no publish error; 1 otherwise; 2 for
+//! flags that do not make a valid plan.
+//!
+//! # Layout
+//!
+//! - `plan` (private; [`BenchArgs`] and [`Plan`] are re-exported): the flags and
+//!   their validation;
+//! - `children` (private): receiver groups in this process or in child processes;
+//! - [`payload`]: the probe in each event's `data` and its cheap parse;
+//! - [`client`]: the minimal WebSocket client and the receiver groups;
+//! - [`publisher`]: the minimal HTTP publisher and its schedule;
+//! - [`report`]: histograms, the report, the table;
+//! - [`procfs`]: CPU, memory, pid lookup from `/proc`.
+
+mod children;
+pub mod client;
+pub mod payload;
+mod plan;
+pub mod procfs;
+pub mod publisher;
+pub mod report;
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use anyhow::{Context as _, anyhow};
+use tokio::time::Instant;
+
+use crate::auth::Authenticator;
+use crate::config::Config;
+use children::Group;
+pub use plan::{BenchArgs, Plan, Scenario};
+use publisher::PublishProgress;
+use report::{Latency, Report};
+
+/// Parses a whole command line (`agentcast [global flags] bench [flags]`) as the binary does,
+/// and loads the configuration it names: for embedding the bench, and for tests.
+pub fn parse_command_line<I, T>(argv: I) -> Result<(BenchArgs, Config), String>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    use clap::Parser as _;
+    let cli = crate::cli::Cli::try_parse_from(argv).map_err(|e| e.to_string())?;
+    let cfg = Config::load(&cli.overrides).map_err(|e| e.to_string())?;
+    match cli.command {
+        Some(crate::cli::Command::Bench(b)) => Ok((b, cfg)),
+        _ => Err("not a bench command line".into()),
+    }
+}
+
+/// The `bench` subcommand: runs, prints the table, writes the JSON, and exits 0 only for a
+/// clean run (see the [module docs](self)).
+pub fn main(args: &BenchArgs, cfg: &Config) -> anyhow::Result<ExitCode> {
+    if let Some(i) = args.child_index {
+        return children::child_main(i, args, cfg).map(|()| ExitCode::SUCCESS);
+    }
+    if let Err(e) = Plan::new(args, cfg) {
+        eprintln!("agentcast bench: {e}");
+        return Ok(ExitCode::from(2));
+    }
+    let report = run(args, cfg)?;
+    println!("{}", report.table());
+    if let Some(path) = &args.json {
+        let json = serde_json::to_string_pretty(&report)?;
+        std::fs::write(path, json + "\n").with_context(|| format!("writing {}", path.display()))?;
+        eprintln!("report written to {}", path.display());
+    }
+    Ok(if report.clean() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// CPU seconds of the server and of the load generator (this process and its children).
+#[derive(Debug, Clone, Copy)]
+struct CpuSnapshot {
+    server: Option<f64>,
+    client: Option<f64>,
+    server_wait: Option<f64>,
+    client_wait: Option<f64>,
+}
+
+fn cpu_snapshot(server_pid: Option<u32>, children: &[u32]) -> CpuSnapshot {
+    let sum = |f: fn(u32) -> Option<f64>| {
+        let mut total = f(std::process::id());
+        for &pid in children {
+            total = match (total, f(pid)) {
+                (Some(a), Some(b)) => Some(a + b),
+                _ => None,
+            };
+        }
+        total
+    };
+    CpuSnapshot {
+        server: server_pid.and_then(procfs::cpu_secs),
+        client: sum(procfs::cpu_secs),
+        server_wait: server_pid.and_then(procfs::run_queue_wait_secs),
+        client_wait: sum(procfs::run_queue_wait_secs),
+    }
+}
+
+fn total(groups: &[Group]) -> [u64; 4] {
+    groups.iter().fold([0; 4], |mut acc, g| {
+        for (a, v) in acc.iter_mut().zip(g.progress().snapshot()) {
+            *a += v;
+        }
+        acc
+    })
+}
+
+/// Runs a whole benchmark (see the [module docs](self)) and returns its report. Blocks the
+/// calling thread, which must not be inside a tokio runtime.
+pub fn run(args: &BenchArgs, cfg: &Config) -> anyhow::Result<Report> {
+    let plan = Plan::new(args, cfg).map_err(|e| anyhow!(e))?;
+    let auth = Arc::new(Authenticator::from_config(cfg)?);
+    let server_pid = args
+        .server_pid
+        .or_else(|| procfs::listening_pid(plan.addr.port()));
+    let rss_before = server_pid.and_then(procfs::rss_kib);
+    eprintln!(
+        "bench {}: {} connections, {} users, {} scenario, run {:08x}, server pid {}",
+        args.url,
+        plan.connections,
+        plan.users,
+        args.scenario.as_str(),
+        plan.run,
+        server_pid.map_or("unknown".into(), |p| p.to_string())
+    );
+    let connect_start = std::time::Instant::now();
+    let mut groups = Vec::with_capacity(plan.groups);
+    for i in 0..plan.groups {
+        groups.push(if args.procs == 0 {
+            Group::Local(client::start(plan.receivers(i, args), Arc::clone(&auth))?)
+        } else {
+            children::spawn_child(i, args, &plan, cfg)?
+        });
+    }
+    let children: Vec<u32> = groups.iter().filter_map(Group::pid).collect();
+
+    // Connect.
+    let expected_time = plan.connections as f64 / args.connect_rate;
+    let deadline = connect_start + Duration::from_secs_f64(expected_time * 2.0 + 30.0);
+    let mut last_print = connect_start;
+    loop {
+        let [c, f, ..] = total(&groups);
+        let now = std::time::Instant::now();
+        let done = c + f >= plan.connections as u64;
+        if done || now.duration_since(last_print) >= Duration::from_secs(1) {
+            last_print = now;
+            let secs = now.duration_since(connect_start).as_secs_f64();
+            eprintln!(
+                "connecting: {c}/{} connected, {f} failed, {:.0}/s",
+                plan.connections,
+                c as f64 / secs.max(1e-3)
+            );
+        }
+        if done {
+            break;
+        }
+        if now > deadline {
+            eprintln!("connecting: giving up waiting for the remaining handshakes");
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let connect_secs = connect_start.elapsed().as_secs_f64();
+    let [connected_now, ..] = total(&groups);
+    std::thread::sleep(Duration::from_secs(1));
+    let rss_connected = server_pid.and_then(procfs::rss_kib);
+
+    // Publish.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let local = tokio::task::LocalSet::new();
+    let pub_progress = Arc::new(PublishProgress::default());
+    let warmup = Duration::from_secs_f64(args.warmup);
+    let (outcome, before, after, window, load_before, load_after) =
+        local.block_on(&rt, async {
+            let start = Instant::now() + Duration::from_millis(50);
+            let publisher = tokio::task::spawn_local(publisher::run(
+                plan.publish.clone(),
+                start,
+                Arc::clone(&pub_progress),
+            ));
+            let mut ticker = tokio::time::interval_at(start + Duration::from_secs(1), Duration::from_secs(1));
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            tokio::time::sleep_until(start + warmup).await;
+            let load_before = procfs::load_average();
+            let before = cpu_snapshot(server_pid, &children);
+            let window_start = Instant::now();
+            while !publisher.is_finished() {
+                tokio::select! {
+                    _ = ticker.tick() => {
+                        let [.., d, r] = total(&groups);
+                        eprintln!(
+                            "running: {:.0} s, {} sent, {} publish errors, {} measured deliveries, {} disconnects",
+                            start.elapsed().as_secs_f64(),
+                            pub_progress.sent.load(Ordering::Relaxed),
+                            pub_progress.errors.load(Ordering::Relaxed),
+                            r, d
+                        );
+                    }
+                    () = tokio::time::sleep(Duration::from_millis(20)) => {}
+                }
+            }
+            let window = window_start.elapsed().as_secs_f64();
+            let outcome = publisher.await.unwrap_or_default();
+            // Drain: wait for the deliveries the server reported.
+            let drain_end = Instant::now() + Duration::from_secs_f64(args.drain);
+            while Instant::now() < drain_end {
+                let [.., r] = total(&groups);
+                if r >= outcome.receipt_connections {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            let after = cpu_snapshot(server_pid, &children);
+            (outcome, before, after, window, load_before, procfs::load_average())
+        });
+
+    // Collect.
+    let mut hist = report::new_histogram();
+    let mut conns_of_user = vec![0u64; plan.users];
+    let mut recv = 0u64;
+    let mut r = Report {
+        scenario: args.scenario.as_str().into(),
+        url: args.url.clone(),
+        run_id: format!("{:08x}", plan.run),
+        procs: args.procs,
+        connections_requested: plan.connections as u64,
+        users: plan.users as u64,
+        connect_secs,
+        connect_rate: connected_now as f64 / connect_secs.max(1e-3),
+        payload_bytes: args.payload_bytes,
+        warmup_secs: args.warmup,
+        duration_secs: window,
+        target_rate: 1.0 / plan.publish.period.as_secs_f64(),
+        events_sent: outcome.measured,
+        events_per_sec: outcome.measured as f64 / window.max(1e-3),
+        publish_errors: outcome.errors,
+        publish_error: outcome.first_error.clone(),
+        server_receipt_connections: outcome.receipt_connections,
+        server_pid,
+        load_before,
+        load_after,
+        ..Report::default()
+    };
+    for g in groups {
+        let gr = g.finish().map_err(|e| anyhow!("receiver group: {e}"))?;
+        let h = report::histogram_from_base64(&gr.histogram).map_err(|e| anyhow!(e))?;
+        report::merge(&mut hist, &h).map_err(|e| anyhow!(e))?;
+        r.connections += gr.connected;
+        r.connect_failed += gr.failed;
+        if r.connect_error.is_none() {
+            r.connect_error = gr.first_error;
+        }
+        r.disconnects += gr.disconnects;
+        r.leaks += gr.leaks;
+        r.duplicates += gr.duplicates;
+        r.stale += gr.stale;
+        r.protocol_errors += gr.protocol_errors;
+        for [u, c, n] in gr.per_user {
+            if let Some(slot) = conns_of_user.get_mut(u as usize) {
+                *slot += c;
+            }
+            recv += n;
+        }
+    }
+    r.deliveries_expected = match plan.publish.users {
+        Some(_) => conns_of_user
+            .iter()
+            .zip(&outcome.measured_per_target)
+            .map(|(c, n)| c * n)
+            .sum(),
+        None => conns_of_user.iter().sum::<u64>() * outcome.measured,
+    };
+    r.deliveries_received = recv;
+    r.loss = r.deliveries_expected.saturating_sub(recv);
+    r.latency = Latency::of(&hist);
+    if let (Some(a), Some(b)) = (before.server, after.server) {
+        r.server_cpu_secs = Some(round2(b - a));
+        if recv > 0 {
+            r.server_cpu_us_per_delivery = Some(round2((b - a) * 1e6 / recv as f64));
+        }
+    }
+    let delta = |a: Option<f64>, b: Option<f64>| a.zip(b).map(|(a, b)| round2(b - a));
+    r.client_cpu_secs = delta(before.client, after.client);
+    r.server_cpu_wait_secs = delta(before.server_wait, after.server_wait);
+    r.client_cpu_wait_secs = delta(before.client_wait, after.client_wait);
+    r.server_rss_kib_before = rss_before;
+    r.server_rss_kib_connected = rss_connected;
+    if let (Some(a), Some(b)) = (rss_before, rss_connected) {
+        if r.connections > 0 {
+            r.server_kib_per_connection =
+                Some(round2((b as f64 - a as f64) / r.connections as f64));
+        }
+    }
+    Ok(r)
+}
+
+/// `x` rounded to 2 decimals (CPU times have 10 ms resolution anyway).
+fn round2(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
+}
