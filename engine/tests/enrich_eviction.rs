@@ -18,13 +18,7 @@ fn start(f: impl FnOnce(&mut HubConfig)) -> Hub {
 }
 
 fn send(hub: &Hub, conn: &Connection, u: &UserId, kind: EventKind, run: &str) -> Value {
-    hub.publish(Target::User(u.clone()), event(kind, run, "{}"))
-        .unwrap()
-        .wait()
-        .unwrap();
-    let mut got = drain(conn);
-    assert_eq!(got.len(), 1, "{got:?}");
-    got.remove(0)
+    common::publish_one(hub, conn, u, kind, run, "{}")
 }
 
 #[test]

@@ -27,15 +27,7 @@ fn setup() -> (Hub, UserId, Connection) {
 }
 
 /// Publishes and returns the one delivered event.
-fn send(hub: &Hub, conn: &Connection, u: &UserId, kind: EventKind, run: &str, data: &str) -> Value {
-    hub.publish(Target::User(u.clone()), event(kind, run, data))
-        .unwrap()
-        .wait()
-        .unwrap();
-    let mut got = drain(conn);
-    assert_eq!(got.len(), 1, "{got:?}");
-    got.remove(0)
-}
+use common::publish_one as send;
 
 #[test]
 fn a_well_ordered_run_is_never_flagged_and_carries_elapsed_ms() {

@@ -6,9 +6,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use agentcast_engine::{Connection, EventKind, Hub, HubConfig, Target, UserId};
+use agentcast_engine::{Connection, EventKind, Hub, HubConfig, UserId};
 use common::*;
-use serde_json::{Value, json};
+use serde_json::json;
 
 fn setup(cfg: HubConfig) -> (Hub, UserId, Connection) {
     let hub = Hub::start(cfg).expect("hub starts");
@@ -23,15 +23,7 @@ fn one_shard() -> HubConfig {
     cfg
 }
 
-fn send(hub: &Hub, conn: &Connection, u: &UserId, kind: EventKind, run: &str, data: &str) -> Value {
-    hub.publish(Target::User(u.clone()), event(kind, run, data))
-        .unwrap()
-        .wait()
-        .unwrap();
-    let mut got = drain(conn);
-    assert_eq!(got.len(), 1, "{got:?}");
-    got.remove(0)
-}
+use common::publish_one as send;
 
 #[test]
 fn progress_comes_from_a_percentage_or_from_step_of_total() {

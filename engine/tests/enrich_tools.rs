@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use agentcast_engine::{Connection, Data, EventKind, Hub, HubConfig, Target, ToolInfo, UserId};
+use agentcast_engine::{Connection, Data, EventKind, Hub, HubConfig, ToolInfo, UserId};
 use common::*;
 use serde_json::{Value, json};
 
@@ -22,15 +22,7 @@ fn connect(hub: &Hub, name: &str) -> (UserId, Connection) {
     (u, conn)
 }
 
-fn send(hub: &Hub, conn: &Connection, u: &UserId, kind: EventKind, run: &str, data: &str) -> Value {
-    hub.publish(Target::User(u.clone()), event(kind, run, data))
-        .unwrap()
-        .wait()
-        .unwrap();
-    let mut got = drain(conn);
-    assert_eq!(got.len(), 1, "{got:?}");
-    got.remove(0)
-}
+use common::publish_one as send;
 
 #[test]
 fn catalog_gives_category_and_purpose_and_unknown_tools_get_a_default() {

@@ -63,3 +63,24 @@ pub fn drain_n(conn: &Connection, n: usize, timeout: Duration) -> Vec<Value> {
 pub fn seqs(frames: &[Value]) -> Vec<u64> {
     frames.iter().filter_map(|f| f["seq"].as_u64()).collect()
 }
+
+/// Publishes `kind` for `run` with `data` to `u` and returns the one event `conn` received.
+pub fn publish_one(
+    hub: &Hub,
+    conn: &Connection,
+    u: &UserId,
+    kind: EventKind,
+    run: &str,
+    data: &str,
+) -> Value {
+    hub.publish(
+        agentcast_engine::Target::User(u.clone()),
+        event(kind, run, data),
+    )
+    .unwrap()
+    .wait()
+    .unwrap();
+    let mut got = drain(conn);
+    assert_eq!(got.len(), 1, "{got:?}");
+    got.remove(0)
+}
