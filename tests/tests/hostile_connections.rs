@@ -35,6 +35,8 @@ async fn hostile_connections_are_cut_off_and_the_probe_keeps_receiving() {
         c.limits.handshake_timeout_ms = 500;
         c.heartbeat_ms = 200;
         c.idle_timeout_ms = 800;
+        // The storms below reuse 100 user ids; the per-user limit is not what is tested here.
+        c.tiers.free.connections_per_user = 1000;
     })
     .await;
     let mut probe = Probe::connect(&server, "conns").await;

@@ -79,9 +79,16 @@ pub(crate) async fn upgrade(mut req: Request<Incoming>, state: Arc<AppState>) ->
     opts.resume = resume;
     opts.max_subscriptions = tier.subscriptions_per_connection;
     opts.history_len = Some(tier.history_len);
-    let conn = match state.hub.connect(identity.user.clone(), opts).await {
-        Ok(c) => c,
-        Err(_) => {
+    // Registered in a task of its own: hyper drops this future when the client goes away
+    // mid-request, and a `Connecting` dropped after the shard registered the connection
+    // would leave it registered with no `Connection` to unregister it (found by
+    // `tests/tests/hostile_connections.rs`: connect/reset storms leaked engine
+    // connections). The spawned task always finishes; if nobody awaits it any more, the
+    // `Connection` it yields is dropped with it, which unregisters it.
+    let connecting = state.hub.connect(identity.user.clone(), opts);
+    let conn = match tokio::spawn(connecting).await {
+        Ok(Ok(c)) => c,
+        Ok(Err(_)) | Err(_) => {
             inc(&m.ws_rejected_capacity);
             return error_response(StatusCode::SERVICE_UNAVAILABLE, "server is shutting down");
         }
