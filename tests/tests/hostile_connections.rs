@@ -13,6 +13,18 @@ use hostile::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+/// Connects, retrying a refused or reset attempt (a burst of connects can overflow the
+/// listen backlog while the accept loop catches up).
+async fn connect(addr: std::net::SocketAddr) -> TcpStream {
+    for _ in 0..20 {
+        if let Ok(s) = TcpStream::connect(addr).await {
+            return s;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("cannot connect to {addr}");
+}
+
 /// Reads until EOF or reset; returns how long it took.
 async fn until_dropped(mut s: TcpStream, limit: Duration) -> Option<Duration> {
     let start = Instant::now();
@@ -48,7 +60,7 @@ async fn hostile_connections_are_cut_off_and_the_probe_keeps_receiving() {
     let head = b"GET /ws?token=x HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nX-Slow: ";
     let mut slow = Vec::new();
     for _ in 0..200 {
-        slow.push(TcpStream::connect(server.addr).await.unwrap());
+        slow.push(connect(server.addr).await);
     }
     let trickle = tokio::spawn(async move {
         let start = Instant::now();
@@ -89,7 +101,7 @@ async fn hostile_connections_are_cut_off_and_the_probe_keeps_receiving() {
     //    timeout; meanwhile the probe is served.
     let mut idle = Vec::with_capacity(2500);
     for _ in 0..2500 {
-        idle.push(TcpStream::connect(server.addr).await.unwrap());
+        idle.push(connect(server.addr).await);
     }
     probe.check(&server, "2,500 idle sockets open").await;
     let start = Instant::now();
@@ -124,7 +136,7 @@ async fn hostile_connections_are_cut_off_and_the_probe_keeps_receiving() {
     let storm = (0..40).map(|t| async move {
         for i in 0..25 {
             let user = format!("storm-{}", (t * 25 + i) % 100);
-            let mut s = TcpStream::connect(addr).await.unwrap();
+            let mut s = connect(addr).await;
             let req = format!(
                 "GET /ws?token={} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n\
                  Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\
