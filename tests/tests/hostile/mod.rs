@@ -109,9 +109,18 @@ pub struct Probe {
 
 impl Probe {
     pub async fn connect(server: &TestServer, tag: &str) -> Probe {
+        Probe::connect_with(server, tag, token).await
+    }
+
+    /// Connects with a token made by `mint` for the probe's user.
+    pub async fn connect_with(
+        server: &TestServer,
+        tag: &str,
+        mint: impl FnOnce(&str) -> String,
+    ) -> Probe {
         let user = format!("probe-{tag}");
         let (mut ws, _) =
-            tokio_tungstenite::connect_async(server.ws_url(&format!("token={}", token(&user))))
+            tokio_tungstenite::connect_async(server.ws_url(&format!("token={}", mint(&user))))
                 .await
                 .expect("probe connects");
         let (ev_tx, events) = mpsc::unbounded_channel();
