@@ -164,7 +164,10 @@ async fn no_cross_user_delivery_and_no_loss_under_churn() {
     let mut rng = Rng(42);
     let mut sent: HashMap<String, Vec<u64>> = HashMap::new();
     let mut k = 0u64;
-    for _ in 0..BATCHES {
+    for b in 0..BATCHES {
+        if b == BATCHES / 2 {
+            probe.check(&server, "mid-publishing, under churn").await;
+        }
         let items: Vec<Value> = (0..BATCH)
             .map(|_| {
                 k += 1;
