@@ -44,6 +44,7 @@ pub mod tier;
 pub mod ws;
 
 pub use config::Config;
+pub use server::{ServerError, run};
 
 /// Entry points of the crate's private parsers for the fuzz targets in `fuzz/` (not an API:
 /// hidden from the docs and free to change).
@@ -73,4 +74,3 @@ pub mod fuzzing {
         crate::ws::handshake::query_param(query, name).map(|c| c.into_owned())
     }
 }
-pub use server::{ServerError, run};
