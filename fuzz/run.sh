@@ -33,9 +33,10 @@ for t in "${targets[@]}"; do
     result="CRASH (see fuzz/$log and fuzz/artifacts/$t/)"
     status=1
   fi
-  execs=$(grep -m1 'stat::number_of_executed_units' "$log" | awk '{print $2}')
-  cov=$(grep -oE 'cov: [0-9]+' "$log" | tail -1 | awk '{print $2}')
-  ft=$(grep -oE 'ft: [0-9]+' "$log" | tail -1 | awk '{print $2}')
+  # A crashed run prints no final stats: every lookup may come up empty.
+  execs=$(grep -m1 'stat::number_of_executed_units' "$log" | awk '{print $2}' || true)
+  cov=$(grep -oE 'cov: [0-9]+' "$log" | tail -1 | awk '{print $2}' || true)
+  ft=$(grep -oE 'ft: [0-9]+' "$log" | tail -1 | awk '{print $2}' || true)
   printf '%-18s %10s %8s %8s %s\n' "$t" "${execs:-?}" "${cov:-?}" "${ft:-?}" "$result"
 done
 exit $status

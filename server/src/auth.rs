@@ -316,8 +316,13 @@ fn load_public_key(path: &Path) -> Result<(Algorithm, DecodingKey), KeyError> {
 }
 
 /// Explains a header that jsonwebtoken refused: `alg: none` and unknown algorithms get their
-/// own reasons.
+/// own reasons. A token that is not three dot-separated parts, or whose header names a known
+/// algorithm but is otherwise invalid, is malformed (not "algorithm not accepted", which
+/// would mislead the client about a configured algorithm; found by the hostile token suite).
 fn header_error(token: &str) -> AuthError {
+    if token.split('.').count() != 3 {
+        return AuthError::Malformed("expected three dot-separated parts".into());
+    }
     let Some(first) = token.split('.').next() else {
         return AuthError::Malformed("no header".into());
     };
@@ -329,6 +334,9 @@ fn header_error(token: &str) -> AuthError {
     match serde_json::from_slice::<serde_json::Value>(&raw) {
         Ok(v) => match v.get("alg").and_then(|a| a.as_str()) {
             Some(a) if a.eq_ignore_ascii_case("none") => AuthError::AlgNone,
+            Some(a) if a.parse::<Algorithm>().is_ok() => {
+                AuthError::Malformed("invalid JWT header".into())
+            }
             Some(a) => AuthError::Algorithm(a.chars().take(16).collect()),
             None => AuthError::Malformed("header has no alg".into()),
         },
@@ -402,6 +410,16 @@ mod tests {
         assert!(a.check_api_key(b"key"));
         assert!(!a.check_api_key(b"kez"));
         assert!(!a.check_api_key(b"ke"));
+    }
+
+    #[test]
+    fn a_known_algorithm_in_a_malformed_token_is_called_malformed() {
+        // Two segments with an RS256 header used to answer "algorithm RS256 is not accepted".
+        let t = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0";
+        assert!(matches!(auth().verify(t), Err(AuthError::Malformed(_))));
+        // A header naming RS256 with a bad field type is malformed too.
+        let t = "eyJhbGciOiJSUzI1NiIsImtpZCI6NX0.e30.e30";
+        assert!(matches!(auth().verify(t), Err(AuthError::Malformed(_))));
     }
 
     #[test]

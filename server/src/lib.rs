@@ -50,3 +50,32 @@ pub mod ws;
 
 pub use config::Config;
 pub use server::{ServerError, run};
+
+/// Entry points of the crate's private parsers for the fuzz targets in `fuzz/` (not an API:
+/// hidden from the docs and free to change).
+#[doc(hidden)]
+pub mod fuzzing {
+    /// What the `GET /ws` handshake extracts before authentication: the `Sec-WebSocket-Key`,
+    /// `last_seq` (`None` = resume from the ack cursor) and the token.
+    pub type UpgradeParts = (String, Option<u64>, String);
+
+    /// Runs the sans-IO part of the `GET /ws` handshake: `Ok` with what it extracted, or the
+    /// refusal's HTTP status and `error` message.
+    pub fn upgrade_request<B>(req: &http::Request<B>) -> Result<UpgradeParts, (u16, String)> {
+        match crate::ws::handshake::parse_upgrade(req) {
+            Ok(u) => {
+                let last_seq = match u.resume {
+                    agentcast_engine::Resume::After(n) => Some(n),
+                    _ => None,
+                };
+                Ok((u.key, last_seq, u.token))
+            }
+            Err(r) => Err((r.status.as_u16(), r.message)),
+        }
+    }
+
+    /// The percent-decoded value of `name` in a query string (first occurrence).
+    pub fn query_param(query: &str, name: &str) -> Option<String> {
+        crate::ws::handshake::query_param(query, name).map(|c| c.into_owned())
+    }
+}

@@ -36,31 +36,13 @@ use crate::state::AppState;
 /// Handles `GET /ws`. See the [module docs](self).
 pub(crate) async fn upgrade(mut req: Request<Incoming>, state: Arc<AppState>) -> Response<Body> {
     let m = &state.metrics;
-    let key = match check_request(&req) {
-        Ok(k) => k,
+    let UpgradeRequest { key, resume, token } = match parse_upgrade(&req) {
+        Ok(u) => u,
         Err(refusal) => {
             inc(&m.ws_rejected_handshake);
             return refusal.into_response();
         }
     };
-    let query = req.uri().query().unwrap_or("");
-    let resume = match query_param(query, "last_seq") {
-        None => Resume::FromAck,
-        Some(s) => match s.parse::<u64>() {
-            Ok(n) => Resume::After(n),
-            Err(_) => {
-                inc(&m.ws_rejected_handshake);
-                return error_response(
-                    StatusCode::BAD_REQUEST,
-                    "last_seq must be a non-negative integer",
-                );
-            }
-        },
-    };
-    let token = bearer(req.headers())
-        .map(Cow::Borrowed)
-        .or_else(|| query_param(query, "token"))
-        .unwrap_or_default();
     let identity = match state.auth.verify(&token) {
         Ok(id) => id,
         Err(e) => {
@@ -105,9 +87,16 @@ pub(crate) async fn upgrade(mut req: Request<Incoming>, state: Arc<AppState>) ->
     opts.resume = resume;
     opts.max_subscriptions = tier.subscriptions_per_connection;
     opts.history_len = Some(tier.history_len);
-    let conn = match state.hub.connect(identity.user.clone(), opts).await {
-        Ok(c) => c,
-        Err(_) => {
+    // Registered in a task of its own: hyper drops this future when the client goes away
+    // mid-request, and a `Connecting` dropped after the shard registered the connection
+    // would leave it registered with no `Connection` to unregister it (found by
+    // `tests/tests/hostile_connections.rs`: connect/reset storms leaked engine
+    // connections). The spawned task always finishes; if nobody awaits it any more, the
+    // `Connection` it yields is dropped with it, which unregisters it.
+    let connecting = state.hub.connect(identity.user.clone(), opts);
+    let conn = match tokio::spawn(connecting).await {
+        Ok(Ok(c)) => c,
+        Ok(Err(_)) | Err(_) => {
             inc(&m.ws_rejected_capacity);
             return error_response(StatusCode::SERVICE_UNAVAILABLE, "server is shutting down");
         }
@@ -144,8 +133,45 @@ pub(crate) async fn upgrade(mut req: Request<Incoming>, state: Arc<AppState>) ->
     resp
 }
 
+/// What the upgrade request asks for, once its headers and query string checked out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct UpgradeRequest {
+    /// The `Sec-WebSocket-Key` (trimmed; decodes to 16 bytes).
+    pub(crate) key: String,
+    /// From `?last_seq=N`, else from the ack cursor.
+    pub(crate) resume: Resume,
+    /// The token of `Authorization: Bearer`, else of `?token=`; empty when neither is given
+    /// (the authenticator then answers 401 "missing token").
+    pub(crate) token: String,
+}
+
+/// The sans-IO part of the handshake: checks method and headers, extracts the key, `last_seq`
+/// and the token. Deterministic, so it is fuzzed (`fuzz/fuzz_targets/upgrade_request.rs`).
+pub(crate) fn parse_upgrade<B>(req: &Request<B>) -> Result<UpgradeRequest, Refusal> {
+    let key = check_request(req)?;
+    let query = req.uri().query().unwrap_or("");
+    let resume = match query_param(query, "last_seq") {
+        None => Resume::FromAck,
+        Some(s) => match s.parse::<u64>() {
+            Ok(n) => Resume::After(n),
+            Err(_) => {
+                return Err(Refusal::new(
+                    StatusCode::BAD_REQUEST,
+                    "last_seq must be a non-negative integer",
+                ));
+            }
+        },
+    };
+    let token = bearer(req.headers())
+        .map(Cow::Borrowed)
+        .or_else(|| query_param(query, "token"))
+        .unwrap_or_default()
+        .into_owned();
+    Ok(UpgradeRequest { key, resume, token })
+}
+
 /// Checks the upgrade headers; returns the `Sec-WebSocket-Key`.
-fn check_request(req: &Request<Incoming>) -> Result<String, Refusal> {
+fn check_request<B>(req: &Request<B>) -> Result<String, Refusal> {
     if req.method() != Method::GET {
         return Err(Refusal::new(
             StatusCode::METHOD_NOT_ALLOWED,
