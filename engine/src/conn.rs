@@ -202,7 +202,8 @@ impl Connection {
                 None => break,
             }
         }
-        if n > 0 {
+        // The health canary's frames are not counted as handed, so not as drained either.
+        if n > 0 && !self.user.is_internal() {
             self.worker
                 .counters
                 .drained

@@ -306,7 +306,9 @@ impl Shard {
                 if let Some(c) = self.conns.get_mut(key).filter(|c| c.id == id) {
                     let moved = refill(c);
                     self.backlog -= moved;
-                    self.tally.handed += moved as u64;
+                    if !c.internal {
+                        self.tally.handed += moved as u64;
+                    }
                 }
             }
             Command::Inspect(f) => {
@@ -378,6 +380,7 @@ impl Shard {
             .get_mut(&user)
             .map(|s| std::mem::take(&mut s.conns))
             .unwrap_or_default();
+        let handed_before = self.tally.handed;
         let delivered = self.deliver(&conns, &frame, priority, coalesce.as_ref(), born_us);
         if let Some(state) = self.users.get_mut(&user) {
             state.conns = conns;
@@ -387,6 +390,8 @@ impl Shard {
             self.tally.published_user -= 1;
             self.tally.published_by_priority[priority as usize] -= 1;
             self.tally.delivered -= delivered as u64;
+            // Nor in the queue depth: the canary's connection drains without counting.
+            self.tally.handed = handed_before;
         } else {
             let k = event.kind.index();
             self.tally.published_by_kind[k] += 1;
@@ -581,16 +586,19 @@ impl Shard {
     fn disconnect(&mut self, key: usize, id: ConnId, worker: &WorkerShared) {
         if self.conns.get(key).is_some_and(|c| c.id == id) {
             let shared = Arc::clone(&self.conns[key].shared);
+            let internal = self.conns[key].internal;
             self.remove(key);
             // The transport is gone: discard what it left, keeping in-flight accounting exact.
             let mut left = 0;
             while shared.handoff.pop().is_some() {
                 left += 1;
             }
-            worker
-                .counters
-                .drained
-                .fetch_add(left, std::sync::atomic::Ordering::Relaxed);
+            if !internal {
+                worker
+                    .counters
+                    .drained
+                    .fetch_add(left, std::sync::atomic::Ordering::Relaxed);
+            }
         }
     }
 

@@ -75,6 +75,7 @@ fn starts_healthy_with_every_component_and_a_working_canary() {
     assert_eq!(s.total.users, 0);
     assert_eq!(s.total.published_user, 0);
     assert_eq!(s.total.delivered, 0);
+    assert_eq!(s.queue_depth(), 0, "canary frames are not queue depth");
     assert_eq!(hub.footprint_blocking().unwrap().connections, 0);
 }
 
