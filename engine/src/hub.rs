@@ -186,6 +186,26 @@ impl Connecting {
     }
 }
 
+impl Drop for Connecting {
+    /// A registration nobody will receive is undone: closing the reply makes the worker
+    /// unregister when it answers later, and an answer that already arrived is unregistered
+    /// here.
+    fn drop(&mut self) {
+        let Some((_, _, worker)) = self.pending.take() else {
+            return;
+        };
+        if let ReplyInner::Pending(rx) = &mut self.reply.inner {
+            rx.close();
+            if let Ok((key, welcome)) = rx.try_recv() {
+                let _ = worker.send(Command::Disconnect {
+                    key,
+                    id: welcome.conn_id,
+                });
+            }
+        }
+    }
+}
+
 fn dummy_welcome() -> Welcome {
     Welcome {
         conn_id: ConnId(0),

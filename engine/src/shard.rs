@@ -289,7 +289,11 @@ impl Shard {
                 reply,
             } => {
                 let out = self.connect(user, id, shared, &options);
-                let _ = reply.send(out);
+                // The caller gave up (its `Connecting` was dropped): nobody will ever hold the
+                // `Connection` whose drop unregisters it, so unregister now.
+                if let Err((key, _)) = reply.send(out) {
+                    self.disconnect(key, id, worker);
+                }
             }
             Command::Disconnect { key, id } => self.disconnect(key, id, worker),
             Command::Ack { user, seq } => self.ack(&user, seq),
