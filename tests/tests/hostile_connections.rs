@@ -45,8 +45,10 @@ async fn until_dropped(mut s: TcpStream, limit: Duration) -> Option<Duration> {
 async fn hostile_connections_are_cut_off_and_the_probe_keeps_receiving() {
     let server = TestServer::start_with(|c| {
         c.limits.handshake_timeout_ms = 500;
-        c.heartbeat_ms = 200;
-        c.idle_timeout_ms = 800;
+        // Long enough for all 300 silent clients below to be open at once, even on a loaded
+        // machine, before the first of them is closed.
+        c.heartbeat_ms = 1000;
+        c.idle_timeout_ms = 3000;
         // The storms below reuse 100 user ids; the per-user limit is not what is tested here.
         c.tiers.free.connections_per_user = 1000;
     })
