@@ -96,7 +96,7 @@ fn bench_mode(c: &mut Criterion, name: &str, enabled: bool) {
     cfg.shards = 1;
     cfg.enrichment.enabled = enabled;
     let hub = Hub::start(cfg).expect("hub starts");
-    let conns = connect(&hub, USERS, 1);
+    let mut conns = connect(&hub, USERS, 1);
     let users: Vec<UserId> = (0..USERS)
         .map(|u| UserId::new(&format!("u{u}")).expect("id"))
         .collect();
@@ -118,7 +118,7 @@ fn bench_mode(c: &mut Criterion, name: &str, enabled: bool) {
                 }
                 hub.sync_blocking(false).expect("running");
                 total += start.elapsed();
-                drain_all(&conns, &mut scratch);
+                drain_all(&mut conns, &mut scratch);
             }
             total
         })

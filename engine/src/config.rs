@@ -21,8 +21,9 @@ pub struct HubConfig {
     /// Frames a connection may hold in its priority ring before the overflow policy applies
     /// (see [`crate::ring`]). Default: 256.
     pub ring_capacity: usize,
-    /// Frames handed to the transport at once (the lock-free hand-off queue per connection);
-    /// a connection holds at most `ring_capacity + write_batch` frames. Default: 32.
+    /// Frames handed to the transport at once (the lock-free hand-off queue per connection),
+    /// rounded up to a power of two; a connection holds at most `ring_capacity + write_batch`
+    /// frames. Default: 32.
     pub write_batch: usize,
     /// Events kept per user for offline delivery and resume. Default: 1,000.
     pub history_len: usize,

@@ -4,7 +4,8 @@
 //!
 //! The shard worker owns each connection's [`PriorityRing`](crate::ring::PriorityRing); the
 //! transport (a socket writer task) never touches it. Between them sits a small lock-free
-//! bounded queue (crossbeam's `ArrayQueue`, `write_batch` slots) plus an `AtomicWaker`:
+//! bounded single-producer single-consumer queue ([`crate::handoff`], `write_batch` slots)
+//! plus an `AtomicWaker`, all in one cache line besides the slots:
 //!
 //! 1. The worker pushes a frame straight into the hand-off queue while its ring is empty and
 //!    the queue has room, and wakes the transport. This is the fast path of every healthy
@@ -32,10 +33,10 @@ use std::task::{Context, Poll};
 
 use atomic_waker::AtomicWaker;
 use bytes::Bytes;
-use crossbeam_queue::ArrayQueue;
 
 use crate::error::SubscribeError;
 use crate::event::{ChannelName, UserId};
+use crate::handoff::Handoff;
 use crate::history::Gap;
 use crate::hub::Reply;
 use crate::worker::{Command, WorkerShared};
@@ -107,36 +108,66 @@ pub struct Welcome {
 }
 
 /// State shared by a connection's worker (producer) and transport (consumer).
+///
+/// Laid out in one 64-byte line (the slots are a separate allocation): a push to a healthy
+/// connection touches this line and one slot, and the fan-out loop prefetches both.
 #[derive(Debug)]
+#[repr(C, align(64))]
 pub(crate) struct ConnShared {
     /// Committed frames for the transport. Pushed only by the worker, popped only by the
-    /// transport (and by `Connection::drop`).
-    pub(crate) handoff: ArrayQueue<Bytes>,
-    /// Set by the worker when its ring holds frames; cleared by the transport, which then
-    /// asks for a refill. Release/Acquire: a transport that sees `true` also sees the frames
-    /// the worker pushed to the hand-off queue before setting it.
-    pub(crate) backlogged: AtomicBool,
+    /// transport's [`Connection::drain_into`].
+    pub(crate) handoff: Handoff,
     /// [`mono_us`](crate::health::mono_us) of the publish of the oldest frame queued since
     /// the transport last took the stamp (0: none). The worker stores it only when it reads
     /// 0 (a plain load per recipient, on a line it touches anyway); the transport swaps it
     /// to 0 when it drains. A push racing the swap may lose its stamp: this is a sample of
     /// write latency, not a count.
     pub(crate) publish_stamp: AtomicU64,
+    /// The transport's task, woken after every push and on close.
+    pub(crate) waker: AtomicWaker,
     /// 0 while open; else the close code the engine asks for. Written once by the worker
     /// (Release), read by the transport (Acquire) so frames queued before the close are seen.
     pub(crate) close: AtomicU16,
-    /// The transport's task, woken after every push and on close.
-    pub(crate) waker: AtomicWaker,
+    /// Set by the transport when it is about to wait (it registered its waker); cleared by
+    /// the worker when it wakes it. Lets the worker skip the waker's read-modify-write for
+    /// a transport that is busy anyway. See [`ConnShared::notify`].
+    pub(crate) armed: AtomicBool,
+    /// Set by the worker when its ring holds frames; cleared by the transport, which then
+    /// asks for a refill. Release/Acquire: a transport that sees `true` also sees the frames
+    /// the worker pushed to the hand-off queue before setting it.
+    pub(crate) backlogged: AtomicBool,
 }
+
+// Fields ordered so the whole struct is one cache line (repr(C): as written).
+const _: () = assert!(size_of::<ConnShared>() == 64);
 
 impl ConnShared {
     pub(crate) fn new(write_batch: usize) -> ConnShared {
         ConnShared {
-            handoff: ArrayQueue::new(write_batch.max(1)),
+            handoff: Handoff::new(write_batch),
             backlogged: AtomicBool::new(false),
+            armed: AtomicBool::new(false),
             publish_stamp: AtomicU64::new(0),
             close: AtomicU16::new(0),
             waker: AtomicWaker::new(),
+        }
+    }
+
+    /// Wakes the transport if it is waiting. The worker calls it after pushing frames (or
+    /// setting `backlogged`) to this connection **and then** a `fence(SeqCst)`, which one
+    /// fence may cover for many connections.
+    ///
+    /// No wake-up is lost: the transport stores `armed` and fences (SeqCst) before it checks
+    /// for frames (Dekker's pattern, see [`Connection::poll_ready`]). Of the two fences, the
+    /// one that comes second in their single total order sees the other side's store: either
+    /// the transport sees the frames and does not wait, or the worker sees `armed` and wakes
+    /// it. Clearing `armed` is always followed by a wake, so a clear racing a new `armed`
+    /// store never strands the transport.
+    #[inline]
+    pub(crate) fn notify(&self) {
+        if self.armed.load(Ordering::Relaxed) {
+            self.armed.store(false, Ordering::Relaxed);
+            self.waker.wake();
         }
     }
 
@@ -191,17 +222,13 @@ impl Connection {
     /// Moves up to `max` queued frames into `out` (for one vectored write) and returns how
     /// many. Lock-free: pops the hand-off queue, and when the ring has more, sends one refill
     /// request to the worker.
-    pub fn drain_into(&self, out: &mut Vec<Bytes>, max: usize) -> usize {
-        let mut n = 0;
-        while n < max {
-            match self.shared.handoff.pop() {
-                Some(b) => {
-                    out.push(b);
-                    n += 1;
-                }
-                None => break,
-            }
-        }
+    ///
+    /// Takes `&mut self`: a connection's frames have one consumer at a time.
+    pub fn drain_into(&mut self, out: &mut Vec<Bytes>, max: usize) -> usize {
+        // SAFETY: `&mut self` on the only handle that pops this queue (`Connection` is not
+        // `Clone`; the worker never pops): one consumer at a time.
+        #[allow(unsafe_code)]
+        let n = unsafe { self.shared.handoff.pop_into(out, max) };
         // The health canary's frames are not counted as handed, so not as drained either.
         if n > 0 && !self.user.is_internal() {
             self.worker
@@ -234,6 +261,9 @@ impl Connection {
     /// push between the two is never missed.
     pub fn poll_ready(&self, cx: &mut Context<'_>) -> Poll<Readiness> {
         self.shared.waker.register(cx.waker());
+        // Dekker's pattern with the worker's `fence; notify` (see `ConnShared::notify`).
+        self.shared.armed.store(true, Ordering::Relaxed);
+        std::sync::atomic::fence(Ordering::SeqCst);
         if !self.shared.handoff.is_empty() || self.shared.backlogged.load(Ordering::Acquire) {
             return Poll::Ready(Readiness::Frames);
         }

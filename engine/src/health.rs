@@ -643,7 +643,7 @@ impl Canary {
                 std::task::Poll::Pending => return None,
             }
         }
-        if let Some(conn) = &self.conn {
+        if let Some(conn) = &mut self.conn {
             self.frames.clear();
             conn.drain_into(&mut self.frames, 1024);
             if let Some((n, _)) = self.outstanding {

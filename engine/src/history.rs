@@ -14,6 +14,7 @@ use std::collections::VecDeque;
 use bytes::Bytes;
 
 use crate::event::Priority;
+use crate::frame::FramePool;
 
 /// One event kept for a user.
 #[derive(Debug, Clone)]
@@ -60,31 +61,51 @@ impl HistoryRing {
 
     /// Appends an event (its seq must exceed every held seq), evicting the oldest when full.
     pub fn push(&mut self, entry: HistoryEntry) {
+        self.push_with(entry, drop);
+    }
+
+    /// [`push`](Self::push), handing evicted frames to `pool` for reuse.
+    pub fn push_recycling(&mut self, entry: HistoryEntry, pool: &mut FramePool) {
+        self.push_with(entry, |f| pool.recycle(f));
+    }
+
+    fn push_with(&mut self, entry: HistoryEntry, mut evicted: impl FnMut(Bytes)) {
         debug_assert!(self.entries.back().is_none_or(|e| e.seq < entry.seq));
         if self.max_len == 0 {
             self.evicted_upto = entry.seq;
+            evicted(entry.frame);
             return;
         }
         while self.entries.len() >= self.max_len {
-            self.evict_front();
+            self.evict_front(&mut evicted);
         }
         self.entries.push_back(entry);
     }
 
-    fn evict_front(&mut self) {
+    fn evict_front(&mut self, evicted: &mut impl FnMut(Bytes)) {
         if let Some(e) = self.entries.pop_front() {
             self.evicted_upto = self.evicted_upto.max(e.seq);
+            evicted(e.frame);
         }
     }
 
     /// Evicts events older than the age limit.
     pub fn expire(&mut self, now_ms: u64) {
+        self.expire_with(now_ms, drop);
+    }
+
+    /// [`expire`](Self::expire), handing evicted frames to `pool` for reuse.
+    pub fn expire_recycling(&mut self, now_ms: u64, pool: &mut FramePool) {
+        self.expire_with(now_ms, |f| pool.recycle(f));
+    }
+
+    fn expire_with(&mut self, now_ms: u64, mut evicted: impl FnMut(Bytes)) {
         while self
             .entries
             .front()
             .is_some_and(|e| now_ms.saturating_sub(e.at_ms) > self.max_age_ms)
         {
-            self.evict_front();
+            self.evict_front(&mut evicted);
         }
     }
 
@@ -92,7 +113,7 @@ impl HistoryRing {
     pub fn set_max_len(&mut self, max_len: usize) {
         self.max_len = max_len;
         while self.entries.len() > max_len {
-            self.evict_front();
+            self.evict_front(&mut drop);
         }
     }
 

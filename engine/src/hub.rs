@@ -284,7 +284,7 @@ fn stop(inner: &HubInner) {
 ///
 /// let hub = Hub::start(HubConfig::default()).unwrap();
 /// let user = UserId::new("u1").unwrap();
-/// let conn = hub.connect(user.clone(), Default::default()).wait().unwrap();
+/// let mut conn = hub.connect(user.clone(), Default::default()).wait().unwrap();
 /// let receipt = hub
 ///     .publish(Target::User(user), Event::new(EventKind::AgentStarted, "run-1", Data::empty()))
 ///     .unwrap()

@@ -12,7 +12,7 @@
 //!
 //! let hub = Hub::start(HubConfig::default()).unwrap();
 //! let user = UserId::new("alice").unwrap();
-//! let phone = hub.connect(user.clone(), Default::default()).wait().unwrap();
+//! let mut phone = hub.connect(user.clone(), Default::default()).wait().unwrap();
 //! let run = hub.emitter(user, "run-1");
 //! run.agent_started(Data::from_json(r#"{"goal":"summarize"}"#).unwrap()).unwrap().wait().unwrap();
 //! let mut frames = Vec::new();
@@ -61,6 +61,7 @@ pub mod error;
 pub mod escalation;
 pub mod event;
 pub mod frame;
+mod handoff;
 pub mod health;
 pub mod history;
 pub mod hub;

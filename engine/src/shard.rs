@@ -32,11 +32,11 @@ use crate::conn::{ConnId, ConnShared, ConnectOptions, Resume, Welcome, close_cod
 use crate::error::SubscribeError;
 use crate::escalation::{EscalationSender, UnackedCritical};
 use crate::event::{ChannelName, Event, EventKind, Priority, UserId};
-use crate::frame::{self, EventFields, Frame, Origin, now_ms};
+use crate::frame::{self, EventFields, Frame, FramePool, Origin, now_ms};
 use crate::health::{Fault, HealthConfig};
 use crate::history::{Gap, HistoryEntry, HistoryRing};
 use crate::hub::Receipt;
-use crate::prefetch::prefetch;
+use crate::prefetch::prefetch_write;
 use crate::ring::{PriorityRing, PushOutcome, Queued};
 use crate::runs::{RunHost, RunTracker, UserRuns};
 use crate::stats::{KINDS, ShardCounters};
@@ -47,6 +47,10 @@ struct ConnEntry {
     id: ConnId,
     user: UserId,
     shared: Arc<ConnShared>,
+    /// The address of the hand-off slot the next push fills (kept by [`handoff_push`], the
+    /// only producer): the fan-out loop prefetches it without first loading the shared line
+    /// that holds the queue's tail.
+    next_slot: usize,
     ring: PriorityRing,
     channels: Vec<ChannelName>,
     max_subscriptions: usize,
@@ -150,6 +154,8 @@ impl std::ops::AddAssign for Footprint {
 /// See the [module docs](self).
 pub(crate) struct Shard {
     cfg: Arc<HubConfig>,
+    /// Buffers of frames evicted from histories, reused for new frames (see `FramePool`).
+    frame_pool: FramePool,
     conns: Slab<ConnEntry>,
     users: HashMap<UserId, UserState, RandomState>,
     channels: HashMap<ChannelName, Vec<usize>, RandomState>,
@@ -175,6 +181,7 @@ pub(crate) struct Shard {
 impl Shard {
     pub(crate) fn new(cfg: Arc<HubConfig>, escalation: EscalationSender) -> Shard {
         Shard {
+            frame_pool: FramePool::default(),
             conns: Slab::new(),
             users: HashMap::default(),
             channels: HashMap::default(),
@@ -345,23 +352,29 @@ impl Shard {
         }
         // Enrichment: once per publish, before the one serialization.
         let meta = self.runs.observe(&user, &mut state.runs, event, ts_ms);
-        let frame = frame::encode_event(&EventFields {
-            kind: &event.kind,
-            origin: Origin::User { seq },
-            run_id: event.run_id.as_deref(),
-            ts_ms,
-            priority,
-            data: event.data.as_bytes(),
-            extra: meta,
-        })
+        state.history.expire_recycling(ts_ms, &mut self.frame_pool);
+        let frame = frame::encode_event_pooled(
+            &EventFields {
+                kind: &event.kind,
+                origin: Origin::User { seq },
+                run_id: event.run_id.as_deref(),
+                ts_ms,
+                priority,
+                data: event.data.as_bytes(),
+                extra: meta,
+            },
+            &mut self.frame_pool,
+        )
         .into_bytes();
-        state.history.expire(ts_ms);
-        state.history.push(HistoryEntry {
-            seq,
-            priority,
-            at_ms: ts_ms,
-            frame: frame.clone(),
-        });
+        state.history.push_recycling(
+            HistoryEntry {
+                seq,
+                priority,
+                at_ms: ts_ms,
+                frame: frame.clone(),
+            },
+            &mut self.frame_pool,
+        );
         if priority == Priority::Critical {
             state.unacked_critical.push_back(seq);
             self.unacked += 1;
@@ -420,6 +433,7 @@ impl Shard {
         born_us: u64,
     ) -> usize {
         let mut delivered = 0;
+        let mut wakes = Wakes::new();
         for &key in keys {
             let Some(c) = self.conns.get_mut(key) else {
                 continue;
@@ -433,11 +447,15 @@ impl Shard {
                 &mut self.backlog,
                 born_us,
             ) {
-                Push::Ok => delivered += 1,
+                Push::Ok => {
+                    delivered += 1;
+                    wakes.add(key, &self.conns);
+                }
                 Push::Lost => {}
                 Push::Close => self.overflowed.push(key),
             }
         }
+        wakes.flush(&self.conns);
         delivered
     }
 
@@ -473,12 +491,16 @@ impl Shard {
             None => {
                 self.tally.published_broadcast += 1;
                 let mut delivered = 0;
-                // Walk slots by index so the connections a few slots ahead can be
-                // prefetched (see `prefetch`): the loop is bound by cache misses.
-                const AHEAD: usize = 12;
+                // Walk slots by index so connections ahead can be prefetched (see
+                // `prefetch`): the loop is bound by cache misses. Both lines a push touches,
+                // the connection's shared state and the hand-off slot, have addresses known
+                // from the entry alone, so neither prefetch waits on the other.
+                const AHEAD: usize = 8;
+                let mut wakes = Wakes::new();
                 for key in 0..self.conns.capacity() {
                     if let Some(next) = self.conns.get(key + AHEAD) {
-                        prefetch(Arc::as_ptr(&next.shared));
+                        prefetch_write(Arc::as_ptr(&next.shared));
+                        prefetch_write(next.next_slot as *const u8);
                     }
                     let Some(c) = self.conns.get_mut(key).filter(|c| !c.internal) else {
                         continue;
@@ -492,11 +514,15 @@ impl Shard {
                         &mut self.backlog,
                         born_us,
                     ) {
-                        Push::Ok => delivered += 1,
+                        Push::Ok => {
+                            delivered += 1;
+                            wakes.add(key, &self.conns);
+                        }
                         Push::Lost => {}
                         Push::Close => self.overflowed.push(key),
                     }
                 }
+                wakes.flush(&self.conns);
                 delivered
             }
         };
@@ -526,6 +552,7 @@ impl Shard {
         let key = self.conns.insert(ConnEntry {
             id,
             user: user.clone(),
+            next_slot: shared.handoff.next_slot(),
             shared,
             ring: PriorityRing::new(self.cfg.ring_capacity),
             channels: Vec::new(),
@@ -592,11 +619,10 @@ impl Shard {
             let shared = Arc::clone(&self.conns[key].shared);
             let internal = self.conns[key].internal;
             self.remove(key);
-            // The transport is gone: discard what it left, keeping in-flight accounting exact.
-            let mut left = 0;
-            while shared.handoff.pop().is_some() {
-                left += 1;
-            }
+            // The transport is gone (its handle sent this command after its last drain): what
+            // it left is discarded with the last reference; count it to keep in-flight
+            // accounting exact.
+            let left = shared.handoff.len() as u64;
             if !internal {
                 worker
                     .counters
@@ -894,6 +920,49 @@ enum Push {
     Close,
 }
 
+/// How many connections one `fence(SeqCst)` covers before they are notified.
+const WAKE_BATCH: usize = 32;
+
+/// Connections pushed to since the last fence: notified ([`ConnShared::notify`]) after one
+/// `fence(SeqCst)` for all of them. A fence (like any read-modify-write on x86) waits for
+/// every earlier store to finish; per recipient it would serialize the cache misses the
+/// fan-out loop overlaps, so the loop pays it once per batch instead.
+struct Wakes {
+    keys: [usize; WAKE_BATCH],
+    len: usize,
+}
+
+impl Wakes {
+    fn new() -> Wakes {
+        Wakes {
+            keys: [0; WAKE_BATCH],
+            len: 0,
+        }
+    }
+
+    #[inline]
+    fn add(&mut self, key: usize, conns: &Slab<ConnEntry>) {
+        self.keys[self.len] = key;
+        self.len += 1;
+        if self.len == WAKE_BATCH {
+            self.flush(conns);
+        }
+    }
+
+    fn flush(&mut self, conns: &Slab<ConnEntry>) {
+        if self.len == 0 {
+            return;
+        }
+        std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
+        for &key in &self.keys[..self.len] {
+            if let Some(c) = conns.get(key) {
+                c.shared.notify();
+            }
+        }
+        self.len = 0;
+    }
+}
+
 /// Queues one frame for one connection: the per-recipient fast path.
 fn push_frame(
     c: &mut ConnEntry,
@@ -908,10 +977,9 @@ fn push_frame(
     if c.shared.publish_stamp.load(Relaxed) == 0 {
         c.shared.publish_stamp.store(born_us, Relaxed);
     }
-    if c.ring.is_empty() && c.shared.handoff.push(frame.clone()).is_ok() {
+    if c.ring.is_empty() && handoff_push(c, frame.clone()).is_ok() {
         tally.delivered += 1;
         tally.handed += 1;
-        c.shared.waker.wake();
         return Push::Ok;
     }
     let before = c.ring.len();
@@ -942,8 +1010,19 @@ fn push_frame(
     c.shared
         .backlogged
         .store(true, std::sync::atomic::Ordering::Release);
-    c.shared.waker.wake();
     result
+}
+
+/// Pushes to a connection's hand-off queue.
+#[allow(unsafe_code)]
+fn handoff_push(c: &mut ConnEntry, frame: Bytes) -> Result<(), Bytes> {
+    // SAFETY: only the shard's worker pushes to its connections' queues, and it holds the
+    // entry mutably: one producer at a time.
+    let pushed = unsafe { c.shared.handoff.push(frame) };
+    if pushed.is_ok() {
+        c.next_slot = c.shared.handoff.next_slot();
+    }
+    pushed
 }
 
 /// Moves ring frames into the hand-off queue while it has room. Returns how many moved.
@@ -954,7 +1033,7 @@ fn refill(c: &mut ConnEntry) -> usize {
         let Some(q) = c.ring.pop() else {
             break;
         };
-        if let Err(frame) = c.shared.handoff.push(q.frame) {
+        if let Err(frame) = handoff_push(c, q.frame) {
             c.ring.push_front(Queued { frame, ..q });
             break;
         }
@@ -966,7 +1045,8 @@ fn refill(c: &mut ConnEntry) -> usize {
             .store(true, std::sync::atomic::Ordering::Release);
     }
     if moved > 0 || !c.ring.is_empty() {
-        c.shared.waker.wake();
+        std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
+        c.shared.notify();
     }
     moved
 }

@@ -28,7 +28,6 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use crossbeam_queue::SegQueue;
-use crossbeam_utils::Backoff;
 use crossbeam_utils::sync::{Parker, Unparker};
 use tokio::sync::oneshot;
 
@@ -41,6 +40,9 @@ use crate::health::{
 use crate::hub::Receipt;
 use crate::shard::Shard;
 use crate::stats::ShardCounters;
+
+/// `spin_loop` hints before a worker with nothing to do parks (about 2 µs on x86-64).
+const IDLE_SPINS: u32 = 256;
 
 /// A request to a shard worker.
 pub(crate) enum Command {
@@ -257,12 +259,16 @@ fn serve(shard: &mut Shard, shared: &Arc<WorkerShared>, parker: &Parker) {
             shard.flush_counters(&shared.counters);
             next_tick = now + tick;
         }
-        // Spin, then yield, briefly before parking: a publisher that sends again within
-        // microseconds then finds the worker awake (an atomic swap) instead of paying a futex
-        // wake-up per command.
-        let backoff = Backoff::new();
-        while shared.queue.is_empty() && !backoff.is_completed() {
-            backoff.snooze();
+        // Spin briefly (a few microseconds, no syscall) before parking: a publisher that
+        // sends again within that window finds the worker awake (an atomic swap) instead of
+        // paying a futex wake-up. No `sched_yield`: on a machine whose cores are all busy,
+        // yielding in a loop takes CPU from the threads that have real work (measured: 20%
+        // of the server's CPU in `sched_yield` under per-user load on 2 cores).
+        for _ in 0..IDLE_SPINS {
+            if !shared.queue.is_empty() {
+                break;
+            }
+            std::hint::spin_loop();
         }
         if shared.queue.is_empty() {
             parker.park_timeout(

@@ -10,7 +10,7 @@ use common::*;
 fn acknowledged_events_are_not_replayed() {
     let hub = hub(2);
     let u = user("acker");
-    let conn = hub
+    let mut conn = hub
         .connect(u.clone(), ConnectOptions::default())
         .wait()
         .unwrap();
@@ -27,14 +27,14 @@ fn acknowledged_events_are_not_replayed() {
             .seq
             .unwrap();
     }
-    let frames = drain(&conn);
+    let frames = drain(&mut conn);
     assert_eq!(frames.len(), 4);
     // Ack the first two only.
     conn.ack(last - 2);
     drop(conn);
     hub.sync_blocking(false).unwrap();
-    let again = hub.connect(u, ConnectOptions::default()).wait().unwrap();
-    assert_eq!(seqs(&drain(&again)), [last - 1, last]);
+    let mut again = hub.connect(u, ConnectOptions::default()).wait().unwrap();
+    assert_eq!(seqs(&drain(&mut again)), [last - 1, last]);
     assert_eq!(hub.stats().total.acks, 1);
 }
 
@@ -63,9 +63,9 @@ fn acking_everything_leaves_nothing_to_replay_and_nothing_unacked() {
     conn.ack(done);
     hub.sync_blocking(false).unwrap();
     assert_eq!(hub.stats().total.unacked_critical, 0);
-    let second = hub.connect(u, ConnectOptions::default()).wait().unwrap();
+    let mut second = hub.connect(u, ConnectOptions::default()).wait().unwrap();
     assert_eq!(second.welcome().replayed, 0);
-    assert!(drain(&second).is_empty());
+    assert!(drain(&mut second).is_empty());
 }
 
 #[test]
@@ -90,6 +90,6 @@ fn an_ack_beyond_the_latest_seq_does_not_swallow_future_events() {
         .unwrap();
     drop(conn);
     hub.sync_blocking(false).unwrap();
-    let again = hub.connect(u, ConnectOptions::default()).wait().unwrap();
-    assert_eq!(seqs(&drain(&again)), [seq]);
+    let mut again = hub.connect(u, ConnectOptions::default()).wait().unwrap();
+    assert_eq!(seqs(&drain(&mut again)), [seq]);
 }

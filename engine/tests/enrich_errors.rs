@@ -23,7 +23,7 @@ fn setup(cfg: HubConfig) -> (Hub, UserId, Connection) {
     (hub, u, conn)
 }
 
-fn error_meta(hub: &Hub, conn: &Connection, u: &UserId, data: Value) -> Value {
+fn error_meta(hub: &Hub, conn: &mut Connection, u: &UserId, data: Value) -> Value {
     // Each error in its own run, so an earlier closing error does not flag the next one.
     let run = format!("r{}", data);
     hub.publish(
@@ -48,7 +48,7 @@ fn error_meta(hub: &Hub, conn: &Connection, u: &UserId, data: Value) -> Value {
 
 #[test]
 fn the_default_severity_table_classifies_codes_and_categories() {
-    let (hub, u, conn) = setup(one_shard());
+    let (hub, u, mut conn) = setup(one_shard());
     let cases = [
         (json!({"code": "INTERNAL_ERROR"}), "critical", "internal"),
         (json!({"code": "worker_crash"}), "critical", "internal"),
@@ -83,7 +83,7 @@ fn the_default_severity_table_classifies_codes_and_categories() {
         ),
     ];
     for (data, severity, category) in cases {
-        let m = error_meta(&hub, &conn, &u, data.clone());
+        let m = error_meta(&hub, &mut conn, &u, data.clone());
         assert_eq!(
             (m["severity"].as_str(), m["category"].as_str()),
             (Some(severity), Some(category)),
@@ -94,10 +94,10 @@ fn the_default_severity_table_classifies_codes_and_categories() {
 
 #[test]
 fn each_category_has_a_user_facing_message_and_recovery_suggestions() {
-    let (hub, u, conn) = setup(one_shard());
+    let (hub, u, mut conn) = setup(one_shard());
     let m = error_meta(
         &hub,
-        &conn,
+        &mut conn,
         &u,
         json!({"code": "rate_limit", "message": "429 from upstream"}),
     );
@@ -109,7 +109,7 @@ fn each_category_has_a_user_facing_message_and_recovery_suggestions() {
             "Upgrade your plan for higher limits"
         ])
     );
-    let m = error_meta(&hub, &conn, &u, json!({"code": "unauthorized"}));
+    let m = error_meta(&hub, &mut conn, &u, json!({"code": "unauthorized"}));
     assert_eq!(
         m["message"],
         "The agent is not allowed to use a service it needs."
@@ -127,7 +127,7 @@ fn each_category_has_a_user_facing_message_and_recovery_suggestions() {
         "tool",
         "invalid",
     ] {
-        let m = error_meta(&hub, &conn, &u, json!({ "code": code }));
+        let m = error_meta(&hub, &mut conn, &u, json!({ "code": code }));
         assert!(
             m["message"].as_str().is_some_and(|s| !s.is_empty()),
             "{code}: {m}"
@@ -143,7 +143,7 @@ fn each_category_has_a_user_facing_message_and_recovery_suggestions() {
 
 #[test]
 fn the_typed_emitter_sends_the_fields_the_classifier_reads() {
-    let (hub, u, conn) = setup(one_shard());
+    let (hub, u, mut conn) = setup(one_shard());
     let run = hub.emitter(u, "r");
     run.started("a", None).unwrap().wait().unwrap();
     run.error("LLM_TIMEOUT", "the model did not answer")
@@ -154,7 +154,7 @@ fn the_typed_emitter_sends_the_fields_the_classifier_reads() {
         .unwrap()
         .wait()
         .unwrap();
-    let got = drain(&conn);
+    let got = drain(&mut conn);
     assert_eq!(
         got[1]["data"],
         json!({"code": "LLM_TIMEOUT", "message": "the model did not answer"})
@@ -198,8 +198,8 @@ fn rules_messages_and_suggestions_are_configurable() {
         ErrorCategory::new(Severity::Low, "Something odd happened.", ["Shrug"]),
     );
     e.closing_severity = Severity::Critical;
-    let (hub, u, conn) = setup(cfg);
-    let m = error_meta(&hub, &conn, &u, json!({"code": "BILLING_DECLINED"}));
+    let (hub, u, mut conn) = setup(cfg);
+    let m = error_meta(&hub, &mut conn, &u, json!({"code": "BILLING_DECLINED"}));
     assert_eq!(
         m,
         json!({
@@ -211,19 +211,19 @@ fn rules_messages_and_suggestions_are_configurable() {
             "fatal": true
         })
     );
-    let m = error_meta(&hub, &conn, &u, json!({"code": "E1"}));
+    let m = error_meta(&hub, &mut conn, &u, json!({"code": "E1"}));
     assert_eq!(
         (m["severity"].as_str(), m["message"].as_str()),
         (Some("low"), Some("Something odd happened."))
     );
     // auth is high: below the configured closing severity.
-    let m = error_meta(&hub, &conn, &u, json!({"code": "auth"}));
+    let m = error_meta(&hub, &mut conn, &u, json!({"code": "auth"}));
     assert_eq!(m["fatal"], false);
 }
 
 #[test]
 fn channel_and_broadcast_events_get_the_stateless_members_only() {
-    let (hub, u, conn) = setup(one_shard());
+    let (hub, u, mut conn) = setup(one_shard());
     let ch = ChannelName::new("job:1").unwrap();
     conn.subscribe(ch.clone()).wait().unwrap().unwrap();
     // A run started for the user does not make channel events of that run tracked.
@@ -231,13 +231,13 @@ fn channel_and_broadcast_events_get_the_stateless_members_only() {
         .unwrap()
         .wait()
         .unwrap();
-    drain(&conn);
-    let publish = |target: Target, kind: EventKind, data: &str| {
+    drain(&mut conn);
+    let mut publish = |target: Target, kind: EventKind, data: &str| {
         hub.publish(target, event(kind, "r", data))
             .unwrap()
             .wait()
             .unwrap();
-        let mut got = drain(&conn);
+        let mut got = drain(&mut conn);
         assert_eq!(got.len(), 1);
         got.remove(0)
     };

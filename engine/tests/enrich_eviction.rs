@@ -17,7 +17,7 @@ fn start(f: impl FnOnce(&mut HubConfig)) -> Hub {
     Hub::start(cfg).unwrap()
 }
 
-fn send(hub: &Hub, conn: &Connection, u: &UserId, kind: EventKind, run: &str) -> Value {
+fn send(hub: &Hub, conn: &mut Connection, u: &UserId, kind: EventKind, run: &str) -> Value {
     common::publish_one(hub, conn, u, kind, run, "{}")
 }
 
@@ -29,16 +29,16 @@ fn a_finished_run_is_remembered_until_its_ttl_then_evicted() {
     ] {
         let hub = start(|c| c.enrichment.finished_run_ttl = ttl);
         let u = user("u");
-        let conn = hub.connect(u.clone(), Default::default()).wait().unwrap();
-        send(&hub, &conn, &u, EventKind::AgentStarted, "r");
-        send(&hub, &conn, &u, EventKind::AgentCompleted, "r");
+        let mut conn = hub.connect(u.clone(), Default::default()).wait().unwrap();
+        send(&hub, &mut conn, &u, EventKind::AgentStarted, "r");
+        send(&hub, &mut conn, &u, EventKind::AgentCompleted, "r");
         hub.sync_blocking(true).unwrap();
         assert_eq!(
             hub.footprint_blocking().unwrap().runs,
             runs_after,
             "ttl {ttl:?}"
         );
-        let e = send(&hub, &conn, &u, EventKind::AgentThinking, "r");
+        let e = send(&hub, &mut conn, &u, EventKind::AgentThinking, "r");
         assert_eq!(e["meta"]["lifecycle"], flag, "ttl {ttl:?}");
         hub.sync_blocking(false).unwrap();
         assert_eq!(hub.stats().total.runs_evicted, 1 - runs_after as u64);
@@ -50,8 +50,8 @@ fn an_abandoned_live_run_is_evicted_after_the_idle_ttl() {
     for (idle, runs_after) in [(Duration::from_secs(3600), 1), (Duration::ZERO, 0)] {
         let hub = start(|c| c.enrichment.idle_run_ttl = idle);
         let u = user("u");
-        let conn = hub.connect(u.clone(), Default::default()).wait().unwrap();
-        send(&hub, &conn, &u, EventKind::AgentStarted, "r");
+        let mut conn = hub.connect(u.clone(), Default::default()).wait().unwrap();
+        send(&hub, &mut conn, &u, EventKind::AgentStarted, "r");
         hub.sync_blocking(true).unwrap();
         let f = hub.footprint_blocking().unwrap();
         assert_eq!(f.runs, runs_after, "idle ttl {idle:?}");
@@ -63,27 +63,27 @@ fn an_abandoned_live_run_is_evicted_after_the_idle_ttl() {
 fn the_per_user_cap_evicts_finished_runs_first_then_the_least_recently_active() {
     let hub = start(|c| c.enrichment.max_runs_per_user = 3);
     let u = user("u");
-    let conn = hub.connect(u.clone(), Default::default()).wait().unwrap();
+    let mut conn = hub.connect(u.clone(), Default::default()).wait().unwrap();
     let step = || std::thread::sleep(Duration::from_millis(2));
-    send(&hub, &conn, &u, EventKind::AgentStarted, "r0");
+    send(&hub, &mut conn, &u, EventKind::AgentStarted, "r0");
     step();
-    send(&hub, &conn, &u, EventKind::AgentStarted, "r1");
+    send(&hub, &mut conn, &u, EventKind::AgentStarted, "r1");
     step();
-    send(&hub, &conn, &u, EventKind::AgentCompleted, "r1");
+    send(&hub, &mut conn, &u, EventKind::AgentCompleted, "r1");
     step();
-    send(&hub, &conn, &u, EventKind::AgentStarted, "r2");
+    send(&hub, &mut conn, &u, EventKind::AgentStarted, "r2");
     step();
     // Full (r0, r1 finished, r2): r1 goes.
-    send(&hub, &conn, &u, EventKind::AgentStarted, "r3");
+    send(&hub, &mut conn, &u, EventKind::AgentStarted, "r3");
     step();
-    let e = send(&hub, &conn, &u, EventKind::AgentThinking, "r1");
+    let e = send(&hub, &mut conn, &u, EventKind::AgentThinking, "r1");
     assert_eq!(e["meta"]["lifecycle"], "unstarted_run");
     // r0 is active again, so r2 is now the least recently active live run.
-    send(&hub, &conn, &u, EventKind::AgentThinking, "r0");
+    send(&hub, &mut conn, &u, EventKind::AgentThinking, "r0");
     step();
-    send(&hub, &conn, &u, EventKind::AgentStarted, "r4");
+    send(&hub, &mut conn, &u, EventKind::AgentStarted, "r4");
     for (run, tracked) in [("r0", true), ("r2", false), ("r3", true), ("r4", true)] {
-        let e = send(&hub, &conn, &u, EventKind::AgentThinking, run);
+        let e = send(&hub, &mut conn, &u, EventKind::AgentThinking, run);
         assert_eq!(e["meta"].get("lifecycle").is_none(), tracked, "{run}: {e}");
     }
     hub.sync_blocking(false).unwrap();
@@ -122,7 +122,7 @@ fn hundreds_of_thousands_of_runs_keep_the_run_table_bounded() {
     });
     // Connected users (never evicted themselves): only the run rules bound their runs.
     let users: Vec<UserId> = (0..USERS).map(|i| user(&format!("u{i}"))).collect();
-    let conns: Vec<Connection> = users
+    let mut conns: Vec<Connection> = users
         .iter()
         .map(|u| hub.connect(u.clone(), Default::default()).wait().unwrap())
         .collect();
@@ -145,7 +145,7 @@ fn hundreds_of_thousands_of_runs_keep_the_run_table_bounded() {
         }
         if n % 10_000 == 9_999 {
             hub.sync_blocking(true).unwrap();
-            for c in &conns {
+            for c in &mut conns {
                 drain(c);
             }
             let f = hub.footprint_blocking().unwrap();

@@ -31,7 +31,7 @@ use common::publish_one as send;
 
 #[test]
 fn a_well_ordered_run_is_never_flagged_and_carries_elapsed_ms() {
-    let (hub, u, conn) = setup();
+    let (hub, u, mut conn) = setup();
     let steps = [
         (EventKind::AgentStarted, r#"{"goal":"x"}"#),
         (EventKind::AgentThinking, r#"{"message":"hm"}"#),
@@ -42,7 +42,7 @@ fn a_well_ordered_run_is_never_flagged_and_carries_elapsed_ms() {
     let mut last = 0;
     for (kind, data) in steps {
         std::thread::sleep(std::time::Duration::from_millis(3));
-        let e = send(&hub, &conn, &u, kind.clone(), "r1", data);
+        let e = send(&hub, &mut conn, &u, kind.clone(), "r1", data);
         assert_eq!(e["type"], kind.as_str());
         assert!(e["meta"].get("lifecycle").is_none(), "{e}");
         let elapsed = e["meta"]["elapsed_ms"].as_u64().expect("elapsed_ms");
@@ -64,14 +64,14 @@ fn a_well_ordered_run_is_never_flagged_and_carries_elapsed_ms() {
 
 #[test]
 fn agent_started_reports_zero_elapsed() {
-    let (hub, u, conn) = setup();
-    let e = send(&hub, &conn, &u, EventKind::AgentStarted, "r", "{}");
+    let (hub, u, mut conn) = setup();
+    let e = send(&hub, &mut conn, &u, EventKind::AgentStarted, "r", "{}");
     assert_eq!(e["meta"], serde_json::json!({"elapsed_ms": 0}));
 }
 
 #[test]
 fn events_of_a_run_never_started_are_delivered_flagged_and_counted() {
-    let (hub, u, conn) = setup();
+    let (hub, u, mut conn) = setup();
     for kind in [
         EventKind::AgentThinking,
         EventKind::ToolExecuting,
@@ -79,7 +79,14 @@ fn events_of_a_run_never_started_are_delivered_flagged_and_counted() {
         EventKind::AgentCompleted,
         EventKind::AgentError,
     ] {
-        let e = send(&hub, &conn, &u, kind.clone(), "ghost", r#"{"tool":"x"}"#);
+        let e = send(
+            &hub,
+            &mut conn,
+            &u,
+            kind.clone(),
+            "ghost",
+            r#"{"tool":"x"}"#,
+        );
         assert_eq!(e["type"], kind.as_str());
         assert_eq!(e["meta"]["lifecycle"], "unstarted_run", "{e}");
         assert!(
@@ -95,15 +102,15 @@ fn events_of_a_run_never_started_are_delivered_flagged_and_counted() {
 
 #[test]
 fn events_after_completion_are_flagged_after_end() {
-    let (hub, u, conn) = setup();
-    send(&hub, &conn, &u, EventKind::AgentStarted, "r", "{}");
-    send(&hub, &conn, &u, EventKind::AgentCompleted, "r", "{}");
+    let (hub, u, mut conn) = setup();
+    send(&hub, &mut conn, &u, EventKind::AgentStarted, "r", "{}");
+    send(&hub, &mut conn, &u, EventKind::AgentCompleted, "r", "{}");
     for kind in [
         EventKind::AgentThinking,
         EventKind::AgentCompleted,
         EventKind::AgentStarted,
     ] {
-        let e = send(&hub, &conn, &u, kind, "r", "{}");
+        let e = send(&hub, &mut conn, &u, kind, "r", "{}");
         assert_eq!(e["meta"]["lifecycle"], "after_end", "{e}");
         assert!(e["meta"]["elapsed_ms"].is_u64(), "elapsed still known: {e}");
     }
@@ -115,21 +122,21 @@ fn events_after_completion_are_flagged_after_end() {
 
 #[test]
 fn a_second_start_of_a_live_run_is_flagged_and_keeps_the_first_start() {
-    let (hub, u, conn) = setup();
-    send(&hub, &conn, &u, EventKind::AgentStarted, "r", "{}");
+    let (hub, u, mut conn) = setup();
+    send(&hub, &mut conn, &u, EventKind::AgentStarted, "r", "{}");
     std::thread::sleep(std::time::Duration::from_millis(5));
-    let e = send(&hub, &conn, &u, EventKind::AgentStarted, "r", "{}");
+    let e = send(&hub, &mut conn, &u, EventKind::AgentStarted, "r", "{}");
     assert_eq!(e["meta"]["lifecycle"], "already_started");
     assert!(e["meta"]["elapsed_ms"].as_u64().unwrap() >= 5);
 }
 
 #[test]
 fn a_tool_completion_without_its_execution_is_flagged() {
-    let (hub, u, conn) = setup();
-    send(&hub, &conn, &u, EventKind::AgentStarted, "r", "{}");
+    let (hub, u, mut conn) = setup();
+    send(&hub, &mut conn, &u, EventKind::AgentStarted, "r", "{}");
     send(
         &hub,
-        &conn,
+        &mut conn,
         &u,
         EventKind::ToolExecuting,
         "r",
@@ -137,7 +144,7 @@ fn a_tool_completion_without_its_execution_is_flagged() {
     );
     let e = send(
         &hub,
-        &conn,
+        &mut conn,
         &u,
         EventKind::ToolCompleted,
         "r",
@@ -147,7 +154,7 @@ fn a_tool_completion_without_its_execution_is_flagged() {
     assert!(e["meta"].get("duration_ms").is_none());
     let e = send(
         &hub,
-        &conn,
+        &mut conn,
         &u,
         EventKind::ToolCompleted,
         "r",
@@ -158,7 +165,7 @@ fn a_tool_completion_without_its_execution_is_flagged() {
     // The same call cannot complete twice.
     let e = send(
         &hub,
-        &conn,
+        &mut conn,
         &u,
         EventKind::ToolCompleted,
         "r",
@@ -169,24 +176,24 @@ fn a_tool_completion_without_its_execution_is_flagged() {
 
 #[test]
 fn a_closing_error_ends_the_run_and_a_non_fatal_one_does_not() {
-    let (hub, u, conn) = setup();
-    send(&hub, &conn, &u, EventKind::AgentStarted, "r", "{}");
+    let (hub, u, mut conn) = setup();
+    send(&hub, &mut conn, &u, EventKind::AgentStarted, "r", "{}");
     // rate_limit is medium: below the default closing severity (high).
     let e = send(
         &hub,
-        &conn,
+        &mut conn,
         &u,
         EventKind::AgentError,
         "r",
         r#"{"code":"rate_limit"}"#,
     );
     assert_eq!(e["meta"]["fatal"], false);
-    let e = send(&hub, &conn, &u, EventKind::AgentThinking, "r", "{}");
+    let e = send(&hub, &mut conn, &u, EventKind::AgentThinking, "r", "{}");
     assert!(e["meta"].get("lifecycle").is_none(), "run still live: {e}");
     // "fatal": false keeps even a critical error's run open ...
     let e = send(
         &hub,
-        &conn,
+        &mut conn,
         &u,
         EventKind::AgentError,
         "r",
@@ -196,31 +203,31 @@ fn a_closing_error_ends_the_run_and_a_non_fatal_one_does_not() {
         (e["meta"]["severity"].as_str(), e["meta"]["fatal"].as_bool()),
         (Some("critical"), Some(false))
     );
-    let e = send(&hub, &conn, &u, EventKind::AgentThinking, "r", "{}");
+    let e = send(&hub, &mut conn, &u, EventKind::AgentThinking, "r", "{}");
     assert!(e["meta"].get("lifecycle").is_none(), "run still live: {e}");
     // ... and an auth error (high) closes it.
     let e = send(
         &hub,
-        &conn,
+        &mut conn,
         &u,
         EventKind::AgentError,
         "r",
         r#"{"code":"AUTH_EXPIRED"}"#,
     );
     assert_eq!(e["meta"]["fatal"], true);
-    let e = send(&hub, &conn, &u, EventKind::AgentThinking, "r", "{}");
+    let e = send(&hub, &mut conn, &u, EventKind::AgentThinking, "r", "{}");
     assert_eq!(e["meta"]["lifecycle"], "after_end");
     // "fatal": true closes a run whatever the severity.
-    send(&hub, &conn, &u, EventKind::AgentStarted, "r2", "{}");
+    send(&hub, &mut conn, &u, EventKind::AgentStarted, "r2", "{}");
     send(
         &hub,
-        &conn,
+        &mut conn,
         &u,
         EventKind::AgentError,
         "r2",
         r#"{"code":"invalid_input","fatal":true}"#,
     );
-    let e = send(&hub, &conn, &u, EventKind::ToolExecuting, "r2", "{}");
+    let e = send(&hub, &mut conn, &u, EventKind::ToolExecuting, "r2", "{}");
     assert_eq!(e["meta"]["lifecycle"], "after_end");
     hub.sync_blocking(false).unwrap();
     assert_eq!(hub.stats().total.runs_finished, 2);
@@ -228,29 +235,36 @@ fn a_closing_error_ends_the_run_and_a_non_fatal_one_does_not() {
 
 #[test]
 fn runs_are_per_user_and_per_run_id() {
-    let (hub, u, conn) = setup();
+    let (hub, u, mut conn) = setup();
     let bob = user("bob");
-    let bob_conn = hub.connect(bob.clone(), Default::default()).wait().unwrap();
-    send(&hub, &conn, &u, EventKind::AgentStarted, "r", "{}");
+    let mut bob_conn = hub.connect(bob.clone(), Default::default()).wait().unwrap();
+    send(&hub, &mut conn, &u, EventKind::AgentStarted, "r", "{}");
     // Bob's run "r" is a different run: never started.
-    let e = send(&hub, &bob_conn, &bob, EventKind::AgentThinking, "r", "{}");
+    let e = send(
+        &hub,
+        &mut bob_conn,
+        &bob,
+        EventKind::AgentThinking,
+        "r",
+        "{}",
+    );
     assert_eq!(e["meta"]["lifecycle"], "unstarted_run");
     // Alice's run "other" neither.
-    let e = send(&hub, &conn, &u, EventKind::AgentThinking, "other", "{}");
+    let e = send(&hub, &mut conn, &u, EventKind::AgentThinking, "other", "{}");
     assert_eq!(e["meta"]["lifecycle"], "unstarted_run");
 }
 
 #[test]
 fn custom_events_get_elapsed_inside_a_run_and_nothing_outside() {
-    let (hub, u, conn) = setup();
+    let (hub, u, mut conn) = setup();
     let kind = EventKind::parse("my.progress").unwrap();
-    let e = send(&hub, &conn, &u, kind.clone(), "r", "{}");
+    let e = send(&hub, &mut conn, &u, kind.clone(), "r", "{}");
     assert!(
         e.get("meta").is_none(),
         "untracked custom event: no meta: {e}"
     );
-    send(&hub, &conn, &u, EventKind::AgentStarted, "r", "{}");
-    let e = send(&hub, &conn, &u, kind, "r", "{}");
+    send(&hub, &mut conn, &u, EventKind::AgentStarted, "r", "{}");
+    let e = send(&hub, &mut conn, &u, kind, "r", "{}");
     assert!(e["meta"]["elapsed_ms"].is_u64());
     assert!(e["meta"].get("lifecycle").is_none());
     hub.sync_blocking(false).unwrap();
@@ -259,7 +273,7 @@ fn custom_events_get_elapsed_inside_a_run_and_nothing_outside() {
 
 #[test]
 fn the_publishers_data_is_delivered_byte_for_byte_after_meta() {
-    let (hub, u, conn) = setup();
+    let (hub, u, mut conn) = setup();
     let data = r#"{ "tool" : "web_search", "n": 1.50, "s":"\u00e9", "deep":{"a":[1,{"b":null}]} }"#;
     hub.publish(
         Target::User(u.clone()),
@@ -287,7 +301,7 @@ fn disabled_enrichment_delivers_events_as_before() {
     e.enabled = false;
     let hub = hub_with(e);
     let u = user("u");
-    let conn = hub.connect(u.clone(), Default::default()).wait().unwrap();
+    let mut conn = hub.connect(u.clone(), Default::default()).wait().unwrap();
     for kind in EventKind::AGENT {
         let ev = Event::new(
             kind,
@@ -299,7 +313,7 @@ fn disabled_enrichment_delivers_events_as_before() {
             .wait()
             .unwrap();
     }
-    let got = drain(&conn);
+    let got = drain(&mut conn);
     assert_eq!(got.len(), 6);
     assert!(got.iter().all(|e| e.get("meta").is_none()), "{got:?}");
     hub.sync_blocking(false).unwrap();

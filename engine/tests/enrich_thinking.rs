@@ -27,8 +27,8 @@ use common::publish_one as send;
 
 #[test]
 fn progress_comes_from_a_percentage_or_from_step_of_total() {
-    let (hub, u, conn) = setup(one_shard());
-    send(&hub, &conn, &u, EventKind::AgentStarted, "r", "{}");
+    let (hub, u, mut conn) = setup(one_shard());
+    send(&hub, &mut conn, &u, EventKind::AgentStarted, "r", "{}");
     let cases = [
         (r#"{"progress":42.6}"#, json!({"percent": 43})),
         (r#"{"progress":150}"#, json!({"percent": 100})),
@@ -48,7 +48,7 @@ fn progress_comes_from_a_percentage_or_from_step_of_total() {
         ),
     ];
     for (data, progress) in cases {
-        let e = send(&hub, &conn, &u, EventKind::AgentThinking, "r", data);
+        let e = send(&hub, &mut conn, &u, EventKind::AgentThinking, "r", data);
         assert_eq!(e["meta"]["progress"], progress, "data {data}: {e}");
     }
     for data in [
@@ -57,14 +57,14 @@ fn progress_comes_from_a_percentage_or_from_step_of_total() {
         r#"{"step":-1,"total_steps":0}"#,
         "[1]",
     ] {
-        let e = send(&hub, &conn, &u, EventKind::AgentThinking, "r", data);
+        let e = send(&hub, &mut conn, &u, EventKind::AgentThinking, "r", data);
         assert!(e["meta"].get("progress").is_none(), "data {data}: {e}");
     }
 }
 
 #[test]
 fn the_typed_emitter_gives_the_same_progress_as_json() {
-    let (hub, u, conn) = setup(one_shard());
+    let (hub, u, mut conn) = setup(one_shard());
     let run = hub.emitter(u, "r");
     run.started("planner", None).unwrap().wait().unwrap();
     run.thinking(3, 7, "Comparing").unwrap().wait().unwrap();
@@ -72,7 +72,7 @@ fn the_typed_emitter_gives_the_same_progress_as_json() {
         .unwrap()
         .wait()
         .unwrap();
-    let got = drain(&conn);
+    let got = drain(&mut conn);
     assert_eq!(got.len(), 3);
     assert_eq!(
         got[1]["data"],
@@ -103,12 +103,12 @@ fn expected_urgency(elapsed: u64, expected: u64) -> &'static str {
 
 #[test]
 fn urgency_follows_elapsed_against_the_runs_expected_duration() {
-    let (hub, u, conn) = setup(one_shard());
+    let (hub, u, mut conn) = setup(one_shard());
     // A run expected to take 100 ms: thinking events every few ms walk through all three
     // levels; each is checked against the elapsed_ms delivered with it.
     send(
         &hub,
-        &conn,
+        &mut conn,
         &u,
         EventKind::AgentStarted,
         "r",
@@ -117,7 +117,7 @@ fn urgency_follows_elapsed_against_the_runs_expected_duration() {
     let mut seen = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(5);
     while Instant::now() < deadline {
-        let e = send(&hub, &conn, &u, EventKind::AgentThinking, "r", "{}");
+        let e = send(&hub, &mut conn, &u, EventKind::AgentThinking, "r", "{}");
         let elapsed = e["meta"]["elapsed_ms"].as_u64().unwrap();
         let urgency = e["meta"]["urgency"].as_str().unwrap().to_owned();
         assert_eq!(urgency, expected_urgency(elapsed, 100), "at {elapsed} ms");
@@ -136,20 +136,20 @@ fn urgency_follows_elapsed_against_the_runs_expected_duration() {
 fn without_expected_ms_the_configured_default_applies() {
     let mut cfg = one_shard();
     cfg.enrichment.expected_run = Duration::from_millis(1);
-    let (hub, u, conn) = setup(cfg);
-    send(&hub, &conn, &u, EventKind::AgentStarted, "quick", "{}");
+    let (hub, u, mut conn) = setup(cfg);
+    send(&hub, &mut conn, &u, EventKind::AgentStarted, "quick", "{}");
     send(
         &hub,
-        &conn,
+        &mut conn,
         &u,
         EventKind::AgentStarted,
         "slow",
         r#"{"expected_ms":3600000}"#,
     );
     std::thread::sleep(Duration::from_millis(3));
-    let e = send(&hub, &conn, &u, EventKind::AgentThinking, "quick", "{}");
+    let e = send(&hub, &mut conn, &u, EventKind::AgentThinking, "quick", "{}");
     assert_eq!(e["meta"]["urgency"], "high", "{e}");
-    let e = send(&hub, &conn, &u, EventKind::AgentThinking, "slow", "{}");
+    let e = send(&hub, &mut conn, &u, EventKind::AgentThinking, "slow", "{}");
     assert_eq!(e["meta"]["urgency"], "low", "{e}");
 }
 
@@ -159,31 +159,31 @@ fn urgency_thresholds_are_configurable() {
     // Everything is at least normal; high from twice the expected duration.
     cfg.enrichment.urgency_normal_at = 0.0;
     cfg.enrichment.urgency_high_at = 2.0;
-    let (hub, u, conn) = setup(cfg);
+    let (hub, u, mut conn) = setup(cfg);
     send(
         &hub,
-        &conn,
+        &mut conn,
         &u,
         EventKind::AgentStarted,
         "r",
         r#"{"expected_ms":5}"#,
     );
-    let e = send(&hub, &conn, &u, EventKind::AgentThinking, "r", "{}");
+    let e = send(&hub, &mut conn, &u, EventKind::AgentThinking, "r", "{}");
     let elapsed = e["meta"]["elapsed_ms"].as_u64().unwrap();
     if elapsed < 10 {
         assert_eq!(e["meta"]["urgency"], "normal");
     }
     std::thread::sleep(Duration::from_millis(12));
-    let e = send(&hub, &conn, &u, EventKind::AgentThinking, "r", "{}");
+    let e = send(&hub, &mut conn, &u, EventKind::AgentThinking, "r", "{}");
     assert_eq!(e["meta"]["urgency"], "high");
 }
 
 #[test]
 fn an_untracked_run_gets_progress_but_no_urgency() {
-    let (hub, u, conn) = setup(one_shard());
+    let (hub, u, mut conn) = setup(one_shard());
     let e = send(
         &hub,
-        &conn,
+        &mut conn,
         &u,
         EventKind::AgentThinking,
         "nope",

@@ -33,12 +33,12 @@ fn catalog_gives_category_and_purpose_and_unknown_tools_get_a_default() {
     );
     cfg.enrichment.unknown_tool_category = "misc".into();
     let hub = Hub::start(cfg).unwrap();
-    let (u, conn) = connect(&hub, "u");
-    send(&hub, &conn, &u, EventKind::AgentStarted, "r", "{}");
-    let meta = |tool: &str| {
+    let (u, mut conn) = connect(&hub, "u");
+    send(&hub, &mut conn, &u, EventKind::AgentStarted, "r", "{}");
+    let mut meta = |tool: &str| {
         let e = send(
             &hub,
-            &conn,
+            &mut conn,
             &u,
             EventKind::ToolExecuting,
             "r",
@@ -73,11 +73,11 @@ fn catalog_gives_category_and_purpose_and_unknown_tools_get_a_default() {
 #[test]
 fn duration_ms_pairs_completions_with_executions_by_tool_and_call_id() {
     let hub = Hub::start(one_shard()).unwrap();
-    let (u, conn) = connect(&hub, "u");
-    send(&hub, &conn, &u, EventKind::AgentStarted, "r", "{}");
+    let (u, mut conn) = connect(&hub, "u");
+    send(&hub, &mut conn, &u, EventKind::AgentStarted, "r", "{}");
     send(
         &hub,
-        &conn,
+        &mut conn,
         &u,
         EventKind::ToolExecuting,
         "r",
@@ -86,7 +86,7 @@ fn duration_ms_pairs_completions_with_executions_by_tool_and_call_id() {
     std::thread::sleep(Duration::from_millis(30));
     send(
         &hub,
-        &conn,
+        &mut conn,
         &u,
         EventKind::ToolExecuting,
         "r",
@@ -94,7 +94,7 @@ fn duration_ms_pairs_completions_with_executions_by_tool_and_call_id() {
     );
     let fast = send(
         &hub,
-        &conn,
+        &mut conn,
         &u,
         EventKind::ToolCompleted,
         "r",
@@ -102,7 +102,7 @@ fn duration_ms_pairs_completions_with_executions_by_tool_and_call_id() {
     );
     let slow = send(
         &hub,
-        &conn,
+        &mut conn,
         &u,
         EventKind::ToolCompleted,
         "r",
@@ -131,10 +131,10 @@ fn ewma(durations: &[u64], w: f64) -> Option<u64> {
 #[test]
 fn estimates_are_the_moving_average_of_observed_durations_and_converge() {
     let hub = Hub::start(one_shard()).unwrap();
-    let (u, conn) = connect(&hub, "u");
+    let (u, mut conn) = connect(&hub, "u");
     let run = hub.emitter(u.clone(), "r");
     run.started("a", None).unwrap().wait().unwrap();
-    drain(&conn);
+    drain(&mut conn);
     let mut observed = Vec::new();
     // Ten short calls, then twenty of ~25 ms: the estimate tracks the recent durations.
     for i in 0..30 {
@@ -147,7 +147,7 @@ fn estimates_are_the_moving_average_of_observed_durations_and_converge() {
             .unwrap()
             .wait()
             .unwrap();
-        let got = drain(&conn);
+        let got = drain(&mut conn);
         assert_eq!(got.len(), 2);
         assert_eq!(
             got[0]["meta"].get("estimated_ms").and_then(Value::as_u64),
@@ -160,7 +160,9 @@ fn estimates_are_the_moving_average_of_observed_durations_and_converge() {
         .unwrap()
         .wait()
         .unwrap();
-    let est = drain(&conn)[0]["meta"]["estimated_ms"].as_u64().unwrap();
+    let est = drain(&mut conn)[0]["meta"]["estimated_ms"]
+        .as_u64()
+        .unwrap();
     let recent = &observed[20..];
     let (lo, hi) = (*recent.iter().min().unwrap(), *recent.iter().max().unwrap());
     assert!(
@@ -173,12 +175,12 @@ fn estimates_are_the_moving_average_of_observed_durations_and_converge() {
 #[test]
 fn estimates_are_shared_by_all_users_of_a_shard() {
     let hub = Hub::start(one_shard()).unwrap();
-    let (a, a_conn) = connect(&hub, "a");
-    let (b, b_conn) = connect(&hub, "b");
-    send(&hub, &a_conn, &a, EventKind::AgentStarted, "r", "{}");
+    let (a, mut a_conn) = connect(&hub, "a");
+    let (b, mut b_conn) = connect(&hub, "b");
+    send(&hub, &mut a_conn, &a, EventKind::AgentStarted, "r", "{}");
     send(
         &hub,
-        &a_conn,
+        &mut a_conn,
         &a,
         EventKind::ToolExecuting,
         "r",
@@ -187,17 +189,24 @@ fn estimates_are_shared_by_all_users_of_a_shard() {
     std::thread::sleep(Duration::from_millis(10));
     let done = send(
         &hub,
-        &a_conn,
+        &mut a_conn,
         &a,
         EventKind::ToolCompleted,
         "r",
         r#"{"tool":"sql_query"}"#,
     );
     let d = done["meta"]["duration_ms"].as_u64().unwrap();
-    send(&hub, &b_conn, &b, EventKind::AgentStarted, "other", "{}");
+    send(
+        &hub,
+        &mut b_conn,
+        &b,
+        EventKind::AgentStarted,
+        "other",
+        "{}",
+    );
     let e = send(
         &hub,
-        &b_conn,
+        &mut b_conn,
         &b,
         EventKind::ToolExecuting,
         "other",
@@ -220,11 +229,11 @@ fn a_prior_estimate_is_the_start_of_learning() {
         ToolInfo::new("x", "y").with_estimate(10_000),
     );
     let hub = Hub::start(cfg).unwrap();
-    let (u, conn) = connect(&hub, "u");
-    send(&hub, &conn, &u, EventKind::AgentStarted, "r", "{}");
+    let (u, mut conn) = connect(&hub, "u");
+    send(&hub, &mut conn, &u, EventKind::AgentStarted, "r", "{}");
     send(
         &hub,
-        &conn,
+        &mut conn,
         &u,
         EventKind::ToolExecuting,
         "r",
@@ -232,7 +241,7 @@ fn a_prior_estimate_is_the_start_of_learning() {
     );
     let d = send(
         &hub,
-        &conn,
+        &mut conn,
         &u,
         EventKind::ToolCompleted,
         "r",
@@ -242,7 +251,7 @@ fn a_prior_estimate_is_the_start_of_learning() {
         .unwrap();
     let e = send(
         &hub,
-        &conn,
+        &mut conn,
         &u,
         EventKind::ToolExecuting,
         "r",
@@ -257,19 +266,19 @@ fn learned_tool_names_are_capped_per_shard() {
     let mut cfg = one_shard();
     cfg.enrichment.max_learned_tools = 3;
     let hub = Hub::start(cfg).unwrap();
-    let (u, conn) = connect(&hub, "u");
-    send(&hub, &conn, &u, EventKind::AgentStarted, "r", "{}");
+    let (u, mut conn) = connect(&hub, "u");
+    send(&hub, &mut conn, &u, EventKind::AgentStarted, "r", "{}");
     for i in 0..10 {
         let data = json!({ "tool": format!("tool-{i}") }).to_string();
-        send(&hub, &conn, &u, EventKind::ToolExecuting, "r", &data);
-        send(&hub, &conn, &u, EventKind::ToolCompleted, "r", &data);
+        send(&hub, &mut conn, &u, EventKind::ToolExecuting, "r", &data);
+        send(&hub, &mut conn, &u, EventKind::ToolCompleted, "r", &data);
     }
     hub.sync_blocking(false).unwrap();
     assert_eq!(hub.stats().total.learned_tools, 3);
     // A name beyond the cap still gets its catalog fields, just no learned estimate.
     let e = send(
         &hub,
-        &conn,
+        &mut conn,
         &u,
         EventKind::ToolExecuting,
         "r",

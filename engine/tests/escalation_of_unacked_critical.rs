@@ -110,7 +110,7 @@ fn a_blocking_hook_never_blocks_delivery() {
     cfg.escalation = Some(Arc::new(Stuck));
     let hub = Hub::start(cfg).unwrap();
     let u = user("busy");
-    let conn = hub
+    let mut conn = hub
         .connect(u.clone(), ConnectOptions::default())
         .wait()
         .unwrap();
@@ -127,7 +127,7 @@ fn a_blocking_hook_never_blocks_delivery() {
         start.elapsed() < Duration::from_secs(3),
         "publishing stalled behind the hook"
     );
-    assert_eq!(drain_n(&conn, 50, Duration::from_secs(5)).len(), 50);
+    assert_eq!(drain_n(&mut conn, 50, Duration::from_secs(5)).len(), 50);
     hub.sync_blocking(true).unwrap();
     let s = hub.stats().total;
     assert!(s.escalations_dropped > 0, "queue of 4 overflowed: {s:?}");

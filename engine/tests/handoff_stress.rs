@@ -21,7 +21,7 @@ fn seq_of(frame: &Bytes) -> u64 {
 
 /// Drains on a separate thread until `stop` and the queue is empty; returns seqs in order.
 fn spawn_consumer(
-    conn: agentcast_engine::Connection,
+    mut conn: agentcast_engine::Connection,
     stop: Arc<AtomicBool>,
     slow: bool,
 ) -> std::thread::JoinHandle<Vec<u64>> {

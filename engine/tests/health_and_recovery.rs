@@ -83,7 +83,7 @@ fn starts_healthy_with_every_component_and_a_working_canary() {
 fn a_broadcast_does_not_reach_the_canary() {
     let hub = monitored(2, 3);
     wait_for(&hub, "canaries up", |r| r.canary_received >= 2);
-    let c = hub
+    let mut c = hub
         .connect(user("b1"), ConnectOptions::default())
         .wait()
         .unwrap();
@@ -96,7 +96,7 @@ fn a_broadcast_does_not_reach_the_canary() {
         .wait()
         .unwrap();
     assert_eq!(receipt.connections, 1);
-    assert_eq!(drain_n(&c, 1, Duration::from_secs(2)).len(), 1);
+    assert_eq!(drain_n(&mut c, 1, Duration::from_secs(2)).len(), 1);
 }
 
 #[test]
@@ -104,7 +104,7 @@ fn a_panicked_worker_is_restarted_and_its_clients_resume_without_loss() {
     let hub = monitored(2, 3);
     wait_for(&hub, "healthy", healthy);
     let u = user_on(&hub, 0);
-    let conn = hub
+    let mut conn = hub
         .connect(u.clone(), ConnectOptions::default())
         .wait()
         .unwrap();
@@ -118,7 +118,7 @@ fn a_panicked_worker_is_restarted_and_its_clients_resume_without_loss() {
         .unwrap()
         .seq
         .unwrap();
-    assert_eq!(drain_n(&conn, 1, Duration::from_secs(2)).len(), 1);
+    assert_eq!(drain_n(&mut conn, 1, Duration::from_secs(2)).len(), 1);
 
     hub.inject_fault(0, Fault::Panic).unwrap();
     // Published while the worker waits for its restart: queued, served after it.
@@ -128,15 +128,14 @@ fn a_panicked_worker_is_restarted_and_its_clients_resume_without_loss() {
             event(EventKind::ToolExecuting, "r1", "{\"i\":2}"),
         )
         .unwrap();
-    let r = wait_for(&hub, "shard-0 degraded", |r| {
+    // Degraded because of the panic (on a loaded machine the watchdog may first report a
+    // slow loop, which is also degraded but says nothing about the restart).
+    let r = wait_for(&hub, "shard-0 degraded by the panic", |r| {
         state(r, "shard-0") == Some(HealthState::Degraded)
+            && r.component("shard-0")
+                .is_some_and(|c| c.reason.contains("injected fault"))
     });
-    assert!(
-        r.component("shard-0")
-            .unwrap()
-            .reason
-            .contains("injected fault")
-    );
+    assert!(r.component("shard-0").unwrap().reason.contains("restart"));
     // The connection was closed with 1011.
     let deadline = Instant::now() + Duration::from_secs(2);
     while conn.close_code().is_none() && Instant::now() < deadline {
@@ -158,8 +157,8 @@ fn a_panicked_worker_is_restarted_and_its_clients_resume_without_loss() {
     // Resume after the first event: the one published during the restart arrives.
     let mut opts = ConnectOptions::default();
     opts.resume = Resume::After(first);
-    let again = hub.connect(u, opts).wait().unwrap();
-    let got = drain_n(&again, 1, Duration::from_secs(2));
+    let mut again = hub.connect(u, opts).wait().unwrap();
+    let got = drain_n(&mut again, 1, Duration::from_secs(2));
     assert_eq!(got.len(), 1);
     assert_eq!(got[0]["seq"], first + 1);
     assert_eq!(got[0]["data"]["i"], 2);

@@ -21,9 +21,9 @@ fn events_published_while_offline_arrive_on_next_connect() {
         .wait()
         .unwrap();
     }
-    let conn = hub.connect(u, ConnectOptions::default()).wait().unwrap();
+    let mut conn = hub.connect(u, ConnectOptions::default()).wait().unwrap();
     assert_eq!(conn.welcome().replayed, 3);
-    let frames = drain(&conn);
+    let frames = drain(&mut conn);
     let data: Vec<i64> = frames
         .iter()
         .map(|f| f["data"]["i"].as_i64().unwrap())
@@ -63,8 +63,8 @@ fn resume_replays_after_last_seq_with_critical_first() {
         .unwrap();
     let mut opts = ConnectOptions::default();
     opts.resume = Resume::After(first);
-    let conn = hub.connect(u, opts).wait().unwrap();
-    let frames = drain(&conn);
+    let mut conn = hub.connect(u, opts).wait().unwrap();
+    let frames = drain(&mut conn);
     let types: Vec<&str> = frames.iter().map(|f| f["type"].as_str().unwrap()).collect();
     assert_eq!(
         types,
@@ -94,7 +94,7 @@ fn resume_beyond_history_reports_gap_first() {
     }
     let mut opts = ConnectOptions::default();
     opts.resume = Resume::After(seqs_published[0]);
-    let conn = hub.connect(u, opts).wait().unwrap();
+    let mut conn = hub.connect(u, opts).wait().unwrap();
     assert_eq!(
         conn.welcome().gap,
         Some(Gap {
@@ -102,7 +102,7 @@ fn resume_beyond_history_reports_gap_first() {
             to: seqs_published[2]
         })
     );
-    let frames = drain(&conn);
+    let frames = drain(&mut conn);
     assert_eq!(frames[0]["type"], "gap");
     assert_eq!(frames[0]["from"].as_u64(), Some(seqs_published[1]));
     assert_eq!(frames[0]["to"].as_u64(), Some(seqs_published[2]));
@@ -125,9 +125,9 @@ fn history_age_limit_expires_events() {
     .wait()
     .unwrap();
     std::thread::sleep(Duration::from_millis(80));
-    let conn = hub.connect(u, ConnectOptions::default()).wait().unwrap();
+    let mut conn = hub.connect(u, ConnectOptions::default()).wait().unwrap();
     assert_eq!(conn.welcome().replayed, 0);
-    let frames = drain(&conn);
+    let frames = drain(&mut conn);
     assert_eq!(frames.len(), 1, "only the gap frame: {frames:?}");
     assert_eq!(frames[0]["type"], "gap");
 }
@@ -136,11 +136,11 @@ fn history_age_limit_expires_events() {
 fn live_events_reach_every_device_of_the_user_in_order() {
     let hub = hub(2);
     let u = user("multi");
-    let phone = hub
+    let mut phone = hub
         .connect(u.clone(), ConnectOptions::default())
         .wait()
         .unwrap();
-    let laptop = hub
+    let mut laptop = hub
         .connect(u.clone(), ConnectOptions::default())
         .wait()
         .unwrap();
@@ -151,7 +151,7 @@ fn live_events_reach_every_device_of_the_user_in_order() {
         .wait()
         .unwrap();
     assert_eq!(r.connections, 2);
-    for c in [&phone, &laptop] {
+    for c in [&mut phone, &mut laptop] {
         let f = drain(c);
         assert_eq!(f.len(), 1);
         assert_eq!(f[0]["type"], "agent_started");

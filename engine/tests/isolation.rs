@@ -60,12 +60,12 @@ fn run(hub: &Hub, ops: Vec<Op>) -> Result<(), TestCaseError> {
     for op in ops {
         match op {
             Op::Connect(u) => {
-                let conn = hub
+                let mut conn = hub
                     .connect(users[u as usize].clone(), ConnectOptions::default())
                     .wait()
                     .unwrap();
                 let replay = pending.remove(&u).unwrap_or_default();
-                let got = drain(&conn);
+                let got = drain(&mut conn);
                 prop_assert_eq!(ids(&got), replay.iter().map(|p| p.0).collect::<Vec<_>>());
                 if let Some(&(_, seq)) = replay.last() {
                     conn.ack(seq);
@@ -129,8 +129,8 @@ fn run(hub: &Hub, ops: Vec<Op>) -> Result<(), TestCaseError> {
                         pending.entry(u).or_default().push((next_id, seq));
                     }
                 }
-                for (l, &e) in live.iter().zip(&expect) {
-                    let got = ids(&drain(&l.conn));
+                for (l, &e) in live.iter_mut().zip(&expect) {
+                    let got = ids(&drain(&mut l.conn));
                     let want: Vec<u64> = if e { vec![next_id] } else { vec![] };
                     prop_assert_eq!(
                         got,

@@ -37,7 +37,7 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static GLOBAL: Counting = Counting;
 
-fn broadcast_allocs(hub: &Hub, conns: &[Connection]) -> u64 {
+fn broadcast_allocs(hub: &Hub, conns: &mut [Connection]) -> u64 {
     let e = event(EventKind::ToolCompleted, "r", r#"{"k":"v"}"#);
     hub.sync_blocking(false).unwrap();
     let before = ALLOCS.load(Ordering::Relaxed);
@@ -64,15 +64,15 @@ fn broadcast_allocations_do_not_grow_with_recipients() {
         })
         .collect();
     // Warm up (first use of queues, counters).
-    broadcast_allocs(&hub, &conns);
-    let small = broadcast_allocs(&hub, &conns);
+    broadcast_allocs(&hub, &mut conns);
+    let small = broadcast_allocs(&hub, &mut conns);
     conns.extend((0..18_000).map(|i| {
         hub.connect(user(&format!("b{i}")), ConnectOptions::default())
             .wait()
             .unwrap()
     }));
-    broadcast_allocs(&hub, &conns);
-    let large = broadcast_allocs(&hub, &conns);
+    broadcast_allocs(&hub, &mut conns);
+    let large = broadcast_allocs(&hub, &mut conns);
     println!("allocations per broadcast: {small} for 2,000 recipients, {large} for 20,000");
     assert!(large <= 32, "{large} allocations for 20,000 recipients");
     assert!(

@@ -106,6 +106,9 @@ pub struct Config {
     pub shutdown_grace_ms: u64,
     /// Engine shards (worker threads). Default: the number of cores.
     pub shards: Option<usize>,
+    /// Threads of the I/O runtime (sockets, HTTP, WebSocket sessions). Default: the number of
+    /// cores.
+    pub io_threads: Option<usize>,
     /// Protective limits. See [`Limits`].
     pub limits: Limits,
     /// Per-tier limits. See [`Tiers`].
@@ -242,6 +245,7 @@ impl Default for Config {
             idle_timeout_ms: 60_000,
             shutdown_grace_ms: 5_000,
             shards: None,
+            io_threads: None,
             limits: Limits::default(),
             tiers: Tiers::default(),
             health: HealthSettings::default(),

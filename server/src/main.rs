@@ -28,7 +28,11 @@ fn main() -> anyhow::Result<ExitCode> {
 fn serve(mut cfg: Config) -> anyhow::Result<ExitCode> {
     agentcast_server::logging::init(&cfg).map_err(|e| anyhow::anyhow!("logging: {e}"))?;
     let dev = cfg.needs_dev_mode().then(|| cfg.enter_dev_mode());
-    let rt = tokio::runtime::Builder::new_multi_thread()
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = cfg.io_threads {
+        builder.worker_threads(n.max(1));
+    }
+    let rt = builder
         .enable_all()
         .build()
         .context("starting the tokio runtime")?;

@@ -27,7 +27,7 @@ pub fn event(kind: EventKind, run: &str, data: &str) -> Event {
 }
 
 /// Every frame queued to `conn` right now, parsed.
-pub fn drain(conn: &Connection) -> Vec<Value> {
+pub fn drain(conn: &mut Connection) -> Vec<Value> {
     let mut out: Vec<Bytes> = Vec::new();
     loop {
         let before = out.len();
@@ -47,7 +47,7 @@ pub fn drain(conn: &Connection) -> Vec<Value> {
 }
 
 /// Drains until `n` frames arrived or `timeout` passed.
-pub fn drain_n(conn: &Connection, n: usize, timeout: Duration) -> Vec<Value> {
+pub fn drain_n(conn: &mut Connection, n: usize, timeout: Duration) -> Vec<Value> {
     let deadline = Instant::now() + timeout;
     let mut out: Vec<Bytes> = Vec::new();
     while out.len() < n && Instant::now() < deadline {
@@ -67,7 +67,7 @@ pub fn seqs(frames: &[Value]) -> Vec<u64> {
 /// Publishes `kind` for `run` with `data` to `u` and returns the one event `conn` received.
 pub fn publish_one(
     hub: &Hub,
-    conn: &Connection,
+    conn: &mut Connection,
     u: &UserId,
     kind: EventKind,
     run: &str,

@@ -96,7 +96,7 @@ struct Session {
 pub(crate) async fn run(
     stream: TcpStream,
     pre_read: Bytes,
-    conn: Connection,
+    mut conn: Connection,
     id: Identity,
     state: Arc<AppState>,
 ) {
@@ -121,7 +121,7 @@ pub(crate) async fn run(
     drop(pre_read);
     let tier_open = &s.state.metrics.tier_open[s.id.tier as usize];
     tier_open.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let flow = s.drive(&stream, &conn).await;
+    let flow = s.drive(&stream, &mut conn).await;
     if let Flow::Close(code, reason) = flow {
         s.out.push(Frame::close(code, reason).into_bytes());
         if s.flush(&stream).await.is_ok() {
@@ -135,7 +135,7 @@ pub(crate) async fn run(
 }
 
 impl Session {
-    async fn drive(&mut self, stream: &TcpStream, conn: &Connection) -> Flow {
+    async fn drive(&mut self, stream: &TcpStream, conn: &mut Connection) -> Flow {
         let heartbeat = self.state.cfg.heartbeat();
         let idle = self.state.cfg.idle_timeout();
         let batch = self.state.hub.config().write_batch;
