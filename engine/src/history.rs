@@ -89,6 +89,14 @@ impl HistoryRing {
         }
     }
 
+    /// Hints the CPU to fetch the oldest entry, which the next push evicts or the next
+    /// expiry reads (see [`crate::prefetch`]). Computes its address only; loads nothing.
+    pub(crate) fn prefetch_front(&self) {
+        if let Some(e) = self.entries.front() {
+            crate::prefetch::prefetch_write(e);
+        }
+    }
+
     /// Evicts events older than the age limit.
     pub fn expire(&mut self, now_ms: u64) {
         self.expire_with(now_ms, drop);

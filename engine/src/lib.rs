@@ -71,6 +71,7 @@ pub mod publish;
 pub mod ring;
 mod runs;
 pub mod shard;
+mod slots;
 pub mod stats;
 mod worker;
 

@@ -49,7 +49,18 @@ fn ids(frames: &[serde_json::Value]) -> Vec<u64> {
 }
 
 fn run(hub: &Hub, ops: Vec<Op>) -> Result<(), TestCaseError> {
-    let users: Vec<_> = (0..4).map(|i| user(&format!("iso-user-{i}"))).collect();
+    // Ids on both sides of the shard's inline-key limit (38 bytes): a short one, one of
+    // exactly 38 bytes, one of 39 sharing those 38 bytes, and the longest allowed (256).
+    let prefix = "i".repeat(37) + "1";
+    let users: Vec<_> = [
+        "iso-user-0".to_owned(),
+        prefix.clone(),
+        prefix + "x",
+        "l".repeat(255) + "3",
+    ]
+    .iter()
+    .map(|id| user(id))
+    .collect();
     let chans: Vec<_> = (0..3)
         .map(|i| ChannelName::new(&format!("iso:{i}")).unwrap())
         .collect();
