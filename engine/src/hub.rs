@@ -39,6 +39,10 @@ use crate::shard::{Footprint, Shard, coalesce_run};
 use crate::stats::Stats;
 use crate::worker::{self, Command, WorkerShared};
 
+/// Polls of [`Reply::wait`] before it sleeps: about 26 µs of `spin_loop` on the 2-core
+/// development machine (25.7 ns per `pause`).
+const WAIT_SPINS: u32 = 1024;
+
 /// What a publish did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Receipt {
@@ -82,10 +86,25 @@ impl<T> Reply<T> {
     ///
     /// # Panics
     ///
-    /// When called from inside an asynchronous runtime (await the reply there instead).
+    /// When called from inside an asynchronous runtime (await the reply there instead), once
+    /// it is about to sleep: an answer that arrives within the first microseconds, while
+    /// it polls, is returned before that check.
     pub fn wait(self) -> Result<T, HubClosed> {
         match self.inner {
-            ReplyInner::Pending(rx) => rx.blocking_recv().map_err(|_| HubClosed),
+            ReplyInner::Pending(mut rx) => {
+                // A shard answers a publish in microseconds. Poll for a while before
+                // sleeping, which costs a futex wake-up on each side: the criterion receipt
+                // bench (`per_user/publish_one_user…_with_receipt`) went from 27-38 µs per
+                // round trip to 9-12 µs with this poll.
+                for _ in 0..WAIT_SPINS {
+                    match rx.try_recv() {
+                        Ok(v) => return Ok(v),
+                        Err(oneshot::error::TryRecvError::Closed) => return Err(HubClosed),
+                        Err(oneshot::error::TryRecvError::Empty) => std::hint::spin_loop(),
+                    }
+                }
+                rx.blocking_recv().map_err(|_| HubClosed)
+            }
             ReplyInner::Ready(v) => v.ok_or(HubClosed),
         }
     }
