@@ -225,15 +225,22 @@ impl FramePool {
         }
     }
 
-    /// Hints the CPU to fetch, for writing, the first `bytes` of the buffer the next encode
-    /// takes. Kept buffers belonged to frames evicted from a history, usually long unused and
-    /// out of cache: without the hint, the encode stalls on each line it writes.
-    pub(crate) fn prefetch_next(&self, bytes: usize) {
+    /// Hints the CPU to fetch, for writing, the lines the next encode of a frame with a
+    /// `payload_hint`-byte payload writes, if it takes the buffer on top of the pool. Kept
+    /// buffers belonged to frames evicted from a history, usually long unused and out of
+    /// cache: without the hint, the encode stalls on each line it writes. (A recycle between
+    /// this call and the encode puts another buffer on top; the hint is then wasted, nothing
+    /// more.)
+    pub(crate) fn prefetch_next(&self, payload_hint: usize) {
         if let Some(b) = self.bufs.last() {
-            let base = b.as_ptr().wrapping_sub(MAX_HEADER);
-            let end = bytes.min(b.capacity() + MAX_HEADER);
-            for off in (0..end).step_by(64) {
-                crate::prefetch::prefetch_write(base.wrapping_add(off));
+            // The kept buffer starts up to `MAX_HEADER` bytes before `as_ptr()` (the frame
+            // header's unused bytes), and `take` moves writing back to that start.
+            let start = (b.as_ptr() as usize).saturating_sub(MAX_HEADER);
+            let end = b.as_ptr() as usize + payload_hint.min(b.capacity());
+            let mut line = start & !63;
+            while line < end {
+                crate::prefetch::prefetch_write(line as *const u8);
+                line += 64;
             }
         }
     }

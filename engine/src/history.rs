@@ -89,8 +89,9 @@ impl HistoryRing {
         }
     }
 
-    /// Hints the CPU to fetch the oldest entry, which the next push evicts or the next
-    /// expiry reads (see [`crate::prefetch`]). Computes its address only; loads nothing.
+    /// Hints the CPU to fetch the oldest entry, which the next push evicts when the ring is
+    /// full and the next expiry reads (see [`crate::prefetch`]). Computes its address only;
+    /// loads nothing.
     pub(crate) fn prefetch_front(&self) {
         if let Some(e) = self.entries.front() {
             crate::prefetch::prefetch_write(e);

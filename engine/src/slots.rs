@@ -40,7 +40,8 @@ impl<T> Slots<T> {
         self.len
     }
 
-    /// One past the highest key ever handed out: every key is below it.
+    /// The number of slots, vacant ones included: one past the highest key handed out since
+    /// the last [`clear`](Self::clear). Every key is below it.
     pub(crate) fn key_bound(&self) -> usize {
         self.slots.len()
     }
@@ -107,7 +108,7 @@ impl<T> Slots<T> {
 
     /// Hints the CPU to fetch every cache line of `key`'s slot, for writing (see
     /// [`crate::prefetch`]). Computes the address only: loads nothing, and does nothing for a
-    /// key beyond [`key_bound`](Self::key_bound).
+    /// key at or beyond [`key_bound`](Self::key_bound).
     #[inline]
     pub(crate) fn prefetch(&self, key: usize) {
         if key < self.slots.len() {
