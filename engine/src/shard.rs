@@ -424,12 +424,12 @@ impl Shard {
             self.conns.prefetch(key);
         }
         state.history.prefetch_front();
-        self.frame_pool.prefetch_next(
-            frame::FRAME_HINT
-                + event.kind.as_str().len()
-                + event.run_id.as_deref().map_or(0, str::len)
-                + event.data.as_bytes().len(),
-        );
+        self.frame_pool.prefetch_next(frame::payload_hint(
+            event.kind.as_str(),
+            event.run_id.as_deref(),
+            event.data.as_bytes(),
+            0,
+        ));
         state.last_seq += 1;
         let seq = state.last_seq;
         if state.conns.is_empty() {
