@@ -19,6 +19,9 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
+mod binary;
+pub use binary::{BinaryServer, strip_ansi};
+
 /// The HS256 secret of test servers.
 pub const SECRET: &str = "test-secret-0123456789";
 /// The publish API key of test servers.
@@ -35,6 +38,16 @@ pub struct TestServer {
 }
 
 impl TestServer {
+    /// A handle to a server running elsewhere (for example a [`BinaryServer`] process) at
+    /// `addr`: every client helper works; [`TestServer::shutdown`] does not apply.
+    pub fn remote(addr: SocketAddr) -> TestServer {
+        TestServer {
+            addr,
+            stop: None,
+            task: None,
+        }
+    }
+
     /// A server with the test secret and key and 2 shards.
     pub async fn start() -> TestServer {
         TestServer::start_with(|_| {}).await
