@@ -258,3 +258,85 @@ pub fn dev_banner(cfg: &Config, addr: SocketAddr, secret: &str, api_key: &str) -
          ================================================================\n"
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(argv: &[&str]) -> Command {
+        Cli::try_parse_args(argv.iter().copied())
+            .unwrap_or_else(|e| panic!("{argv:?}: {e}"))
+            .command
+    }
+
+    #[test]
+    fn no_subcommand_is_serve_with_the_flags_given() {
+        let Command::Serve(o) = parse(&["agentcast", "--listen=0.0.0.0:9", "--log-level", "warn"])
+        else {
+            panic!("not serve")
+        };
+        assert_eq!(o.listen, Some("0.0.0.0:9".parse().unwrap()));
+        assert_eq!(o.log_level.as_deref(), Some("warn"));
+        assert!(matches!(parse(&["agentcast"]), Command::Serve(_)));
+    }
+
+    #[test]
+    fn flags_before_the_subcommand_belong_to_it() {
+        // The README's benchmark lines.
+        let Command::Serve(o) = parse(&[
+            "agentcast",
+            "--jwt-secret",
+            "s",
+            "--api-key",
+            "k",
+            "--log-level",
+            "warn",
+            "serve",
+        ]) else {
+            panic!("not serve")
+        };
+        assert_eq!(o.jwt_secret.as_deref(), Some("s"));
+        assert_eq!(o.log_level.as_deref(), Some("warn"));
+        let Command::Bench { keys, bench } = parse(&[
+            "agentcast",
+            "--jwt-secret",
+            "s",
+            "--api-key",
+            "k",
+            "bench",
+            "--connections",
+            "7",
+        ]) else {
+            panic!("not bench")
+        };
+        assert_eq!(keys.signing.jwt_secret.as_deref(), Some("s"));
+        assert_eq!(keys.api_key.as_deref(), Some("k"));
+        assert_eq!(bench.connections, 7);
+    }
+
+    #[test]
+    fn a_flag_value_that_names_a_subcommand_is_still_a_value() {
+        let Command::Token { signing, token } =
+            parse(&["agentcast", "--jwt-secret", "bench", "token", "--user", "u"])
+        else {
+            panic!("not token")
+        };
+        assert_eq!(signing.jwt_secret.as_deref(), Some("bench"));
+        assert_eq!(token.user, "u");
+    }
+
+    #[test]
+    fn server_flags_are_refused_by_token_and_bench() {
+        for argv in [
+            &["agentcast", "token", "--user", "u", "--heartbeat-ms", "5"][..],
+            &["agentcast", "--max-connections", "5", "bench"],
+        ] {
+            let err = Cli::try_parse_args(argv.iter().copied()).unwrap_err();
+            assert_eq!(
+                err.kind(),
+                clap::error::ErrorKind::UnknownArgument,
+                "{argv:?}"
+            );
+        }
+    }
+}
