@@ -213,7 +213,7 @@ pub fn normalize(command: &clap::Command, argv: Vec<OsString>) -> Vec<OsString> 
             out.extend_from_slice(flags);
             out.extend_from_slice(&tail[1..]);
         }
-        None if tail.is_empty() && flags.iter().any(is_meta) => return argv,
+        None if tail.is_empty() && !flags.is_empty() && flags.iter().all(is_meta) => return argv,
         None if tail.is_empty() => {
             out.push("serve".into());
             out.extend_from_slice(flags);
@@ -278,6 +278,17 @@ mod tests {
         assert_eq!(o.listen, Some("0.0.0.0:9".parse().unwrap()));
         assert_eq!(o.log_level.as_deref(), Some("warn"));
         assert!(matches!(parse(&["agentcast"]), Command::Serve(_)));
+    }
+
+    #[test]
+    fn help_after_server_flags_is_serves_help() {
+        let err =
+            Cli::try_parse_args(["agentcast", "--listen", "0.0.0.0:9", "--help"]).unwrap_err();
+        assert_eq!(err.kind(), clap::error::ErrorKind::DisplayHelp);
+        assert!(err.to_string().contains("agentcast serve"), "{err}");
+        let err = Cli::try_parse_args(["agentcast", "--help"]).unwrap_err();
+        assert_eq!(err.kind(), clap::error::ErrorKind::DisplayHelp);
+        assert!(err.to_string().contains("Commands:"), "{err}");
     }
 
     #[test]
