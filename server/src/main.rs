@@ -6,22 +6,21 @@ use agentcast_server::auth::Authenticator;
 use agentcast_server::cli::{Cli, Command};
 use agentcast_server::config::Config;
 use anyhow::Context as _;
-use clap::Parser as _;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> anyhow::Result<ExitCode> {
-    let cli = Cli::parse();
-    let cfg = Config::load(&cli.overrides)?;
-    match cli.command.unwrap_or(Command::Serve) {
-        Command::Serve => serve(cfg),
-        Command::Token(t) => {
+    let cli = Cli::parse_args();
+    let cfg = cli.config()?;
+    match cli.command {
+        Command::Serve(_) => serve(cfg),
+        Command::Token { token: t, .. } => {
             let auth = Authenticator::from_config(&cfg)?;
             println!("{}", auth.mint(&t.user, t.tier, t.ttl, &t.channels)?);
             Ok(ExitCode::SUCCESS)
         }
-        Command::Bench(b) => agentcast_server::bench::main(&b, &cfg),
+        Command::Bench { bench, .. } => agentcast_server::bench::main(&bench, &cfg),
     }
 }
 

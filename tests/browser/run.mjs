@@ -3,6 +3,11 @@
 // mode; can also be run by hand against `agentcast` started without secrets:
 //
 //   node tests/browser/run.mjs <case> --base http://127.0.0.1:8080 --api-key KEY [--artifacts DIR]
+//       [--docs-img DIR]
+//
+// With --docs-img, the demo-run and dashboard cases also write the README's pictures there
+// (demo.png, dashboard.png), taken from the live pages once their data has arrived, so the
+// pictures in docs/img/ are rewritten by every run of the browser tests and cannot go stale.
 //
 // Cases: demo-run, demo-resume, dashboard. Exit status 0 = pass; anything else = fail, with
 // the reason on stderr. Every wait is bounded. Any console error or uncaught exception in a
@@ -21,6 +26,7 @@ const opt = (name, dflt) => {
 const BASE = opt('base', process.env.AGENTCAST_BASE);
 const API_KEY = opt('api-key', process.env.AGENTCAST_API_KEY);
 const ARTIFACTS = opt('artifacts', 'tests/artifacts');
+const DOCS_IMG = opt('docs-img', null);
 const CHROMIUM = process.env.AGENTCAST_CHROMIUM || '/usr/bin/chromium';
 const WAIT = 10_000;
 
@@ -106,11 +112,29 @@ async function waitOpen(page) {
   await until('the demo page to connect', async () => (await statusOf(page)) === 'open');
 }
 
-async function screenshot(page, name) {
-  mkdirSync(ARTIFACTS, { recursive: true });
-  const file = join(ARTIFACTS, name);
+async function screenshot(page, name, dir = ARTIFACTS) {
+  mkdirSync(dir, { recursive: true });
+  const file = join(dir, name);
   await page.screenshot({ path: file, fullPage: true });
   step(`screenshot ${file}`);
+}
+
+/** Writes the README's picture `name` into --docs-img, when given. */
+async function docsPicture(page, name) {
+  if (DOCS_IMG) await screenshot(page, name, DOCS_IMG);
+}
+
+/** Opaque pixels on `canvas` within 30 of one of the `colors` (#rrggbb). */
+function colouredPixels(page, canvas, colors) {
+  return page.$eval(canvas, (c, colors) => {
+    const rgb = colors.map((h) => [1, 3, 5].map((i) => parseInt(h.slice(i, i + 2), 16)));
+    const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+    let n = 0;
+    for (let i = 0; i < d.length; i += 4) {
+      if (d[i + 3] > 200 && rgb.some(([r, g, b]) => Math.abs(d[i] - r) < 30 && Math.abs(d[i + 1] - g) < 30 && Math.abs(d[i + 2] - b) < 30)) n++;
+    }
+    return n;
+  }, colors);
 }
 
 const RUN = [
@@ -176,6 +200,7 @@ async function demoRun(browser, errors) {
   check(sim.every((e) => e.run && e.run.startsWith('sim-')), 'simulated events are not in a sim- run');
   await page.waitForTimeout(1400); // let the highlight fade for the screenshot
   await screenshot(page, 'demo-run.png');
+  await docsPicture(page, 'demo.png');
 }
 
 /** The server closes the page's connection (1012); events published while it is down are
@@ -254,17 +279,21 @@ async function dashboard(browser, errors) {
   step(`legend: ${eps}`);
   // The throughput lines are drawn: count opaque pixels of the two series colours
   // (#4f46e5 published, #0ea5e9 delivered).
-  const linePixels = await page.$eval('#chart-throughput', (c) => {
-    const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
-    const near = (i, r, g, b) => Math.abs(d[i] - r) < 30 && Math.abs(d[i + 1] - g) < 30 && Math.abs(d[i + 2] - b) < 30 && d[i + 3] > 200;
-    let n = 0;
-    for (let i = 0; i < d.length; i += 4) if (near(i, 0x4f, 0x46, 0xe5) || near(i, 0x0e, 0xa5, 0xe9)) n++;
-    return n;
-  });
+  const linePixels = await colouredPixels(page, '#chart-throughput', ['#4f46e5', '#0ea5e9']);
   check(linePixels > 50, `the throughput chart shows no line (${linePixels} pixels)`);
-  const health = await until('a component health row', async () => {
+  // Latency percentiles are charted (series colours #f59e0b, #ef4444, #10b981, #a855f7).
+  const latencyPixels = await until('a latency line', async () => {
+    const n = await colouredPixels(page, '#chart-latency', ['#f59e0b', '#ef4444', '#10b981', '#a855f7']);
+    return n > 50 ? n : 0;
+  });
+  step(`latency chart: ${latencyPixels} line pixels`);
+  // One health row per component the server reports on /readyz.
+  const ready = await (await fetch(`${BASE}/readyz`)).json();
+  const components = Object.keys(ready.components || {}).length;
+  check(components >= 1, `/readyz reports no components: ${JSON.stringify(ready)}`);
+  const health = await until(`${components} component health rows`, async () => {
     const rows = await page.$$eval('#components tbody tr', (trs) => trs.map((tr) => tr.textContent));
-    return rows.length ? rows : null;
+    return rows.length === components ? rows : null;
   });
   step(`health rows: ${health.join(' | ')}`);
   const pill = await page.$eval('#health', (e) => e.textContent);
@@ -272,6 +301,7 @@ async function dashboard(browser, errors) {
   const delivered = await page.$eval('#m-delivered', (e) => e.textContent);
   check(/^[\d,.k]+ delivered/.test(delivered) && !delivered.startsWith('0 '), `delivered shows ${delivered}`);
   await screenshot(page, 'dashboard.png');
+  await docsPicture(page, 'dashboard.png');
 }
 
 const CASES = { 'demo-run': demoRun, 'demo-resume': demoResume, dashboard };

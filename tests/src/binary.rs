@@ -111,6 +111,11 @@ impl BinaryServer {
     pub fn log(&self) -> String {
         strip_ansi(&join(&self.log))
     }
+
+    /// Everything it wrote to stderr so far, exactly as written (ANSI escapes kept).
+    pub fn log_raw(&self) -> String {
+        join(&self.log)
+    }
 }
 
 impl Drop for BinaryServer {

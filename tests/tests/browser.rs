@@ -4,7 +4,12 @@
 //!
 //! Each test runs one case of the script and fails on a non-zero exit. A missing Chromium,
 //! Node.js or `tests/browser/node_modules` fails the test with the command that installs it
-//! (`.ci/run` installs them). Screenshots go to `tests/artifacts/` (not committed).
+//! (`.ci/run` installs them). Screenshots go to `tests/artifacts/` (not committed), and the
+//! README's two pictures, `docs/img/demo.png` and `docs/img/dashboard.png`, are rewritten
+//! from the live pages by the demo-run and dashboard cases once their data has arrived (the
+//! dashboard's after its latency chart has a line and every component `/readyz` reports has
+//! a health row), so they always show what the pages show. A picture that differs from the
+//! committed one fails nothing; commit it when the pages change.
 //!
 //! The cases run one at a time (a process-wide lock): each starts a browser, and the machine
 //! running the suite may have two cores.
@@ -23,6 +28,11 @@ static BROWSER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 fn browser_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("browser")
+}
+
+/// The README's pictures: `docs/img/` of the workspace.
+fn docs_img() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/img")
 }
 
 /// Panics, naming the fix, when something the browser tests need is missing.
@@ -69,6 +79,8 @@ async fn run_case(case: &str) {
         .arg(API_KEY)
         .arg("--artifacts")
         .arg(&artifacts)
+        .arg("--docs-img")
+        .arg(docs_img())
         .env("AGENTCAST_CHROMIUM", &chromium)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

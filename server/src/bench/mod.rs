@@ -72,18 +72,17 @@ pub use plan::{BenchArgs, Plan, Scenario};
 use publisher::PublishProgress;
 use report::{Latency, Report};
 
-/// Parses a whole command line (`agentcast [global flags] bench [flags]`) as the binary does,
+/// Parses a whole command line (`agentcast [key flags] bench [flags]`) as the binary does,
 /// and loads the configuration it names: for embedding the bench, and for tests.
 pub fn parse_command_line<I, T>(argv: I) -> Result<(BenchArgs, Config), String>
 where
     I: IntoIterator<Item = T>,
     T: Into<std::ffi::OsString> + Clone,
 {
-    use clap::Parser as _;
-    let cli = crate::cli::Cli::try_parse_from(argv).map_err(|e| e.to_string())?;
-    let cfg = Config::load(&cli.overrides).map_err(|e| e.to_string())?;
+    let cli = crate::cli::Cli::try_parse_args(argv).map_err(|e| e.to_string())?;
+    let cfg = cli.config().map_err(|e| e.to_string())?;
     match cli.command {
-        Some(crate::cli::Command::Bench(b)) => Ok((b, cfg)),
+        crate::cli::Command::Bench { bench, .. } => Ok((bench, cfg)),
         _ => Err("not a bench command line".into()),
     }
 }

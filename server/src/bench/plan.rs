@@ -33,9 +33,9 @@ impl Scenario {
     }
 }
 
-/// `agentcast bench`. The server's `--jwt-secret` (to mint a token per simulated user) and
-/// `--api-key` (to publish) are the global flags of the same names (or `AGENTCAST_JWT_SECRET`
-/// and `AGENTCAST_API_KEY`).
+/// `agentcast bench`'s load flags. The server's `--jwt-secret` (to mint a token per simulated
+/// user) and `--api-key` (to publish) are `bench`'s key flags ([`crate::cli::BenchKeys`]; or
+/// `AGENTCAST_JWT_SECRET` and `AGENTCAST_API_KEY`).
 #[derive(Debug, Clone, Args)]
 pub struct BenchArgs {
     /// Server base URL: `http://host:port` (or `ws://`; no TLS).
@@ -274,16 +274,14 @@ fn parse_url(url: &str) -> Result<(SocketAddr, String), String> {
 mod tests {
     use super::*;
     use crate::cli::{Cli, Command};
-    use clap::Parser as _;
 
     fn parse(extra: &[&str]) -> (BenchArgs, Config) {
         let mut argv = vec!["agentcast", "--jwt-secret", "s", "--api-key", "k", "bench"];
         argv.extend_from_slice(extra);
-        let cli = Cli::try_parse_from(argv).unwrap();
-        let mut cfg = Config::default();
-        cfg.apply(&cli.overrides);
+        let cli = Cli::try_parse_args(argv).unwrap();
+        let cfg = cli.config().unwrap();
         match cli.command {
-            Some(Command::Bench(b)) => (b, cfg),
+            Command::Bench { bench, .. } => (bench, cfg),
             other => panic!("{other:?}"),
         }
     }
@@ -328,8 +326,8 @@ mod tests {
 
     #[test]
     fn keys_are_required() {
-        let cli = Cli::try_parse_from(["agentcast", "bench"]).unwrap();
-        let Some(Command::Bench(b)) = cli.command else {
+        let cli = Cli::try_parse_args(["agentcast", "bench"]).unwrap();
+        let Command::Bench { bench: b, .. } = cli.command else {
             panic!()
         };
         let err = Plan::new(&b, &Config::default()).unwrap_err();
