@@ -1357,3 +1357,19 @@ fn gap_frame(g: Gap) -> Bytes {
     b.put_u8(b'}');
     Frame::text(&b).into_bytes()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_seq_past_the_next_milliseconds_base_waits_for_the_clock() {
+        let now = now_ms();
+        assert!(!wait_for_seq_clock(now * 1000), "within budget: no wait");
+        let ahead = (now + 1) * 1000 + 1;
+        assert!(wait_for_seq_clock(ahead));
+        // Either the clock reached the millisecond whose base is above `ahead`, or the bounded
+        // wait (2 ms) ran out, after which the clock is past it too.
+        assert!(now_ms() > now);
+    }
+}
