@@ -131,6 +131,11 @@ impl HistoryRing {
         had
     }
 
+    /// The count limit.
+    pub fn max_len(&self) -> usize {
+        self.max_len
+    }
+
     /// Bytes held (see the [module docs](self)). O(1).
     pub fn bytes(&self) -> usize {
         self.bytes

@@ -455,7 +455,6 @@ impl Shard {
         self.tally.published_user += 1;
         self.tally.published_by_priority[priority as usize] += 1;
         let ack_deadline = self.cfg.ack_deadline.as_millis() as u64;
-        let history_len = self.cfg.history_len;
         // One compare while the table is below its bound.
         if self.users.len() >= self.user_cap && !self.users.contains_key(ukey(&user)) {
             self.make_room_for_user();
@@ -531,7 +530,8 @@ impl Shard {
         if priority == Priority::Critical {
             state.unacked_critical.push_back(seq);
             self.unacked += 1;
-            if state.unacked_critical.len() > history_len.max(1) {
+            // Tracked as far back as the user's own history reaches.
+            if state.unacked_critical.len() > state.history.max_len().max(1) {
                 state.unacked_critical.pop_front();
                 self.unacked -= 1;
             }

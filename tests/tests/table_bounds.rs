@@ -214,3 +214,37 @@ async fn a_user_keeps_the_history_len_of_its_last_connections_tier_while_offline
     let e = stats_when(&server, |e| e["history_events"].as_u64() >= Some(1000)).await;
     assert_eq!(n(&e, "history_events"), 1000, "enterprise keeps 5,000: {e}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connected_users_are_never_evicted_by_max_users() {
+    let server = TestServer::start_with(|c| {
+        c.max_users = 4;
+        c.health.canary = false;
+    })
+    .await;
+    let names: Vec<String> = (0..6).map(|i| format!("online-{i}")).collect();
+    let mut clients = Vec::new();
+    let mut before = Vec::new();
+    for name in &names {
+        let mut c = server.connect(&token(name)).await;
+        let seq = server.publish_user(name, json!({"n": 1})).await;
+        assert_eq!(c.next_json().await["seq"], seq);
+        before.push(seq);
+        clients.push(c);
+    }
+    let flood: Vec<Value> = (0..200)
+        .map(|i| event(&format!("passer-{i}"), json!({})))
+        .collect();
+    publish_batch(&server, &flood).await;
+    let e = stats_when(&server, |e| {
+        e["users_evicted_over_limit"].as_u64() >= Some(190)
+    })
+    .await;
+    assert!(n(&e, "users_evicted_over_limit") >= 190, "{e}");
+    // Each connected user kept its state: its seqs continue where they were.
+    for ((name, c), seq) in names.iter().zip(&mut clients).zip(&before) {
+        let next = server.publish_user(name, json!({"n": 2})).await;
+        assert_eq!(next, seq + 1, "{name} kept its seq");
+        assert_eq!(c.next_json().await["seq"], next);
+    }
+}
