@@ -7,8 +7,9 @@
 //!     target/debug/agentcast 150000 [extra serve flags, e.g. --max-users 50000]
 //! ```
 //!
-//! Each user gets one small `tool_executing` event, published in batches of 1,000. Linux only
-//! (reads `/proc/<pid>/status`).
+//! Each user gets one small `tool_executing` event, published in batches of 1,000; with
+//! `PAD=<bytes>` in the environment, each event carries that many more bytes (batches then
+//! stay under the 1 MiB body limit). Linux only (reads `/proc/<pid>/status`).
 
 use std::path::Path;
 use std::time::Duration;
@@ -45,13 +46,15 @@ async fn main() {
         ],
     );
     let api = server.api();
+    let pad = "p".repeat(std::env::var("PAD").map_or(0, |p| p.parse().expect("PAD bytes")));
+    let per_batch = (900_000 / (pad.len() + 100)).clamp(1, 1000);
     tokio::time::sleep(Duration::from_millis(500)).await;
     let before = rss_kib(server.pid());
-    for start in (0..users).step_by(1000) {
-        let batch: Vec<Value> = (start..(start + 1000).min(users))
+    for start in (0..users).step_by(per_batch) {
+        let batch: Vec<Value> = (start..(start + per_batch).min(users))
             .map(|i| {
                 json!({"user_id": format!("offline-{i}"), "type": "tool_executing",
-                       "run_id": "r", "data": {"i": i}})
+                       "run_id": "r", "data": {"i": i, "pad": pad}})
             })
             .collect();
         let (status, body) = api
