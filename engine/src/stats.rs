@@ -124,7 +124,8 @@ counters! {
     backlog,
     /// Frames handed to transports' hand-off queues (live and replayed).
     handed,
-    /// Users whose state was evicted after their TTL.
+    /// Users whose state was evicted: after their TTL, or over a bound (those are also in
+    /// `users_evicted_over_limit`).
     users_evicted,
     /// Connections opened.
     connects,
