@@ -2,7 +2,8 @@
 //! loses every stored event, but seqs move forward across it. A client resuming with a
 //! `last_seq` from before the restart always gets a `gap` up to the new process's seq base:
 //! from inside its old history, and even from the old last seq (events may have been
-//! published after it before the restart; the new process cannot know, so it says so).
+//! published after it before the restart; the new process cannot know, so it says so). A
+//! connection without `last_seq` gets neither replay nor gap: the node knows nothing of it.
 
 use std::path::Path;
 use std::time::Duration;
@@ -60,6 +61,10 @@ async fn resuming_with_a_last_seq_from_before_a_restart_gets_a_gap() {
         got,
         [json!({"type": "gap", "from": old_last + 1, "to": base})]
     );
+    // Without last_seq the new process knows of nothing to replay or report (documented).
+    let mut fresh = api.connect(&t).await;
+    assert_eq!(fresh.welcome["last_seq"], base);
+    assert!(fresh.sync().await.is_empty());
     // A new event continues above the base and reaches both.
     let next = api.publish_user("survivor", json!({"after": true})).await;
     assert_eq!(next, base + 1);
