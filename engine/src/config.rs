@@ -53,6 +53,22 @@ pub struct HubConfig {
     /// Run tracking and event enrichment (see [`crate::enrich`]). Default:
     /// [`EnrichmentConfig::default()`] (enabled).
     pub enrichment: EnrichmentConfig,
+    /// Users with state on this node (each shard holds at most `max_users / shards`, rounded
+    /// up). Creating one more (a publish to, or a connection of, a user without state) first
+    /// evicts the least recently active user without a connection, whose next resume with
+    /// `last_seq` gets a `gap`; if every user has a connection, nothing is evicted (their
+    /// number is bounded by the connection limit). Counted in `users_evicted_over_limit`.
+    /// Default: 1,000,000 (about 1.1 KiB each without history: ~1.1 GiB).
+    pub max_users: usize,
+    /// History bytes of one user (see [`crate::history`] for how an entry is sized); the
+    /// oldest events are evicted to fit a new one, and an event larger than this is not kept.
+    /// Default: 8 MiB.
+    pub max_history_bytes_per_user: usize,
+    /// History bytes of all users of this node (each shard holds at most
+    /// `max_history_bytes / shards`). A publish that takes its shard over it evicts the least
+    /// recently active users without a connection (whole state, as for `max_users`), then the
+    /// oldest events of the user published to. Default: 2 GiB.
+    pub max_history_bytes: usize,
 }
 
 impl Default for HubConfig {
@@ -72,6 +88,9 @@ impl Default for HubConfig {
             escalation_queue: 4_096,
             health: HealthConfig::default(),
             enrichment: EnrichmentConfig::default(),
+            max_users: 1_000_000,
+            max_history_bytes_per_user: 8 << 20,
+            max_history_bytes: 2 << 30,
         }
     }
 }
@@ -91,6 +110,12 @@ impl fmt::Debug for HubConfig {
             .field("escalation", &self.escalation.is_some())
             .field("health", &self.health)
             .field("enrichment", &self.enrichment)
+            .field("max_users", &self.max_users)
+            .field(
+                "max_history_bytes_per_user",
+                &self.max_history_bytes_per_user,
+            )
+            .field("max_history_bytes", &self.max_history_bytes)
             .finish_non_exhaustive()
     }
 }

@@ -1,9 +1,15 @@
 //! The per-user history ring: recent events of one user, for offline delivery and resume.
 //!
-//! Bounded by count (the oldest is evicted when full) and by age (events older than the limit
-//! are expired whenever the ring is touched). Every eviction raises `evicted_upto`, the highest
-//! seq this node no longer holds; a resume from below it gets a [`Gap`] so the client knows it
-//! missed something rather than silently missing it.
+//! Bounded by count (the oldest is evicted when full), by bytes (the oldest are evicted until
+//! the new event fits; an event larger than the whole byte limit is not kept at all) and by
+//! age (events older than the limit are expired whenever the ring is touched). Every eviction
+//! raises `evicted_upto`, the highest seq this node no longer holds; a resume from below it
+//! gets a [`Gap`] so the client knows it missed something rather than silently missing it.
+//!
+//! An entry's size is its frame's length plus [`ENTRY_OVERHEAD`] (the entry, the shared
+//! buffer's header and the allocator's rounding, approximately): so a flood of tiny events is
+//! bounded by the byte limit too. The ring keeps the sum ([`HistoryRing::bytes`]) as it pushes
+//! and evicts: reading it is O(1).
 //!
 //! Seqs only increase within a ring. A ring starts with `evicted_upto` equal to the seq before
 //! its first event (the user's seq base): a client resuming from an older incarnation of the
@@ -44,7 +50,19 @@ pub struct HistoryRing {
     entries: VecDeque<HistoryEntry>,
     max_len: usize,
     max_age_ms: u64,
+    /// Sum of [`entry_bytes`] over `entries`.
+    bytes: usize,
+    max_bytes: usize,
     evicted_upto: u64,
+}
+
+/// Bytes an entry is counted for beyond its frame: the `HistoryEntry` in the ring, the shared
+/// buffer's header and allocator rounding (an estimate, deliberately on the high side).
+pub const ENTRY_OVERHEAD: usize = 96;
+
+/// The bytes `e` is counted for.
+fn entry_bytes(e: &HistoryEntry) -> usize {
+    e.frame.len() + ENTRY_OVERHEAD
 }
 
 impl HistoryRing {
@@ -55,8 +73,16 @@ impl HistoryRing {
             entries: VecDeque::new(),
             max_len,
             max_age_ms,
+            bytes: 0,
+            max_bytes: usize::MAX,
             evicted_upto: base,
         }
+    }
+
+    /// The same ring holding at most `max_bytes` (see the [module docs](self)).
+    pub fn with_max_bytes(mut self, max_bytes: usize) -> HistoryRing {
+        self.max_bytes = max_bytes;
+        self
     }
 
     /// Appends an event (its seq must exceed every held seq), evicting the oldest when full.
@@ -71,22 +97,48 @@ impl HistoryRing {
 
     fn push_with(&mut self, entry: HistoryEntry, mut evicted: impl FnMut(Bytes)) {
         debug_assert!(self.entries.back().is_none_or(|e| e.seq < entry.seq));
-        if self.max_len == 0 {
+        let size = entry_bytes(&entry);
+        if self.max_len == 0 || size > self.max_bytes {
+            // Not kept at all: everything before it goes too, so the held seqs stay a
+            // contiguous run ending at the newest and a resume sees one gap.
+            while !self.entries.is_empty() {
+                self.evict_front(&mut evicted);
+            }
             self.evicted_upto = entry.seq;
             evicted(entry.frame);
             return;
         }
-        while self.entries.len() >= self.max_len {
+        while self.entries.len() >= self.max_len || self.bytes + size > self.max_bytes {
             self.evict_front(&mut evicted);
         }
+        self.bytes += size;
         self.entries.push_back(entry);
     }
 
     fn evict_front(&mut self, evicted: &mut impl FnMut(Bytes)) {
         if let Some(e) = self.entries.pop_front() {
+            self.bytes -= entry_bytes(&e);
             self.evicted_upto = self.evicted_upto.max(e.seq);
             evicted(e.frame);
         }
+    }
+
+    /// Evicts the oldest event (counted in the gap of a resume from before it). Returns false
+    /// when the ring was empty.
+    pub fn evict_oldest(&mut self) -> bool {
+        let had = !self.entries.is_empty();
+        self.evict_front(&mut drop);
+        had
+    }
+
+    /// The count limit.
+    pub fn max_len(&self) -> usize {
+        self.max_len
+    }
+
+    /// Bytes held (see the [module docs](self)). O(1).
+    pub fn bytes(&self) -> usize {
+        self.bytes
     }
 
     /// Hints the CPU to fetch the oldest entry, which the next push evicts when the ring is
@@ -194,6 +246,46 @@ mod tests {
         let (gap, ev) = h.after(100);
         assert_eq!(gap, Some(Gap { from: 101, to: 101 }));
         assert_eq!(ev.map(|e| e.seq).collect::<Vec<_>>(), [102]);
+    }
+
+    fn sized(seq: u64, len: usize) -> HistoryEntry {
+        HistoryEntry {
+            frame: Bytes::from(vec![b'x'; len]),
+            ..entry(seq, 0)
+        }
+    }
+
+    #[test]
+    fn byte_limit_evicts_oldest_until_the_new_event_fits() {
+        let one = 100 + ENTRY_OVERHEAD;
+        let mut h = HistoryRing::new(100, u64::MAX, 0).with_max_bytes(3 * one);
+        for s in 1..=5 {
+            h.push(sized(s, 100));
+        }
+        assert_eq!(h.bytes(), 3 * one);
+        let (gap, ev) = h.after(0);
+        assert_eq!(gap, Some(Gap { from: 1, to: 2 }));
+        assert_eq!(ev.map(|e| e.seq).collect::<Vec<_>>(), [3, 4, 5]);
+        // One event of two slots' size evicts two.
+        h.push(sized(6, 100 + one));
+        assert_eq!(h.after(0).1.map(|e| e.seq).collect::<Vec<_>>(), [5, 6]);
+        assert_eq!(h.bytes(), 3 * one);
+    }
+
+    #[test]
+    fn event_over_the_byte_limit_is_not_kept_and_is_a_gap() {
+        let mut h = HistoryRing::new(100, u64::MAX, 0).with_max_bytes(1_000);
+        h.push(sized(1, 10));
+        h.push(sized(2, 5_000));
+        assert!(h.is_empty());
+        assert_eq!(h.bytes(), 0);
+        assert_eq!(h.after(0).0, Some(Gap { from: 1, to: 2 }));
+        h.push(sized(3, 10));
+        assert_eq!(h.after(2).1.map(|e| e.seq).collect::<Vec<_>>(), [3]);
+        assert!(h.evict_oldest());
+        assert!(!h.evict_oldest());
+        assert_eq!(h.bytes(), 0);
+        assert_eq!(h.after(2).0, Some(Gap { from: 3, to: 3 }));
     }
 
     #[test]

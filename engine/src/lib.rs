@@ -47,10 +47,13 @@
 //! # Seqs
 //!
 //! A user's seqs increase by one per event. When a user's state is created (first connection
-//! or first event after an eviction) its seqs start after `ms since the Unix epoch × 1000`,
-//! so a new incarnation never reuses a seq an evicted one issued (unless that one issued more
-//! than 1,000 events per millisecond of its life). Seqs stay below 2^53 until the year 2255,
-//! so JavaScript clients read them exactly.
+//! or first event after an eviction) its seqs start after `ms since the Unix epoch × 1000`
+//! (and after every seq of a state its shard evicted), and a seq issued at millisecond `t`
+//! stays below `(t + 1) × 1000` (a user given more than 1,000 events within one millisecond
+//! waits for the next, at most 2 ms). So a new incarnation, in this process or the next one
+//! after a restart, never reuses a seq an earlier one issued, as long as the wall clock does
+//! not step back. Seqs stay below 2^53 until the year 2255, so JavaScript clients read them
+//! exactly.
 
 pub mod client_msg;
 pub mod config;

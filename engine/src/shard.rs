@@ -19,6 +19,28 @@
 //! entries older than `user_ttl` and evicts the user's whole state unless a connection or an
 //! event arrived since (then it is re-queued). With `retain_history`, a user with history is
 //! kept until the history ages out. So memory returns to baseline once users go away.
+//!
+//! # Bounds
+//!
+//! The user table and the history bytes are bounded per shard by `max_users / shards` and
+//! `max_history_bytes / shards` (see [`HubConfig`]), each rounded up. Creating a user past the
+//! first, or a publish that takes the history bytes past the second, evicts the least
+//! recently active user without a connection: the idle queue is in order of when users went
+//! idle, and an entry whose user had activity since is re-queued at that time instead of
+//! evicted, so the front is (approximately) the least recently active. Its next resume with
+//! `last_seq` gets a `gap` (a new state's seqs start above the old ones). If no such user is
+//! left, the history bound evicts the oldest events of the user published to (down to not
+//! keeping the new one). Both checks are one compare on the publish path; the totals are kept
+//! as histories change, so no check walks a table.
+//!
+//! # Seqs and the clock
+//!
+//! A new user state's seqs start after `max(now_ms × 1000, seq_floor)`, where `seq_floor` is
+//! the highest seq of any state this shard evicted. A seq issued at millisecond `t` is kept
+//! below `(t + 1) × 1000`: a user given more than 1,000 events within one millisecond waits
+//! for the next one (at most 2 ms, counted in `seq_clock_waits`). So every seq this process
+//! issues is below the base of any state created later, by this process or by the next one
+//! after a restart (as long as the wall clock does not step back).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -174,6 +196,8 @@ struct Tally {
     escalated: u64,
     escalations_dropped: u64,
     users_evicted: u64,
+    users_evicted_over_limit: u64,
+    seq_clock_waits: u64,
     connects: u64,
     disconnects: u64,
     dropped: [u64; 3],
@@ -246,6 +270,16 @@ pub(crate) struct Shard {
     drop_deliveries: bool,
     /// Run tracking and enrichment of this shard's users' events.
     runs: RunTracker,
+    /// This shard's share of [`HubConfig::max_users`].
+    user_cap: usize,
+    /// This shard's share of [`HubConfig::max_history_bytes`].
+    history_cap: usize,
+    /// Sum of `history.bytes()` over users (kept as histories change: O(1) to check).
+    history_bytes: usize,
+    /// Sum of `history.len()` over users (kept likewise).
+    history_events: usize,
+    /// The highest seq of any user state evicted from this shard (see the module docs).
+    seq_floor: u64,
 }
 
 impl Shard {
@@ -266,6 +300,11 @@ impl Shard {
             canary_user: None,
             drop_deliveries: false,
             runs: RunTracker::new(&cfg.enrichment),
+            user_cap: cfg.max_users.div_ceil(cfg.shards.max(1)).max(1),
+            history_cap: cfg.max_history_bytes.div_ceil(cfg.shards.max(1)),
+            history_bytes: 0,
+            history_events: 0,
+            seq_floor: 0,
             cfg,
         }
     }
@@ -297,6 +336,9 @@ impl Shard {
         self.overflowed.clear();
         self.backlog = 0;
         self.internal_conns = 0;
+        // A panic may have struck between a history change and its accounting: recount.
+        self.history_bytes = self.users.values().map(|u| u.history.bytes()).sum();
+        self.history_events = self.users.values().map(|u| u.history.len()).sum();
         for state in self.users.values_mut() {
             if !state.conns.is_empty() {
                 state.conns.clear();
@@ -413,8 +455,18 @@ impl Shard {
         self.tally.published_user += 1;
         self.tally.published_by_priority[priority as usize] += 1;
         let ack_deadline = self.cfg.ack_deadline.as_millis() as u64;
-        let history_len = self.cfg.history_len;
-        let state = user_state(&mut self.users, &mut self.idle, &self.cfg, &user, ts_ms);
+        // One compare while the table is below its bound.
+        if self.users.len() >= self.user_cap && !self.users.contains_key(ukey(&user)) {
+            self.make_room_for_user();
+        }
+        let state = user_state(
+            &mut self.users,
+            &mut self.idle,
+            &self.cfg,
+            self.seq_floor,
+            &user,
+            ts_ms,
+        );
         // Software pipelining of the misses (see `crate::prefetch`): everything this publish
         // will write is hinted now, in two stages, so the fetches overlap the enrichment and
         // the serialization instead of each stalling the publish in turn. Stage 1: the
@@ -432,6 +484,10 @@ impl Shard {
         ));
         state.last_seq += 1;
         let seq = state.last_seq;
+        // One compare: the seq stays below the next millisecond's base (see the module docs).
+        if seq >= ts_ms.saturating_add(1).saturating_mul(1000) && wait_for_seq_clock(seq) {
+            self.tally.seq_clock_waits += 1;
+        }
         if state.conns.is_empty() {
             state.idle_since = Some(ts_ms);
         }
@@ -445,6 +501,7 @@ impl Shard {
                 prefetch_write(c.next_slot as *const u8);
             }
         }
+        let (bytes_before, events_before) = (state.history.bytes(), state.history.len());
         state.history.expire_recycling(ts_ms, &mut self.frame_pool);
         let frame = frame::encode_event_pooled(
             &EventFields {
@@ -468,10 +525,13 @@ impl Shard {
             },
             &mut self.frame_pool,
         );
+        self.history_bytes = self.history_bytes - bytes_before + state.history.bytes();
+        self.history_events = self.history_events - events_before + state.history.len();
         if priority == Priority::Critical {
             state.unacked_critical.push_back(seq);
             self.unacked += 1;
-            if state.unacked_critical.len() > history_len.max(1) {
+            // Tracked as far back as the user's own history reaches.
+            if state.unacked_critical.len() > state.history.max_len().max(1) {
                 state.unacked_critical.pop_front();
                 self.unacked -= 1;
             }
@@ -513,10 +573,76 @@ impl Shard {
             self.tally.delivered_by_kind[k] += delivered as u64;
         }
         self.close_overflowed();
+        // One compare while the shard's histories are within their bound.
+        if self.history_bytes > self.history_cap {
+            self.shrink_history(&user);
+        }
         Receipt {
             seq: Some(seq),
             connections: delivered,
         }
+    }
+
+    /// Evicts the least recently active user without a connection, other than `except`
+    /// (see the module docs). Returns false when there is none. Amortized O(1): an entry is
+    /// re-queued only for activity since it was queued, and stale entries are dropped.
+    fn evict_least_recent_idle(&mut self, except: Option<&UserId>) -> bool {
+        for _ in 0..self.idle.len() {
+            let Some((user, queued)) = self.idle.pop_front() else {
+                break;
+            };
+            let Some(state) = self.users.get(ukey(&user)) else {
+                continue; // evicted already
+            };
+            let Some(since) = state.idle_since else {
+                continue; // connected; a new entry is queued when it leaves
+            };
+            if except == Some(&user) || since > queued {
+                self.idle.push_back((user, since));
+                continue;
+            }
+            self.evict_user(&user);
+            self.tally.users_evicted_over_limit += 1;
+            return true;
+        }
+        false
+    }
+
+    /// A user is about to be created with the table at its bound: evict one if any is idle
+    /// (if every user is connected, none is: connections have their own bound).
+    #[cold]
+    fn make_room_for_user(&mut self) {
+        self.evict_least_recent_idle(None);
+    }
+
+    /// The shard's histories are over their byte bound after a publish to `user`: evict idle
+    /// users, then `user`'s oldest events, until they fit.
+    #[cold]
+    fn shrink_history(&mut self, user: &UserId) {
+        while self.history_bytes > self.history_cap && self.evict_least_recent_idle(Some(user)) {}
+        let Some(state) = self.users.get_mut(ukey(user)) else {
+            return;
+        };
+        while self.history_bytes > self.history_cap {
+            let before = state.history.bytes();
+            if !state.history.evict_oldest() {
+                break;
+            }
+            self.history_bytes -= before - state.history.bytes();
+            self.history_events -= 1;
+        }
+    }
+
+    /// Removes `user`'s whole state (TTL or bound eviction), keeping every total exact.
+    fn evict_user(&mut self, user: &UserId) {
+        if let Some(gone) = self.users.remove(ukey(user)) {
+            self.unacked -= gone.unacked_critical.len();
+            self.history_bytes -= gone.history.bytes();
+            self.history_events -= gone.history.len();
+            self.seq_floor = self.seq_floor.max(gone.last_seq);
+            self.runs.forget_user(&gone.runs);
+        }
+        self.tally.users_evicted += 1;
     }
 
     fn close_overflowed(&mut self) {
@@ -627,13 +753,26 @@ impl Shard {
             self.internal_conns += 1;
             self.canary_user = Some(user.clone());
         }
-        let state = user_state(&mut self.users, &mut self.idle, &self.cfg, &user, now);
+        if self.users.len() >= self.user_cap && !self.users.contains_key(ukey(&user)) {
+            self.make_room_for_user();
+        }
+        let state = user_state(
+            &mut self.users,
+            &mut self.idle,
+            &self.cfg,
+            self.seq_floor,
+            &user,
+            now,
+        );
         state.conns.push(key);
         state.idle_since = None;
+        let (bytes_before, events_before) = (state.history.bytes(), state.history.len());
         if let Some(len) = opts.history_len {
             state.history.set_max_len(len);
         }
         state.history.expire(now);
+        self.history_bytes = self.history_bytes - bytes_before + state.history.bytes();
+        self.history_events = self.history_events - events_before + state.history.len();
         let after = match opts.resume {
             Resume::FromAck => state.ack,
             Resume::After(seq) => seq,
@@ -830,16 +969,15 @@ impl Shard {
                 self.idle.push_back((user, since));
                 continue;
             }
+            let (bytes_before, events_before) = (state.history.bytes(), state.history.len());
             state.history.expire(now);
+            self.history_bytes = self.history_bytes - bytes_before + state.history.bytes();
+            self.history_events = self.history_events - events_before + state.history.len();
             if self.cfg.retain_history && !state.history.is_empty() {
                 self.idle.push_back((user, now));
                 continue;
             }
-            if let Some(gone) = self.users.remove(ukey(&user)) {
-                self.unacked -= gone.unacked_critical.len();
-                self.runs.forget_user(&gone.runs);
-            }
-            self.tally.users_evicted += 1;
+            self.evict_user(&user);
         }
         self.runs.expire(now, &mut self.users);
         // Deadlines of evicted users are dropped lazily above; keep the queue bounded by
@@ -880,6 +1018,8 @@ impl Shard {
             escalations_dropped,
             restart_closes,
             users_evicted,
+            users_evicted_over_limit,
+            seq_clock_waits,
             connects,
             disconnects
         );
@@ -922,6 +1062,8 @@ impl Shard {
         c.channels.store(self.channels.len() as u64, Relaxed);
         c.backlog.store(self.backlog as u64, Relaxed);
         c.unacked_critical.store(self.unacked as u64, Relaxed);
+        c.history_bytes.store(self.history_bytes as u64, Relaxed);
+        c.history_events.store(self.history_events as u64, Relaxed);
     }
 
     /// 1 when the canary's user has state here (it is left out of gauges), else 0.
@@ -932,10 +1074,20 @@ impl Shard {
     }
 
     pub(crate) fn footprint(&self) -> Footprint {
+        let history_events = self.users.values().map(|u| u.history.len()).sum();
+        // The incrementally kept totals agree with the tables (tests read footprints).
+        debug_assert_eq!(self.history_events, history_events);
+        debug_assert_eq!(
+            self.history_bytes,
+            self.users
+                .values()
+                .map(|u| u.history.bytes())
+                .sum::<usize>()
+        );
         Footprint {
             connections: self.conns.len() - self.internal_conns,
             users: self.users.len() - self.canary_users(),
-            history_events: self.users.values().map(|u| u.history.len()).sum(),
+            history_events,
             channels: self.channels.len(),
             idle_queue: self.idle.len(),
             deadlines: self.deadlines.len(),
@@ -951,13 +1103,14 @@ fn user_state<'a>(
     users: &'a mut UserTable,
     idle: &mut VecDeque<(UserId, u64)>,
     cfg: &HubConfig,
+    seq_floor: u64,
     user: &UserId,
     now: u64,
 ) -> &'a mut UserState {
     users.entry(UserKey::of(user)).or_insert_with(|| {
-        // Seqs of a new incarnation start above any seq an earlier (evicted) incarnation
-        // could have issued: ms since the epoch × 1000 (see the crate docs).
-        let base = now.saturating_mul(1000);
+        // Seqs of a new incarnation start above any seq an earlier (evicted, or previous
+        // process's) incarnation issued: see the module docs.
+        let base = now.saturating_mul(1000).max(seq_floor);
         idle.push_back((user.clone(), now));
         UserState {
             user: user.clone(),
@@ -968,12 +1121,33 @@ fn user_state<'a>(
                 cfg.history_len,
                 cfg.history_max_age.as_millis() as u64,
                 base,
-            ),
+            )
+            .with_max_bytes(cfg.max_history_bytes_per_user),
             unacked_critical: VecDeque::new(),
             idle_since: Some(now),
             runs: UserRuns::default(),
         }
     })
+}
+
+/// Longest a publish waits for the clock (see the module docs): past it the clock is taken
+/// to have stepped back, and the seq is issued anyway.
+const SEQ_CLOCK_WAIT: std::time::Duration = std::time::Duration::from_millis(2);
+
+/// Waits until `seq` is below the next millisecond's seq base, at most [`SEQ_CLOCK_WAIT`].
+/// Returns whether it had to wait (the caller's timestamp may be stale; the clock is read
+/// again first).
+#[cold]
+fn wait_for_seq_clock(seq: u64) -> bool {
+    let below_next_base = || now_ms().saturating_add(1).saturating_mul(1000) > seq;
+    if below_next_base() {
+        return false;
+    }
+    let start = std::time::Instant::now();
+    while !below_next_base() && start.elapsed() < SEQ_CLOCK_WAIT {
+        std::thread::yield_now();
+    }
+    true
 }
 
 /// One frame on its way to connections, and how their rings treat it.
@@ -1182,4 +1356,20 @@ fn gap_frame(g: Gap) -> Bytes {
     frame::write_u64(&mut b, g.to);
     b.put_u8(b'}');
     Frame::text(&b).into_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_seq_past_the_next_milliseconds_base_waits_for_the_clock() {
+        let now = now_ms();
+        assert!(!wait_for_seq_clock(now * 1000), "within budget: no wait");
+        let ahead = (now + 1) * 1000 + 1;
+        assert!(wait_for_seq_clock(ahead));
+        // Either the clock reached the millisecond whose base is above `ahead`, or the bounded
+        // wait (2 ms) ran out, after which the clock is past it too.
+        assert!(now_ms() > now);
+    }
 }

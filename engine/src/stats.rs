@@ -124,7 +124,8 @@ counters! {
     backlog,
     /// Frames handed to transports' hand-off queues (live and replayed).
     handed,
-    /// Users whose state was evicted after their TTL.
+    /// Users whose state was evicted: after their TTL, or over a bound (those are also in
+    /// `users_evicted_over_limit`).
     users_evicted,
     /// Connections opened.
     connects,
@@ -142,6 +143,16 @@ counters! {
     runs,
     /// Gauge: tool names with a learned duration estimate.
     learned_tools,
+    /// Users without a connection whose state was evicted early to keep the node within
+    /// `max_users` or `max_history_bytes` (see [`crate::HubConfig`]).
+    users_evicted_over_limit,
+    /// Gauge: bytes held in users' histories (see [`crate::history`] for how they are sized).
+    history_bytes,
+    /// Gauge: events held in users' histories.
+    history_events,
+    /// Publishes whose seq had to wait for the clock to stay below the next millisecond's
+    /// seq base (a user given more than 1,000 events in one millisecond; see the crate docs).
+    seq_clock_waits,
 }
 
 /// Per-shard counters plus the transports' drained counter on its own cache line.

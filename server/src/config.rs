@@ -123,6 +123,25 @@ pub struct Config {
     /// disconnect). Set by [`Config::enter_dev_mode`], never read from the file. Default: false.
     #[serde(skip)]
     pub dev_mode: bool,
+    // --- Tables (issue 11: bounded user table and histories) ---
+    /// Users with state (connected, or offline with history) on this node. Creating one
+    /// more evicts the least recently active offline user (its next resume with `last_seq`
+    /// gets a `gap`); see docs/operations.md. Default: 1,000,000.
+    pub max_users: usize,
+    /// History bytes of all users of this node; past it the least recently active offline
+    /// users are evicted, then the oldest events of the user published to. Default: 2 GiB.
+    pub max_history_bytes: usize,
+    /// History bytes of one user; the oldest events are evicted to fit a new one (a resume
+    /// gets a `gap`). Default: 8 MiB.
+    pub max_history_bytes_per_user: usize,
+    /// How long an offline user's state (seq, ack cursor, history) is kept after its last
+    /// connection closed or its last event arrived. Default: 300,000 ms.
+    pub user_ttl_ms: u64,
+    /// Events kept for a user whose tier is unknown: one that never connected to this node
+    /// (or was forgotten after `user_ttl_ms`). A user's tier `history_len` applies from its
+    /// first connection on and stays after it disconnects. Default: the free tier's
+    /// `history_len` (100).
+    pub history_len: Option<usize>,
 }
 
 /// `[health]`: the engine's health monitor, canary and worker recovery (see
@@ -252,6 +271,11 @@ impl Default for Config {
             escalation: EscalationSettings::default(),
             enrichment: EnrichmentSettings::default(),
             dev_mode: false,
+            max_users: 1_000_000,
+            max_history_bytes: 2 << 30,
+            max_history_bytes_per_user: 8 << 20,
+            user_ttl_ms: 300_000,
+            history_len: None,
         }
     }
 }
@@ -307,6 +331,22 @@ pub struct Overrides {
     /// Webhook URL (http://) receiving unacknowledged critical events.
     #[arg(long, env = "AGENTCAST_WEBHOOK_URL", global = true)]
     pub webhook_url: Option<String>,
+    // --- Tables (issue 11) ---
+    /// Users with state on this node (offline ones are evicted past it).
+    #[arg(long, env = "AGENTCAST_MAX_USERS", global = true)]
+    pub max_users: Option<usize>,
+    /// History bytes of all users of this node.
+    #[arg(long, env = "AGENTCAST_MAX_HISTORY_BYTES", global = true)]
+    pub max_history_bytes: Option<usize>,
+    /// History bytes of one user.
+    #[arg(long, env = "AGENTCAST_MAX_HISTORY_BYTES_PER_USER", global = true)]
+    pub max_history_bytes_per_user: Option<usize>,
+    /// How long an offline user's state is kept, ms.
+    #[arg(long, env = "AGENTCAST_USER_TTL_MS", global = true)]
+    pub user_ttl_ms: Option<u64>,
+    /// Events kept for a user whose tier is unknown (never connected).
+    #[arg(long, env = "AGENTCAST_HISTORY_LEN", global = true)]
+    pub history_len: Option<usize>,
 }
 
 impl Config {
@@ -356,6 +396,13 @@ impl Config {
         if let Some(url) = &o.webhook_url {
             self.escalation.webhook_url = Some(url.clone());
         }
+        set!(
+            max_users,
+            max_history_bytes,
+            max_history_bytes_per_user,
+            user_ttl_ms
+        );
+        set!(opt history_len);
     }
 
     /// Checks ranges that would make the server misbehave.
@@ -391,7 +438,24 @@ impl Config {
                 "must be greater than health.stall_degraded_ms".into(),
             ));
         }
+        if self.max_users == 0 {
+            return Err(ConfigError::Invalid("max_users", "must be > 0".into()));
+        }
+        if self.max_history_bytes_per_user > self.max_history_bytes {
+            return Err(ConfigError::Invalid(
+                "max_history_bytes_per_user",
+                "must not exceed max_history_bytes".into(),
+            ));
+        }
+        if self.user_ttl_ms == 0 {
+            return Err(ConfigError::Invalid("user_ttl_ms", "must be > 0".into()));
+        }
         self.limits.validate()
+    }
+
+    /// Events kept for a user whose tier is unknown: `history_len`, else the free tier's.
+    pub fn default_history_len(&self) -> usize {
+        self.history_len.unwrap_or(self.tiers.free.history_len)
     }
 
     /// Whether neither a JWT key nor an API key is configured: `serve` then runs in dev mode
@@ -453,6 +517,31 @@ mod tests {
         });
         assert_eq!(cfg.listen.port(), 1);
         assert_eq!(cfg.api_key.as_deref(), Some("k"));
+    }
+
+    #[test]
+    fn table_bounds_come_from_the_file_and_flags_override_them() {
+        let mut cfg = Config::from_toml(
+            "max_users = 10\nmax_history_bytes = 4096\nuser_ttl_ms = 1000\n",
+            Path::new("x.toml"),
+        )
+        .unwrap();
+        assert_eq!(cfg.max_users, 10);
+        assert_eq!(cfg.default_history_len(), cfg.tiers.free.history_len);
+        cfg.apply(&Overrides {
+            max_users: Some(20),
+            max_history_bytes_per_user: Some(8192),
+            history_len: Some(7),
+            ..Overrides::default()
+        });
+        assert_eq!(cfg.max_users, 20);
+        assert_eq!(cfg.user_ttl_ms, 1000);
+        assert_eq!(cfg.default_history_len(), 7);
+        let err = cfg.validate().unwrap_err();
+        assert!(
+            err.to_string().contains("max_history_bytes_per_user"),
+            "{err}"
+        );
     }
 
     #[test]

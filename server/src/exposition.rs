@@ -359,6 +359,30 @@ impl Collector for Snapshot {
                 t.users_evicted,
             ),
             ("drained", Counter, "Frames taken by transports.", t.drained),
+            (
+                "users_evicted_over_limit",
+                Counter,
+                "Offline users evicted early to stay within max_users or max_history_bytes.",
+                t.users_evicted_over_limit,
+            ),
+            (
+                "history_bytes",
+                Gauge,
+                "Bytes held in user histories.",
+                t.history_bytes,
+            ),
+            (
+                "history_events",
+                Gauge,
+                "Events held in user histories.",
+                t.history_events,
+            ),
+            (
+                "seq_clock_waits",
+                Counter,
+                "Publishes whose seq waited for the next millisecond.",
+                t.seq_clock_waits,
+            ),
         ];
         for (name, ty, help, v) in engine {
             one(e, &format!("engine_{name}"), help, ty, v)?;

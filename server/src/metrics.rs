@@ -195,6 +195,11 @@ pub fn render_json(m: &ServerMetrics, stats: &Stats) -> serde_json::Value {
             "restart_closes": t.restart_closes,
             "published_by_type": by_kind(&t.published_by_kind),
             "delivered_by_type": by_kind(&t.delivered_by_kind),
+            "users_evicted": t.users_evicted,
+            "users_evicted_over_limit": t.users_evicted_over_limit,
+            "history_bytes": t.history_bytes,
+            "history_events": t.history_events,
+            "seq_clock_waits": t.seq_clock_waits,
         },
         "latency_us": {
             "unit": "us",

@@ -66,6 +66,12 @@ pub async fn run(
     // Checked by `Config::validate`; a config built in code falls back to the defaults.
     hub_cfg.enrichment = config.enrichment.to_engine().unwrap_or_default();
     hub_cfg.ack_deadline = Duration::from_millis(config.escalation.ack_deadline_ms);
+    // Tables (issue 11): bounds, TTL, and the history length of users of unknown tier.
+    hub_cfg.max_users = config.max_users;
+    hub_cfg.max_history_bytes = config.max_history_bytes;
+    hub_cfg.max_history_bytes_per_user = config.max_history_bytes_per_user;
+    hub_cfg.user_ttl = Duration::from_millis(config.user_ttl_ms);
+    hub_cfg.history_len = config.default_history_len();
     let node = listener
         .local_addr()
         .map_or_else(|_| config.listen.to_string(), |a| a.to_string());

@@ -9,6 +9,13 @@
 //!
 //! Each can be changed in the `[tiers.<name>]` tables of the config file.
 //!
+//! # History length
+//!
+//! A user's history holds its tier's `history_len` from its first connection on, applied when
+//! each event is stored, and keeps it while the user is offline (the tier of the last
+//! connection wins). A user whose tier is unknown (never connected to this node, or forgotten
+//! after `user_ttl_ms`) holds the top-level `history_len` setting, by default the free tier's.
+//!
 //! # Connections per user
 //!
 //! When a user already holds `connections_per_user` connections, a new one is **refused with
