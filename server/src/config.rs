@@ -8,12 +8,13 @@
 //!
 //! ```toml
 //! listen = "0.0.0.0:8080"
-//! jwt_secret = "change-me"
+//! jwt_secret = "change-me-to-32-or-more-random-bytes"
 //! api_key = "change-me-too"
 //! # jwt_public_key = "/etc/agentcast/jwt.pub.pem"   # RS256 or ES256, detected from the key
 //! # jwt_audience = "my-app"
 //! # jwt_issuer = "https://auth.example.com"
 //! jwt_leeway_secs = 30
+//! jwt_max_lifetime_secs = 604800   # 7 days
 //! log_format = "human"   # or "json"
 //!
 //! [limits]
@@ -123,6 +124,10 @@ pub struct Config {
     /// disconnect). Set by [`Config::enter_dev_mode`], never read from the file. Default: false.
     #[serde(skip)]
     pub dev_mode: bool,
+    // --- auth (H3) ---
+    /// Longest lifetime of a client JWT, seconds: `exp` − `iat` (or `exp` − now without
+    /// `iat`); a longer-lived token is refused with 401. Default: 604,800 (7 days).
+    pub jwt_max_lifetime_secs: u64,
 }
 
 /// `[health]`: the engine's health monitor, canary and worker recovery (see
@@ -252,6 +257,7 @@ impl Default for Config {
             escalation: EscalationSettings::default(),
             enrichment: EnrichmentSettings::default(),
             dev_mode: false,
+            jwt_max_lifetime_secs: 7 * 24 * 3600,
         }
     }
 }
@@ -307,6 +313,10 @@ pub struct Overrides {
     /// Webhook URL (http://) receiving unacknowledged critical events.
     #[arg(long, env = "AGENTCAST_WEBHOOK_URL", global = true)]
     pub webhook_url: Option<String>,
+    // --- auth (H3) ---
+    /// Longest accepted client JWT lifetime (exp - iat), seconds.
+    #[arg(long, env = "AGENTCAST_JWT_MAX_LIFETIME_SECS", global = true)]
+    pub jwt_max_lifetime_secs: Option<u64>,
 }
 
 impl Config {
@@ -356,6 +366,8 @@ impl Config {
         if let Some(url) = &o.webhook_url {
             self.escalation.webhook_url = Some(url.clone());
         }
+        // auth (H3)
+        set!(jwt_max_lifetime_secs);
     }
 
     /// Checks ranges that would make the server misbehave.
@@ -377,6 +389,21 @@ impl Config {
         }
         if matches!(&self.api_key, Some(s) if s.is_empty()) {
             return Err(ConfigError::Invalid("api_key", "must not be empty".into()));
+        }
+        // auth (H3): the same rule `Authenticator::from_config` (so `run`) enforces.
+        if let Some(s) = &self.jwt_secret {
+            if s.len() < crate::auth::MIN_SECRET_BYTES && !self.dev_mode {
+                return Err(ConfigError::Invalid(
+                    "jwt_secret",
+                    crate::auth::KeyError::ShortSecret(s.len()).to_string(),
+                ));
+            }
+        }
+        if self.jwt_max_lifetime_secs == 0 {
+            return Err(ConfigError::Invalid(
+                "jwt_max_lifetime_secs",
+                "must be > 0".into(),
+            ));
         }
         if let Some(url) = &self.escalation.webhook_url {
             crate::escalation::WebhookTarget::parse(url)
