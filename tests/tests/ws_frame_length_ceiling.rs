@@ -107,8 +107,11 @@ async fn a_frame_header_announcing_2_pow_63_bytes_is_closed_with_1009_at_once() 
     }
     let (_, metrics) = server.http("GET", "/metrics", None, b"").await;
     assert!(
-        metrics.contains("frame_too_large_closes 2")
-            || metrics.contains("frame_too_large_closes_total 2"),
+        metrics.contains("agentcast_server_frame_too_large_closes_total 2"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("agentcast_forced_closes_total{reason=\"frame_too_large\"} 2"),
         "{metrics}"
     );
 }

@@ -60,6 +60,12 @@ async fn a_session_is_closed_with_4001_when_its_token_expires() {
     // Not before `exp` (the wall clock's second may tick just after the timer fires).
     assert!(closed_at >= exp, "closed at {closed_at}, exp {exp}");
 
+    let (_, metrics) = server.http("GET", "/metrics", None, b"").await;
+    assert!(
+        metrics.contains("agentcast_forced_closes_total{reason=\"token_expired\"} 1"),
+        "{metrics}"
+    );
+
     // The session with a valid token is untouched.
     assert_eq!(lasting.next_json().await["data"]["n"], 1);
     let seq2 = server.publish_user("lasting", json!({"n": 2})).await;
