@@ -5,6 +5,7 @@
 //   const client = new AgentcastClient({
 //     url: '/ws',
 //     token: () => fetchMyToken(),          // a string, or a (possibly async) function
+//     getToken: async ({ expired }) => ..., // optional: a fresh token before every connect
 //     on: {
 //       agent_started(ev) { ... },          // one callback per event type
 //       agent_thinking(ev) { ... },
@@ -37,6 +38,12 @@
 //   A close the server chose (1001 going away, 1012 restart, 1013 try again later) waits
 //   `serverCloseDelayMs` to twice that first, so a restarting node is not hit by every client
 //   at once. The attempt counter resets on each `welcome`.
+// - Token expiry: the server closes a session whose token expired with 4001 `token expired`.
+//   The client then reconnects at once (a random delay up to `initialDelayMs`, no backoff)
+//   and, before every connection attempt, calls `getToken({ expired, attempt })` when given:
+//   `expired` is true when the previous connection ended with 4001, so the page fetches a
+//   fresh token from its backend. Without `getToken`, `token` (a function is called each
+//   time) is used as before; a fixed string token that expired is then refused with 401.
 // - Liveness: an application ping ({"type":"ping"}) every `pingIntervalMs`; when nothing at
 //   all arrives for `pingIntervalMs + pongTimeoutMs`, the socket is considered dead and the
 //   client reconnects.
@@ -44,10 +51,14 @@
 /** Close codes the server sends on purpose; the first retry then waits longer. */
 const SERVER_CLOSES = new Set([1001, 1012, 1013]);
 
+/** The server's close code for a session whose token expired (reason `token expired`). */
+export const TOKEN_EXPIRED = 4001;
+
 /** Default options. Every one can be given to the constructor. */
 export const DEFAULTS = Object.freeze({
   url: '/ws',
   token: null,
+  getToken: null,
   lastSeq: null,
   channels: [],
   initialDelayMs: 250,
@@ -93,6 +104,8 @@ export class AgentcastClient {
     this._pingTimer = null;
     this._holeTimer = null;
     this._lastHeard = 0;
+    /** Whether the last connection was closed with TOKEN_EXPIRED (told to getToken). */
+    this._tokenExpired = false;
     this._onOnline = () => {
       if (!this._stopped && this.status === 'reconnecting') this._reconnectNow();
     };
@@ -139,8 +152,14 @@ export class AgentcastClient {
     clearTimeout(this._retryTimer);
     this._setStatus(this._welcomed ? 'reconnecting' : 'connecting', { attempt: this._attempt });
     let token = this.options.token;
+    const expired = this._tokenExpired;
+    this._tokenExpired = false;
     try {
-      if (typeof token === 'function') token = await token();
+      if (typeof this.options.getToken === 'function') {
+        token = await this.options.getToken({ expired, attempt: this._attempt });
+      } else if (typeof token === 'function') {
+        token = await token();
+      }
     } catch (e) {
       this._error({ code: 'token', message: `could not get a token: ${e && e.message || e}` });
       this._scheduleRetry(null);
@@ -185,6 +204,7 @@ export class AgentcastClient {
       this._ws = null;
       this._stopTimers();
       if (this._stopped) return;
+      if (e.code === TOKEN_EXPIRED) this._tokenExpired = true;
       if (!welcomed) {
         this._error({
           code: 'connect_failed',
@@ -202,7 +222,10 @@ export class AgentcastClient {
     const o = this.options;
     const d = Math.min(o.maxDelayMs, o.initialDelayMs * 2 ** this._attempt);
     let delay = d / 2 + Math.random() * (d / 2);
-    if (SERVER_CLOSES.has(code)) {
+    if (code === TOKEN_EXPIRED) {
+      // Expected and not the server's distress: reconnect now with a fresh token.
+      delay = Math.random() * o.initialDelayMs;
+    } else if (SERVER_CLOSES.has(code)) {
       delay = Math.max(delay, o.serverCloseDelayMs * (1 + Math.random()));
     }
     this._attempt += 1;

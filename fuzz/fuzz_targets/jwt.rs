@@ -13,7 +13,7 @@ use base64::Engine as _;
 use jsonwebtoken::{Algorithm, EncodingKey};
 use serde_json::{Value, json};
 
-const SECRET: &str = "fuzz-secret";
+const SECRET: &str = "fuzz-secret-of-at-least-32-bytes-long";
 const RSA_PRIVATE: &[u8] = include_bytes!("../../tests/keys/rsa_private.pem");
 const RSA_PUBLIC: &[u8] = include_bytes!("../../tests/keys/rsa_public.pem");
 const EC_PRIVATE: &[u8] = include_bytes!("../../tests/keys/ec_private.pem");

@@ -40,7 +40,7 @@ fn decode(max: usize, chunks: &[&[u8]]) -> (Vec<Message>, Option<ProtocolError>)
                 }
                 Ok(None) => break,
                 Err(e) => {
-                    assert!(matches!(e.close_code(), 1002 | 1007));
+                    assert!(matches!(e.close_code(), 1002 | 1007 | 1009));
                     assert_eq!(dec.next_message(), Ok(None));
                     return (out, Some(e));
                 }

@@ -10,17 +10,32 @@
 //!
 //! - `sub` (required): the user id;
 //! - `exp` (required) and `nbf` (honoured when present), both with `jwt_leeway_secs` of skew;
-//! - `aud` / `iss`: checked when configured;
+//!   a session ends with its token: at `exp` + leeway the server closes it with 4001
+//!   (see [`crate::ws::session`]);
+//! - the lifetime, `exp` − `iat` (or `exp` − now without `iat`; an `iat` in the future counts
+//!   as now), must not exceed `jwt_max_lifetime_secs` (default 7 days), so a leaked
+//!   long-lived token is refused;
+//! - `aud` / `iss`: checked when configured; with `jwt_public_key` set and no `jwt_audience`,
+//!   start-up logs a warning (a shared identity provider's tokens for other apps would be
+//!   accepted);
 //! - `tier`: `free|early|mid|enterprise`, default `free`; another value is refused;
-//! - `channels`: channel names the connection may subscribe to, exact or `prefix*` patterns
-//!   (`job:*` grants every channel starting with `job:`; `*` grants all).
+//! - `channels`: channel names the connection may subscribe to, exact names or patterns that
+//!   end at a `:` separator (`job:*` grants every channel starting with `job:`; `*` alone
+//!   grants all). Any other `*` (`team*`, `a*b`) refuses the token, so `team*` can never
+//!   grant `teams:admin`.
 //!
-//! Every refusal is an [`AuthError`] whose message is the reason sent to the client in the
-//! 401 body. A token longer than `max_token_bytes` is refused before any decoding.
+//! A header with `crit` (RFC 7515 §4.1.11: extensions the recipient "MUST understand") is
+//! refused: this server understands none. Every refusal is an [`AuthError`] whose message is
+//! the reason sent to the client in the 401 body. A token longer than `max_token_bytes` is
+//! refused before any decoding.
+//!
+//! An HS256 secret shorter than [`MIN_SECRET_BYTES`] is refused when the authenticator is
+//! built ([`KeyError::ShortSecret`]), outside dev mode (whose generated secret is long enough).
 //!
 //! # API key
 //!
-//! Compared in constant time over its bytes (the length may leak; the content does not).
+//! Compared in constant time with [`subtle`]: both sides are hashed with SHA-256 first, so
+//! neither the content nor the length of the configured key leaks through timing.
 
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -30,6 +45,8 @@ use base64::Engine as _;
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
 use thiserror::Error;
 
 use crate::config::Config;
@@ -74,7 +91,20 @@ pub enum AuthError {
     /// `iss` does not match.
     #[error("wrong issuer")]
     Issuer,
+    /// The header has `crit` (RFC 7515 §4.1.11): no extension is understood here.
+    #[error("critical header extensions (crit) are not supported")]
+    Critical,
+    /// `exp` − `iat` (or `exp` − now) exceeds `jwt_max_lifetime_secs`.
+    #[error("token lifetime exceeds the maximum of {0} seconds")]
+    LifetimeTooLong(u64),
+    /// A `channels` entry has a `*` that is neither `*` alone nor a final `:*`.
+    #[error("invalid channel pattern `{0}`: a `*` must be alone or follow a final `:`")]
+    ChannelPattern(String),
 }
+
+/// The shortest HS256 secret accepted outside dev mode, in bytes (RFC 7518 §3.2: "a key of
+/// the same size as the hash output (for instance, 256 bits for HS256) or larger MUST be used").
+pub const MIN_SECRET_BYTES: usize = 32;
 
 /// Why the authenticator could not be built from the configuration.
 #[derive(Debug, Error)]
@@ -96,6 +126,14 @@ pub enum KeyError {
     /// Signing failed.
     #[error("cannot sign token: {0}")]
     Sign(String),
+    /// The HS256 secret is too short to resist brute force: configure a longer one.
+    #[error(
+        "jwt_secret is {0} bytes; at least {MIN_SECRET_BYTES} are required (for example `openssl rand -hex 32`)"
+    )]
+    ShortSecret(usize),
+    /// A token would live longer than `jwt_max_lifetime_secs`, so the server would refuse it.
+    #[error("ttl of {0} s exceeds jwt_max_lifetime_secs ({1} s)")]
+    TtlTooLong(u64, u64),
 }
 
 /// What a channel grant allows.
@@ -110,20 +148,30 @@ enum Grant {
 pub struct ChannelGrants(Box<[Grant]>);
 
 impl ChannelGrants {
-    /// Grants from claim values: `*` suffix makes a prefix pattern.
-    pub fn new<S: AsRef<str>>(items: &[S]) -> ChannelGrants {
-        ChannelGrants(
-            items
-                .iter()
-                .map(|s| {
-                    let s = s.as_ref();
-                    match s.strip_suffix('*') {
-                        Some(p) => Grant::Prefix(p.into()),
-                        None => Grant::Exact(s.into()),
-                    }
-                })
-                .collect(),
-        )
+    /// Grants from claim values: `*` alone grants every channel, `prefix:*` every channel
+    /// starting with `prefix:`, anything else exactly itself. A `*` anywhere else is refused
+    /// with [`AuthError::ChannelPattern`] (a plain prefix like `team*` would grant
+    /// `teams:admin`).
+    pub fn new<S: AsRef<str>>(items: &[S]) -> Result<ChannelGrants, AuthError> {
+        items
+            .iter()
+            .map(|s| {
+                let s = s.as_ref();
+                let grant = match s.strip_suffix('*') {
+                    Some("") => Grant::Prefix("".into()),
+                    Some(p) if p.ends_with(':') => Grant::Prefix(p.into()),
+                    _ => Grant::Exact(s.into()),
+                };
+                let bare = match &grant {
+                    Grant::Prefix(p) | Grant::Exact(p) => p,
+                };
+                if bare.contains('*') {
+                    return Err(AuthError::ChannelPattern(s.chars().take(64).collect()));
+                }
+                Ok(grant)
+            })
+            .collect::<Result<_, _>>()
+            .map(ChannelGrants)
     }
 
     /// Whether `channel` is granted. O(grants).
@@ -145,11 +193,18 @@ pub struct Identity {
     pub tier: Tier,
     /// The `channels` claim.
     pub channels: ChannelGrants,
+    /// The `exp` claim (Unix seconds): the session is closed at this time plus the leeway.
+    pub expires_at: u64,
 }
 
-/// Claims as found in a token (unknown claims are ignored).
+/// Claims as found in a token (unknown claims are ignored). `exp` and `iat` are read as
+/// numbers of any JSON form (jsonwebtoken has already checked `exp`).
 #[derive(Debug, Deserialize)]
 struct RawClaims {
+    #[serde(default)]
+    exp: Option<f64>,
+    #[serde(default)]
+    iat: Option<f64>,
     #[serde(default)]
     sub: Option<String>,
     #[serde(default)]
@@ -177,11 +232,13 @@ struct MintClaims<'a> {
 pub struct Authenticator {
     secret: Option<(DecodingKey, EncodingKey)>,
     public: Option<(Algorithm, DecodingKey)>,
-    api_key: Option<Box<[u8]>>,
+    /// SHA-256 of the configured API key: compared with the presented key's digest.
+    api_key: Option<[u8; 32]>,
     audience: Option<String>,
     issuer: Option<String>,
     leeway: u64,
     max_token: usize,
+    max_lifetime: u64,
 }
 
 impl std::fmt::Debug for Authenticator {
@@ -194,12 +251,26 @@ impl std::fmt::Debug for Authenticator {
 }
 
 impl Authenticator {
-    /// Builds the keys named by `cfg` (reads the public-key PEM, if any).
+    /// Builds the keys named by `cfg` (reads the public-key PEM, if any). Refuses an HS256
+    /// secret shorter than [`MIN_SECRET_BYTES`] unless `cfg.dev_mode`; warns (once per call)
+    /// when a public key is configured without an audience.
     pub fn from_config(cfg: &Config) -> Result<Authenticator, KeyError> {
+        if let Some(s) = &cfg.jwt_secret {
+            if s.len() < MIN_SECRET_BYTES && !cfg.dev_mode {
+                return Err(KeyError::ShortSecret(s.len()));
+            }
+        }
         let public = match &cfg.jwt_public_key {
             Some(path) => Some(load_public_key(path)?),
             None => None,
         };
+        if public.is_some() && cfg.jwt_audience.is_none() {
+            tracing::warn!(
+                "jwt_public_key is set but jwt_audience is not: any token this key signed is \
+                 accepted, including a shared identity provider's tokens for other apps; set \
+                 jwt_audience (AGENTCAST_JWT_AUDIENCE, --jwt-audience)"
+            );
+        }
         Ok(Authenticator {
             secret: cfg.jwt_secret.as_ref().map(|s| {
                 (
@@ -208,11 +279,15 @@ impl Authenticator {
                 )
             }),
             public,
-            api_key: cfg.api_key.as_ref().map(|k| k.as_bytes().into()),
+            api_key: cfg
+                .api_key
+                .as_ref()
+                .map(|k| Sha256::digest(k.as_bytes()).into()),
             audience: cfg.jwt_audience.clone(),
             issuer: cfg.jwt_issuer.clone(),
             leeway: cfg.jwt_leeway_secs,
             max_token: cfg.limits.max_token_bytes,
+            max_lifetime: cfg.jwt_max_lifetime_secs,
         })
     }
 
@@ -236,6 +311,9 @@ impl Authenticator {
         let Some(key) = key else {
             return Err(AuthError::Algorithm(format!("{:?}", header.alg)));
         };
+        if header.crit.is_some() {
+            return Err(AuthError::Critical);
+        }
         let mut v = Validation::new(header.alg);
         v.set_required_spec_claims(&["exp", "sub"]);
         v.leeway = self.leeway;
@@ -254,6 +332,15 @@ impl Authenticator {
         }
         let data = jsonwebtoken::decode::<RawClaims>(token, key, &v).map_err(map_jwt_error)?;
         let c = data.claims;
+        let exp = c
+            .exp
+            .filter(|e| e.is_finite() && *e >= 0.0)
+            .ok_or_else(|| AuthError::InvalidClaim("exp".into()))? as u64;
+        let now = unix_now();
+        let issued = c.iat.map_or(now, |i| (i.max(0.0) as u64).min(now));
+        if exp.saturating_sub(issued) > self.max_lifetime {
+            return Err(AuthError::LifetimeTooLong(self.max_lifetime));
+        }
         let sub = c.sub.ok_or_else(|| AuthError::MissingClaim("sub".into()))?;
         let user = UserId::new(&sub).map_err(|_| AuthError::InvalidClaim("sub".into()))?;
         let tier = match c.tier.as_deref() {
@@ -263,15 +350,25 @@ impl Authenticator {
         Ok(Identity {
             user,
             tier,
-            channels: ChannelGrants::new(c.channels.as_deref().unwrap_or_default()),
+            channels: ChannelGrants::new(c.channels.as_deref().unwrap_or_default())?,
+            expires_at: exp,
         })
     }
 
-    /// Whether `presented` equals the configured API key (constant time over the bytes).
-    /// With no key configured, nothing is accepted.
+    /// The configured clock-skew leeway, seconds (a session is closed at `exp` + leeway).
+    pub fn leeway_secs(&self) -> u64 {
+        self.leeway
+    }
+
+    /// Whether `presented` equals the configured API key. Both sides are SHA-256 digests
+    /// compared with [`subtle::ConstantTimeEq`], so the time taken reveals neither the key's
+    /// content nor its length. With no key configured, nothing is accepted.
     pub fn check_api_key(&self, presented: &[u8]) -> bool {
         match &self.api_key {
-            Some(k) => constant_time_eq(k, presented),
+            Some(k) => {
+                let p: [u8; 32] = Sha256::digest(presented).into();
+                bool::from(k.ct_eq(&p))
+            }
             None => false,
         }
     }
@@ -286,6 +383,9 @@ impl Authenticator {
         channels: &[String],
     ) -> Result<String, KeyError> {
         let (_, key) = self.secret.as_ref().ok_or(KeyError::NoSecret)?;
+        if ttl_secs > self.max_lifetime {
+            return Err(KeyError::TtlTooLong(ttl_secs, self.max_lifetime));
+        }
         let now = unix_now();
         let claims = MintClaims {
             sub: user,
@@ -362,15 +462,6 @@ fn map_jwt_error(e: jsonwebtoken::errors::Error) -> AuthError {
     }
 }
 
-/// Compares two byte strings without an early exit on the first difference.
-pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    let diff = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
-    std::hint::black_box(diff) == 0
-}
-
 fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -383,7 +474,7 @@ mod tests {
 
     fn auth() -> Authenticator {
         let cfg = Config {
-            jwt_secret: Some("s3cret".into()),
+            jwt_secret: Some("unit-test-secret-of-at-least-32-bytes".into()),
             api_key: Some("key".into()),
             ..Config::default()
         };
@@ -402,6 +493,38 @@ mod tests {
         assert!(id.channels.allows(&ChannelName::new("job:1").unwrap()));
         assert!(id.channels.allows(&ChannelName::new("news").unwrap()));
         assert!(!id.channels.allows(&ChannelName::new("news2").unwrap()));
+    }
+
+    #[test]
+    fn grants_end_at_a_separator() {
+        let g = ChannelGrants::new(&["job:*", "news", "*"][..2]).unwrap();
+        assert!(g.allows(&ChannelName::new("job:1").unwrap()));
+        assert!(!g.allows(&ChannelName::new("jobs").unwrap()));
+        let all = ChannelGrants::new(&["*"]).unwrap();
+        assert!(all.allows(&ChannelName::new("teams:admin").unwrap()));
+        for bad in ["team*", "a*b", "job:**", "*:x"] {
+            assert!(
+                matches!(
+                    ChannelGrants::new(&[bad]),
+                    Err(AuthError::ChannelPattern(_))
+                ),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn short_secrets_are_refused_outside_dev_mode() {
+        let mut cfg = Config {
+            jwt_secret: Some("s".repeat(MIN_SECRET_BYTES - 1)),
+            ..Config::default()
+        };
+        assert!(matches!(
+            Authenticator::from_config(&cfg),
+            Err(KeyError::ShortSecret(31))
+        ));
+        cfg.dev_mode = true;
+        assert!(Authenticator::from_config(&cfg).is_ok());
     }
 
     #[test]

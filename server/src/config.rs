@@ -8,12 +8,13 @@
 //!
 //! ```toml
 //! listen = "0.0.0.0:8080"
-//! jwt_secret = "change-me"
+//! jwt_secret = "change-me-to-32-or-more-random-bytes"
 //! api_key = "change-me-too"
 //! # jwt_public_key = "/etc/agentcast/jwt.pub.pem"   # RS256 or ES256, detected from the key
 //! # jwt_audience = "my-app"
 //! # jwt_issuer = "https://auth.example.com"
 //! jwt_leeway_secs = 30
+//! jwt_max_lifetime_secs = 604800   # 7 days
 //! log_format = "human"   # or "json"
 //!
 //! [limits]
@@ -142,6 +143,10 @@ pub struct Config {
     /// first connection on and stays after it disconnects. Default: the free tier's
     /// `history_len` (100).
     pub history_len: Option<usize>,
+    // --- auth (H3) ---
+    /// Longest lifetime of a client JWT, seconds: `exp` − `iat` (or `exp` − now without
+    /// `iat`); a longer-lived token is refused with 401. Default: 604,800 (7 days).
+    pub jwt_max_lifetime_secs: u64,
 }
 
 /// `[health]`: the engine's health monitor, canary and worker recovery (see
@@ -276,6 +281,7 @@ impl Default for Config {
             max_history_bytes_per_user: 8 << 20,
             user_ttl_ms: 300_000,
             history_len: None,
+            jwt_max_lifetime_secs: 7 * 24 * 3600,
         }
     }
 }
@@ -347,6 +353,10 @@ pub struct Overrides {
     /// Events kept for a user whose tier is unknown (never connected).
     #[arg(long, env = "AGENTCAST_HISTORY_LEN", global = true)]
     pub history_len: Option<usize>,
+    // --- auth (H3) ---
+    /// Longest accepted client JWT lifetime (exp - iat), seconds.
+    #[arg(long, env = "AGENTCAST_JWT_MAX_LIFETIME_SECS", global = true)]
+    pub jwt_max_lifetime_secs: Option<u64>,
 }
 
 impl Config {
@@ -403,6 +413,8 @@ impl Config {
             user_ttl_ms
         );
         set!(opt history_len);
+        // auth (H3)
+        set!(jwt_max_lifetime_secs);
     }
 
     /// Checks ranges that would make the server misbehave.
@@ -424,6 +436,21 @@ impl Config {
         }
         if matches!(&self.api_key, Some(s) if s.is_empty()) {
             return Err(ConfigError::Invalid("api_key", "must not be empty".into()));
+        }
+        // auth (H3): the same rule `Authenticator::from_config` (so `run`) enforces.
+        if let Some(s) = &self.jwt_secret {
+            if s.len() < crate::auth::MIN_SECRET_BYTES && !self.dev_mode {
+                return Err(ConfigError::Invalid(
+                    "jwt_secret",
+                    crate::auth::KeyError::ShortSecret(s.len()).to_string(),
+                ));
+            }
+        }
+        if self.jwt_max_lifetime_secs == 0 {
+            return Err(ConfigError::Invalid(
+                "jwt_max_lifetime_secs",
+                "must be > 0".into(),
+            ));
         }
         if let Some(url) = &self.escalation.webhook_url {
             crate::escalation::WebhookTarget::parse(url)

@@ -14,7 +14,7 @@
 //! | `agentcast_events_coalesced_total`, `agentcast_events_dropped_total` | counter | `priority` |
 //! | `agentcast_acks_total` | counter | |
 //! | `agentcast_unacked_critical` | gauge | |
-//! | `agentcast_forced_closes_total` | counter | `reason`: `queue_overflow` (1013), `worker_restart` (1011), `abuse` (1008), `protocol_error`, `idle_timeout`, `write_timeout` |
+//! | `agentcast_forced_closes_total` | counter | `reason`: `queue_overflow` (1013), `worker_restart` (1011), `abuse` (1008), `protocol_error`, `idle_timeout`, `write_timeout`, `token_expired` (4001), `frame_too_large` (1009) |
 //! | `agentcast_queue_depth` | gauge | |
 //! | `agentcast_delivery_latency_seconds` | histogram | publish → socket write |
 //! | `agentcast_health_status` | gauge | 0 healthy, 1 degraded, 2 failed |
@@ -196,6 +196,11 @@ impl Collector for Snapshot {
                 reason("protocol_error", server_value(self, "protocol_errors")),
                 reason("idle_timeout", server_value(self, "idle_timeouts")),
                 reason("write_timeout", server_value(self, "write_timeouts")),
+                reason("token_expired", server_value(self, "token_expired_closes")),
+                reason(
+                    "frame_too_large",
+                    server_value(self, "frame_too_large_closes"),
+                ),
             ],
         )?;
         one(

@@ -8,7 +8,7 @@
 //! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
 //! let mut config = agentcast_server::Config::default();
-//! config.jwt_secret = Some("secret".into());
+//! config.jwt_secret = Some("a-secret-of-at-least-32-bytes-long".into());
 //! config.api_key = Some("key".into());
 //! agentcast_server::run(listener, config, async { /* a shutdown signal */ }).await?;
 //! # Ok(()) }

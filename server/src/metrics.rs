@@ -83,6 +83,11 @@ server_counters! {
     publish_too_large: "counter",
     /// Publishes answered from the idempotency window (not published again).
     publish_idempotent_replays: "counter",
+    // auth (H3)
+    /// Connections closed with 4001 because their token expired (exp + leeway).
+    token_expired_closes: "counter",
+    /// Connections closed with 1009 because a frame announced more than 64 x max_message_bytes.
+    frame_too_large_closes: "counter",
 }
 
 /// Upper bounds (µs) of the publish → socket-write latency buckets; the last bucket is +Inf.

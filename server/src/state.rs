@@ -2,10 +2,10 @@
 //! the idempotency cache and the connection registries.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use agentcast_engine::Hub;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
 use crate::auth::Authenticator;
 use crate::config::Config;
@@ -36,51 +36,46 @@ impl AppState {
     }
 }
 
-/// The node's WebSocket sessions: a count limited by `max_connections`, and a wake-up when it
-/// returns to zero (for graceful shutdown).
+/// The node's WebSocket sessions: a [`Semaphore`] of `max_connections` permits, one per open
+/// session (or upgrade in progress), and a wake-up when every permit is back (for graceful
+/// shutdown).
 #[derive(Debug)]
 pub(crate) struct Sessions {
-    /// Open sessions (and upgrades in progress). `AcqRel` on the counter: the final decrement
-    /// must be seen by the shutdown waiter after it registered for the notification.
-    open: AtomicUsize,
+    /// One permit per session that may still open.
+    permits: Arc<Semaphore>,
     max: usize,
     idle: Notify,
     metrics: Arc<ServerMetrics>,
 }
 
-/// One session's slot; dropping it frees the slot.
+/// One session's slot; dropping it returns the permit.
 #[derive(Debug)]
-pub(crate) struct SessionSlot(Arc<Sessions>);
+pub(crate) struct SessionSlot {
+    /// `Some` until dropped: taken in `Drop` so the permit is back before the waiter is woken.
+    permit: Option<OwnedSemaphorePermit>,
+    sessions: Arc<Sessions>,
+}
 
 impl Sessions {
+    /// Room for `max` sessions (at most [`Semaphore::MAX_PERMITS`]).
     pub(crate) fn new(max: usize, metrics: Arc<ServerMetrics>) -> Sessions {
+        let max = max.min(Semaphore::MAX_PERMITS);
         Sessions {
-            open: AtomicUsize::new(0),
+            permits: Arc::new(Semaphore::new(max)),
             max,
             idle: Notify::new(),
             metrics,
         }
     }
 
-    /// Takes a slot unless `max` are open.
+    /// Takes a slot unless `max` are open. Never waits.
     pub(crate) fn try_acquire(self: &Arc<Self>) -> Option<SessionSlot> {
-        let mut n = self.open.load(Ordering::Acquire);
-        loop {
-            if n >= self.max {
-                return None;
-            }
-            match self
-                .open
-                .compare_exchange_weak(n, n + 1, Ordering::AcqRel, Ordering::Acquire)
-            {
-                Ok(_) => break,
-                Err(actual) => n = actual,
-            }
-        }
-        self.metrics
-            .ws_open
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        Some(SessionSlot(Arc::clone(self)))
+        let permit = Arc::clone(&self.permits).try_acquire_owned().ok()?;
+        self.metrics.ws_open.fetch_add(1, Ordering::Relaxed);
+        Some(SessionSlot {
+            permit: Some(permit),
+            sessions: Arc::clone(self),
+        })
     }
 
     /// Waits until no session is open.
@@ -88,8 +83,9 @@ impl Sessions {
         loop {
             let notified = self.idle.notified();
             tokio::pin!(notified);
+            // Registered before the check, so a slot dropped in between still wakes us.
             notified.as_mut().enable();
-            if self.open.load(Ordering::Acquire) == 0 {
+            if self.permits.available_permits() == self.max {
                 return;
             }
             notified.await;
@@ -99,12 +95,11 @@ impl Sessions {
 
 impl Drop for SessionSlot {
     fn drop(&mut self) {
-        self.0
-            .metrics
-            .ws_open
-            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-        if self.0.open.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.0.idle.notify_waiters();
+        let s = &self.sessions;
+        s.metrics.ws_open.fetch_sub(1, Ordering::Relaxed);
+        drop(self.permit.take());
+        if s.permits.available_permits() == s.max {
+            s.idle.notify_waiters();
         }
     }
 }

@@ -23,7 +23,7 @@ mod binary;
 pub use binary::{BinaryServer, strip_ansi};
 
 /// The HS256 secret of test servers.
-pub const SECRET: &str = "test-secret-0123456789";
+pub const SECRET: &str = "test-secret-0123456789-of-32-bytes-or-more";
 /// The publish API key of test servers.
 pub const API_KEY: &str = "test-api-key";
 /// The longest any single wait in a test may take.

@@ -139,7 +139,7 @@ async fn a_wrong_secret_fails_every_connection_and_the_run_is_not_clean() {
             "0.2",
         ],
     );
-    cfg.jwt_secret = Some("not-the-server-secret".into());
+    cfg.jwt_secret = Some("not-the-server-secret-but-32-bytes-long".into());
     let r = run_bench(args, cfg).await;
     assert_eq!(r.connections, 0, "{}", r.table());
     assert_eq!(r.connect_failed, 20);

@@ -532,7 +532,7 @@ mod tests {
 
     fn ctx() -> Ctx {
         let cfg = crate::Config {
-            jwt_secret: Some("s".into()),
+            jwt_secret: Some("bench-unit-test-secret-of-32-bytes".into()),
             ..crate::Config::default()
         };
         Ctx {

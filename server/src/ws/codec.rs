@@ -19,10 +19,15 @@
 //! # Oversize messages
 //!
 //! The message size limit is checked against each frame's *declared* length before its payload
-//! is buffered, so a 16 MiB length header costs nothing. An oversize data message is reported
-//! once as [`Message::Oversize`] and its payload (and any continuation frames of it) is then
-//! discarded as it streams in, so the connection stays usable: the caller answers with an
-//! application `error` message rather than a close.
+//! is buffered, so a 16 MiB length header costs no memory. A data message modestly over the
+//! limit is reported once as [`Message::Oversize`] and its payload (and any continuation
+//! frames of it) is then discarded as it streams in, so the connection stays usable: the
+//! caller answers with an application `error` message rather than a close.
+//!
+//! A message whose declared length (fragments so far included) exceeds
+//! [`CLOSE_CEILING_FACTOR`] × the limit is [`ProtocolError::TooLarge`] at once, before any of
+//! its payload is read: the caller closes with 1009. Otherwise a client could announce 2^63 − 1
+//! bytes and keep the connection (and the server's attention) forever by trickling payload.
 //!
 //! # Memory
 //!
@@ -45,6 +50,10 @@ use thiserror::Error;
 
 /// Buffer capacity a decoder keeps once it has no pending bytes; larger buffers are freed.
 pub const RETAINED_CAPACITY: usize = 1024;
+
+/// A data message declaring more than this many times the message limit closes the
+/// connection with 1009 instead of being skipped (see the [module docs](self)).
+pub const CLOSE_CEILING_FACTOR: u64 = 64;
 
 /// The longest payload a control frame may carry (RFC 6455 §5.5).
 const MAX_CONTROL_PAYLOAD: u64 = 125;
@@ -112,13 +121,19 @@ pub enum ProtocolError {
     /// §5.5.1 / §7.4: a 1-byte close payload or a code a peer may not send.
     #[error("invalid close frame")]
     BadClose,
+    /// §7.4.1 1009: "a message that is too big for it to process": the declared length is
+    /// over [`CLOSE_CEILING_FACTOR`] × the limit.
+    #[error("message length far over the limit")]
+    TooLarge,
 }
 
 impl ProtocolError {
-    /// The close code to send: 1007 for invalid UTF-8, 1002 (protocol error) otherwise.
+    /// The close code to send: 1007 for invalid UTF-8, 1009 (message too big) for
+    /// [`ProtocolError::TooLarge`], 1002 (protocol error) otherwise.
     pub fn close_code(&self) -> u16 {
         match self {
             ProtocolError::InvalidUtf8 => 1007,
+            ProtocolError::TooLarge => 1009,
             _ => 1002,
         }
     }
@@ -146,6 +161,10 @@ pub struct Decoder {
     discard_frame: u64,
     /// Whether continuation frames belong to an oversize message being discarded.
     discarding_message: bool,
+    /// Declared length of the oversize message being discarded, fragments so far included.
+    discarded_len: u64,
+    /// Declared message length beyond which the connection is closed (1009).
+    ceiling: u64,
     /// Set once a close frame was decoded: nothing after it is read.
     closed: bool,
 }
@@ -160,7 +179,8 @@ struct Header {
 }
 
 impl Decoder {
-    /// A decoder that accepts data messages of at most `max_message` bytes. Allocates nothing
+    /// A decoder that accepts data messages of at most `max_message` bytes, skips those up to
+    /// [`CLOSE_CEILING_FACTOR`] × `max_message`, and refuses longer ones. Allocates nothing
     /// until bytes are fed.
     pub fn new(max_message: usize) -> Decoder {
         Decoder {
@@ -170,6 +190,8 @@ impl Decoder {
             partial: None,
             discard_frame: 0,
             discarding_message: false,
+            discarded_len: 0,
+            ceiling: (max_message as u64).saturating_mul(CLOSE_CEILING_FACTOR),
             closed: false,
         }
     }
@@ -251,7 +273,12 @@ impl Decoder {
             } else {
                 match (h.opcode, &self.partial, self.discarding_message) {
                     (0, _, true) => {
-                        // A continuation of an oversize message: drop it as it streams in.
+                        // A continuation of an oversize message: drop it as it streams in,
+                        // unless the message as declared so far passes the ceiling.
+                        self.discarded_len = self.discarded_len.saturating_add(h.len);
+                        if self.discarded_len > self.ceiling {
+                            return Err(ProtocolError::TooLarge);
+                        }
                         self.pos += h.header_len;
                         self.discard_frame = h.len;
                         self.discarding_message = !h.fin;
@@ -265,7 +292,11 @@ impl Decoder {
                 }
                 let held = self.partial.as_ref().map_or(0, |p| p.data.len() as u64);
                 let total = held.saturating_add(h.len);
+                if total > self.ceiling {
+                    return Err(ProtocolError::TooLarge);
+                }
                 if total > self.max_message as u64 {
+                    self.discarded_len = total;
                     self.pos += h.header_len;
                     self.discard_frame = h.len;
                     self.discarding_message = !h.fin;
@@ -430,218 +461,4 @@ pub fn encode_client_frame(fin: bool, opcode: u8, payload: &[u8], mask: [u8; 4])
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const MASK: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
-
-    fn frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
-        encode_client_frame(fin, opcode, payload, MASK)
-    }
-
-    fn decode_all(dec: &mut Decoder) -> Result<Vec<Message>, ProtocolError> {
-        let mut out = Vec::new();
-        while let Some(m) = dec.next_message()? {
-            out.push(m);
-        }
-        Ok(out)
-    }
-
-    #[test]
-    fn masked_text_is_unmasked() {
-        let mut dec = Decoder::new(1024);
-        dec.feed(&frame(true, 1, b"Hello"));
-        assert_eq!(
-            decode_all(&mut dec).unwrap(),
-            [Message::Text("Hello".into())]
-        );
-    }
-
-    #[test]
-    fn unmasked_frame_is_a_protocol_error() {
-        let mut dec = Decoder::new(1024);
-        dec.feed(&[0x81, 0x02, b'h', b'i']);
-        assert_eq!(dec.next_message(), Err(ProtocolError::Unmasked));
-        assert_eq!(ProtocolError::Unmasked.close_code(), 1002);
-        // Nothing is decoded after an error.
-        dec.feed(&frame(true, 1, b"x"));
-        assert_eq!(dec.next_message(), Ok(None));
-    }
-
-    #[test]
-    fn bytes_arriving_one_at_a_time_decode_the_same() {
-        let mut wire = frame(true, 1, &[b'a'; 300]);
-        wire.extend(frame(true, 9, b"p"));
-        let mut dec = Decoder::new(1024);
-        let mut got = Vec::new();
-        for b in wire {
-            dec.feed(&[b]);
-            got.extend(decode_all(&mut dec).unwrap());
-        }
-        assert_eq!(
-            got,
-            [Message::Text("a".repeat(300)), Message::Ping(b"p".to_vec())]
-        );
-    }
-
-    #[test]
-    fn fragments_are_reassembled_around_control_frames() {
-        let mut dec = Decoder::new(1024);
-        dec.feed(&frame(false, 1, b"{\"type\":"));
-        dec.feed(&frame(true, 9, b"ping!"));
-        dec.feed(&frame(false, 0, b"\"pi"));
-        dec.feed(&frame(true, 0, b"ng\"}"));
-        assert_eq!(
-            decode_all(&mut dec).unwrap(),
-            [
-                Message::Ping(b"ping!".to_vec()),
-                Message::Text("{\"type\":\"ping\"}".into())
-            ]
-        );
-    }
-
-    #[test]
-    fn utf8_split_across_fragments_is_accepted() {
-        let e = "é".as_bytes();
-        let mut dec = Decoder::new(1024);
-        dec.feed(&frame(false, 1, &e[..1]));
-        dec.feed(&frame(true, 0, &e[1..]));
-        assert_eq!(decode_all(&mut dec).unwrap(), [Message::Text("é".into())]);
-    }
-
-    #[test]
-    fn stray_or_missing_continuations_are_errors() {
-        let mut dec = Decoder::new(1024);
-        dec.feed(&frame(true, 0, b"x"));
-        assert_eq!(
-            dec.next_message(),
-            Err(ProtocolError::UnexpectedContinuation)
-        );
-        let mut dec = Decoder::new(1024);
-        dec.feed(&frame(false, 1, b"x"));
-        dec.feed(&frame(true, 1, b"y"));
-        assert_eq!(dec.next_message(), Err(ProtocolError::ExpectedContinuation));
-    }
-
-    #[test]
-    fn control_frames_must_be_short_and_final() {
-        let mut dec = Decoder::new(1024);
-        dec.feed(&frame(false, 9, b"x"));
-        assert_eq!(dec.next_message(), Err(ProtocolError::FragmentedControl));
-        let mut dec = Decoder::new(1024);
-        dec.feed(&frame(true, 9, &[0; 126]));
-        assert_eq!(dec.next_message(), Err(ProtocolError::ControlTooLong));
-    }
-
-    #[test]
-    fn reserved_bits_and_opcodes_are_refused() {
-        let mut dec = Decoder::new(1024);
-        let mut f = frame(true, 1, b"x");
-        f[0] |= 0x40;
-        dec.feed(&f);
-        assert_eq!(dec.next_message(), Err(ProtocolError::ReservedBits));
-        for op in [3, 7, 0xB, 0xF] {
-            let mut dec = Decoder::new(1024);
-            dec.feed(&frame(true, op, b""));
-            assert_eq!(dec.next_message(), Err(ProtocolError::ReservedOpcode(op)));
-        }
-    }
-
-    #[test]
-    fn invalid_utf8_text_closes_with_1007() {
-        let mut dec = Decoder::new(1024);
-        dec.feed(&frame(true, 1, &[0xff, 0xfe]));
-        let err = dec.next_message().unwrap_err();
-        assert_eq!(err, ProtocolError::InvalidUtf8);
-        assert_eq!(err.close_code(), 1007);
-    }
-
-    #[test]
-    fn close_frames_are_parsed_and_validated() {
-        let mut payload = 1000u16.to_be_bytes().to_vec();
-        payload.extend_from_slice(b"bye");
-        let mut dec = Decoder::new(1024);
-        dec.feed(&frame(true, 8, &payload));
-        dec.feed(&frame(true, 1, b"ignored after close"));
-        assert_eq!(
-            decode_all(&mut dec).unwrap(),
-            [Message::Close(Some(CloseFrame {
-                code: 1000,
-                reason: "bye".into()
-            }))]
-        );
-        for bad in [
-            vec![3],
-            1005u16.to_be_bytes().to_vec(),
-            vec![0x03, 0xe8, 0xff],
-        ] {
-            let mut dec = Decoder::new(1024);
-            dec.feed(&frame(true, 8, &bad));
-            assert!(dec.next_message().is_err(), "{bad:?}");
-        }
-        let mut dec = Decoder::new(1024);
-        dec.feed(&frame(true, 8, b""));
-        assert_eq!(dec.next_message(), Ok(Some(Message::Close(None))));
-    }
-
-    #[test]
-    fn a_16_mib_length_header_is_refused_without_buffering() {
-        let mut dec = Decoder::new(4096);
-        let mut header = vec![0x81, 0x80 | 127];
-        header.extend_from_slice(&(16u64 << 20).to_be_bytes());
-        header.extend_from_slice(&MASK);
-        dec.feed(&header);
-        assert_eq!(
-            dec.next_message(),
-            Ok(Some(Message::Oversize { len: 16 << 20 }))
-        );
-        // The payload streams through without being kept.
-        let chunk = vec![0u8; 64 * 1024];
-        for _ in 0..256 {
-            dec.feed(&chunk);
-            assert_eq!(dec.next_message(), Ok(None));
-            assert_eq!(dec.buffered(), 0);
-        }
-        assert!(dec.capacity() <= RETAINED_CAPACITY);
-        // The connection is usable afterwards.
-        dec.feed(&frame(true, 1, b"ok"));
-        assert_eq!(dec.next_message(), Ok(Some(Message::Text("ok".into()))));
-    }
-
-    #[test]
-    fn an_oversize_fragmented_message_is_skipped_whole() {
-        let mut dec = Decoder::new(8);
-        dec.feed(&frame(false, 1, b"12345"));
-        dec.feed(&frame(false, 0, b"67890"));
-        dec.feed(&frame(true, 9, b""));
-        dec.feed(&frame(true, 0, b"more"));
-        dec.feed(&frame(true, 1, b"next"));
-        assert_eq!(
-            decode_all(&mut dec).unwrap(),
-            [
-                Message::Oversize { len: 10 },
-                Message::Ping(Vec::new()),
-                Message::Text("next".into())
-            ]
-        );
-    }
-
-    #[test]
-    fn length_with_top_bit_set_is_a_protocol_error() {
-        let mut dec = Decoder::new(4096);
-        let mut header = vec![0x82, 0x80 | 127];
-        header.extend_from_slice(&u64::MAX.to_be_bytes());
-        header.extend_from_slice(&MASK);
-        dec.feed(&header);
-        assert_eq!(dec.next_message(), Err(ProtocolError::BadLength));
-    }
-
-    #[test]
-    fn buffer_is_released_after_a_big_message() {
-        let mut dec = Decoder::new(64 * 1024);
-        dec.feed(&frame(true, 2, &vec![7u8; 60_000]));
-        assert!(matches!(dec.next_message(), Ok(Some(Message::Binary(b))) if b.len() == 60_000));
-        assert_eq!(dec.next_message(), Ok(None));
-        assert!(dec.capacity() <= RETAINED_CAPACITY, "{}", dec.capacity());
-    }
-}
+mod tests;

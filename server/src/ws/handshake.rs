@@ -11,6 +11,7 @@
 //! | missing `Upgrade: websocket`, `Connection: upgrade` or a valid `Sec-WebSocket-Key` | 400 |
 //! | `Sec-WebSocket-Version` is not 13 | 426 (with `Sec-WebSocket-Version: 13`) |
 //! | `?last_seq` is not a non-negative integer | 400 |
+//! | `?last_seq` or `?token` has a malformed percent-escape (`%` not followed by two hex digits) or decodes to invalid UTF-8 | 400 |
 //! | token missing, malformed, expired, not yet valid, wrongly signed, `alg: none`, wrong algorithm, wrong aud/iss, too long | 401 |
 //! | server shutting down, or `max_connections` sessions open | 503 |
 //! | the user holds its tier's `connections_per_user` | 429 |
@@ -150,7 +151,14 @@ pub(crate) struct UpgradeRequest {
 pub(crate) fn parse_upgrade<B>(req: &Request<B>) -> Result<UpgradeRequest, Refusal> {
     let key = check_request(req)?;
     let query = req.uri().query().unwrap_or("");
-    let resume = match query_param(query, "last_seq") {
+    let bad_escape = |name: &str| {
+        Refusal::new(
+            StatusCode::BAD_REQUEST,
+            format!("`{name}` in the query string has a malformed percent-escape"),
+        )
+    };
+    let last_seq = try_query_param(query, "last_seq").map_err(|_| bad_escape("last_seq"))?;
+    let resume = match last_seq {
         None => Resume::FromAck,
         Some(s) => match s.parse::<u64>() {
             Ok(n) => Resume::After(n),
@@ -162,11 +170,13 @@ pub(crate) fn parse_upgrade<B>(req: &Request<B>) -> Result<UpgradeRequest, Refus
             }
         },
     };
-    let token = bearer(req.headers())
-        .map(Cow::Borrowed)
-        .or_else(|| query_param(query, "token"))
-        .unwrap_or_default()
-        .into_owned();
+    let token = match bearer(req.headers()) {
+        Some(t) => t.to_owned(),
+        None => try_query_param(query, "token")
+            .map_err(|_| bad_escape("token"))?
+            .unwrap_or_default()
+            .into_owned(),
+    };
     Ok(UpgradeRequest { key, resume, token })
 }
 
@@ -226,39 +236,59 @@ fn bearer(h: &HeaderMap) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
 }
 
-/// The percent-decoded value of `name` in a query string (first occurrence).
+/// A query value that cannot be decoded: a `%` not followed by two hex digits, or bytes that
+/// are not UTF-8 once decoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct BadEscape;
+
+/// The decoded value of `name` in a query string (first occurrence), or `None`; a malformed
+/// value is `None` too. See [`try_query_param`].
 pub(crate) fn query_param<'a>(query: &'a str, name: &str) -> Option<Cow<'a, str>> {
-    query.split('&').find_map(|pair| {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        (k == name).then(|| percent_decode(v))
-    })
+    try_query_param(query, name).ok().flatten()
 }
 
-fn percent_decode(s: &str) -> Cow<'_, str> {
-    if !s.contains(['%', '+']) {
-        return Cow::Borrowed(s);
-    }
+/// The decoded value of `name` in a query string (first occurrence): `+` is a space
+/// (`application/x-www-form-urlencoded`), `%XX` a byte (decoded by the `percent-encoding`
+/// crate); a malformed escape or non-UTF-8 result is [`BadEscape`].
+pub(crate) fn try_query_param<'a>(
+    query: &'a str,
+    name: &str,
+) -> Result<Option<Cow<'a, str>>, BadEscape> {
+    let Some(raw) = query.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        (k == name).then_some(v)
+    }) else {
+        return Ok(None);
+    };
+    form_decode(raw).map(Some)
+}
+
+fn form_decode(s: &str) -> Result<Cow<'_, str>, BadEscape> {
     let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < b.len() => {
-                let hex = std::str::from_utf8(&b[i + 1..i + 3]).ok();
-                match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
-                    Some(v) => {
-                        out.push(v);
-                        i += 2;
-                    }
-                    None => out.push(b'%'),
-                }
-            }
-            c => out.push(c),
-        }
-        i += 1;
+    // `percent-encoding` passes a malformed escape through as it is; the client gets a 400
+    // instead, rather than a token or seq silently different from what it meant.
+    let well_formed = b.iter().enumerate().all(|(i, &c)| {
+        c != b'%'
+            || (b.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
+                && b.get(i + 2).is_some_and(u8::is_ascii_hexdigit))
+    });
+    if !well_formed {
+        return Err(BadEscape);
     }
-    Cow::Owned(String::from_utf8_lossy(&out).into_owned())
+    let spaced: Cow<'_, str> = if s.contains('+') {
+        Cow::Owned(s.replace('+', " "))
+    } else {
+        Cow::Borrowed(s)
+    };
+    match spaced {
+        Cow::Borrowed(s) => percent_encoding::percent_decode_str(s)
+            .decode_utf8()
+            .map_err(|_| BadEscape),
+        Cow::Owned(s) => percent_encoding::percent_decode_str(&s)
+            .decode_utf8()
+            .map(|c| Cow::Owned(c.into_owned()))
+            .map_err(|_| BadEscape),
+    }
 }
 
 #[cfg(test)]
@@ -272,8 +302,11 @@ mod tests {
             Some("x.y")
         );
         assert_eq!(query_param("last_seq=5", "last_seq").as_deref(), Some("5"));
-        assert_eq!(query_param("x=%zz%4", "x").as_deref(), Some("%zz%4"));
+        assert_eq!(try_query_param("x=%zz", "x"), Err(BadEscape));
+        assert_eq!(try_query_param("x=ab%4", "x"), Err(BadEscape));
+        assert_eq!(try_query_param("x=%ff", "x"), Err(BadEscape));
         assert_eq!(query_param("x=%41", "x").as_deref(), Some("A"));
+        assert_eq!(query_param("x=a+b%2B", "x").as_deref(), Some("a b+"));
         assert_eq!(query_param("tokenx=1", "token"), None);
     }
 }

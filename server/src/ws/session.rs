@@ -7,7 +7,11 @@
 //!   message is handled in order (an `ack`, `subscribe` or `ping` is answered before the next
 //!   message is read, so a `pong` proves every earlier subscribe is in force);
 //! - **the heartbeat timer**: a WebSocket ping every `heartbeat_ms`; a client that sent
-//!   nothing (not even a pong) for `idle_timeout_ms` is closed with 1001 `idle timeout`.
+//!   nothing (not even a pong) for `idle_timeout_ms` is closed with 1001 `idle timeout`;
+//! - **the token's expiry**: one timer set at the upgrade for the token's `exp` plus
+//!   `jwt_leeway_secs` (no per-frame cost). When it fires the session closes with
+//!   [`TOKEN_EXPIRED`] (4001, reason `token expired`): the client reconnects with a fresh
+//!   token and resumes. A batch being written is finished first.
 //!
 //! # Order on the wire
 //!
@@ -21,6 +25,8 @@
 //! - The client sends a close: it is echoed with the same code.
 //! - A protocol violation: close 1002 (1007 for invalid UTF-8), see [`super::codec`].
 //! - Sustained abuse (see [`super::guard`]): close 1008.
+//! - The token expired: close 4001 `token expired`.
+//! - A frame announcing more than 64 × `max_message_bytes`: close 1009 (see [`super::codec`]).
 //! - Dev mode only: `POST /api/v1/dev/disconnect` closes a user's sessions with 1012.
 //!
 //! After a close frame the write side is shut and the socket is read until EOF (at most
@@ -68,6 +74,10 @@ const MAX_IOV: usize = 64;
 /// "1008 indicates that an endpoint is terminating the connection because it has received a
 /// message that violates its policy".
 const POLICY_VIOLATION: u16 = 1008;
+
+/// Close code of a session whose token expired (`exp` + leeway): "4000-4999 … available
+/// for use by applications" (RFC 6455 §7.4.2). Reason: `token expired`.
+pub(crate) const TOKEN_EXPIRED: u16 = 4001;
 
 /// What handling input decided.
 enum Flow {
@@ -148,6 +158,8 @@ impl Session {
         }
         let ping = tokio::time::sleep(heartbeat);
         tokio::pin!(ping);
+        let expiry = tokio::time::sleep_until(self.token_deadline());
+        tokio::pin!(expiry);
         let mut kicks = self.state.dev_kicks.as_ref().map(|k| k.subscribe());
         loop {
             tokio::select! {
@@ -186,6 +198,10 @@ impl Session {
                         Err(_) => return Flow::Gone,
                     }
                 }
+                () = &mut expiry => {
+                    inc(&self.state.metrics.token_expired_closes);
+                    return Flow::Close(TOKEN_EXPIRED, "token expired");
+                }
                 () = &mut ping => {
                     let now = Instant::now();
                     if now.duration_since(self.last_heard) >= idle {
@@ -200,6 +216,23 @@ impl Session {
                 return Flow::Gone;
             }
         }
+    }
+
+    /// When the token stops being valid: `exp` + leeway, from the wall clock (capped at a
+    /// year so the deadline never overflows).
+    fn token_deadline(&self) -> Instant {
+        let end = std::time::UNIX_EPOCH
+            + Duration::from_secs(
+                self.id
+                    .expires_at
+                    .saturating_add(self.state.auth.leeway_secs())
+                    .min(u64::from(u32::MAX) * 4),
+            );
+        let left = end
+            .duration_since(std::time::SystemTime::now())
+            .unwrap_or(Duration::ZERO)
+            .min(Duration::from_secs(365 * 24 * 3600));
+        Instant::now() + left
     }
 
     /// One non-blocking read into the decoder. `Ok(0)` is EOF.
@@ -217,6 +250,10 @@ impl Session {
                 Ok(Some(m)) => m,
                 Ok(None) => return None,
                 Err(e) => {
+                    if e == super::codec::ProtocolError::TooLarge {
+                        inc(&self.state.metrics.frame_too_large_closes);
+                        return Some(Flow::Close(e.close_code(), "message too big"));
+                    }
                     inc(&self.state.metrics.protocol_errors);
                     tracing::debug!(user = %self.id.user, error = %e, "protocol error");
                     return Some(Flow::Close(e.close_code(), "protocol error"));
