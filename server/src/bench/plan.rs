@@ -276,7 +276,14 @@ mod tests {
     use crate::cli::{Cli, Command};
 
     fn parse(extra: &[&str]) -> (BenchArgs, Config) {
-        let mut argv = vec!["agentcast", "--jwt-secret", "s", "--api-key", "k", "bench"];
+        let mut argv = vec![
+            "agentcast",
+            "--jwt-secret",
+            "bench-test-secret-of-at-least-32-bytes",
+            "--api-key",
+            "k",
+            "bench",
+        ];
         argv.extend_from_slice(extra);
         let cli = Cli::try_parse_args(argv).unwrap();
         let cfg = cli.config().unwrap();
