@@ -270,7 +270,7 @@ impl Drop for HubInner {
     }
 }
 
-fn stop(inner: &HubInner) {
+fn stop_monitor(inner: &HubInner) {
     if let Some(mut m) = inner
         .monitor
         .lock()
@@ -279,6 +279,10 @@ fn stop(inner: &HubInner) {
     {
         m.stop();
     }
+}
+
+fn stop(inner: &HubInner) {
+    stop_monitor(inner);
     for w in &inner.workers {
         let _ = w.send(Command::Shutdown);
     }
@@ -636,8 +640,28 @@ impl Hub {
             .collect()
     }
 
+    /// Begins a graceful shutdown and returns at once: from now on publishes, connects and
+    /// subscriptions are refused ([`HubClosed`]), while every frame already queued to a
+    /// connection (its ring and its hand-off queue) keeps flowing to its transport; each
+    /// connection is asked to close with 1001 once everything queued to it was handed over,
+    /// so a transport that writes what it drains before the close writes every frame a
+    /// receipt counted. Frames a connection leaves queued when its transport drops it are
+    /// counted in [`ShardStats::shutdown_unwritten`](crate::stats::ShardStats). Call
+    /// [`Hub::shutdown`] to finish (for example when the transports are gone or a grace
+    /// period is over). Stops the health monitor (joining its thread). Idempotent.
+    pub fn begin_shutdown(&self) {
+        stop_monitor(&self.inner);
+        for w in &self.inner.workers {
+            let _ = w.send(Command::Drain);
+        }
+    }
+
     /// Asks every connection to close with 1001, stops the workers and waits for them.
-    /// Later operations fail with [`HubClosed`]. Idempotent.
+    /// Frames still in a connection's ring are discarded and counted in
+    /// [`ShardStats::shutdown_unwritten`](crate::stats::ShardStats); its hand-off queue stays
+    /// for the transport to write before the close. Later operations fail with
+    /// [`HubClosed`]. Idempotent. For a shutdown that loses nothing, call
+    /// [`Hub::begin_shutdown`] first.
     pub fn shutdown(&self) {
         stop(&self.inner);
     }

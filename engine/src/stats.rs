@@ -142,6 +142,12 @@ counters! {
     runs,
     /// Gauge: tool names with a learned duration estimate.
     learned_tools,
+    /// Frames queued to a connection (ring or hand-off queue) that were never handed to a
+    /// socket because the hub stopped, or the transport gave up, during a graceful shutdown.
+    shutdown_unwritten,
+    /// Publishes refused because the shard's command queue was full (see
+    /// [`HubConfig::command_queue`](crate::HubConfig::command_queue)).
+    publishes_refused,
 }
 
 /// Per-shard counters plus the transports' drained counter on its own cache line.

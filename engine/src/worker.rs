@@ -8,8 +8,18 @@
 //!
 //! # Close
 //!
-//! On shutdown the worker asks every connection to close with 1001, marks itself closed and
-//! drops whatever is still queued, so a caller waiting on a [`Reply`](crate::Reply) gets
+//! A graceful shutdown has two steps. [`Command::Drain`] (from
+//! [`Hub::begin_shutdown`](crate::Hub::begin_shutdown)) switches the worker to draining: from
+//! then on it refuses publishes, connects and subscriptions (their replies resolve to
+//! [`HubClosed`]) and keeps serving refills, disconnects and acks, so every frame already
+//! queued to a connection (ring and hand-off queue) still reaches its transport; each
+//! connection is asked to close with 1001 once its ring is empty, which the transport sees
+//! after the last frame. A transport that disconnects while draining leaves its queued frames
+//! counted in `shutdown_unwritten`.
+//!
+//! [`Command::Shutdown`] stops the worker: it asks every connection still registered to close
+//! with 1001 (frames left in rings are counted in `shutdown_unwritten`), marks itself closed
+//! and drops whatever is still queued, so a caller waiting on a [`Reply`](crate::Reply) gets
 //! [`HubClosed`] instead of waiting forever. A command pushed concurrently with the close is
 //! dropped by whichever of the two sides looks last (see [`WorkerShared::send`]).
 //!
@@ -102,6 +112,9 @@ pub(crate) enum Command {
     Inspect(Box<dyn FnOnce(&mut Shard) + Send>),
     /// A fault injected by a test of the health machinery.
     Fault(Fault),
+    /// Begin a graceful shutdown (see the [module docs](self)).
+    Drain,
+    /// Stop the worker.
     Shutdown,
 }
 
@@ -235,17 +248,28 @@ fn run(mut shard: Shard, shared: &Arc<WorkerShared>, parker: Parker) {
 
 /// The worker loop proper; returns on shutdown.
 fn serve(shard: &mut Shard, shared: &Arc<WorkerShared>, parker: &Parker) {
+    if shard.is_draining() {
+        // Restarted after a panic during a graceful shutdown: keep draining.
+        return serve_draining(shard, shared, parker);
+    }
     let tick = shard.tick();
     let mut next_tick = Instant::now() + tick;
     loop {
         shared.health.beat();
         let mut n: u32 = 0;
         while let Some(cmd) = shared.queue.pop() {
-            if let Command::Shutdown = cmd {
-                shard.flush_counters(&shared.counters);
-                return;
+            match cmd {
+                Command::Shutdown => {
+                    shard.flush_counters(&shared.counters);
+                    return;
+                }
+                Command::Drain => {
+                    shard.begin_drain();
+                    shard.flush_counters(&shared.counters);
+                    return serve_draining(shard, shared, parker);
+                }
+                cmd => shard.handle(cmd, shared),
             }
-            shard.handle(cmd, shared);
             n = n.wrapping_add(1);
             if n % 64 == 0 {
                 // A long burst is not a stall: keep the watchdog informed.
@@ -269,6 +293,46 @@ fn serve(shard: &mut Shard, shared: &Arc<WorkerShared>, parker: &Parker) {
                 break;
             }
             std::hint::spin_loop();
+        }
+        if shared.queue.is_empty() {
+            parker.park_timeout(
+                next_tick
+                    .saturating_duration_since(Instant::now())
+                    .max(Duration::from_micros(100)),
+            );
+        }
+    }
+}
+
+/// The loop of a draining worker (see the [module docs](self)); returns on shutdown.
+fn serve_draining(shard: &mut Shard, shared: &Arc<WorkerShared>, parker: &Parker) {
+    let tick = shard.tick();
+    let mut next_tick = Instant::now() + tick;
+    loop {
+        shared.health.beat();
+        while let Some(cmd) = shared.queue.pop() {
+            match cmd {
+                Command::Shutdown => {
+                    shard.flush_counters(&shared.counters);
+                    return;
+                }
+                // Refused: dropping the reply resolves it to `HubClosed`, and nothing was
+                // queued to any connection, so no receipt promises a frame.
+                Command::Publish { .. }
+                | Command::Fanout { .. }
+                | Command::Connect { .. }
+                | Command::Subscribe { .. }
+                | Command::Fault(_)
+                | Command::Drain => {}
+                cmd => shard.handle(cmd, shared),
+            }
+        }
+        shard.flush_counters(&shared.counters);
+        let now = Instant::now();
+        if now >= next_tick {
+            shard.housekeeping();
+            shard.flush_counters(&shared.counters);
+            next_tick = now + tick;
         }
         if shared.queue.is_empty() {
             parker.park_timeout(

@@ -83,6 +83,10 @@ server_counters! {
     publish_too_large: "counter",
     /// Publishes answered from the idempotency window (not published again).
     publish_idempotent_replays: "counter",
+    // Graceful shutdown (H1).
+    /// Frames a WebSocket session had taken from the engine but not written when a graceful
+    /// shutdown gave up on it (grace period over, or the client went away meanwhile).
+    shutdown_unwritten: "counter",
 }
 
 /// Upper bounds (µs) of the publish → socket-write latency buckets; the last bucket is +Inf.
