@@ -53,6 +53,11 @@ pub struct HubConfig {
     /// Run tracking and event enrichment (see [`crate::enrich`]). Default:
     /// [`EnrichmentConfig::default()`] (enabled).
     pub enrichment: EnrichmentConfig,
+    // Overload (H1).
+    /// Commands a shard's queue may hold before publishes to that shard are refused with
+    /// [`PublishError::Overloaded`](crate::PublishError::Overloaded) (see [`crate::worker`]).
+    /// Default: 262,144.
+    pub command_queue: usize,
 }
 
 impl Default for HubConfig {
@@ -72,6 +77,7 @@ impl Default for HubConfig {
             escalation_queue: 4_096,
             health: HealthConfig::default(),
             enrichment: EnrichmentConfig::default(),
+            command_queue: 1 << 18,
         }
     }
 }
@@ -91,6 +97,7 @@ impl fmt::Debug for HubConfig {
             .field("escalation", &self.escalation.is_some())
             .field("health", &self.health)
             .field("enrichment", &self.enrichment)
+            .field("command_queue", &self.command_queue)
             .finish_non_exhaustive()
     }
 }

@@ -30,7 +30,7 @@ use crate::HubConfig;
 use crate::conn::{ConnId, ConnShared, ConnectOptions, Connection, Welcome};
 use crate::emitter::UserEmitter;
 use crate::enrich::{self, Rules};
-use crate::error::HubClosed;
+use crate::error::{HubClosed, PublishError};
 use crate::escalation::Dispatcher;
 use crate::event::{Event, Priority, Target, UserId};
 use crate::frame::{self, EventFields, Origin, now_ms};
@@ -342,7 +342,7 @@ impl Hub {
         let mut threads = Vec::with_capacity(cfg.shards);
         for i in 0..cfg.shards {
             let shard = Shard::new(Arc::clone(&cfg), dispatcher.sender());
-            let (w, t) = worker::spawn(i, shard)?;
+            let (w, t) = worker::spawn(i, shard, cfg.command_queue)?;
             workers.push(w);
             threads.push(t);
         }
@@ -437,7 +437,13 @@ impl Hub {
     /// Cost on the caller's thread: for a user event, one command push (the home shard
     /// serializes after assigning the seq); for a channel or broadcast, one serialization and
     /// one command push per shard.
-    pub fn publish(&self, target: Target, event: Event) -> Result<PublishReply, HubClosed> {
+    ///
+    /// # Errors
+    ///
+    /// [`PublishError::Closed`] after shutdown; [`PublishError::Overloaded`] when a shard's
+    /// command queue is full (for a channel or broadcast: any shard's, checked before
+    /// anything is queued). Either way nothing was published.
+    pub fn publish(&self, target: Target, event: Event) -> Result<PublishReply, PublishError> {
         let ts_ms = now_ms();
         let priority = event
             .priority
@@ -446,7 +452,7 @@ impl Hub {
             Target::User(user) => {
                 let w = &self.inner.workers[self.shard_of(&user)];
                 let (tx, reply) = Reply::channel();
-                w.send(Command::Publish {
+                w.send_publish(Command::Publish {
                     user,
                     event,
                     priority,
@@ -461,6 +467,9 @@ impl Hub {
                 })
             }
             Target::Channel(_) | Target::Broadcast => {
+                if let Some(w) = self.inner.workers.iter().find(|w| w.is_full()) {
+                    return Err(w.refuse());
+                }
                 let channel = match &target {
                     Target::Channel(c) => Some(c.clone()),
                     _ => None,
@@ -513,21 +522,24 @@ impl Hub {
         }
     }
 
-    /// Publishes without asking for a receipt: the cheapest form (no reply channel).
-    pub fn send(&self, target: Target, event: Event) -> Result<(), HubClosed> {
+    /// Publishes without asking for a receipt: the cheapest form (no reply channel). Refused
+    /// as [`Hub::publish`] is.
+    pub fn send(&self, target: Target, event: Event) -> Result<(), PublishError> {
         let ts_ms = now_ms();
         let priority = event
             .priority
             .unwrap_or_else(|| self.inner.cfg.priorities.priority(&event.kind));
         match target {
-            Target::User(user) => self.inner.workers[self.shard_of(&user)].send(Command::Publish {
-                user,
-                event,
-                priority,
-                ts_ms,
-                born_us: health::mono_us(),
-                reply: None,
-            }),
+            Target::User(user) => {
+                self.inner.workers[self.shard_of(&user)].send_publish(Command::Publish {
+                    user,
+                    event,
+                    priority,
+                    ts_ms,
+                    born_us: health::mono_us(),
+                    reply: None,
+                })
+            }
             target => {
                 // Channel and broadcast: same path as `publish`, replies dropped.
                 drop(self.publish(target, event)?);

@@ -7,7 +7,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use agentcast_engine::{ConnectOptions, EventKind, HubClosed, Target};
+use agentcast_engine::{ConnectOptions, EventKind, PublishError, Target};
 use bytes::Bytes;
 use common::*;
 
@@ -49,10 +49,10 @@ fn begin_shutdown_hands_over_ring_and_handoff_then_closes_1001() {
             Target::User(u.clone()),
             event(EventKind::ToolExecuting, "r", "{}"),
         )
-        .and_then(|r| r.wait());
+        .and_then(|r| r.wait().map_err(PublishError::from));
     assert_eq!(
         late,
-        Err(HubClosed),
+        Err(PublishError::Closed),
         "a publish after the shutdown began is refused"
     );
 

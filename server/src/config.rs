@@ -123,6 +123,11 @@ pub struct Config {
     /// disconnect). Set by [`Config::enter_dev_mode`], never read from the file. Default: false.
     #[serde(skip)]
     pub dev_mode: bool,
+    // Overload (H1).
+    /// Commands each engine shard's queue may hold; a publish to a shard whose queue is full
+    /// is refused with 503 (nothing is published) and counted in
+    /// `agentcast_publish_overloaded_total`. Default: 262,144.
+    pub command_queue_capacity: usize,
 }
 
 /// `[health]`: the engine's health monitor, canary and worker recovery (see
@@ -252,6 +257,7 @@ impl Default for Config {
             escalation: EscalationSettings::default(),
             enrichment: EnrichmentSettings::default(),
             dev_mode: false,
+            command_queue_capacity: 1 << 18,
         }
     }
 }
@@ -307,6 +313,10 @@ pub struct Overrides {
     /// Webhook URL (http://) receiving unacknowledged critical events.
     #[arg(long, env = "AGENTCAST_WEBHOOK_URL", global = true)]
     pub webhook_url: Option<String>,
+    // Overload (H1).
+    /// Commands each engine shard's queue may hold before publishes get 503.
+    #[arg(long, env = "AGENTCAST_COMMAND_QUEUE_CAPACITY", global = true)]
+    pub command_queue_capacity: Option<usize>,
 }
 
 impl Config {
@@ -356,12 +366,21 @@ impl Config {
         if let Some(url) = &o.webhook_url {
             self.escalation.webhook_url = Some(url.clone());
         }
+        if let Some(n) = o.command_queue_capacity {
+            self.command_queue_capacity = n;
+        }
     }
 
     /// Checks ranges that would make the server misbehave.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.heartbeat_ms == 0 {
             return Err(ConfigError::Invalid("heartbeat_ms", "must be > 0".into()));
+        }
+        if self.command_queue_capacity == 0 {
+            return Err(ConfigError::Invalid(
+                "command_queue_capacity",
+                "must be > 0".into(),
+            ));
         }
         if self.idle_timeout_ms < self.heartbeat_ms {
             return Err(ConfigError::Invalid(

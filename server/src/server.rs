@@ -77,6 +77,7 @@ pub async fn run(
     // Checked by `Config::validate`; a config built in code falls back to the defaults.
     hub_cfg.enrichment = config.enrichment.to_engine().unwrap_or_default();
     hub_cfg.ack_deadline = Duration::from_millis(config.escalation.ack_deadline_ms);
+    hub_cfg.command_queue = config.command_queue_capacity;
     let node = listener
         .local_addr()
         .map_or_else(|_| config.listen.to_string(), |a| a.to_string());
