@@ -320,6 +320,11 @@ impl Session {
                         "subscription_limit",
                         &format!("subscription limit of {max} reached"),
                     ),
+                    // Refused because a shutdown began: the frames still queued to this
+                    // connection keep flowing, and the engine asks for the 1001 after them.
+                    Ok(Err(SubscribeError::Closed)) | Err(_) if self.state.is_shutting_down() => {
+                        self.reply_error("shutting_down", "server is shutting down")
+                    }
                     Ok(Err(SubscribeError::Closed)) | Err(_) => {
                         Flow::Close(1001, "server shutting down")
                     }
