@@ -475,6 +475,21 @@ mod tests {
     }
 
     #[test]
+    fn command_queue_capacity_comes_from_the_file_and_the_flag_wins() {
+        let mut cfg =
+            Config::from_toml("command_queue_capacity = 1000\n", Path::new("x.toml")).unwrap();
+        assert_eq!(cfg.command_queue_capacity, 1000);
+        assert_eq!(Config::default().command_queue_capacity, 262_144);
+        cfg.apply(&Overrides {
+            command_queue_capacity: Some(16),
+            ..Overrides::default()
+        });
+        assert_eq!(cfg.command_queue_capacity, 16);
+        cfg.command_queue_capacity = 0;
+        assert!(cfg.validate().is_err());
+    }
+
+    #[test]
     fn unknown_keys_are_refused() {
         let err = Config::from_toml("listn = \"x\"", Path::new("x.toml")).unwrap_err();
         assert!(err.to_string().contains("listn"), "{err}");

@@ -199,6 +199,8 @@ pub fn render_json(m: &ServerMetrics, stats: &Stats) -> serde_json::Value {
             "restart_closes": t.restart_closes,
             "published_by_type": by_kind(&t.published_by_kind),
             "delivered_by_type": by_kind(&t.delivered_by_kind),
+            "publishes_refused": t.publishes_refused,
+            "shutdown_unwritten": t.shutdown_unwritten,
         },
         "latency_us": {
             "unit": "us",

@@ -74,6 +74,7 @@ async fn a_full_command_queue_answers_503_with_a_json_error_and_publishes_nothin
         stats["engine"]["published_user"], accepted,
         "refused publishes changed nothing: {stats}"
     );
+    assert_eq!(stats["engine"]["publishes_refused"], refused);
     let (_, text) = server.http("GET", "/metrics", None, b"").await;
     assert_eq!(
         metric(&text, "agentcast_publish_overloaded_total "),
