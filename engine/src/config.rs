@@ -54,8 +54,8 @@ pub struct HubConfig {
     /// [`EnrichmentConfig::default()`] (enabled).
     pub enrichment: EnrichmentConfig,
     // Overload (H1).
-    /// Commands a shard's queue may hold before publishes to that shard are refused with
-    /// [`PublishError::Overloaded`](crate::PublishError::Overloaded) (see [`crate::worker`]).
+    /// Publishes a shard's command queue may hold before further ones are refused with
+    /// [`PublishError::Overloaded`](crate::PublishError::Overloaded); the check is O(1).
     /// Default: 262,144.
     pub command_queue: usize,
 }

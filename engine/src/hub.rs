@@ -502,7 +502,7 @@ impl Hub {
                         bytes::Bytes::copy_from_slice(&frame)
                     };
                     let (tx, reply) = Reply::channel();
-                    w.send(Command::Fanout {
+                    w.send_checked_publish(Command::Fanout {
                         frame,
                         channel: channel.clone(),
                         priority,

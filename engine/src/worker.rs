@@ -8,13 +8,21 @@
 //!
 //! # Overload
 //!
-//! The queue is bounded for publishers: a publish finding `command_queue` commands waiting is
+//! The queue is bounded for publishers: a publish finding `command_queue` publishes waiting is
 //! refused ([`PublishError::Overloaded`], counted in `publishes_refused`) before anything is
-//! queued. The check is one O(1) read of the queue's length (crossbeam reads its head and
-//! tail indices), no read-modify-write; concurrent publishers may each pass it at once, so
-//! the queue holds at most `command_queue` plus one command per concurrent publisher.
-//! Commands of transports and the hub (refills, disconnects, acks, connects) are never
-//! refused: a refused refill would strand a connection's frames.
+//! queued. Commands of transports and the hub (refills, disconnects, acks, connects) are
+//! never refused (a refused refill would strand a connection's frames) and not counted.
+//!
+//! The check is O(1) and keeps off the worker's cache lines: publishers count what they
+//! queue in `publishes_in` (one `Relaxed` add on a line only publishers touch), and the
+//! worker counts what it takes in a local variable and stores it to `publishes_out` only
+//! every [`CLOCK_EVERY`] commands and at the end of each burst (a line publishers only read).
+//! Publishes waiting = `in - out`. The worker's report lags by less than [`CLOCK_EVERY`]
+//! commands, which can only make the queue look fuller: a publish may be refused up to that
+//! many publishes early, never admitted past the bound. (Reading crossbeam's `len()` instead
+//! would load the queue's head index, which the busy worker writes on every pop, on every
+//! publish.) A broadcast or channel publish checks every shard first, then queues to each, so
+//! concurrent broadcasts may pass the bound by one each.
 //!
 //! Sustained load does not starve housekeeping: every [`CLOCK_EVERY`] commands of a burst the
 //! worker reads the clock, and when a tick is overdue it runs housekeeping (escalating
@@ -47,11 +55,12 @@
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use crossbeam_queue::SegQueue;
+use crossbeam_utils::CachePadded;
 use crossbeam_utils::sync::{Parker, Unparker};
 use tokio::sync::oneshot;
 
@@ -143,8 +152,17 @@ pub(crate) struct WorkerShared {
     /// Set once by the worker when it stops. SeqCst on both sides of `send` and of the final
     /// drain: either the worker's drain sees a command, or the sender sees the flag.
     closed: AtomicBool,
-    /// Commands beyond which publishes are refused (see [Overload](self#overload)).
+    /// Publishes beyond which publishes are refused (see [Overload](self#overload)).
     capacity: usize,
+    /// Publishes the worker has taken off the queue, as of its last report. Stored only by
+    /// the worker, every [`CLOCK_EVERY`] commands and at the end of a burst; read by
+    /// publishers. `Relaxed`: a count that publishes no other memory; a stale (smaller) value
+    /// only makes the queue look fuller.
+    publishes_out: AtomicU64,
+    /// Publishes queued so far. Added to by publishers (`Relaxed`: the read-modify-write is
+    /// what makes the bound exact; it orders nothing else), on its own cache line so it does
+    /// not invalidate the line above on every publish.
+    publishes_in: CachePadded<AtomicU64>,
     pub(crate) counters: ShardCounters,
     pub(crate) health: WorkerHealth,
 }
@@ -180,10 +198,15 @@ impl WorkerShared {
         self.queue.len()
     }
 
-    /// Whether a publish would be refused now (see [Overload](self#overload)). O(1).
+    /// Whether a publish would be refused now (see [Overload](self#overload)). O(1): two
+    /// loads.
     #[inline]
     pub(crate) fn is_full(&self) -> bool {
-        self.queue.len() >= self.capacity
+        let waiting = self
+            .publishes_in
+            .load(Ordering::Relaxed)
+            .wrapping_sub(self.publishes_out.load(Ordering::Relaxed));
+        waiting >= self.capacity as u64
     }
 
     /// Counts a publish refused for a full queue and returns the error.
@@ -198,13 +221,24 @@ impl WorkerShared {
         }
     }
 
-    /// Queues a publish unless the queue is full. Lock-free.
+    /// Queues a publish unless `capacity` publishes are waiting. Lock-free: one `Relaxed`
+    /// add and one load besides the push (see [Overload](self#overload)).
     #[inline]
     pub(crate) fn send_publish(&self, cmd: Command) -> Result<(), PublishError> {
-        if self.is_full() {
+        let before = self.publishes_in.fetch_add(1, Ordering::Relaxed);
+        if before.wrapping_sub(self.publishes_out.load(Ordering::Relaxed)) >= self.capacity as u64 {
+            self.publishes_in.fetch_sub(1, Ordering::Relaxed);
             return Err(self.refuse());
         }
         self.send(cmd).map_err(PublishError::from)
+    }
+
+    /// Queues a publish that already passed [`WorkerShared::is_full`] (one shard's part of a
+    /// broadcast). Lock-free.
+    #[inline]
+    pub(crate) fn send_checked_publish(&self, cmd: Command) -> Result<(), HubClosed> {
+        self.publishes_in.fetch_add(1, Ordering::Relaxed);
+        self.send(cmd)
     }
 }
 
@@ -220,6 +254,8 @@ pub(crate) fn spawn(
         unparker: parker.unparker().clone(),
         closed: AtomicBool::new(false),
         capacity: capacity.max(1),
+        publishes_out: AtomicU64::new(0),
+        publishes_in: CachePadded::new(AtomicU64::new(0)),
         counters: ShardCounters::default(),
         health: WorkerHealth::default(),
     });
@@ -237,9 +273,12 @@ fn run(mut shard: Shard, shared: &Arc<WorkerShared>, parker: Parker) {
     let policy = shard.health_policy();
     let mut consecutive: u32 = 0;
     let mut last_restart: Option<Instant> = None;
+    // Publishes taken off the queue: outside the loop so a panic does not lose the count.
+    let mut taken: u64 = 0;
     loop {
-        let outcome =
-            std::panic::catch_unwind(AssertUnwindSafe(|| serve(&mut shard, shared, &parker)));
+        let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            serve(&mut shard, shared, &parker, &mut taken)
+        }));
         let payload = match outcome {
             Ok(()) => break,
             Err(payload) => payload,
@@ -295,11 +334,17 @@ fn run(mut shard: Shard, shared: &Arc<WorkerShared>, parker: Parker) {
     while shared.queue.pop().is_some() {}
 }
 
-/// The worker loop proper; returns on shutdown.
-fn serve(shard: &mut Shard, shared: &Arc<WorkerShared>, parker: &Parker) {
+/// Whether `cmd` counts against the publish bound (see [Overload](self#overload)).
+#[inline]
+fn is_publish(cmd: &Command) -> bool {
+    matches!(cmd, Command::Publish { .. } | Command::Fanout { .. })
+}
+
+/// The worker loop proper; returns on shutdown. `taken` counts the publishes popped.
+fn serve(shard: &mut Shard, shared: &Arc<WorkerShared>, parker: &Parker, taken: &mut u64) {
     if shard.is_draining() {
         // Restarted after a panic during a graceful shutdown: keep draining.
-        return serve_draining(shard, shared, parker);
+        return serve_draining(shard, shared, parker, taken);
     }
     let tick = shard.tick();
     let mut next_tick = Instant::now() + tick;
@@ -307,6 +352,7 @@ fn serve(shard: &mut Shard, shared: &Arc<WorkerShared>, parker: &Parker) {
         shared.health.beat();
         let mut n: u32 = 0;
         while let Some(cmd) = shared.queue.pop() {
+            *taken += u64::from(is_publish(&cmd));
             match cmd {
                 Command::Shutdown => {
                     shard.flush_counters(&shared.counters);
@@ -315,12 +361,13 @@ fn serve(shard: &mut Shard, shared: &Arc<WorkerShared>, parker: &Parker) {
                 Command::Drain => {
                     shard.begin_drain();
                     shard.flush_counters(&shared.counters);
-                    return serve_draining(shard, shared, parker);
+                    return serve_draining(shard, shared, parker, taken);
                 }
                 cmd => shard.handle(cmd, shared),
             }
             n = n.wrapping_add(1);
             if n % CLOCK_EVERY == 0 {
+                shared.publishes_out.store(*taken, Ordering::Relaxed);
                 // A long burst is not a stall: keep the watchdog informed.
                 shared.health.beat();
                 // Nor a reason to skip housekeeping (see Overload in the module docs).
@@ -332,6 +379,7 @@ fn serve(shard: &mut Shard, shared: &Arc<WorkerShared>, parker: &Parker) {
                 }
             }
         }
+        shared.publishes_out.store(*taken, Ordering::Relaxed);
         shard.flush_counters(&shared.counters);
         let now = Instant::now();
         if now >= next_tick {
@@ -361,12 +409,13 @@ fn serve(shard: &mut Shard, shared: &Arc<WorkerShared>, parker: &Parker) {
 }
 
 /// The loop of a draining worker (see the [module docs](self)); returns on shutdown.
-fn serve_draining(shard: &mut Shard, shared: &Arc<WorkerShared>, parker: &Parker) {
+fn serve_draining(shard: &mut Shard, shared: &Arc<WorkerShared>, parker: &Parker, taken: &mut u64) {
     let tick = shard.tick();
     let mut next_tick = Instant::now() + tick;
     loop {
         shared.health.beat();
         while let Some(cmd) = shared.queue.pop() {
+            *taken += u64::from(is_publish(&cmd));
             match cmd {
                 Command::Shutdown => {
                     shard.flush_counters(&shared.counters);
@@ -383,6 +432,7 @@ fn serve_draining(shard: &mut Shard, shared: &Arc<WorkerShared>, parker: &Parker
                 cmd => shard.handle(cmd, shared),
             }
         }
+        shared.publishes_out.store(*taken, Ordering::Relaxed);
         shard.flush_counters(&shared.counters);
         let now = Instant::now();
         if now >= next_tick {

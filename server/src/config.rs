@@ -124,8 +124,8 @@ pub struct Config {
     #[serde(skip)]
     pub dev_mode: bool,
     // Overload (H1).
-    /// Commands each engine shard's queue may hold; a publish to a shard whose queue is full
-    /// is refused with 503 (nothing is published) and counted in
+    /// Publishes each engine shard's command queue may hold; a publish to a shard whose queue
+    /// is full is refused with 503 (nothing is published) and counted in
     /// `agentcast_publish_overloaded_total`. Default: 262,144.
     pub command_queue_capacity: usize,
 }
@@ -314,7 +314,7 @@ pub struct Overrides {
     #[arg(long, env = "AGENTCAST_WEBHOOK_URL", global = true)]
     pub webhook_url: Option<String>,
     // Overload (H1).
-    /// Commands each engine shard's queue may hold before publishes get 503.
+    /// Publishes each engine shard's queue may hold before publishes get 503.
     #[arg(long, env = "AGENTCAST_COMMAND_QUEUE_CAPACITY", global = true)]
     pub command_queue_capacity: Option<usize>,
 }
