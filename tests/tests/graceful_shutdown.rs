@@ -1,6 +1,6 @@
 //! Graceful shutdown: `run` returns Ok, every connection receives what was queued for it (its
-//! hand-off queue and its priority ring)
-//! and then a close frame 1001, and new connections are refused.
+//! hand-off queue and its priority ring) and then a close frame 1001, and new connections are
+//! refused.
 
 use agentcast_tests::{Incoming, TestServer, token};
 use serde_json::json;
