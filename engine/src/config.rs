@@ -69,6 +69,11 @@ pub struct HubConfig {
     /// recently active users without a connection (whole state, as for `max_users`), then the
     /// oldest events of the user published to. Default: 2 GiB.
     pub max_history_bytes: usize,
+    // Overload (H1).
+    /// Publishes a shard's command queue may hold before further ones are refused with
+    /// [`PublishError::Overloaded`](crate::PublishError::Overloaded); the check is O(1).
+    /// Default: 262,144.
+    pub command_queue: usize,
 }
 
 impl Default for HubConfig {
@@ -91,6 +96,7 @@ impl Default for HubConfig {
             max_users: 1_000_000,
             max_history_bytes_per_user: 8 << 20,
             max_history_bytes: 2 << 30,
+            command_queue: 1 << 18,
         }
     }
 }
@@ -116,6 +122,7 @@ impl fmt::Debug for HubConfig {
                 &self.max_history_bytes_per_user,
             )
             .field("max_history_bytes", &self.max_history_bytes)
+            .field("command_queue", &self.command_queue)
             .finish_non_exhaustive()
     }
 }

@@ -31,7 +31,7 @@ use std::time::Duration;
 
 use bytes::{BufMut, BytesMut};
 
-use crate::error::HubClosed;
+use crate::error::PublishError;
 use crate::event::{Data, Event, EventKind, Target, UserId};
 use crate::frame::{write_str, write_u64};
 use crate::hub::{Hub, PublishReply};
@@ -48,7 +48,7 @@ macro_rules! agent_methods {
     ($( $(#[$doc:meta])* $name:ident => $kind:ident ),* $(,)?) => {
         $(
             $(#[$doc])*
-            pub fn $name(&self, data: Data) -> Result<PublishReply, HubClosed> {
+            pub fn $name(&self, data: Data) -> Result<PublishReply, PublishError> {
                 self.emit(EventKind::$kind, data)
             }
         )*
@@ -91,7 +91,7 @@ impl UserEmitter {
         &self,
         agent: &str,
         expected: Option<Duration>,
-    ) -> Result<PublishReply, HubClosed> {
+    ) -> Result<PublishReply, PublishError> {
         let mut b = JsonObject::new();
         b.str("agent", agent);
         if let Some(e) = expected {
@@ -107,7 +107,7 @@ impl UserEmitter {
         step: u64,
         total: u64,
         message: &str,
-    ) -> Result<PublishReply, HubClosed> {
+    ) -> Result<PublishReply, PublishError> {
         let mut b = JsonObject::new();
         b.str("message", message);
         b.u64("step", step);
@@ -117,7 +117,11 @@ impl UserEmitter {
 
     /// `agent_thinking` with `{"message": …, "progress": percent}` (a non-finite percent is
     /// left out): delivered with `meta.progress.percent` (clamped, rounded) and `meta.urgency`.
-    pub fn thinking_percent(&self, percent: f64, message: &str) -> Result<PublishReply, HubClosed> {
+    pub fn thinking_percent(
+        &self,
+        percent: f64,
+        message: &str,
+    ) -> Result<PublishReply, PublishError> {
         let mut b = JsonObject::new();
         b.str("message", message);
         if percent.is_finite() {
@@ -129,7 +133,7 @@ impl UserEmitter {
 
     /// `tool_executing` with `{"tool": tool, "input": input}`: delivered with the catalog's
     /// `meta.category` and `meta.purpose` and the learned `meta.estimated_ms`.
-    pub fn tool_started(&self, tool: &str, input: Data) -> Result<PublishReply, HubClosed> {
+    pub fn tool_started(&self, tool: &str, input: Data) -> Result<PublishReply, PublishError> {
         let mut b = JsonObject::new();
         b.str("tool", tool);
         b.raw("input", input.as_bytes());
@@ -143,7 +147,7 @@ impl UserEmitter {
         tool: &str,
         call_id: &str,
         input: Data,
-    ) -> Result<PublishReply, HubClosed> {
+    ) -> Result<PublishReply, PublishError> {
         let mut b = JsonObject::new();
         b.str("tool", tool);
         b.str("call_id", call_id);
@@ -153,7 +157,7 @@ impl UserEmitter {
 
     /// `tool_completed` with `{"tool": tool, "output": output}`: delivered with
     /// `meta.duration_ms` since the matching `tool_executing`.
-    pub fn tool_finished(&self, tool: &str, output: Data) -> Result<PublishReply, HubClosed> {
+    pub fn tool_finished(&self, tool: &str, output: Data) -> Result<PublishReply, PublishError> {
         let mut b = JsonObject::new();
         b.str("tool", tool);
         b.raw("output", output.as_bytes());
@@ -166,7 +170,7 @@ impl UserEmitter {
         tool: &str,
         call_id: &str,
         output: Data,
-    ) -> Result<PublishReply, HubClosed> {
+    ) -> Result<PublishReply, PublishError> {
         let mut b = JsonObject::new();
         b.str("tool", tool);
         b.str("call_id", call_id);
@@ -175,7 +179,7 @@ impl UserEmitter {
     }
 
     /// `agent_completed` with `{"result": result}`: closes the run.
-    pub fn completed(&self, result: Data) -> Result<PublishReply, HubClosed> {
+    pub fn completed(&self, result: Data) -> Result<PublishReply, PublishError> {
         let mut b = JsonObject::new();
         b.raw("result", result.as_bytes());
         self.emit(EventKind::AgentCompleted, b.finish())
@@ -184,7 +188,7 @@ impl UserEmitter {
     /// `agent_error` with `{"code": code, "message": message}`: delivered with
     /// `meta.severity`, `meta.category`, a user-facing `meta.message`,
     /// `meta.recovery_suggestions` and `meta.fatal` (whether it closed the run).
-    pub fn error(&self, code: &str, message: &str) -> Result<PublishReply, HubClosed> {
+    pub fn error(&self, code: &str, message: &str) -> Result<PublishReply, PublishError> {
         self.error_detail(code, None, message, None)
     }
 
@@ -197,7 +201,7 @@ impl UserEmitter {
         category: Option<&str>,
         message: &str,
         fatal: Option<bool>,
-    ) -> Result<PublishReply, HubClosed> {
+    ) -> Result<PublishReply, PublishError> {
         let mut b = JsonObject::new();
         b.str("code", code);
         if let Some(c) = category {
@@ -211,7 +215,7 @@ impl UserEmitter {
     }
 
     /// An event of any kind (custom types included) for this run.
-    pub fn emit(&self, kind: EventKind, data: Data) -> Result<PublishReply, HubClosed> {
+    pub fn emit(&self, kind: EventKind, data: Data) -> Result<PublishReply, PublishError> {
         self.hub.publish(
             Target::User(self.user.clone()),
             Event::new(kind, Arc::clone(&self.run_id), data),

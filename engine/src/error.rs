@@ -94,6 +94,30 @@ impl ParseError {
 #[error("the hub has shut down")]
 pub struct HubClosed;
 
+/// Why a publish was refused. Nothing was published: no seq was assigned, nothing was queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum PublishError {
+    /// The hub has shut down (or is shutting down).
+    #[error("the hub has shut down")]
+    Closed,
+    /// A shard's command queue is full: the engine is overloaded. Retry later (the server
+    /// answers 503).
+    #[error(
+        "the engine is overloaded: a shard's command queue holds its maximum of {capacity} commands; retry later"
+    )]
+    Overloaded {
+        /// The configured bound ([`HubConfig::command_queue`](crate::HubConfig::command_queue)).
+        capacity: usize,
+    },
+}
+
+impl From<HubClosed> for PublishError {
+    fn from(_: HubClosed) -> PublishError {
+        PublishError::Closed
+    }
+}
+
 /// Why a subscription was refused.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum SubscribeError {

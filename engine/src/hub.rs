@@ -30,7 +30,7 @@ use crate::HubConfig;
 use crate::conn::{ConnId, ConnShared, ConnectOptions, Connection, Welcome};
 use crate::emitter::UserEmitter;
 use crate::enrich::{self, Rules};
-use crate::error::HubClosed;
+use crate::error::{HubClosed, PublishError};
 use crate::escalation::Dispatcher;
 use crate::event::{Event, Priority, Target, UserId};
 use crate::frame::{self, EventFields, Origin, now_ms};
@@ -270,7 +270,7 @@ impl Drop for HubInner {
     }
 }
 
-fn stop(inner: &HubInner) {
+fn stop_monitor(inner: &HubInner) {
     if let Some(mut m) = inner
         .monitor
         .lock()
@@ -279,6 +279,10 @@ fn stop(inner: &HubInner) {
     {
         m.stop();
     }
+}
+
+fn stop(inner: &HubInner) {
+    stop_monitor(inner);
     for w in &inner.workers {
         let _ = w.send(Command::Shutdown);
     }
@@ -338,7 +342,7 @@ impl Hub {
         let mut threads = Vec::with_capacity(cfg.shards);
         for i in 0..cfg.shards {
             let shard = Shard::new(Arc::clone(&cfg), dispatcher.sender());
-            let (w, t) = worker::spawn(i, shard)?;
+            let (w, t) = worker::spawn(i, shard, cfg.command_queue)?;
             workers.push(w);
             threads.push(t);
         }
@@ -433,7 +437,13 @@ impl Hub {
     /// Cost on the caller's thread: for a user event, one command push (the home shard
     /// serializes after assigning the seq); for a channel or broadcast, one serialization and
     /// one command push per shard.
-    pub fn publish(&self, target: Target, event: Event) -> Result<PublishReply, HubClosed> {
+    ///
+    /// # Errors
+    ///
+    /// [`PublishError::Closed`] after shutdown; [`PublishError::Overloaded`] when a shard's
+    /// command queue is full (for a channel or broadcast: any shard's, checked before
+    /// anything is queued). Either way nothing was published.
+    pub fn publish(&self, target: Target, event: Event) -> Result<PublishReply, PublishError> {
         let ts_ms = now_ms();
         let priority = event
             .priority
@@ -442,7 +452,7 @@ impl Hub {
             Target::User(user) => {
                 let w = &self.inner.workers[self.shard_of(&user)];
                 let (tx, reply) = Reply::channel();
-                w.send(Command::Publish {
+                w.send_publish(Command::Publish {
                     user,
                     event,
                     priority,
@@ -457,6 +467,9 @@ impl Hub {
                 })
             }
             Target::Channel(_) | Target::Broadcast => {
+                if let Some(w) = self.inner.workers.iter().find(|w| w.is_full()) {
+                    return Err(w.refuse());
+                }
                 let channel = match &target {
                     Target::Channel(c) => Some(c.clone()),
                     _ => None,
@@ -489,7 +502,7 @@ impl Hub {
                         bytes::Bytes::copy_from_slice(&frame)
                     };
                     let (tx, reply) = Reply::channel();
-                    w.send(Command::Fanout {
+                    w.send_checked_publish(Command::Fanout {
                         frame,
                         channel: channel.clone(),
                         priority,
@@ -509,21 +522,24 @@ impl Hub {
         }
     }
 
-    /// Publishes without asking for a receipt: the cheapest form (no reply channel).
-    pub fn send(&self, target: Target, event: Event) -> Result<(), HubClosed> {
+    /// Publishes without asking for a receipt: the cheapest form (no reply channel). Refused
+    /// as [`Hub::publish`] is.
+    pub fn send(&self, target: Target, event: Event) -> Result<(), PublishError> {
         let ts_ms = now_ms();
         let priority = event
             .priority
             .unwrap_or_else(|| self.inner.cfg.priorities.priority(&event.kind));
         match target {
-            Target::User(user) => self.inner.workers[self.shard_of(&user)].send(Command::Publish {
-                user,
-                event,
-                priority,
-                ts_ms,
-                born_us: health::mono_us(),
-                reply: None,
-            }),
+            Target::User(user) => {
+                self.inner.workers[self.shard_of(&user)].send_publish(Command::Publish {
+                    user,
+                    event,
+                    priority,
+                    ts_ms,
+                    born_us: health::mono_us(),
+                    reply: None,
+                })
+            }
             target => {
                 // Channel and broadcast: same path as `publish`, replies dropped.
                 drop(self.publish(target, event)?);
@@ -636,8 +652,28 @@ impl Hub {
             .collect()
     }
 
+    /// Begins a graceful shutdown and returns at once: from now on publishes, connects and
+    /// subscriptions are refused ([`HubClosed`]), while every frame already queued to a
+    /// connection (its ring and its hand-off queue) keeps flowing to its transport; each
+    /// connection is asked to close with 1001 once everything queued to it was handed over,
+    /// so a transport that writes what it drains before the close writes every frame a
+    /// receipt counted. Frames a connection leaves queued when its transport drops it are
+    /// counted in [`ShardStats::shutdown_unwritten`](crate::stats::ShardStats). Call
+    /// [`Hub::shutdown`] to finish (for example when the transports are gone or a grace
+    /// period is over). Stops the health monitor (joining its thread). Idempotent.
+    pub fn begin_shutdown(&self) {
+        stop_monitor(&self.inner);
+        for w in &self.inner.workers {
+            let _ = w.send(Command::Drain);
+        }
+    }
+
     /// Asks every connection to close with 1001, stops the workers and waits for them.
-    /// Later operations fail with [`HubClosed`]. Idempotent.
+    /// Frames still in a connection's ring are discarded and counted in
+    /// [`ShardStats::shutdown_unwritten`](crate::stats::ShardStats); its hand-off queue stays
+    /// for the transport to write before the close. Later operations fail with
+    /// [`HubClosed`]. Idempotent. For a shutdown that loses nothing, call
+    /// [`Hub::begin_shutdown`] first.
     pub fn shutdown(&self) {
         stop(&self.inner);
     }

@@ -83,7 +83,7 @@ pub use config::{EnrichmentConfig, HubConfig};
 pub use conn::{ConnId, ConnectOptions, Connection, Readiness, Resume, Welcome};
 pub use emitter::UserEmitter;
 pub use enrich::{Enricher, ErrorCategory, Severity, ToolInfo, Urgency};
-pub use error::{HubClosed, InvalidName, ParseError, SubscribeError};
+pub use error::{HubClosed, InvalidName, ParseError, PublishError, SubscribeError};
 pub use escalation::{Escalation, UnackedCritical};
 pub use event::{ChannelName, Data, Event, EventKind, Priority, PriorityTable, Target, UserId};
 pub use frame::Frame;

@@ -205,6 +205,7 @@ struct Tally {
     published_by_kind: [u64; KINDS],
     delivered_by_kind: [u64; KINDS],
     restart_closes: u64,
+    shutdown_unwritten: u64,
 }
 
 /// Sizes of every table of a shard, for proving memory returns to baseline.
@@ -280,6 +281,9 @@ pub(crate) struct Shard {
     history_events: usize,
     /// The highest seq of any user state evicted from this shard (see the module docs).
     seq_floor: u64,
+    /// Graceful shutdown began ([`Shard::begin_drain`]): each connection is closed with 1001
+    /// once its ring is empty, and what a connection leaves queued is counted as unwritten.
+    draining: bool,
 }
 
 impl Shard {
@@ -305,6 +309,7 @@ impl Shard {
             history_bytes: 0,
             history_events: 0,
             seq_floor: 0,
+            draining: false,
             cfg,
         }
     }
@@ -432,6 +437,10 @@ impl Shard {
                     if !c.internal {
                         self.tally.handed += moved as u64;
                     }
+                    if self.draining && c.ring.is_empty() {
+                        // Everything is in the hand-off queue: the close is seen after it.
+                        c.shared.close(close_code::GOING_AWAY);
+                    }
                 }
             }
             Command::Inspect(f) => {
@@ -440,6 +449,7 @@ impl Shard {
                 f(self)
             }
             Command::Fault(fault) => self.inject(fault),
+            Command::Drain => self.begin_drain(),
             Command::Shutdown => {}
         }
     }
@@ -821,6 +831,12 @@ impl Shard {
         if self.conns.get(key).is_some_and(|c| c.id == id) {
             let shared = Arc::clone(&self.conns[key].shared);
             let internal = self.conns[key].internal;
+            if self.draining && !internal {
+                // The transport gave up during shutdown (grace over, or the client went
+                // away): what it leaves in the ring and the hand-off queue is never written.
+                let left = self.conns[key].ring.len() + shared.handoff.len();
+                self.tally.shutdown_unwritten += left as u64;
+            }
             self.remove(key);
             // The transport is gone (its handle sent this command after its last drain): what
             // it left is discarded with the last reference; count it to keep in-flight
@@ -989,9 +1005,31 @@ impl Shard {
         }
     }
 
-    /// Asks every connection to close with `code` (hub shutdown).
+    /// Starts a graceful shutdown: a connection whose ring is empty is asked to close with
+    /// 1001 now (its transport writes the hand-off queue first); the others when a refill
+    /// empties their ring (see `Command::Refill`). Idempotent.
+    pub(crate) fn begin_drain(&mut self) {
+        self.draining = true;
+        for (_, c) in self.conns.iter() {
+            if c.ring.is_empty() {
+                c.shared.close(close_code::GOING_AWAY);
+            }
+        }
+    }
+
+    /// Whether [`Shard::begin_drain`] was called.
+    pub(crate) fn is_draining(&self) -> bool {
+        self.draining
+    }
+
+    /// Asks every connection to close with `code` (hub stop). Frames still in a ring are
+    /// discarded with the shard: they are counted as unwritten. The hand-off queue stays with
+    /// the transport, which writes it before the close.
     pub(crate) fn close_all(&mut self, code: u16) {
         for (_, c) in self.conns.iter() {
+            if !c.internal {
+                self.tally.shutdown_unwritten += c.ring.len() as u64;
+            }
             c.shared.close(code);
         }
     }
@@ -1017,6 +1055,7 @@ impl Shard {
             escalated,
             escalations_dropped,
             restart_closes,
+            shutdown_unwritten,
             users_evicted,
             users_evicted_over_limit,
             seq_clock_waits,

@@ -153,6 +153,12 @@ counters! {
     /// Publishes whose seq had to wait for the clock to stay below the next millisecond's
     /// seq base (a user given more than 1,000 events in one millisecond; see the crate docs).
     seq_clock_waits,
+    /// Frames queued to a connection (ring or hand-off queue) that were never handed to a
+    /// socket because the hub stopped, or the transport gave up, during a graceful shutdown.
+    shutdown_unwritten,
+    /// Publishes refused because the shard's command queue was full (see
+    /// [`HubConfig::command_queue`](crate::HubConfig::command_queue)).
+    publishes_refused,
 }
 
 /// Per-shard counters plus the transports' drained counter on its own cache line.

@@ -1,15 +1,47 @@
 //! Shard workers: one OS thread per shard, the only code that touches its shard.
 //!
-//! Other threads talk to a worker through an unbounded lock-free queue of [`Command`]s
-//! (crossbeam's `SegQueue`) and wake it with a `Parker`/`Unparker` pair (an atomic swap when
-//! the worker is awake; a futex wake only when it sleeps). The worker pops commands until the
-//! queue is empty, publishes its counters, runs housekeeping once per tick (ack deadlines,
-//! idle-user eviction), and parks until the next command or tick.
+//! Other threads talk to a worker through a lock-free queue of [`Command`]s (crossbeam's
+//! `SegQueue`) and wake it with a `Parker`/`Unparker` pair (an atomic swap when the worker is
+//! awake; a futex wake only when it sleeps). The worker pops commands until the queue is
+//! empty, publishes its counters, runs housekeeping once per tick (ack deadlines, idle-user
+//! eviction), and parks until the next command or tick.
+//!
+//! # Overload
+//!
+//! The queue is bounded for publishers: a publish finding `command_queue` publishes waiting is
+//! refused ([`PublishError::Overloaded`], counted in `publishes_refused`) before anything is
+//! queued. Commands of transports and the hub (refills, disconnects, acks, connects) are
+//! never refused (a refused refill would strand a connection's frames) and not counted.
+//!
+//! The check is O(1) and keeps off the worker's cache lines: publishers count what they
+//! queue in `publishes_in` (one `Relaxed` add on a line only publishers touch), and the
+//! worker counts what it takes in a local variable and stores it to `publishes_out` only
+//! every [`CLOCK_EVERY`] commands and at the end of each burst (a line publishers only read).
+//! Publishes waiting = `in - out`. The worker's report lags by less than [`CLOCK_EVERY`]
+//! commands, which can only make the queue look fuller: a publish may be refused up to that
+//! many publishes early, never admitted past the bound. (Reading crossbeam's `len()` instead
+//! would load the queue's head index, which the busy worker writes on every pop, on every
+//! publish.) A broadcast or channel publish checks every shard first, then queues to each, so
+//! concurrent broadcasts may pass the bound by one each.
+//!
+//! Sustained load does not starve housekeeping: every [`CLOCK_EVERY`] commands of a burst the
+//! worker reads the clock, and when a tick is overdue it runs housekeeping (escalating
+//! overdue critical events, evicting idle users) before it goes on with the queue.
 //!
 //! # Close
 //!
-//! On shutdown the worker asks every connection to close with 1001, marks itself closed and
-//! drops whatever is still queued, so a caller waiting on a [`Reply`](crate::Reply) gets
+//! A graceful shutdown has two steps. [`Command::Drain`] (from
+//! [`Hub::begin_shutdown`](crate::Hub::begin_shutdown)) switches the worker to draining: from
+//! then on it refuses publishes, connects and subscriptions (their replies resolve to
+//! [`HubClosed`]) and keeps serving refills, disconnects and acks, so every frame already
+//! queued to a connection (ring and hand-off queue) still reaches its transport; each
+//! connection is asked to close with 1001 once its ring is empty, which the transport sees
+//! after the last frame. A transport that disconnects while draining leaves its queued frames
+//! counted in `shutdown_unwritten`.
+//!
+//! [`Command::Shutdown`] stops the worker: it asks every connection still registered to close
+//! with 1001 (frames left in rings are counted in `shutdown_unwritten`), marks itself closed
+//! and drops whatever is still queued, so a caller waiting on a [`Reply`](crate::Reply) gets
 //! [`HubClosed`] instead of waiting forever. A command pushed concurrently with the close is
 //! dropped by whichever of the two sides looks last (see [`WorkerShared::send`]).
 //!
@@ -23,16 +55,17 @@
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use crossbeam_queue::SegQueue;
+use crossbeam_utils::CachePadded;
 use crossbeam_utils::sync::{Parker, Unparker};
 use tokio::sync::oneshot;
 
 use crate::conn::{ConnId, ConnShared, ConnectOptions, Welcome};
-use crate::error::{HubClosed, SubscribeError};
+use crate::error::{HubClosed, PublishError, SubscribeError};
 use crate::event::{ChannelName, Event, Priority, UserId};
 use crate::health::{
     Fault, PHASE_FAILED, PHASE_RESTARTING, PHASE_RUNNING, PHASE_STOPPED, WorkerHealth, panic_text,
@@ -43,6 +76,10 @@ use crate::stats::ShardCounters;
 
 /// `spin_loop` hints before a worker with nothing to do parks (about 2 µs on x86-64).
 const IDLE_SPINS: u32 = 256;
+
+/// Commands between two reads of the clock (heartbeat, overdue housekeeping) in a burst: one
+/// `Instant::now()` (about 25 ns) per 64 commands of at least 1 µs each.
+const CLOCK_EVERY: u32 = 64;
 
 /// A request to a shard worker.
 pub(crate) enum Command {
@@ -102,6 +139,9 @@ pub(crate) enum Command {
     Inspect(Box<dyn FnOnce(&mut Shard) + Send>),
     /// A fault injected by a test of the health machinery.
     Fault(Fault),
+    /// Begin a graceful shutdown (see the [module docs](self)).
+    Drain,
+    /// Stop the worker.
     Shutdown,
 }
 
@@ -112,6 +152,17 @@ pub(crate) struct WorkerShared {
     /// Set once by the worker when it stops. SeqCst on both sides of `send` and of the final
     /// drain: either the worker's drain sees a command, or the sender sees the flag.
     closed: AtomicBool,
+    /// Publishes beyond which publishes are refused (see [Overload](self#overload)).
+    capacity: usize,
+    /// Publishes the worker has taken off the queue, as of its last report. Stored only by
+    /// the worker, every [`CLOCK_EVERY`] commands and at the end of a burst; read by
+    /// publishers. `Relaxed`: a count that publishes no other memory; a stale (smaller) value
+    /// only makes the queue look fuller.
+    publishes_out: AtomicU64,
+    /// Publishes queued so far. Added to by publishers (`Relaxed`: the read-modify-write is
+    /// what makes the bound exact; it orders nothing else), on its own cache line so it does
+    /// not invalidate the line above on every publish.
+    publishes_in: CachePadded<AtomicU64>,
     pub(crate) counters: ShardCounters,
     pub(crate) health: WorkerHealth,
 }
@@ -146,18 +197,65 @@ impl WorkerShared {
     pub(crate) fn queue_len(&self) -> usize {
         self.queue.len()
     }
+
+    /// Whether a publish would be refused now (see [Overload](self#overload)). O(1): two
+    /// loads.
+    #[inline]
+    pub(crate) fn is_full(&self) -> bool {
+        let waiting = self
+            .publishes_in
+            .load(Ordering::Relaxed)
+            .wrapping_sub(self.publishes_out.load(Ordering::Relaxed));
+        waiting >= self.capacity as u64
+    }
+
+    /// Counts a publish refused for a full queue and returns the error.
+    #[cold]
+    pub(crate) fn refuse(&self) -> PublishError {
+        self.counters
+            .worker
+            .publishes_refused
+            .fetch_add(1, Ordering::Relaxed);
+        PublishError::Overloaded {
+            capacity: self.capacity,
+        }
+    }
+
+    /// Queues a publish unless `capacity` publishes are waiting. Lock-free: one `Relaxed`
+    /// add and one load besides the push (see [Overload](self#overload)).
+    #[inline]
+    pub(crate) fn send_publish(&self, cmd: Command) -> Result<(), PublishError> {
+        let before = self.publishes_in.fetch_add(1, Ordering::Relaxed);
+        if before.wrapping_sub(self.publishes_out.load(Ordering::Relaxed)) >= self.capacity as u64 {
+            self.publishes_in.fetch_sub(1, Ordering::Relaxed);
+            return Err(self.refuse());
+        }
+        self.send(cmd).map_err(PublishError::from)
+    }
+
+    /// Queues a publish that already passed [`WorkerShared::is_full`] (one shard's part of a
+    /// broadcast). Lock-free.
+    #[inline]
+    pub(crate) fn send_checked_publish(&self, cmd: Command) -> Result<(), HubClosed> {
+        self.publishes_in.fetch_add(1, Ordering::Relaxed);
+        self.send(cmd)
+    }
 }
 
 /// Starts the worker of shard `index`.
 pub(crate) fn spawn(
     index: usize,
     shard: Shard,
+    capacity: usize,
 ) -> std::io::Result<(Arc<WorkerShared>, std::thread::JoinHandle<()>)> {
     let parker = Parker::new();
     let shared = Arc::new(WorkerShared {
         queue: SegQueue::new(),
         unparker: parker.unparker().clone(),
         closed: AtomicBool::new(false),
+        capacity: capacity.max(1),
+        publishes_out: AtomicU64::new(0),
+        publishes_in: CachePadded::new(AtomicU64::new(0)),
         counters: ShardCounters::default(),
         health: WorkerHealth::default(),
     });
@@ -175,9 +273,12 @@ fn run(mut shard: Shard, shared: &Arc<WorkerShared>, parker: Parker) {
     let policy = shard.health_policy();
     let mut consecutive: u32 = 0;
     let mut last_restart: Option<Instant> = None;
+    // Publishes taken off the queue: outside the loop so a panic does not lose the count.
+    let mut taken: u64 = 0;
     loop {
-        let outcome =
-            std::panic::catch_unwind(AssertUnwindSafe(|| serve(&mut shard, shared, &parker)));
+        let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            serve(&mut shard, shared, &parker, &mut taken)
+        }));
         let payload = match outcome {
             Ok(()) => break,
             Err(payload) => payload,
@@ -233,25 +334,52 @@ fn run(mut shard: Shard, shared: &Arc<WorkerShared>, parker: Parker) {
     while shared.queue.pop().is_some() {}
 }
 
-/// The worker loop proper; returns on shutdown.
-fn serve(shard: &mut Shard, shared: &Arc<WorkerShared>, parker: &Parker) {
+/// Whether `cmd` counts against the publish bound (see [Overload](self#overload)).
+#[inline]
+fn is_publish(cmd: &Command) -> bool {
+    matches!(cmd, Command::Publish { .. } | Command::Fanout { .. })
+}
+
+/// The worker loop proper; returns on shutdown. `taken` counts the publishes popped.
+fn serve(shard: &mut Shard, shared: &Arc<WorkerShared>, parker: &Parker, taken: &mut u64) {
+    if shard.is_draining() {
+        // Restarted after a panic during a graceful shutdown: keep draining.
+        return serve_draining(shard, shared, parker, taken);
+    }
     let tick = shard.tick();
     let mut next_tick = Instant::now() + tick;
     loop {
         shared.health.beat();
         let mut n: u32 = 0;
         while let Some(cmd) = shared.queue.pop() {
-            if let Command::Shutdown = cmd {
-                shard.flush_counters(&shared.counters);
-                return;
+            *taken += u64::from(is_publish(&cmd));
+            match cmd {
+                Command::Shutdown => {
+                    shard.flush_counters(&shared.counters);
+                    return;
+                }
+                Command::Drain => {
+                    shard.begin_drain();
+                    shard.flush_counters(&shared.counters);
+                    return serve_draining(shard, shared, parker, taken);
+                }
+                cmd => shard.handle(cmd, shared),
             }
-            shard.handle(cmd, shared);
             n = n.wrapping_add(1);
-            if n % 64 == 0 {
+            if n % CLOCK_EVERY == 0 {
+                shared.publishes_out.store(*taken, Ordering::Relaxed);
                 // A long burst is not a stall: keep the watchdog informed.
                 shared.health.beat();
+                // Nor a reason to skip housekeeping (see Overload in the module docs).
+                let now = Instant::now();
+                if now >= next_tick {
+                    shard.housekeeping();
+                    shard.flush_counters(&shared.counters);
+                    next_tick = now + tick;
+                }
             }
         }
+        shared.publishes_out.store(*taken, Ordering::Relaxed);
         shard.flush_counters(&shared.counters);
         let now = Instant::now();
         if now >= next_tick {
@@ -269,6 +397,48 @@ fn serve(shard: &mut Shard, shared: &Arc<WorkerShared>, parker: &Parker) {
                 break;
             }
             std::hint::spin_loop();
+        }
+        if shared.queue.is_empty() {
+            parker.park_timeout(
+                next_tick
+                    .saturating_duration_since(Instant::now())
+                    .max(Duration::from_micros(100)),
+            );
+        }
+    }
+}
+
+/// The loop of a draining worker (see the [module docs](self)); returns on shutdown.
+fn serve_draining(shard: &mut Shard, shared: &Arc<WorkerShared>, parker: &Parker, taken: &mut u64) {
+    let tick = shard.tick();
+    let mut next_tick = Instant::now() + tick;
+    loop {
+        shared.health.beat();
+        while let Some(cmd) = shared.queue.pop() {
+            *taken += u64::from(is_publish(&cmd));
+            match cmd {
+                Command::Shutdown => {
+                    shard.flush_counters(&shared.counters);
+                    return;
+                }
+                // Refused: dropping the reply resolves it to `HubClosed`, and nothing was
+                // queued to any connection, so no receipt promises a frame.
+                Command::Publish { .. }
+                | Command::Fanout { .. }
+                | Command::Connect { .. }
+                | Command::Subscribe { .. }
+                | Command::Fault(_)
+                | Command::Drain => {}
+                cmd => shard.handle(cmd, shared),
+            }
+        }
+        shared.publishes_out.store(*taken, Ordering::Relaxed);
+        shard.flush_counters(&shared.counters);
+        let now = Instant::now();
+        if now >= next_tick {
+            shard.housekeeping();
+            shard.flush_counters(&shared.counters);
+            next_tick = now + tick;
         }
         if shared.queue.is_empty() {
             parker.park_timeout(

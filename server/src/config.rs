@@ -147,6 +147,11 @@ pub struct Config {
     /// Longest lifetime of a client JWT, seconds: `exp` − `iat` (or `exp` − now without
     /// `iat`); a longer-lived token is refused with 401. Default: 604,800 (7 days).
     pub jwt_max_lifetime_secs: u64,
+    // Overload (H1).
+    /// Publishes each engine shard's command queue may hold; a publish to a shard whose queue
+    /// is full is refused with 503 (nothing is published) and counted in
+    /// `agentcast_publish_overloaded_total`. Default: 262,144.
+    pub command_queue_capacity: usize,
 }
 
 /// `[health]`: the engine's health monitor, canary and worker recovery (see
@@ -282,6 +287,7 @@ impl Default for Config {
             user_ttl_ms: 300_000,
             history_len: None,
             jwt_max_lifetime_secs: 7 * 24 * 3600,
+            command_queue_capacity: 1 << 18,
         }
     }
 }
@@ -357,6 +363,10 @@ pub struct Overrides {
     /// Longest accepted client JWT lifetime (exp - iat), seconds.
     #[arg(long, env = "AGENTCAST_JWT_MAX_LIFETIME_SECS", global = true)]
     pub jwt_max_lifetime_secs: Option<u64>,
+    // Overload (H1).
+    /// Publishes each engine shard's queue may hold before publishes get 503.
+    #[arg(long, env = "AGENTCAST_COMMAND_QUEUE_CAPACITY", global = true)]
+    pub command_queue_capacity: Option<usize>,
 }
 
 impl Config {
@@ -415,12 +425,21 @@ impl Config {
         set!(opt history_len);
         // auth (H3)
         set!(jwt_max_lifetime_secs);
+        if let Some(n) = o.command_queue_capacity {
+            self.command_queue_capacity = n;
+        }
     }
 
     /// Checks ranges that would make the server misbehave.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.heartbeat_ms == 0 {
             return Err(ConfigError::Invalid("heartbeat_ms", "must be > 0".into()));
+        }
+        if self.command_queue_capacity == 0 {
+            return Err(ConfigError::Invalid(
+                "command_queue_capacity",
+                "must be > 0".into(),
+            ));
         }
         if self.idle_timeout_ms < self.heartbeat_ms {
             return Err(ConfigError::Invalid(
@@ -569,6 +588,21 @@ mod tests {
             err.to_string().contains("max_history_bytes_per_user"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn command_queue_capacity_comes_from_the_file_and_the_flag_wins() {
+        let mut cfg =
+            Config::from_toml("command_queue_capacity = 1000\n", Path::new("x.toml")).unwrap();
+        assert_eq!(cfg.command_queue_capacity, 1000);
+        assert_eq!(Config::default().command_queue_capacity, 262_144);
+        cfg.apply(&Overrides {
+            command_queue_capacity: Some(16),
+            ..Overrides::default()
+        });
+        assert_eq!(cfg.command_queue_capacity, 16);
+        cfg.command_queue_capacity = 0;
+        assert!(cfg.validate().is_err());
     }
 
     #[test]

@@ -16,6 +16,8 @@
 //! | `agentcast_unacked_critical` | gauge | |
 //! | `agentcast_forced_closes_total` | counter | `reason`: `queue_overflow` (1013), `worker_restart` (1011), `abuse` (1008), `protocol_error`, `idle_timeout`, `write_timeout`, `token_expired` (4001), `frame_too_large` (1009) |
 //! | `agentcast_queue_depth` | gauge | |
+//! | `agentcast_publish_overloaded_total` | counter | publishes refused with 503 because a shard's command queue was full |
+//! | `agentcast_shutdown_unwritten_frames_total` | counter | frames queued to a connection that a graceful shutdown did not write (engine queues and sessions' buffers) |
 //! | `agentcast_delivery_latency_seconds` | histogram | publish → socket write |
 //! | `agentcast_health_status` | gauge | 0 healthy, 1 degraded, 2 failed |
 //! | `agentcast_component_health` | gauge | `component` (same values) |
@@ -209,6 +211,20 @@ impl Collector for Snapshot {
             "Frames queued to connections and not yet taken by their writers.",
             Gauge,
             t.queue_depth(),
+        )?;
+        one(
+            e,
+            "publish_overloaded",
+            "Publishes refused (503) because a shard's command queue was full.",
+            Counter,
+            t.publishes_refused,
+        )?;
+        one(
+            e,
+            "shutdown_unwritten_frames",
+            "Frames queued to connections that a graceful shutdown did not write.",
+            Counter,
+            t.shutdown_unwritten + server_value(self, "shutdown_unwritten"),
         )?;
 
         let (buckets, sum_us, count) = &self.latency;

@@ -88,6 +88,10 @@ server_counters! {
     token_expired_closes: "counter",
     /// Connections closed with 1009 because a frame announced more than 64 x max_message_bytes.
     frame_too_large_closes: "counter",
+    // Graceful shutdown (H1).
+    /// Frames a WebSocket session had taken from the engine but not written when a graceful
+    /// shutdown gave up on it (grace period over, or the client went away meanwhile).
+    shutdown_unwritten: "counter",
 }
 
 /// Upper bounds (µs) of the publish → socket-write latency buckets; the last bucket is +Inf.
@@ -205,6 +209,8 @@ pub fn render_json(m: &ServerMetrics, stats: &Stats) -> serde_json::Value {
             "history_bytes": t.history_bytes,
             "history_events": t.history_events,
             "seq_clock_waits": t.seq_clock_waits,
+            "publishes_refused": t.publishes_refused,
+            "shutdown_unwritten": t.shutdown_unwritten,
         },
         "latency_us": {
             "unit": "us",

@@ -14,9 +14,17 @@
 //!
 //! When `shutdown` resolves: the listener is closed (no new connections), `/readyz` turns 503
 //! and new upgrades are refused, idle HTTP connections are closed after their current request,
-//! and the hub shuts down, which asks every WebSocket session to close with 1001. Each session
-//! then writes what the engine had handed it, a close frame 1001, and ends. `run` waits for
-//! the sessions at most `shutdown_grace_ms`, then returns `Ok(())`.
+//! and the hub begins its shutdown ([`Hub::begin_shutdown`]): publishes are refused (503) and
+//! every frame already queued to a connection, in its priority ring as well as its hand-off
+//! queue, keeps flowing to its session. Each session writes all of them, then a close frame
+//! 1001 (which the engine asks for once the connection's queue is empty), and ends. So every
+//! event whose receipt counted a connection is written to it.
+//!
+//! `run` waits for the sessions at most `shutdown_grace_ms`. When the grace period ends first,
+//! the remaining sessions are told to give up: each counts the frames it holds and ends, the
+//! hub stops and counts what was still queued, and the total is logged at WARN (`shutdown: N
+//! queued frames were not written (grace period over)`) and exported as
+//! `agentcast_shutdown_unwritten_frames_total`. Then `run` returns `Ok(())`.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -37,6 +45,9 @@ use crate::idempotency::IdempotencyCache;
 use crate::metrics::{ServerMetrics, inc};
 use crate::state::{AppState, Sessions};
 use crate::tier::UserConnections;
+
+/// How long sessions told to give up (grace period over) get to count what they hold and end.
+const ABANDON_WAIT: Duration = Duration::from_millis(500);
 
 /// Why the server could not start.
 #[derive(Debug, Error)]
@@ -72,6 +83,7 @@ pub async fn run(
     hub_cfg.max_history_bytes_per_user = config.max_history_bytes_per_user;
     hub_cfg.user_ttl = Duration::from_millis(config.user_ttl_ms);
     hub_cfg.history_len = config.default_history_len();
+    hub_cfg.command_queue = config.command_queue_capacity;
     let node = listener
         .local_addr()
         .map_or_else(|_| config.listen.to_string(), |a| a.to_string());
@@ -95,6 +107,7 @@ pub async fn run(
         metrics,
         shutting_down: Default::default(),
         dev_kicks: config.dev_mode.then(crate::http::dev::DevKicks::new),
+        abandon: watch::channel(false).0,
         cfg: config,
     });
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -121,14 +134,37 @@ pub async fn run(
     drop(listener);
     state.shutting_down.store(true, Ordering::Relaxed);
     let _ = stop_tx.send(true);
+    let grace = Duration::from_millis(state.cfg.shutdown_grace_ms);
+    let deadline = tokio::time::Instant::now() + grace;
+    let hub = state.hub.clone();
+    // Joins the health monitor's thread: off the runtime's threads.
+    let _ = tokio::task::spawn_blocking(move || hub.begin_shutdown()).await;
+    let drained = tokio::time::timeout_at(deadline, state.sessions.wait_idle())
+        .await
+        .is_ok();
+    if !drained {
+        // Sessions count what they took from the engine but did not write, and drop their
+        // connection, whose queued frames the engine counts.
+        let _ = state.abandon.send(true);
+        let _ = tokio::time::timeout(ABANDON_WAIT, state.sessions.wait_idle()).await;
+    }
     let hub = state.hub.clone();
     let _ = tokio::task::spawn_blocking(move || hub.shutdown()).await;
-    let grace = Duration::from_millis(state.cfg.shutdown_grace_ms);
-    if tokio::time::timeout(grace, state.sessions.wait_idle())
-        .await
-        .is_err()
-    {
-        tracing::warn!("shutdown grace period over; abandoning remaining connections");
+    let unwritten = state.hub.stats().total.shutdown_unwritten
+        + state.metrics.shutdown_unwritten.load(Ordering::Relaxed);
+    if unwritten > 0 {
+        let why = if drained {
+            "clients went away"
+        } else {
+            "grace period over"
+        };
+        tracing::warn!(
+            unwritten,
+            grace_ms = state.cfg.shutdown_grace_ms,
+            "shutdown: {unwritten} queued frames were not written ({why})"
+        );
+    } else if !drained {
+        tracing::warn!("shutdown grace period over; remaining connections abandoned");
     }
     tracing::info!("shutdown complete");
     Ok(())

@@ -28,6 +28,10 @@ pub(crate) struct AppState {
     pub(crate) shutting_down: AtomicBool,
     /// Dev mode only: asks the sessions of a user to close (`POST /api/v1/dev/disconnect`).
     pub(crate) dev_kicks: Option<crate::http::dev::DevKicks>,
+    // Graceful shutdown (H1).
+    /// Set to `true` when the shutdown grace period is over: every session stops writing,
+    /// counts the frames it still holds and ends (see `crate::ws::session`).
+    pub(crate) abandon: tokio::sync::watch::Sender<bool>,
 }
 
 impl AppState {

@@ -10,11 +10,13 @@
 //! Refusals change nothing: missing or wrong `Authorization: Bearer <api key>` → 401; a body
 //! over `max_body_bytes` or a batch over `max_batch_items` → 413; malformed JSON or a bad field
 //! → 400 `{"error": "..."}` naming the field; a body not received within the handshake
-//! timeout → 408; the hub shutting down → 503.
+//! timeout → 408; the hub shutting down → 503; a shard's command queue full (the engine
+//! overloaded, `command_queue_capacity`) → 503 `{"error": "..."}`, counted in
+//! `agentcast_publish_overloaded_total`.
 //!
 //! An `idempotency_key` makes a publish repeatable: see [`crate::idempotency`].
 
-use agentcast_engine::{HubClosed, ParseError, PublishReply, PublishRequest, Receipt};
+use agentcast_engine::{ParseError, PublishError, PublishReply, PublishRequest, Receipt};
 use bytes::Bytes;
 use http::{Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
@@ -43,9 +45,7 @@ pub(crate) async fn single(req: Request<Incoming>, state: &AppState) -> Response
             inc(&state.metrics.publish_accepted);
             json_response(StatusCode::OK, &receipt_json(receipt))
         }
-        Err(HubClosed) => {
-            error_response(StatusCode::SERVICE_UNAVAILABLE, "server is shutting down")
-        }
+        Err(e) => error_response(StatusCode::SERVICE_UNAVAILABLE, refusal_text(e)),
     }
 }
 
@@ -71,7 +71,7 @@ pub(crate) async fn batch(req: Request<Incoming>, state: &AppState) -> Response<
     // place so a repeated key within the batch sees the first item's receipt.
     enum Pending {
         Queued(PublishReply),
-        Done(Result<Receipt, HubClosed>),
+        Done(Result<Receipt, PublishError>),
         Refused(ParseError),
     }
     let mut pending = Vec::with_capacity(items.len());
@@ -88,7 +88,7 @@ pub(crate) async fn batch(req: Request<Incoming>, state: &AppState) -> Response<
     let mut results = Vec::with_capacity(pending.len());
     for p in pending {
         let outcome = match p {
-            Pending::Queued(reply) => reply.await,
+            Pending::Queued(reply) => reply.await.map_err(PublishError::from),
             Pending::Done(r) => r,
             Pending::Refused(e) => {
                 inc(&state.metrics.publish_rejected);
@@ -101,16 +101,16 @@ pub(crate) async fn batch(req: Request<Incoming>, state: &AppState) -> Response<
                 inc(&state.metrics.publish_accepted);
                 receipt_json(receipt)
             }
-            Err(HubClosed) => json!({"error": "server is shutting down"}),
+            Err(e) => json!({"error": refusal_text(e)}),
         });
     }
     json_response(StatusCode::OK, &Value::Array(results))
 }
 
 /// Publishes, or answers from the idempotency window.
-async fn publish_one(state: &AppState, r: PublishRequest) -> Result<Receipt, HubClosed> {
+async fn publish_one(state: &AppState, r: PublishRequest) -> Result<Receipt, PublishError> {
     let Some(key) = r.idempotency_key else {
-        return state.hub.publish(r.target, r.event)?.await;
+        return Ok(state.hub.publish(r.target, r.event)?.await?);
     };
     let slot = state.idempotency.slot(&key);
     let mut first = false;
@@ -119,13 +119,23 @@ async fn publish_one(state: &AppState, r: PublishRequest) -> Result<Receipt, Hub
         .get_or_try_init(|| {
             first = true;
             let hub = state.hub.clone();
-            async move { hub.publish(target, event)?.await }
+            async move { Ok::<_, PublishError>(hub.publish(target, event)?.await?) }
         })
         .await?;
     if !first {
         inc(&state.metrics.publish_idempotent_replays);
     }
     Ok(receipt)
+}
+
+/// The `error` text of a publish the engine refused (both answered 503).
+fn refusal_text(e: PublishError) -> &'static str {
+    match e {
+        PublishError::Overloaded { .. } => {
+            "server overloaded: the event queue is full; nothing was published, retry later"
+        }
+        _ => "server is shutting down",
+    }
 }
 
 fn receipt_json(r: Receipt) -> Value {

@@ -21,7 +21,13 @@
 //! # Closing
 //!
 //! - The engine asks for a close (1001 at shutdown, 1013 for a connection too slow for a
-//!   critical event): every frame still in the hand-off queue is written, then the close.
+//!   critical event): every frame still in the hand-off queue is written, then the close. At
+//!   a graceful shutdown the engine asks for the 1001 only once the connection's ring is empty
+//!   too, so every frame queued to it is written first.
+//! - The shutdown grace period ends (`AppState::abandon`) while a write is blocked on a client
+//!   that does not read: the session stops, adds the frames it still held to the
+//!   `shutdown_unwritten` counter (the engine counts what was still queued to it) and ends
+//!   without a close frame.
 //! - The client sends a close: it is echoed with the same code.
 //! - A protocol violation: close 1002 (1007 for invalid UTF-8), see [`super::codec`].
 //! - Sustained abuse (see [`super::guard`]): close 1008.
@@ -100,6 +106,8 @@ struct Session {
     last_heard: Instant,
     /// Publish time of the oldest event frame in `out` (see `Connection::take_publish_stamp`).
     stamp: Option<u64>,
+    /// Turns `true` when the shutdown grace period is over (see the [module docs](self)).
+    abandon: tokio::sync::watch::Receiver<bool>,
 }
 
 /// Runs the connection to its end. See the [module docs](self).
@@ -123,6 +131,7 @@ pub(crate) async fn run(
         out: Vec::new(),
         last_heard: now,
         stamp: None,
+        abandon: state.abandon.subscribe(),
         id,
         state,
     };
@@ -136,7 +145,18 @@ pub(crate) async fn run(
         s.out.push(Frame::close(code, reason).into_bytes());
         if s.flush(&stream).await.is_ok() {
             linger(stream).await;
+        } else {
+            // The close frame (last, perhaps partly written) is not an event.
+            s.out.pop();
         }
+    }
+    if s.state.is_shutting_down() && !s.out.is_empty() {
+        // Frames taken from the engine and never written whole: a shutdown loses nothing
+        // silently (what is still queued in the engine is counted there when `conn` drops).
+        s.state
+            .metrics
+            .shutdown_unwritten
+            .fetch_add(s.out.len() as u64, std::sync::atomic::Ordering::Relaxed);
     }
     s.state.metrics.tier_open[s.id.tier as usize]
         .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
@@ -337,6 +357,11 @@ impl Session {
                         "subscription_limit",
                         &format!("subscription limit of {max} reached"),
                     ),
+                    // Refused because a shutdown began: the frames still queued to this
+                    // connection keep flowing, and the engine asks for the 1001 after them.
+                    Ok(Err(SubscribeError::Closed)) | Err(_) if self.state.is_shutting_down() => {
+                        self.reply_error("shutting_down", "server is shutting down")
+                    }
                     Ok(Err(SubscribeError::Closed)) | Err(_) => {
                         Flow::Close(1001, "server shutting down")
                     }
@@ -382,11 +407,22 @@ impl Session {
         }
     }
 
-    /// Writes every queued frame, bounded by the write timeout.
+    /// Writes every queued frame, bounded by the write timeout and by the end of a shutdown
+    /// grace period. On failure `out` keeps what was not written whole.
     async fn flush(&mut self, stream: &TcpStream) -> io::Result<()> {
         let n = self.out.len() as u64;
         let limit = self.state.cfg.limits.write_timeout();
-        match tokio::time::timeout(limit, write_frames(stream, &mut self.out)).await {
+        let write = tokio::time::timeout(limit, write_frames(stream, &mut self.out));
+        let result = tokio::select! {
+            // Biased, the write first: a write that completes at once never polls (or
+            // registers with) the abandon signal.
+            biased;
+            r = write => r,
+            () = abandoned(&mut self.abandon) => {
+                return Err(io::Error::other("shutdown grace period over"));
+            }
+        };
+        match result {
             Ok(Ok(())) => {
                 self.state
                     .metrics
@@ -422,18 +458,26 @@ fn parse_error_code(e: &ParseError) -> &'static str {
     }
 }
 
-/// Writes `frames` with vectored writes, then clears the vector (keeping its capacity).
+/// Resolves once the shutdown grace period is over (never if the signal's sender is gone).
+async fn abandoned(abandon: &mut tokio::sync::watch::Receiver<bool>) {
+    if abandon.wait_for(|a| *a).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+/// Writes `frames` with vectored writes, removing each frame once written whole (so a write
+/// cut short leaves exactly the unwritten ones; the vector keeps its capacity).
 async fn write_frames(stream: &TcpStream, frames: &mut Vec<Bytes>) -> io::Result<()> {
-    let mut first = 0;
-    while first < frames.len() {
+    while !frames.is_empty() {
         stream.writable().await?;
-        match try_write(stream, &mut frames[first..]) {
-            Ok(done) => first += done,
+        match try_write(stream, frames) {
+            Ok(done) => {
+                frames.drain(..done);
+            }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
             Err(e) => return Err(e),
         }
     }
-    frames.clear();
     Ok(())
 }
 
