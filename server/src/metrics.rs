@@ -83,6 +83,9 @@ server_counters! {
     publish_too_large: "counter",
     /// Publishes answered from the idempotency window (not published again).
     publish_idempotent_replays: "counter",
+    // H4 (http hardening):
+    /// Publishes refused with 409: an idempotency key reused with a different request.
+    publish_idempotency_conflicts: "counter",
 }
 
 /// Upper bounds (µs) of the publish → socket-write latency buckets; the last bucket is +Inf.

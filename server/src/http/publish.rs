@@ -12,7 +12,10 @@
 //! → 400 `{"error": "..."}` naming the field; a body not received within the handshake
 //! timeout → 408; the hub shutting down → 503.
 //!
-//! An `idempotency_key` makes a publish repeatable: see [`crate::idempotency`].
+//! An `idempotency_key` makes a publish repeatable: see [`crate::idempotency`]. The same key
+//! with a different request is refused with `409 {"error": "idempotency_key `k` reused with
+//! a different request"}` and publishes nothing; in a batch, that item alone fails with the
+//! same `{"error": ...}`.
 
 use agentcast_engine::{HubClosed, ParseError, PublishReply, PublishRequest, Receipt};
 use bytes::Bytes;
@@ -22,6 +25,7 @@ use hyper::body::Incoming;
 use serde_json::{Value, json};
 
 use super::{Body, Refusal, error_response, json_response};
+use crate::idempotency::KeyReused;
 use crate::metrics::inc;
 use crate::state::AppState;
 
@@ -43,8 +47,13 @@ pub(crate) async fn single(req: Request<Incoming>, state: &AppState) -> Response
             inc(&state.metrics.publish_accepted);
             json_response(StatusCode::OK, &receipt_json(receipt))
         }
-        Err(HubClosed) => {
+        Err(PublishError::Closed(HubClosed)) => {
             error_response(StatusCode::SERVICE_UNAVAILABLE, "server is shutting down")
+        }
+        Err(PublishError::KeyReused(e)) => {
+            inc(&state.metrics.publish_rejected);
+            inc(&state.metrics.publish_idempotency_conflicts);
+            error_response(StatusCode::CONFLICT, &e.to_string())
         }
     }
 }
@@ -71,7 +80,7 @@ pub(crate) async fn batch(req: Request<Incoming>, state: &AppState) -> Response<
     // place so a repeated key within the batch sees the first item's receipt.
     enum Pending {
         Queued(PublishReply),
-        Done(Result<Receipt, HubClosed>),
+        Done(Result<Receipt, PublishError>),
         Refused(ParseError),
     }
     let mut pending = Vec::with_capacity(items.len());
@@ -81,14 +90,14 @@ pub(crate) async fn batch(req: Request<Incoming>, state: &AppState) -> Response<
             Ok(r) if r.idempotency_key.is_some() => Pending::Done(publish_one(state, r).await),
             Ok(r) => match state.hub.publish(r.target, r.event) {
                 Ok(reply) => Pending::Queued(reply),
-                Err(e) => Pending::Done(Err(e)),
+                Err(e) => Pending::Done(Err(e.into())),
             },
         });
     }
     let mut results = Vec::with_capacity(pending.len());
     for p in pending {
         let outcome = match p {
-            Pending::Queued(reply) => reply.await,
+            Pending::Queued(reply) => reply.await.map_err(PublishError::from),
             Pending::Done(r) => r,
             Pending::Refused(e) => {
                 inc(&state.metrics.publish_rejected);
@@ -101,18 +110,42 @@ pub(crate) async fn batch(req: Request<Incoming>, state: &AppState) -> Response<
                 inc(&state.metrics.publish_accepted);
                 receipt_json(receipt)
             }
-            Err(HubClosed) => json!({"error": "server is shutting down"}),
+            Err(PublishError::Closed(HubClosed)) => json!({"error": "server is shutting down"}),
+            Err(PublishError::KeyReused(e)) => {
+                inc(&state.metrics.publish_rejected);
+                inc(&state.metrics.publish_idempotency_conflicts);
+                json!({"error": e.to_string()})
+            }
         });
     }
     json_response(StatusCode::OK, &Value::Array(results))
 }
 
-/// Publishes, or answers from the idempotency window.
-async fn publish_one(state: &AppState, r: PublishRequest) -> Result<Receipt, HubClosed> {
+/// Why a publish produced no receipt.
+#[derive(Debug)]
+enum PublishError {
+    /// The hub is shutting down (503).
+    Closed(HubClosed),
+    /// The idempotency key belongs to a different request (409).
+    KeyReused(KeyReused),
+}
+
+impl From<HubClosed> for PublishError {
+    fn from(e: HubClosed) -> PublishError {
+        PublishError::Closed(e)
+    }
+}
+
+/// Publishes, or answers from the idempotency window, or refuses a reused key.
+async fn publish_one(state: &AppState, r: PublishRequest) -> Result<Receipt, PublishError> {
     let Some(key) = r.idempotency_key else {
-        return state.hub.publish(r.target, r.event)?.await;
+        return Ok(state.hub.publish(r.target, r.event)?.await?);
     };
-    let slot = state.idempotency.slot(&key);
+    let fingerprint = state.idempotency.fingerprint(&r.target, &r.event);
+    let slot = state
+        .idempotency
+        .slot(&key, fingerprint)
+        .map_err(PublishError::KeyReused)?;
     let mut first = false;
     let (target, event) = (r.target, r.event);
     let receipt = *slot
