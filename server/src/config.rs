@@ -402,13 +402,20 @@ impl Config {
 
     /// Generates a random JWT secret and API key, turns [`Config::dev_mode`] on, and returns
     /// the secret and key.
-    pub fn enter_dev_mode(&mut self) -> (String, String) {
+    ///
+    /// Dev mode mints tokens for anyone who asks (`/api/v1/dev/token`), so it runs only on a
+    /// loopback listen address (127.0.0.0/8 or ::1): any other address is refused with
+    /// [`DevModeRefused`] and nothing changes. The binary exits with code 2 on it.
+    pub fn enter_dev_mode(&mut self) -> Result<(String, String), DevModeRefused> {
+        if !is_loopback(self.listen.ip()) {
+            return Err(DevModeRefused(self.listen));
+        }
         let secret = random_token(32);
         let key = random_token(32);
         self.jwt_secret = Some(secret.clone());
         self.api_key = Some(key.clone());
         self.dev_mode = true;
-        (secret, key)
+        Ok((secret, key))
     }
 
     /// The heartbeat interval.
@@ -420,6 +427,23 @@ impl Config {
     pub fn idle_timeout(&self) -> Duration {
         Duration::from_millis(self.idle_timeout_ms)
     }
+}
+
+// H4 (dev mode off loopback):
+
+/// Dev mode was asked for (no secret, no key) on an address that is not loopback.
+#[derive(Debug, Clone, Error)]
+#[error(
+    "refusing to start in dev mode on {0}: with no jwt_secret, jwt_public_key or api_key \
+     configured, agentcast runs in dev mode, which hands out tokens to anyone, so it listens \
+     only on a loopback address (127.0.0.1, ::1). Configure --jwt-secret and --api-key \
+     (AGENTCAST_JWT_SECRET, AGENTCAST_API_KEY), or listen on 127.0.0.1"
+)]
+pub struct DevModeRefused(pub SocketAddr);
+
+/// Whether `ip` is a loopback address: 127.0.0.0/8, ::1, or ::ffff:127.x.x.x.
+pub fn is_loopback(ip: std::net::IpAddr) -> bool {
+    ip.to_canonical().is_loopback()
 }
 
 /// `len` random alphanumeric characters from the OS-seeded thread RNG.
@@ -453,6 +477,37 @@ mod tests {
         });
         assert_eq!(cfg.listen.port(), 1);
         assert_eq!(cfg.api_key.as_deref(), Some("k"));
+    }
+
+    #[test]
+    fn dev_mode_is_entered_only_on_loopback() {
+        for ok in [
+            "127.0.0.1:0",
+            "127.3.2.1:80",
+            "[::1]:8080",
+            "[::ffff:127.0.0.1]:1",
+        ] {
+            let mut cfg = Config {
+                listen: ok.parse().unwrap(),
+                ..Config::default()
+            };
+            assert!(cfg.enter_dev_mode().is_ok(), "{ok}");
+            assert!(cfg.dev_mode && cfg.api_key.is_some());
+        }
+        for bad in [
+            "0.0.0.0:0",
+            "[::]:0",
+            "10.1.2.3:8080",
+            "[::ffff:10.0.0.1]:1",
+        ] {
+            let mut cfg = Config {
+                listen: bad.parse().unwrap(),
+                ..Config::default()
+            };
+            let err = cfg.enter_dev_mode().unwrap_err();
+            assert!(err.to_string().contains("loopback"), "{err}");
+            assert!(!cfg.dev_mode && cfg.api_key.is_none() && cfg.jwt_secret.is_none());
+        }
     }
 
     #[test]

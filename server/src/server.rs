@@ -44,6 +44,10 @@ pub enum ServerError {
     /// The JWT key could not be loaded: fix `jwt_public_key`.
     #[error(transparent)]
     Key(#[from] KeyError),
+    /// Dev mode on a listener that is not loopback: configure a secret and key, or listen on
+    /// 127.0.0.1 (see [`Config::enter_dev_mode`]).
+    #[error("dev mode refused: the listener {0} is not a loopback address")]
+    DevModeExposed(std::net::SocketAddr),
     /// The engine's worker threads could not be started.
     #[error("cannot start the engine: {0}")]
     Engine(std::io::Error),
@@ -56,6 +60,13 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServerError> {
+    if config.dev_mode {
+        // The binary refuses earlier (`enter_dev_mode`); this covers a config built in code.
+        let addr = listener.local_addr().unwrap_or(config.listen);
+        if !crate::config::is_loopback(addr.ip()) {
+            return Err(ServerError::DevModeExposed(addr));
+        }
+    }
     let auth = Authenticator::from_config(&config)?;
     let metrics = Arc::new(ServerMetrics::default());
     let mut hub_cfg = HubConfig::default();
