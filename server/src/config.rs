@@ -307,6 +307,16 @@ pub struct Overrides {
     /// Webhook URL (http://) receiving unacknowledged critical events.
     #[arg(long, env = "AGENTCAST_WEBHOOK_URL", global = true)]
     pub webhook_url: Option<String>,
+    // H4 (before authentication):
+    /// Largest HTTP request head, bytes (`limits.max_request_head_bytes`).
+    #[arg(long, env = "AGENTCAST_MAX_REQUEST_HEAD_BYTES", global = true)]
+    pub max_request_head_bytes: Option<usize>,
+    /// Connections not yet past their request head (`limits.max_pending_connections`).
+    #[arg(long, env = "AGENTCAST_MAX_PENDING_CONNECTIONS", global = true)]
+    pub max_pending_connections: Option<usize>,
+    /// Time to send a request head, ms (`limits.handshake_timeout_ms`).
+    #[arg(long, env = "AGENTCAST_HANDSHAKE_TIMEOUT_MS", global = true)]
+    pub handshake_timeout_ms: Option<u64>,
 }
 
 impl Config {
@@ -355,6 +365,16 @@ impl Config {
         }
         if let Some(url) = &o.webhook_url {
             self.escalation.webhook_url = Some(url.clone());
+        }
+        // H4 (before authentication):
+        if let Some(n) = o.max_request_head_bytes {
+            self.limits.max_request_head_bytes = n;
+        }
+        if let Some(n) = o.max_pending_connections {
+            self.limits.max_pending_connections = n;
+        }
+        if let Some(ms) = o.handshake_timeout_ms {
+            self.limits.handshake_timeout_ms = ms;
         }
     }
 
@@ -477,6 +497,28 @@ mod tests {
         });
         assert_eq!(cfg.listen.port(), 1);
         assert_eq!(cfg.api_key.as_deref(), Some("k"));
+    }
+
+    #[test]
+    fn pre_authentication_limits_come_from_the_file_and_the_overrides() {
+        let mut cfg = Config::from_toml(
+            "[limits]\nmax_request_head_bytes = 20000\nmax_pending_connections = 9\n",
+            Path::new("x.toml"),
+        )
+        .unwrap();
+        assert_eq!(cfg.limits.max_request_head_bytes, 20_000);
+        assert_eq!(cfg.limits.max_pending_connections, 9);
+        assert_eq!(cfg.limits.handshake_timeout_ms, 5_000);
+        cfg.apply(&Overrides {
+            max_pending_connections: Some(3),
+            handshake_timeout_ms: Some(700),
+            ..Overrides::default()
+        });
+        assert_eq!(cfg.limits.max_pending_connections, 3);
+        assert_eq!(cfg.limits.handshake_timeout_ms, 700);
+        assert_eq!(cfg.limits.max_request_head_bytes, 20_000);
+        cfg.limits.max_request_head_bytes = 100;
+        assert!(cfg.validate().is_err());
     }
 
     #[test]
