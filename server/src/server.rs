@@ -165,9 +165,12 @@ async fn serve_http(
         let ticket = Arc::clone(&svc_ticket);
         async move {
             ticket.head_arrived();
+            let keep_alive = wants_keep_alive(&req);
             let response = crate::http::route(req, st).await;
-            // Pending again until the next head, unless upgraded or streaming.
-            if response.status() != http::StatusCode::SWITCHING_PROTOCOLS
+            // Pending again until the next head, unless the connection closes after this
+            // response, is upgraded, or streams.
+            if keep_alive
+                && response.status() != http::StatusCode::SWITCHING_PROTOCOLS
                 && !response.body().is_streaming()
             {
                 ticket.awaiting_head();
@@ -202,6 +205,19 @@ async fn serve_http(
         }
         tracing::debug!(error = %e, "http connection ended with an error");
     }
+}
+
+/// Whether the connection stays open for another request after this one: HTTP/1.1 without a
+/// `Connection: close`.
+fn wants_keep_alive<B>(req: &http::Request<B>) -> bool {
+    req.version() == http::Version::HTTP_11
+        && !req
+            .headers()
+            .get_all(http::header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|t| t.trim().eq_ignore_ascii_case("close"))
 }
 
 /// Resolves once shutdown began (or the sender is gone).

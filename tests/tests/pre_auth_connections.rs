@@ -113,6 +113,44 @@ async fn unfinished_heads_beyond_the_cap_are_closed_while_a_prompt_client_connec
     assert!(still_open <= CAP, "{still_open} unfinished heads open");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_keep_alive_connection_waiting_for_its_next_head_counts_as_pending() {
+    let server = TestServer::start_with(|c| {
+        c.limits.max_pending_connections = 2;
+        c.limits.handshake_timeout_ms = 60_000;
+    })
+    .await;
+    let mut keep = TcpStream::connect(server.addr).await.expect("connect");
+    keep.write_all(b"GET /healthz HTTP/1.1\r\nHost: test\r\n\r\n")
+        .await
+        .expect("write");
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(WAIT, keep.read(&mut buf))
+        .await
+        .expect("answer")
+        .expect("read");
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200"), "{:?}", &buf[..n]);
+    // Answered and kept alive: now it is pending again, and the oldest.
+    keep.write_all(b"GET /healthz HTTP/1.1\r\nX-Slow: ")
+        .await
+        .expect("write");
+    let mut fresh = Vec::new();
+    for _ in 0..2 {
+        let mut s = TcpStream::connect(server.addr).await.expect("connect");
+        s.write_all(b"GET / HTTP/1.1\r\nX-Slow: ")
+            .await
+            .expect("write");
+        fresh.push(s);
+    }
+    assert!(
+        closed_within(&mut keep, WAIT).await,
+        "keep-alive connection not evicted"
+    );
+    for s in &mut fresh {
+        assert!(!closed_within(s, Duration::from_millis(200)).await);
+    }
+}
+
 /// Process RSS in KiB (`VmRSS`).
 fn rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
