@@ -8,7 +8,7 @@
 //! | `max_batch_items`: items of one batch publish | 1,000 | HTTP 413 |
 //! | `handshake_timeout_ms`: time to send a complete HTTP request head (and body) | 5 s | connection dropped (408 for a late body) |
 //! | `max_request_head_bytes`: request line + headers of one HTTP request | 16 KiB | HTTP 431 (empty body, from hyper), connection closed |
-//! | `max_pending_connections`: connections that have not finished a request head | 1,024 | the one pending longest is closed (see [`crate::pending`]) |
+//! | `max_pending_connections`: connections that have not finished a request head | 1,024 | the one pending longest is closed (see `server/src/pending.rs`) |
 //! | `max_connections`: WebSocket connections on this node | 100,000 | HTTP 503 before the upgrade |
 //! | `rate_per_sec` / `rate_burst`: client messages per connection (token bucket) | 20/s, burst 40 | `error` `rate_limited`, message ignored |
 //! | `abuse_max_errors` within `abuse_window_ms`: error replies to one connection | 20 in 10 s | close 1008 (policy violation) |

@@ -11,8 +11,8 @@
 //! `max_request_head_bytes` (hyper answers 431 and closes; counted in
 //! `request_head_too_large`), and at most `max_pending_connections` connections may be
 //! waiting for a head at once (beyond it the one waiting longest is closed, see
-//! [`crate::pending`]). Accept errors (such as running out of file descriptors) are logged and
-//! retried after a short pause rather than ending the server.
+//! `server/src/pending.rs`). Accept errors (such as running out of file descriptors) are
+//! logged and retried after a short pause rather than ending the server.
 //!
 //! # Graceful shutdown
 //!
