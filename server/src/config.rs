@@ -367,6 +367,16 @@ pub struct Overrides {
     /// Publishes each engine shard's queue may hold before publishes get 503.
     #[arg(long, env = "AGENTCAST_COMMAND_QUEUE_CAPACITY", global = true)]
     pub command_queue_capacity: Option<usize>,
+    // H4 (before authentication):
+    /// Largest HTTP request head, bytes (`limits.max_request_head_bytes`).
+    #[arg(long, env = "AGENTCAST_MAX_REQUEST_HEAD_BYTES", global = true)]
+    pub max_request_head_bytes: Option<usize>,
+    /// Connections not yet past their request head (`limits.max_pending_connections`).
+    #[arg(long, env = "AGENTCAST_MAX_PENDING_CONNECTIONS", global = true)]
+    pub max_pending_connections: Option<usize>,
+    /// Time to send a request head, ms (`limits.handshake_timeout_ms`).
+    #[arg(long, env = "AGENTCAST_HANDSHAKE_TIMEOUT_MS", global = true)]
+    pub handshake_timeout_ms: Option<u64>,
 }
 
 impl Config {
@@ -427,6 +437,16 @@ impl Config {
         set!(jwt_max_lifetime_secs);
         if let Some(n) = o.command_queue_capacity {
             self.command_queue_capacity = n;
+        }
+        // H4 (before authentication):
+        if let Some(n) = o.max_request_head_bytes {
+            self.limits.max_request_head_bytes = n;
+        }
+        if let Some(n) = o.max_pending_connections {
+            self.limits.max_pending_connections = n;
+        }
+        if let Some(ms) = o.handshake_timeout_ms {
+            self.limits.handshake_timeout_ms = ms;
         }
     }
 
@@ -512,13 +532,20 @@ impl Config {
 
     /// Generates a random JWT secret and API key, turns [`Config::dev_mode`] on, and returns
     /// the secret and key.
-    pub fn enter_dev_mode(&mut self) -> (String, String) {
+    ///
+    /// Dev mode mints tokens for anyone who asks (`/api/v1/dev/token`), so it runs only on a
+    /// loopback listen address (127.0.0.0/8 or ::1): any other address is refused with
+    /// [`DevModeRefused`] and nothing changes. The binary exits with code 2 on it.
+    pub fn enter_dev_mode(&mut self) -> Result<(String, String), DevModeRefused> {
+        if !is_loopback(self.listen.ip()) {
+            return Err(DevModeRefused(self.listen));
+        }
         let secret = random_token(32);
         let key = random_token(32);
         self.jwt_secret = Some(secret.clone());
         self.api_key = Some(key.clone());
         self.dev_mode = true;
-        (secret, key)
+        Ok((secret, key))
     }
 
     /// The heartbeat interval.
@@ -530,6 +557,23 @@ impl Config {
     pub fn idle_timeout(&self) -> Duration {
         Duration::from_millis(self.idle_timeout_ms)
     }
+}
+
+// H4 (dev mode off loopback):
+
+/// Dev mode was asked for (no secret, no key) on an address that is not loopback.
+#[derive(Debug, Clone, Error)]
+#[error(
+    "refusing to start in dev mode on {0}: with no jwt_secret, jwt_public_key or api_key \
+     configured, agentcast runs in dev mode, which hands out tokens to anyone, so it listens \
+     only on a loopback address (127.0.0.1, ::1). Configure --jwt-secret and --api-key \
+     (AGENTCAST_JWT_SECRET, AGENTCAST_API_KEY), or listen on 127.0.0.1"
+)]
+pub struct DevModeRefused(pub SocketAddr);
+
+/// Whether `ip` is a loopback address: 127.0.0.0/8, ::1, or ::ffff:127.x.x.x.
+pub fn is_loopback(ip: std::net::IpAddr) -> bool {
+    ip.to_canonical().is_loopback()
 }
 
 /// `len` random alphanumeric characters from the OS-seeded thread RNG.
@@ -603,6 +647,59 @@ mod tests {
         assert_eq!(cfg.command_queue_capacity, 16);
         cfg.command_queue_capacity = 0;
         assert!(cfg.validate().is_err());
+    }
+
+    #[test]
+    fn pre_authentication_limits_come_from_the_file_and_the_overrides() {
+        let mut cfg = Config::from_toml(
+            "[limits]\nmax_request_head_bytes = 20000\nmax_pending_connections = 9\n",
+            Path::new("x.toml"),
+        )
+        .unwrap();
+        assert_eq!(cfg.limits.max_request_head_bytes, 20_000);
+        assert_eq!(cfg.limits.max_pending_connections, 9);
+        assert_eq!(cfg.limits.handshake_timeout_ms, 5_000);
+        cfg.apply(&Overrides {
+            max_pending_connections: Some(3),
+            handshake_timeout_ms: Some(700),
+            ..Overrides::default()
+        });
+        assert_eq!(cfg.limits.max_pending_connections, 3);
+        assert_eq!(cfg.limits.handshake_timeout_ms, 700);
+        assert_eq!(cfg.limits.max_request_head_bytes, 20_000);
+        cfg.limits.max_request_head_bytes = 100;
+        assert!(cfg.validate().is_err());
+    }
+
+    #[test]
+    fn dev_mode_is_entered_only_on_loopback() {
+        for ok in [
+            "127.0.0.1:0",
+            "127.3.2.1:80",
+            "[::1]:8080",
+            "[::ffff:127.0.0.1]:1",
+        ] {
+            let mut cfg = Config {
+                listen: ok.parse().unwrap(),
+                ..Config::default()
+            };
+            assert!(cfg.enter_dev_mode().is_ok(), "{ok}");
+            assert!(cfg.dev_mode && cfg.api_key.is_some());
+        }
+        for bad in [
+            "0.0.0.0:0",
+            "[::]:0",
+            "10.1.2.3:8080",
+            "[::ffff:10.0.0.1]:1",
+        ] {
+            let mut cfg = Config {
+                listen: bad.parse().unwrap(),
+                ..Config::default()
+            };
+            let err = cfg.enter_dev_mode().unwrap_err();
+            assert!(err.to_string().contains("loopback"), "{err}");
+            assert!(!cfg.dev_mode && cfg.api_key.is_none() && cfg.jwt_secret.is_none());
+        }
     }
 
     #[test]

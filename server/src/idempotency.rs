@@ -3,26 +3,55 @@
 //!
 //! # Semantics
 //!
-//! - Keys are global to the node (the API key is one per deployment). The first request with
-//!   a key publishes; concurrent repeats wait for its receipt instead of publishing.
-//! - A publish that failed (hub shut down) leaves no receipt: the next repeat publishes.
-//! - The payload of a repeat is not compared with the first one; the first one wins.
+//! - Keys are global to the node (the API key is one per deployment), and each key is bound
+//!   to the request it first came with: a [`Fingerprint`] of the parsed request (target,
+//!   type, `run_id`, `data` byte for byte, `priority`) is stored with the key.
+//! - The same key with the same request: the first request publishes; repeats (concurrent
+//!   ones too) wait for its receipt and get it, publishing nothing.
+//! - The same key with a different request (another user, channel, type, run, data or
+//!   priority) is refused with [`KeyReused`] (the API answers `409`) and changes nothing: a
+//!   key cannot silently swallow a different event.
+//! - A publish that failed (hub shut down) leaves no receipt: the next identical repeat
+//!   publishes.
+//!
+//! `data` is compared as the bytes sent: `{"a":1}` and `{"a": 1}` are different requests.
+//! The order of the body's top-level members does not matter (fields are fingerprinted after
+//! parsing), and the same rules apply to each item of a batch.
 //!
 //! # Memory
 //!
 //! At most `max_keys` keys are held; when full the oldest is forgotten first, and keys older
 //! than the window are dropped whenever a new key is inserted. So memory is bounded by
-//! `max_keys × (key + receipt)` whatever publishers send. Not shared across nodes.
+//! `max_keys × (key + fingerprint + receipt)` whatever publishers send. Not shared across
+//! nodes.
+//!
+//! # Fingerprint
+//!
+//! 64 bits of SipHash-1-3 (std's [`RandomState`]) keyed with a random key drawn when the
+//! cache is created: a publisher cannot craft two different requests with one fingerprint
+//! without knowing the key, and an accidental collision has probability 2⁻⁶⁴ per pair.
+//! Hashing costs one pass over `data`, and only for publishes that carry a key.
 
 use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasher, Hasher, RandomState};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use agentcast_engine::Receipt;
+use agentcast_engine::{Event, Receipt, Target};
+use thiserror::Error;
 use tokio::sync::OnceCell;
 
 /// The receipt slot of one key: initialised by the first publish.
 pub type Slot = Arc<OnceCell<Receipt>>;
+
+/// A keyed 64-bit hash of one parsed publish request. See the [module docs](self).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fingerprint(u64);
+
+/// The key was first used with a different request: refuse (HTTP 409), publish nothing.
+#[derive(Debug, Clone, Error)]
+#[error("idempotency_key `{0}` reused with a different request")]
+pub struct KeyReused(pub Arc<str>);
 
 /// Bounded map of idempotency keys with expiry. See the [module docs](self).
 #[derive(Debug)]
@@ -30,13 +59,22 @@ pub struct IdempotencyCache {
     inner: Mutex<Inner>,
     window: Duration,
     max_keys: usize,
+    /// The random SipHash key of [`Fingerprint`]s.
+    hasher: RandomState,
 }
 
 #[derive(Debug, Default)]
 struct Inner {
-    map: HashMap<Arc<str>, (Instant, Slot)>,
+    map: HashMap<Arc<str>, Entry>,
     /// Insertion order; an element whose instant no longer matches the map is stale.
     order: VecDeque<(Instant, Arc<str>)>,
+}
+
+#[derive(Debug)]
+struct Entry {
+    at: Instant,
+    fingerprint: Fingerprint,
+    slot: Slot,
 }
 
 impl IdempotencyCache {
@@ -46,12 +84,42 @@ impl IdempotencyCache {
             inner: Mutex::new(Inner::default()),
             window,
             max_keys: max_keys.max(1),
+            hasher: RandomState::new(),
         }
     }
 
-    /// The slot of `key`: the existing one within the window, else a new empty one.
-    /// O(1) amortised.
-    pub fn slot(&self, key: &Arc<str>) -> Slot {
+    /// The fingerprint of a request to `target` of `event`. O(size of `data`).
+    pub fn fingerprint(&self, target: &Target, event: &Event) -> Fingerprint {
+        let mut h = self.hasher.build_hasher();
+        // Each variable-length field is preceded by a tag and its length, so no two distinct
+        // requests feed the same byte sequence.
+        let mut field = |tag: u8, bytes: &[u8]| {
+            h.write_u8(tag);
+            h.write_usize(bytes.len());
+            h.write(bytes);
+        };
+        match target {
+            Target::User(u) => field(b'u', u.as_str().as_bytes()),
+            Target::Channel(c) => field(b'c', c.as_str().as_bytes()),
+            Target::Broadcast => field(b'b', b""),
+        }
+        field(b't', event.kind.as_str().as_bytes());
+        match &event.run_id {
+            Some(r) => field(b'r', r.as_bytes()),
+            None => field(b'n', b""),
+        }
+        field(b'd', event.data.as_bytes());
+        match event.priority {
+            Some(p) => field(b'p', p.as_str().as_bytes()),
+            None => field(b'q', b""),
+        }
+        Fingerprint(h.finish())
+    }
+
+    /// The slot of `key` for a request with `fingerprint`: the existing one within the
+    /// window, else a new empty one; [`KeyReused`] when the key is held for a different
+    /// request. O(1) amortised.
+    pub fn slot(&self, key: &Arc<str>, fingerprint: Fingerprint) -> Result<Slot, KeyReused> {
         let now = Instant::now();
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         let Inner { map, order } = &mut *inner;
@@ -61,18 +129,28 @@ impl IdempotencyCache {
             }
             pop_front(map, order);
         }
-        if let Some((at, slot)) = map.get(key) {
-            if now.duration_since(*at) < self.window {
-                return Arc::clone(slot);
+        if let Some(e) = map.get(key) {
+            if now.duration_since(e.at) < self.window {
+                if e.fingerprint != fingerprint {
+                    return Err(KeyReused(Arc::clone(key)));
+                }
+                return Ok(Arc::clone(&e.slot));
             }
         }
         while map.len() >= self.max_keys && !order.is_empty() {
             pop_front(map, order);
         }
         let slot = Slot::default();
-        map.insert(Arc::clone(key), (now, Arc::clone(&slot)));
+        map.insert(
+            Arc::clone(key),
+            Entry {
+                at: now,
+                fingerprint,
+                slot: Arc::clone(&slot),
+            },
+        );
         order.push_back((now, Arc::clone(key)));
-        slot
+        Ok(slot)
     }
 
     /// Keys held.
@@ -90,12 +168,9 @@ impl IdempotencyCache {
     }
 }
 
-fn pop_front(
-    map: &mut HashMap<Arc<str>, (Instant, Slot)>,
-    order: &mut VecDeque<(Instant, Arc<str>)>,
-) {
+fn pop_front(map: &mut HashMap<Arc<str>, Entry>, order: &mut VecDeque<(Instant, Arc<str>)>) {
     if let Some((at, key)) = order.pop_front() {
-        if map.get(&key).is_some_and(|(t, _)| *t == at) {
+        if map.get(&key).is_some_and(|e| e.at == at) {
             map.remove(&key);
         }
     }
@@ -103,26 +178,77 @@ fn pop_front(
 
 #[cfg(test)]
 mod tests {
+    use agentcast_engine::{Data, EventKind, UserId};
+
     use super::*;
 
     fn key(s: &str) -> Arc<str> {
         Arc::from(s)
     }
 
+    fn request(user: &str, data: &str) -> (Target, Event) {
+        (
+            Target::User(UserId::new(user).unwrap()),
+            Event::new(
+                EventKind::AgentStarted,
+                "r",
+                Data::from_json(data.to_owned()).unwrap(),
+            ),
+        )
+    }
+
+    fn fp(c: &IdempotencyCache, user: &str, data: &str) -> Fingerprint {
+        let (t, e) = request(user, data);
+        c.fingerprint(&t, &e)
+    }
+
     #[test]
-    fn same_key_shares_a_slot_within_the_window() {
+    fn same_key_and_request_share_a_slot_within_the_window() {
         let c = IdempotencyCache::new(Duration::from_secs(60), 10);
-        let a = c.slot(&key("k"));
-        let b = c.slot(&key("k"));
+        let f = fp(&c, "u", "{}");
+        let a = c.slot(&key("k"), f).unwrap();
+        let b = c.slot(&key("k"), f).unwrap();
         assert!(Arc::ptr_eq(&a, &b));
-        assert!(!Arc::ptr_eq(&a, &c.slot(&key("other"))));
+        assert!(!Arc::ptr_eq(&a, &c.slot(&key("other"), f).unwrap()));
+    }
+
+    #[test]
+    fn same_key_with_another_request_is_refused() {
+        let c = IdempotencyCache::new(Duration::from_secs(60), 10);
+        c.slot(&key("k"), fp(&c, "u", "{}")).unwrap();
+        assert!(c.slot(&key("k"), fp(&c, "v", "{}")).is_err());
+        assert!(c.slot(&key("k"), fp(&c, "u", "{\"a\":1}")).is_err());
+        assert!(c.slot(&key("k"), fp(&c, "u", "{}")).is_ok());
+    }
+
+    #[test]
+    fn every_field_is_part_of_the_fingerprint() {
+        let c = IdempotencyCache::new(Duration::from_secs(60), 10);
+        let (t, e) = request("u", "{}");
+        let base = c.fingerprint(&t, &e);
+        let mut other = e.clone();
+        other.kind = EventKind::AgentCompleted;
+        assert_ne!(c.fingerprint(&t, &other), base);
+        let mut other = e.clone();
+        other.run_id = Some(Arc::from("r2"));
+        assert_ne!(c.fingerprint(&t, &other), base);
+        let mut other = e.clone();
+        other.run_id = None;
+        assert_ne!(c.fingerprint(&t, &other), base);
+        let mut other = e.clone();
+        other.priority = Some(agentcast_engine::Priority::Low);
+        assert_ne!(c.fingerprint(&t, &other), base);
+        assert_ne!(c.fingerprint(&Target::Broadcast, &e), base);
+        let channel = Target::Channel(agentcast_engine::ChannelName::new("u").unwrap());
+        assert_ne!(c.fingerprint(&channel, &e), base);
     }
 
     #[test]
     fn memory_is_bounded_by_max_keys() {
         let c = IdempotencyCache::new(Duration::from_secs(60), 100);
+        let f = fp(&c, "u", "{}");
         for i in 0..10_000 {
-            c.slot(&key(&i.to_string()));
+            c.slot(&key(&i.to_string()), f).unwrap();
         }
         assert_eq!(c.len(), 100);
         assert!(c.inner.lock().unwrap().order.len() <= 100);
@@ -131,9 +257,11 @@ mod tests {
     #[test]
     fn keys_expire_after_the_window() {
         let c = IdempotencyCache::new(Duration::from_millis(1), 10);
-        let a = c.slot(&key("k"));
+        let a = c.slot(&key("k"), fp(&c, "u", "{}")).unwrap();
         std::thread::sleep(Duration::from_millis(5));
-        assert!(!Arc::ptr_eq(&a, &c.slot(&key("k"))));
+        // Expired: the key is free again, even for another request.
+        let b = c.slot(&key("k"), fp(&c, "v", "{}")).unwrap();
+        assert!(!Arc::ptr_eq(&a, &b));
         assert_eq!(c.len(), 1);
     }
 }

@@ -23,6 +23,7 @@
 //! - [`auth`]: client JWT verification, token minting, the API key.
 //! - [`tier`]: per-tier limits and the per-user connection registry.
 //! - [`limits`]: the node's protective limits.
+//! - `pending` (private): the bounded registry of connections waiting for a request head.
 //! - [`idempotency`]: the bounded idempotency-key window of the publish API.
 //! - [`metrics`]: server counters, Prometheus and JSON exposition.
 //! - [`config`]: TOML + environment + flags.
@@ -43,6 +44,7 @@ pub mod idempotency;
 pub mod limits;
 pub mod logging;
 pub mod metrics;
+mod pending;
 pub mod server;
 mod state;
 pub mod tier;

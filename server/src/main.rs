@@ -26,7 +26,17 @@ fn main() -> anyhow::Result<ExitCode> {
 
 fn serve(mut cfg: Config) -> anyhow::Result<ExitCode> {
     agentcast_server::logging::init(&cfg).map_err(|e| anyhow::anyhow!("logging: {e}"))?;
-    let dev = cfg.needs_dev_mode().then(|| cfg.enter_dev_mode());
+    let dev = match cfg
+        .needs_dev_mode()
+        .then(|| cfg.enter_dev_mode())
+        .transpose()
+    {
+        Ok(dev) => dev,
+        Err(refused) => {
+            eprintln!("error: {refused}");
+            return Ok(ExitCode::from(2));
+        }
+    };
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     if let Some(n) = cfg.io_threads {
         builder.worker_threads(n.max(1));

@@ -92,6 +92,15 @@ server_counters! {
     /// Frames a WebSocket session had taken from the engine but not written when a graceful
     /// shutdown gave up on it (grace period over, or the client went away meanwhile).
     shutdown_unwritten: "counter",
+    // H4 (http hardening):
+    /// Publishes refused with 409: an idempotency key reused with a different request.
+    publish_idempotency_conflicts: "counter",
+    /// Gauge: connections that have not finished a request head.
+    pending_heads: "gauge",
+    /// Connections closed because max_pending_connections was reached (the oldest pending).
+    pending_evicted: "counter",
+    /// Requests answered 431 because the head exceeded max_request_head_bytes.
+    request_head_too_large: "counter",
 }
 
 /// Upper bounds (µs) of the publish → socket-write latency buckets; the last bucket is +Inf.

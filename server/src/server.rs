@@ -4,11 +4,15 @@
 //! # Connections
 //!
 //! Each accepted socket gets `TCP_NODELAY` and one task running hyper's HTTP/1.1 server with
-//! upgrades enabled. The request head must arrive within `handshake_timeout_ms` (hyper's
-//! header-read timeout, which also bounds an idle keep-alive connection's wait for its next
-//! request); a client that never completes its request is dropped and counted in
-//! `handshake_timeouts`. Accept errors (such as running out of file descriptors) are logged and
-//! retried after a short pause rather than ending the server.
+//! upgrades enabled. Before authentication a connection costs little: the request head must
+//! arrive within `handshake_timeout_ms` (hyper's header-read timeout, which also bounds an
+//! idle keep-alive connection's wait for its next request; a client that never completes its
+//! request is dropped and counted in `handshake_timeouts`), must not exceed
+//! `max_request_head_bytes` (hyper answers 431 and closes; counted in
+//! `request_head_too_large`), and at most `max_pending_connections` connections may be
+//! waiting for a head at once (beyond it the one waiting longest is closed, see
+//! `server/src/pending.rs`). Accept errors (such as running out of file descriptors) are
+//! logged and retried after a short pause rather than ending the server.
 //!
 //! # Graceful shutdown
 //!
@@ -43,6 +47,7 @@ use crate::config::Config;
 use crate::escalation::WebhookEscalation;
 use crate::idempotency::IdempotencyCache;
 use crate::metrics::{ServerMetrics, inc};
+use crate::pending::{PendingHeads, PendingTicket};
 use crate::state::{AppState, Sessions};
 use crate::tier::UserConnections;
 
@@ -55,6 +60,10 @@ pub enum ServerError {
     /// The JWT key could not be loaded: fix `jwt_public_key`.
     #[error(transparent)]
     Key(#[from] KeyError),
+    /// Dev mode on a listener that is not loopback: configure a secret and key, or listen on
+    /// 127.0.0.1 (see [`Config::enter_dev_mode`]).
+    #[error("dev mode refused: the listener {0} is not a loopback address")]
+    DevModeExposed(std::net::SocketAddr),
     /// The engine's worker threads could not be started.
     #[error("cannot start the engine: {0}")]
     Engine(std::io::Error),
@@ -67,6 +76,13 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServerError> {
+    if config.dev_mode {
+        // The binary refuses earlier (`enter_dev_mode`); this covers a config built in code.
+        let addr = listener.local_addr().unwrap_or(config.listen);
+        if !crate::config::is_loopback(addr.ip()) {
+            return Err(ServerError::DevModeExposed(addr));
+        }
+    }
     let auth = Authenticator::from_config(&config)?;
     let metrics = Arc::new(ServerMetrics::default());
     let mut hub_cfg = HubConfig::default();
@@ -110,6 +126,10 @@ pub async fn run(
         abandon: watch::channel(false).0,
         cfg: config,
     });
+    let pending = PendingHeads::new(
+        state.cfg.limits.max_pending_connections,
+        Arc::clone(&state.metrics),
+    );
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::pin!(shutdown);
     if let Ok(addr) = listener.local_addr() {
@@ -120,7 +140,10 @@ pub async fn run(
             accepted = listener.accept() => match accepted {
                 Ok((stream, _peer)) => {
                     let _ = stream.set_nodelay(true);
-                    tokio::spawn(serve_http(stream, Arc::clone(&state), stop_rx.clone()));
+                    // Registered before the task runs, so the cap holds however many
+                    // accepts are queued.
+                    let ticket = PendingTicket::new(&pending);
+                    tokio::spawn(serve_http(stream, Arc::clone(&state), stop_rx.clone(), ticket));
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "accept failed; retrying");
@@ -171,22 +194,46 @@ pub async fn run(
 }
 
 /// One HTTP connection (and, through an upgrade, one WebSocket session).
-async fn serve_http(stream: TcpStream, state: Arc<AppState>, mut stop: watch::Receiver<bool>) {
+async fn serve_http(
+    stream: TcpStream,
+    state: Arc<AppState>,
+    mut stop: watch::Receiver<bool>,
+    ticket: Arc<PendingTicket>,
+) {
     let svc_state = Arc::clone(&state);
+    let svc_ticket = Arc::clone(&ticket);
     let svc = service_fn(move |req| {
         let st = Arc::clone(&svc_state);
-        async move { Ok::<_, std::convert::Infallible>(crate::http::route(req, st).await) }
+        let ticket = Arc::clone(&svc_ticket);
+        async move {
+            ticket.head_arrived();
+            let keep_alive = wants_keep_alive(&req);
+            let response = crate::http::route(req, st).await;
+            // Pending again until the next head, unless the connection closes after this
+            // response, is upgraded, or streams.
+            if keep_alive
+                && response.status() != http::StatusCode::SWITCHING_PROTOCOLS
+                && !response.body().is_streaming()
+            {
+                ticket.awaiting_head();
+            }
+            Ok::<_, std::convert::Infallible>(response)
+        }
     });
+    let limits = &state.cfg.limits;
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())
-        .header_read_timeout(state.cfg.limits.handshake_timeout());
+        .header_read_timeout(limits.handshake_timeout())
+        .max_header_size(limits.max_request_head_bytes);
     let conn = builder
         .serve_connection(TokioIo::new(stream), svc)
         .with_upgrades();
     tokio::pin!(conn);
     let result = tokio::select! {
         r = conn.as_mut() => r,
+        // Closed without an answer: it has not sent a complete request.
+        () = ticket.evicted() => return,
         () = stopped(&mut stop) => {
             conn.as_mut().graceful_shutdown();
             conn.as_mut().await
@@ -195,9 +242,24 @@ async fn serve_http(stream: TcpStream, state: Arc<AppState>, mut stop: watch::Re
     if let Err(e) = result {
         if e.is_timeout() {
             inc(&state.metrics.handshake_timeouts);
+        } else if e.is_parse_too_large() {
+            inc(&state.metrics.request_head_too_large);
         }
         tracing::debug!(error = %e, "http connection ended with an error");
     }
+}
+
+/// Whether the connection stays open for another request after this one: HTTP/1.1 without a
+/// `Connection: close`.
+fn wants_keep_alive<B>(req: &http::Request<B>) -> bool {
+    req.version() == http::Version::HTTP_11
+        && !req
+            .headers()
+            .get_all(http::header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|t| t.trim().eq_ignore_ascii_case("close"))
 }
 
 /// Resolves once shutdown began (or the sender is gone).

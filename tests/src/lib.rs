@@ -177,6 +177,38 @@ impl TestServer {
     }
 }
 
+impl TestServer {
+    /// One HTTP/1.1 request (`Connection: close`) with extra `headers`; returns status and
+    /// body. Unlike [`TestServer::http`] (which sends `Host: test`), the `Host` is the server's
+    /// address, as a real client sends it, unless `headers` carries its own `Host`.
+    pub async fn http_with_headers(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> (u16, String) {
+        let mut s = TcpStream::connect(self.addr).await.expect("connect");
+        let mut head = format!("{method} {path} HTTP/1.1\r\n");
+        if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
+            head.push_str(&format!("Host: {}\r\n", self.addr));
+        }
+        for (k, v) in headers {
+            head.push_str(&format!("{k}: {v}\r\n"));
+        }
+        head.push_str(&format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        ));
+        s.write_all(head.as_bytes()).await.expect("write head");
+        // A refused request may be answered before the body is read: ignore write errors.
+        let _ = s.write_all(body).await;
+        let mut raw = Vec::new();
+        let _ = tokio::time::timeout(WAIT, s.read_to_end(&mut raw)).await;
+        parse_response(&raw)
+    }
+}
+
 impl Drop for TestServer {
     fn drop(&mut self) {
         if let Some(tx) = self.stop.take() {

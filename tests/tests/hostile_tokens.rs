@@ -89,6 +89,9 @@ async fn hostile_tokens_get_401_with_the_reason() {
         c.jwt_audience = Some(AUD.into());
         c.jwt_issuer = Some(ISS.into());
         c.jwt_leeway_secs = 5;
+        // Heads up to 128 KiB reach the token check (by default a head over 16 KiB is
+        // answered 431 first, see pre_auth_connections.rs).
+        c.limits.max_request_head_bytes = 128 * 1024;
     })
     .await;
     let mut probe = Probe::connect_with(&server, "tokens", |u| rs(&claims(u))).await;

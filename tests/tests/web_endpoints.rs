@@ -95,7 +95,7 @@ async fn dev_endpoints_do_not_exist_outside_dev_mode() {
 async fn dev_token_connects_and_simulate_publishes_a_whole_run_in_order() {
     let server = TestServer::start_with(|c| c.dev_mode = true).await;
     let (status, body) = server
-        .http("GET", "/api/v1/dev/token?user=sim-user", None, b"")
+        .http_with_headers("GET", "/api/v1/dev/token?user=sim-user", &[], b"")
         .await;
     assert_eq!(status, 200, "{body}");
     let t: Value = serde_json::from_str(&body).expect("json");
@@ -105,8 +105,14 @@ async fn dev_token_connects_and_simulate_publishes_a_whole_run_in_order() {
     assert_eq!(client.welcome["user_id"], "sim-user");
 
     // The user may be named by their token instead of the body.
+    let bearer = format!("Bearer {tok}");
     let (status, body) = server
-        .http("POST", "/api/v1/dev/simulate", Some(tok), b"")
+        .http_with_headers(
+            "POST",
+            "/api/v1/dev/simulate",
+            &[("Authorization", &bearer)],
+            b"",
+        )
         .await;
     assert_eq!(status, 202, "{body}");
     let run: Value = serde_json::from_str(&body).expect("json");
@@ -145,7 +151,9 @@ async fn dev_token_connects_and_simulate_publishes_a_whole_run_in_order() {
         started.elapsed()
     );
 
-    let (status, body) = server.http("POST", "/api/v1/dev/simulate", None, b"").await;
+    let (status, body) = server
+        .http_with_headers("POST", "/api/v1/dev/simulate", &[], b"")
+        .await;
     assert_eq!(status, 400, "no user named: {body}");
 }
 
@@ -156,10 +164,10 @@ async fn dev_disconnect_closes_only_that_users_connections_with_1012() {
     let mut a2 = server.connect(&token("kick-a")).await;
     let mut b = server.connect(&token("kick-b")).await;
     let (status, body) = server
-        .http(
+        .http_with_headers(
             "POST",
             "/api/v1/dev/disconnect",
-            None,
+            &[],
             json!({"user_id": "kick-a"}).to_string().as_bytes(),
         )
         .await;

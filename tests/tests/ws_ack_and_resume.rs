@@ -1,6 +1,8 @@
-//! Acks, offline delivery and resume: acknowledged events are never replayed; events
-//! published while a user had no connection arrive on the next connect; `?last_seq=N`
-//! resumes after N and reports a `gap` for events no longer held.
+//! Acks, offline delivery and resume: a connection opened without `last_seq` never gets an
+//! acknowledged event (an ack, from any device of the user, moves that default resume point);
+//! events published while a user had no connection arrive on the next connect; `?last_seq=N`
+//! is the device's own cursor, honoured exactly (even for events another device acked), and
+//! reports a `gap` for events no longer held.
 
 use std::time::Duration;
 
@@ -80,4 +82,77 @@ async fn last_seq_resumes_after_n_and_reports_a_gap() {
     for s in &seqs[3..] {
         assert_eq!(g.next_json().await["seq"], *s);
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_resuming_with_its_own_last_seq_gets_exactly_what_it_missed_although_another_device_acked()
+ {
+    let server = TestServer::start().await;
+    let t = token("frank");
+    let mut phone = server.connect(&t).await;
+    let mut laptop = server.connect(&t).await;
+    let first = server.publish_user("frank", json!({"i": 0})).await;
+    assert_eq!(phone.next_json().await["seq"], first);
+    assert_eq!(laptop.next_json().await["seq"], first);
+    // The laptop sleeps with its cursor at `first`.
+    laptop.close().await;
+    let missed = server.publish_user("frank", json!({"i": 1})).await;
+    let (s, done) = server
+        .publish(&json!({"user_id": "frank", "type": "agent_completed", "run_id": "r"}))
+        .await;
+    assert_eq!(s, 200, "{done}");
+    let done = done["seq"].as_u64().expect("seq");
+    assert_eq!(phone.next_json().await["seq"], missed);
+    assert_eq!(phone.next_json().await["seq"], done);
+    // The phone confirms everything.
+    phone.send_json(&json!({"type": "ack", "seq": done})).await;
+    assert!(phone.sync().await.is_empty());
+    // The laptop wakes and asks for what it missed after its own cursor: exactly that.
+    let mut laptop = server
+        .connect_query(&format!("token={t}&last_seq={first}"))
+        .await
+        .expect("resume");
+    // (A replay sends critical events first, then the rest.)
+    let got = laptop.sync().await;
+    let seqs: Vec<_> = got.iter().map(|e| e["seq"].clone()).collect();
+    assert_eq!(seqs, vec![json!(done), json!(missed)], "{got:?}");
+    assert_eq!(got[0]["type"], "agent_completed");
+    assert!(got.iter().all(|e| e["type"] != "gap"), "{got:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_without_last_seq_gets_nothing_another_device_acked() {
+    let server = TestServer::start().await;
+    let t = token("grace");
+    let mut phone = server.connect(&t).await;
+    let mut seqs = Vec::new();
+    for i in 0..3 {
+        seqs.push(server.publish_user("grace", json!({"i": i})).await);
+    }
+    for s in &seqs {
+        assert_eq!(phone.next_json().await["seq"], *s);
+    }
+    // Partial ack: a new device without last_seq gets only the unacknowledged rest.
+    phone
+        .send_json(&json!({"type": "ack", "seq": seqs[1]}))
+        .await;
+    assert!(phone.sync().await.is_empty());
+    let mut tablet = server.connect(&t).await;
+    let got = tablet.sync().await;
+    let got: Vec<_> = got.iter().map(|e| e["seq"].clone()).collect();
+    assert_eq!(got, vec![json!(seqs[2])]);
+    tablet.close().await;
+    // Full ack: nothing at all, and new events still arrive.
+    phone
+        .send_json(&json!({"type": "ack", "seq": seqs[2]}))
+        .await;
+    assert!(phone.sync().await.is_empty());
+    let mut tablet = server.connect(&t).await;
+    assert_eq!(tablet.welcome["last_seq"], seqs[2]);
+    assert!(
+        tablet.sync().await.is_empty(),
+        "an acknowledged event was sent again"
+    );
+    let next = server.publish_user("grace", json!({"i": 3})).await;
+    assert_eq!(tablet.next_json().await["seq"], next);
 }

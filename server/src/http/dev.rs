@@ -3,6 +3,19 @@
 //! [`Config::enter_dev_mode`](crate::config::Config::enter_dev_mode)); otherwise every path
 //! here answers 404, as if it did not exist. They take no API key: dev mode is for a laptop.
 //!
+//! # Local only
+//!
+//! Dev mode itself runs only on a loopback listen address (see
+//! [`Config::enter_dev_mode`](crate::config::Config::enter_dev_mode)). On top of that, every
+//! request here is refused with `403 {"error": ...}` unless
+//!
+//! - its `Host` is a loopback name: `localhost`, an address in `127.0.0.0/8` or `[::1]`, each
+//!   with an optional port (so a DNS-rebinding page on `evil.example` resolving to 127.0.0.1
+//!   is refused), and
+//! - it carries no `Origin`, or an `Origin` whose host is such a loopback name (so a page on
+//!   another site cannot POST `simulate` or `disconnect` from the user's browser; `Origin:
+//!   null` is refused too). The demo page, served by this server, sends its own origin.
+//!
 //! | route | answer |
 //! |---|---|
 //! | `GET /api/v1/dev/token?user=U` | `200 {"token", "user_id", "tier", "expires_in"}`: a client JWT for `U` (default `demo-user`), free tier, 24 h, every channel |
@@ -102,6 +115,9 @@ pub(crate) async fn route(req: Request<Incoming>, state: &Arc<AppState>) -> Resp
     if !state.cfg.dev_mode {
         return error_response(StatusCode::NOT_FOUND, "not found");
     }
+    if let Err(why) = local_request(&req) {
+        return error_response(StatusCode::FORBIDDEN, &why);
+    }
     match (req.method(), req.uri().path()) {
         (&Method::GET, "/api/v1/dev/token") => token(&req, state),
         (&Method::POST, "/api/v1/dev/simulate") => match user_of(req, state).await {
@@ -117,6 +133,67 @@ pub(crate) async fn route(req: Request<Incoming>, state: &Arc<AppState>) -> Resp
         }
         _ => error_response(StatusCode::NOT_FOUND, "not found"),
     }
+}
+
+/// Checks `Host` and `Origin` (see [Local only](self#local-only)); the error says what was
+/// refused.
+fn local_request<B>(req: &Request<B>) -> Result<(), String> {
+    let header = |name| {
+        req.headers()
+            .get(name)
+            .map(|v| v.to_str().unwrap_or("\u{fffd}"))
+    };
+    let host = header(header::HOST).unwrap_or("");
+    if !is_loopback_authority(host) {
+        return Err(format!(
+            "dev endpoints answer only requests for a loopback host (localhost, 127.0.0.1, [::1]); Host was `{}`",
+            host.escape_default()
+        ));
+    }
+    if let Some(origin) = header(header::ORIGIN) {
+        let authority = origin
+            .strip_prefix("http://")
+            .or_else(|| origin.strip_prefix("https://"));
+        if !authority.is_some_and(is_loopback_authority) {
+            return Err(format!(
+                "dev endpoints refuse cross-origin requests; Origin was `{}`",
+                origin.escape_default()
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Whether `authority` (`host` or `host:port`) names a loopback host: `localhost`, an IPv4
+/// address in 127.0.0.0/8, or `[::1]`.
+pub(crate) fn is_loopback_authority(authority: &str) -> bool {
+    let host = if let Some(rest) = authority.strip_prefix('[') {
+        match rest.split_once(']') {
+            Some((ip, rest))
+                if rest.is_empty() || rest.strip_prefix(':').is_some_and(valid_port) =>
+            {
+                return ip
+                    .parse::<std::net::Ipv6Addr>()
+                    .is_ok_and(|ip| ip.is_loopback());
+            }
+            _ => return false,
+        }
+    } else {
+        match authority.split_once(':') {
+            Some((host, port)) if valid_port(port) => host,
+            Some(_) => return false,
+            None => authority,
+        }
+    };
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::Ipv4Addr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// A port of 1 to 5 digits.
+fn valid_port(p: &str) -> bool {
+    (1..=5).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_digit())
 }
 
 fn token<B>(req: &Request<B>, state: &AppState) -> Response<Body> {
@@ -272,4 +349,42 @@ fn disconnect(user: UserId, state: &AppState) -> Response<Body> {
         StatusCode::OK,
         &json!({"user_id": user.as_str(), "connections": connections}),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_loopback_authority;
+
+    #[test]
+    fn loopback_authorities_are_recognised() {
+        for ok in [
+            "localhost",
+            "LOCALHOST:8080",
+            "127.0.0.1",
+            "127.0.0.1:1",
+            "127.9.8.7:65535",
+            "[::1]",
+            "[::1]:8080",
+        ] {
+            assert!(is_loopback_authority(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "test",
+            "evil.example",
+            "localhost.evil.example",
+            "127.0.0.1.evil.example",
+            "10.0.0.1:8080",
+            "0.0.0.0",
+            "[::2]:80",
+            "[::1]x",
+            "::1",
+            "localhost:",
+            "localhost:80:80",
+            "localhost:abc",
+            "[::ffff:8.8.8.8]",
+        ] {
+            assert!(!is_loopback_authority(bad), "{bad}");
+        }
+    }
 }

@@ -52,6 +52,11 @@ impl Body {
         Body(BodyKind::Full(Full::new(bytes)))
     }
 
+    /// Whether the body is a stream (server-sent events) rather than a whole buffer.
+    pub(crate) fn is_streaming(&self) -> bool {
+        matches!(self.0, BodyKind::Stream(_))
+    }
+
     /// A body produced by `stream` as it goes (chunked).
     pub(crate) fn streaming(
         stream: impl hyper::body::Body<Data = Bytes, Error = Infallible> + Send + 'static,

@@ -14,9 +14,14 @@
 //! overloaded, `command_queue_capacity`) → 503 `{"error": "..."}`, counted in
 //! `agentcast_publish_overloaded_total`.
 //!
-//! An `idempotency_key` makes a publish repeatable: see [`crate::idempotency`].
+//! An `idempotency_key` makes a publish repeatable: see [`crate::idempotency`]. The same key
+//! with a different request is refused with `409 {"error": "idempotency_key `k` reused with
+//! a different request"}` and publishes nothing; in a batch, that item alone fails with the
+//! same `{"error": ...}`.
 
-use agentcast_engine::{ParseError, PublishError, PublishReply, PublishRequest, Receipt};
+use agentcast_engine::{
+    HubClosed, ParseError, PublishError, PublishReply, PublishRequest, Receipt,
+};
 use bytes::Bytes;
 use http::{Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
@@ -24,6 +29,7 @@ use hyper::body::Incoming;
 use serde_json::{Value, json};
 
 use super::{Body, Refusal, error_response, json_response};
+use crate::idempotency::KeyReused;
 use crate::metrics::inc;
 use crate::state::AppState;
 
@@ -45,7 +51,14 @@ pub(crate) async fn single(req: Request<Incoming>, state: &AppState) -> Response
             inc(&state.metrics.publish_accepted);
             json_response(StatusCode::OK, &receipt_json(receipt))
         }
-        Err(e) => error_response(StatusCode::SERVICE_UNAVAILABLE, refusal_text(e)),
+        Err(NotPublished::Engine(e)) => {
+            error_response(StatusCode::SERVICE_UNAVAILABLE, refusal_text(e))
+        }
+        Err(NotPublished::KeyReused(e)) => {
+            inc(&state.metrics.publish_rejected);
+            inc(&state.metrics.publish_idempotency_conflicts);
+            error_response(StatusCode::CONFLICT, &e.to_string())
+        }
     }
 }
 
@@ -71,7 +84,7 @@ pub(crate) async fn batch(req: Request<Incoming>, state: &AppState) -> Response<
     // place so a repeated key within the batch sees the first item's receipt.
     enum Pending {
         Queued(PublishReply),
-        Done(Result<Receipt, PublishError>),
+        Done(Result<Receipt, NotPublished>),
         Refused(ParseError),
     }
     let mut pending = Vec::with_capacity(items.len());
@@ -81,14 +94,14 @@ pub(crate) async fn batch(req: Request<Incoming>, state: &AppState) -> Response<
             Ok(r) if r.idempotency_key.is_some() => Pending::Done(publish_one(state, r).await),
             Ok(r) => match state.hub.publish(r.target, r.event) {
                 Ok(reply) => Pending::Queued(reply),
-                Err(e) => Pending::Done(Err(e)),
+                Err(e) => Pending::Done(Err(e.into())),
             },
         });
     }
     let mut results = Vec::with_capacity(pending.len());
     for p in pending {
         let outcome = match p {
-            Pending::Queued(reply) => reply.await.map_err(PublishError::from),
+            Pending::Queued(reply) => reply.await.map_err(NotPublished::from),
             Pending::Done(r) => r,
             Pending::Refused(e) => {
                 inc(&state.metrics.publish_rejected);
@@ -101,25 +114,55 @@ pub(crate) async fn batch(req: Request<Incoming>, state: &AppState) -> Response<
                 inc(&state.metrics.publish_accepted);
                 receipt_json(receipt)
             }
-            Err(e) => json!({"error": refusal_text(e)}),
+            Err(NotPublished::Engine(e)) => json!({"error": refusal_text(e)}),
+            Err(NotPublished::KeyReused(e)) => {
+                inc(&state.metrics.publish_rejected);
+                inc(&state.metrics.publish_idempotency_conflicts);
+                json!({"error": e.to_string()})
+            }
         });
     }
     json_response(StatusCode::OK, &Value::Array(results))
 }
 
-/// Publishes, or answers from the idempotency window.
-async fn publish_one(state: &AppState, r: PublishRequest) -> Result<Receipt, PublishError> {
+/// Why a publish produced no receipt.
+#[derive(Debug)]
+enum NotPublished {
+    /// The engine refused it: shutting down or overloaded (503).
+    Engine(PublishError),
+    /// The idempotency key belongs to a different request (409).
+    KeyReused(KeyReused),
+}
+
+impl From<PublishError> for NotPublished {
+    fn from(e: PublishError) -> NotPublished {
+        NotPublished::Engine(e)
+    }
+}
+
+impl From<HubClosed> for NotPublished {
+    fn from(e: HubClosed) -> NotPublished {
+        NotPublished::Engine(e.into())
+    }
+}
+
+/// Publishes, or answers from the idempotency window, or refuses a reused key.
+async fn publish_one(state: &AppState, r: PublishRequest) -> Result<Receipt, NotPublished> {
     let Some(key) = r.idempotency_key else {
         return Ok(state.hub.publish(r.target, r.event)?.await?);
     };
-    let slot = state.idempotency.slot(&key);
+    let fingerprint = state.idempotency.fingerprint(&r.target, &r.event);
+    let slot = state
+        .idempotency
+        .slot(&key, fingerprint)
+        .map_err(NotPublished::KeyReused)?;
     let mut first = false;
     let (target, event) = (r.target, r.event);
     let receipt = *slot
         .get_or_try_init(|| {
             first = true;
             let hub = state.hub.clone();
-            async move { Ok::<_, PublishError>(hub.publish(target, event)?.await?) }
+            async move { Ok::<_, NotPublished>(hub.publish(target, event)?.await?) }
         })
         .await?;
     if !first {
