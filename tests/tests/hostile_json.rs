@@ -315,13 +315,21 @@ async fn hostile_json_gets_an_error_and_the_connection_stays_usable() {
         .unwrap();
     assert_eq!(close_code(&mut raw).await, Some(1000));
     drop(c);
-    // Default limits: the same 10 MiB documents are refused before any parsing.
+    // Default limits (4 KiB messages): the same 10 MiB documents are refused before any
+    // parsing. A message modestly over the limit gets an `error` and the connection stays
+    // usable; one over the ceiling (64 x the limit) is closed with 1009 at once.
     let limited = TestServer::start().await;
     let mut c = limited.connect(&token("u")).await;
-    c.send_text(&format!("{{\"type\":\"ping\",\"pad\":\"{big}\"}}"))
+    let over = "x".repeat(8 * 1024);
+    c.send_text(&format!("{{\"type\":\"ping\",\"pad\":\"{over}\"}}"))
         .await;
     let v = c.next_json().await;
     assert_eq!(v["code"], "too_large", "{v}");
+    c.send_json(&json!({"type": "ping"})).await;
+    assert_eq!(c.next_json().await["type"], "pong");
+    c.send_text(&format!("{{\"type\":\"ping\",\"pad\":\"{big}\"}}"))
+        .await;
+    assert_eq!(c.closed().await, Some(1009));
     let (status, _) = limited
         .http(
             "POST",
@@ -331,6 +339,6 @@ async fn hostile_json_gets_an_error_and_the_connection_stays_usable() {
         )
         .await;
     assert_eq!(status, 413);
-    ledger.cases(2);
+    ledger.cases(3);
     ledger.finish(&server, &probe, 256 * 1024).await;
 }
