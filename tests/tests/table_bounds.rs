@@ -58,9 +58,16 @@ fn n(v: &Value, field: &str) -> u64 {
         .unwrap_or_else(|| panic!("`{field}` missing from {v}"))
 }
 
-/// Reads frames until `sync` (a pong) and returns them.
-async fn all(c: &mut Client) -> Vec<Value> {
-    c.sync().await
+/// Reads exactly `n` messages (a resume's gap and replay), then checks that nothing else
+/// follows. A `ping`/`pong` sync cannot stand in for the count: the session answers a ping
+/// itself, so its pong can overtake replay frames still queued in the engine.
+async fn take(c: &mut Client, n: usize) -> Vec<Value> {
+    let mut got = Vec::with_capacity(n);
+    while got.len() < n {
+        got.push(c.next_json().await);
+    }
+    c.expect_silence(Duration::from_millis(200)).await;
+    got
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -94,14 +101,14 @@ async fn publishing_past_max_users_evicts_the_least_recent_offline_user_with_a_g
         .connect_query(&format!("token={t0}&last_seq={}", seqs[0] - 1))
         .await
         .expect("connect");
-    let got = all(&mut c).await;
+    let got = take(&mut c, 1).await;
     assert_eq!(got.len(), 1, "{got:?}");
     assert_eq!(got[0]["type"], "gap", "{got:?}");
     assert_eq!(got[0]["from"], seqs[0]);
     assert!(got[0]["to"].as_u64() >= Some(seqs[0]), "{got:?}");
     // The last user is the most recent: kept, its event waits for it.
     let mut last = server.connect(&token("flood-399")).await;
-    let got = all(&mut last).await;
+    let got = take(&mut last, 1).await;
     assert_eq!(got.len(), 1, "{got:?}");
     assert_eq!(got[0]["seq"], seqs[399]);
 }
@@ -129,7 +136,7 @@ async fn a_user_over_max_history_bytes_per_user_keeps_what_fits_and_a_resume_get
         .connect_query(&format!("token={t}&last_seq={}", seqs[0] - 1))
         .await
         .expect("connect");
-    let got = all(&mut c).await;
+    let got = take(&mut c, 7).await;
     let gap = &got[0];
     assert_eq!(gap["type"], "gap", "{got:?}");
     assert_eq!(gap["from"], seqs[0]);
@@ -172,13 +179,13 @@ async fn history_past_max_history_bytes_evicts_the_least_recent_offline_users() 
         .connect_query(&format!("token={t}&last_seq={}", seqs[0] - 1))
         .await
         .expect("connect");
-    let got = all(&mut c).await;
+    let got = take(&mut c, 1).await;
     assert_eq!(got.len(), 1, "{got:?}");
     assert_eq!(got[0]["type"], "gap", "{got:?}");
     assert_eq!(got[0]["from"], seqs[0]);
     // The newest user still has its event.
     let mut last = server.connect(&token("heavy-39")).await;
-    let got = all(&mut last).await;
+    let got = take(&mut last, 1).await;
     assert_eq!(got.len(), 1, "{got:?}");
     assert_eq!(got[0]["seq"], seqs[39]);
 }
@@ -194,7 +201,7 @@ async fn a_free_user_never_seen_holds_its_tier_history_len_when_events_are_store
     let e = stats_when(&server, |e| e["history_events"].as_u64() <= Some(100)).await;
     assert_eq!(n(&e, "history_events"), 100, "{e}");
     let mut c = server.connect(&token("newcomer")).await;
-    let got = all(&mut c).await;
+    let got = take(&mut c, 101).await;
     assert_eq!(got[0]["type"], "gap", "{:?}", &got[..2]);
     assert_eq!(got[0]["to"], seqs[899]);
     let kept: Vec<u64> = got[1..]
