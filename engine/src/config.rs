@@ -5,7 +5,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::enrich::{ErrorCategory, Severity, ToolInfo};
+use crate::enrich::{ErrorCategory, ManualClock, Severity, ToolInfo};
 use crate::escalation::Escalation;
 use crate::event::PriorityTable;
 use crate::health::HealthConfig;
@@ -53,6 +53,11 @@ pub struct HubConfig {
     /// Run tracking and event enrichment (see [`crate::enrich`]). Default:
     /// [`EnrichmentConfig::default()`] (enabled).
     pub enrichment: EnrichmentConfig,
+    // --- escalation policy (H5 ops) ---
+    /// Escalate an overdue critical event of a user whose state never had a connection (a
+    /// user the node has not seen connect since its state was created). When false such
+    /// events are counted as `escalations_skipped` instead. Default: true.
+    pub escalate_never_connected: bool,
 }
 
 impl Default for HubConfig {
@@ -72,6 +77,7 @@ impl Default for HubConfig {
             escalation_queue: 4_096,
             health: HealthConfig::default(),
             enrichment: EnrichmentConfig::default(),
+            escalate_never_connected: true,
         }
     }
 }
@@ -91,6 +97,7 @@ impl fmt::Debug for HubConfig {
             .field("escalation", &self.escalation.is_some())
             .field("health", &self.health)
             .field("enrichment", &self.enrichment)
+            .field("escalate_never_connected", &self.escalate_never_connected)
             .finish_non_exhaustive()
     }
 }
@@ -151,6 +158,10 @@ pub struct EnrichmentConfig {
     /// Tools tracked as running per run; a `tool_executing` beyond it forgets the oldest one.
     /// Default: 32.
     pub max_tools_per_run: usize,
+    /// A test hook: when set, run tracking reads the time from this clock instead of the
+    /// publish timestamp (so elapsed times and urgency are exact in tests, whatever the
+    /// machine's speed). Default: none.
+    pub clock: Option<ManualClock>,
 }
 
 impl Default for EnrichmentConfig {
@@ -171,6 +182,7 @@ impl Default for EnrichmentConfig {
             idle_run_ttl: Duration::from_secs(1_800),
             max_runs_per_user: 64,
             max_tools_per_run: 32,
+            clock: None,
         }
     }
 }

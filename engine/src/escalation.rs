@@ -33,6 +33,9 @@ pub struct UnackedCritical {
     pub published_ms: u64,
     /// How many connections the user had when the deadline passed.
     pub connections: usize,
+    /// Whether the user's state ever had a connection on this node (state lives for the
+    /// user's TTL; a user evicted and seen again starts over as never connected).
+    pub ever_connected: bool,
 }
 
 /// What the embedding server does with an escalation (log, count, call a webhook).

@@ -140,6 +140,9 @@ struct UserState {
     idle_since: Option<u64>,
     /// The user's tracked runs (see [`crate::runs`]); evicted with the user.
     runs: UserRuns,
+    /// Whether this state ever had a connection (set at connect; for the escalation policy
+    /// [`HubConfig::escalate_never_connected`]).
+    ever_connected: bool,
 }
 
 impl RunHost for UserTable {
@@ -173,6 +176,7 @@ struct Tally {
     acks: u64,
     escalated: u64,
     escalations_dropped: u64,
+    escalations_skipped: u64,
     users_evicted: u64,
     connects: u64,
     disconnects: u64,
@@ -630,6 +634,7 @@ impl Shard {
         let state = user_state(&mut self.users, &mut self.idle, &self.cfg, &user, now);
         state.conns.push(key);
         state.idle_since = None;
+        state.ever_connected = true;
         if let Some(len) = opts.history_len {
             state.history.set_max_len(len);
         }
@@ -794,6 +799,10 @@ impl Shard {
             if state.ack >= d.seq {
                 continue;
             }
+            if !state.ever_connected && !self.cfg.escalate_never_connected {
+                self.tally.escalations_skipped += 1;
+                continue;
+            }
             self.tally.escalated += 1;
             let e = UnackedCritical {
                 user: d.user,
@@ -802,6 +811,7 @@ impl Shard {
                 kind: d.kind,
                 published_ms: d.published_ms,
                 connections: state.conns.len(),
+                ever_connected: state.ever_connected,
             };
             if !self.escalation.send(e) {
                 self.tally.escalations_dropped += 1;
@@ -878,6 +888,7 @@ impl Shard {
             acks,
             escalated,
             escalations_dropped,
+            escalations_skipped,
             restart_closes,
             users_evicted,
             connects,
@@ -972,6 +983,7 @@ fn user_state<'a>(
             unacked_critical: VecDeque::new(),
             idle_since: Some(now),
             runs: UserRuns::default(),
+            ever_connected: false,
         }
     })
 }
