@@ -83,6 +83,11 @@ server_counters! {
     publish_too_large: "counter",
     /// Publishes answered from the idempotency window (not published again).
     publish_idempotent_replays: "counter",
+    // Escalation (H5 ops).
+    /// Gauge: escalation webhook POSTs in flight (at most webhook_concurrency).
+    webhook_in_flight: "gauge",
+    /// Escalation log lines written (aggregated: at most one per log_interval_ms).
+    escalation_log_lines: "counter",
 }
 
 /// Upper bounds (µs) of the publish → socket-write latency buckets; the last bucket is +Inf.
@@ -184,6 +189,7 @@ pub fn render_json(m: &ServerMetrics, stats: &Stats) -> serde_json::Value {
             "forced_closes": t.forced_closes,
             "acks": t.acks,
             "escalated": t.escalated,
+            "escalations_skipped": t.escalations_skipped,
             "unacked_critical": t.unacked_critical,
             "connections": t.connections,
             "users": t.users,
