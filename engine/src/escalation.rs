@@ -7,6 +7,14 @@
 //! calls the [`Escalation`] hook. The worker never waits: when the queue is full the
 //! escalation is counted as dropped instead.
 //!
+//! A user whose state never had a connection is escalated only while
+//! [`HubConfig::escalate_never_connected`] is true (the default); otherwise its overdue
+//! events are counted in `escalations_skipped`. "Never" is since the state was created: it
+//! lives for [`HubConfig::user_ttl`] after the last activity and not across a restart.
+//!
+//! [`HubConfig::escalate_never_connected`]: crate::HubConfig::escalate_never_connected
+//! [`HubConfig::user_ttl`]: crate::HubConfig::user_ttl
+//!
 //! [`HubConfig::ack_deadline`]: crate::HubConfig::ack_deadline
 
 use std::sync::Arc;
