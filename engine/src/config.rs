@@ -5,7 +5,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::enrich::{ErrorCategory, Severity, ToolInfo};
+use crate::enrich::{ErrorCategory, ManualClock, Severity, ToolInfo};
 use crate::escalation::Escalation;
 use crate::event::PriorityTable;
 use crate::health::HealthConfig;
@@ -74,6 +74,11 @@ pub struct HubConfig {
     /// [`PublishError::Overloaded`](crate::PublishError::Overloaded); the check is O(1).
     /// Default: 262,144.
     pub command_queue: usize,
+    // --- escalation policy (H5 ops) ---
+    /// Escalate an overdue critical event of a user whose state never had a connection (a
+    /// user the node has not seen connect since its state was created). When false such
+    /// events are counted as `escalations_skipped` instead. Default: true.
+    pub escalate_never_connected: bool,
 }
 
 impl Default for HubConfig {
@@ -97,6 +102,7 @@ impl Default for HubConfig {
             max_history_bytes_per_user: 8 << 20,
             max_history_bytes: 2 << 30,
             command_queue: 1 << 18,
+            escalate_never_connected: true,
         }
     }
 }
@@ -123,6 +129,7 @@ impl fmt::Debug for HubConfig {
             )
             .field("max_history_bytes", &self.max_history_bytes)
             .field("command_queue", &self.command_queue)
+            .field("escalate_never_connected", &self.escalate_never_connected)
             .finish_non_exhaustive()
     }
 }
@@ -183,6 +190,10 @@ pub struct EnrichmentConfig {
     /// Tools tracked as running per run; a `tool_executing` beyond it forgets the oldest one.
     /// Default: 32.
     pub max_tools_per_run: usize,
+    /// A test hook: when set, run tracking reads the time from this clock instead of the
+    /// publish timestamp (so elapsed times and urgency are exact in tests, whatever the
+    /// machine's speed). Default: none.
+    pub clock: Option<ManualClock>,
 }
 
 impl Default for EnrichmentConfig {
@@ -203,6 +214,7 @@ impl Default for EnrichmentConfig {
             idle_run_ttl: Duration::from_secs(1_800),
             max_runs_per_user: 64,
             max_tools_per_run: 32,
+            clock: None,
         }
     }
 }

@@ -343,6 +343,37 @@ pub(crate) struct CompiledCategory {
     fragment: Box<[u8]>,
 }
 
+/// A clock a test sets by hand, for [`EnrichmentConfig::clock`]: run tracking reads
+/// [`ManualClock::now_ms`] instead of the publish timestamp, so a test can put an event at
+/// any elapsed time without sleeping (and without depending on the machine's speed).
+///
+/// Clones share the time. Reads and writes are `Relaxed`: the value is the only datum
+/// passed, and a test sets it before publishing (the publish's queue hand-off orders it).
+#[derive(Debug, Clone, Default)]
+pub struct ManualClock(std::sync::Arc<std::sync::atomic::AtomicU64>);
+
+impl ManualClock {
+    /// A clock at `ms` (milliseconds since the Unix epoch, or any origin a test picks).
+    pub fn at(ms: u64) -> ManualClock {
+        ManualClock(std::sync::Arc::new(std::sync::atomic::AtomicU64::new(ms)))
+    }
+
+    /// The time, ms.
+    pub fn now_ms(&self) -> u64 {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Sets the time to `ms`.
+    pub fn set(&self, ms: u64) {
+        self.0.store(ms, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Moves the time forward by `ms`.
+    pub fn advance(&self, ms: u64) {
+        self.0.fetch_add(ms, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 /// [`EnrichmentConfig`] compiled for the publish path: catalog and error texts pre-encoded
 /// as JSON fragments, so enriching is lookups and copies. Immutable once built.
 #[derive(Debug)]
@@ -366,6 +397,8 @@ pub(crate) struct Rules {
     pub(crate) idle_ttl_ms: u64,
     pub(crate) max_runs_per_user: usize,
     pub(crate) max_tools_per_run: usize,
+    /// [`EnrichmentConfig::clock`]: overrides the publish timestamp when set.
+    pub(crate) clock: Option<ManualClock>,
 }
 
 fn encode_category(name: &str, c: &ErrorCategory) -> Box<[u8]> {
@@ -468,6 +501,7 @@ impl Rules {
             idle_ttl_ms: cfg.idle_run_ttl.as_millis() as u64,
             max_runs_per_user: cfg.max_runs_per_user.max(1),
             max_tools_per_run: cfg.max_tools_per_run.max(1),
+            clock: cfg.clock.clone(),
         }
     }
 

@@ -7,6 +7,14 @@
 //! calls the [`Escalation`] hook. The worker never waits: when the queue is full the
 //! escalation is counted as dropped instead.
 //!
+//! A user whose state never had a connection is escalated only while
+//! [`HubConfig::escalate_never_connected`] is true (the default); otherwise its overdue
+//! events are counted in `escalations_skipped`. "Never" is since the state was created: it
+//! lives for [`HubConfig::user_ttl`] after the last activity and not across a restart.
+//!
+//! [`HubConfig::escalate_never_connected`]: crate::HubConfig::escalate_never_connected
+//! [`HubConfig::user_ttl`]: crate::HubConfig::user_ttl
+//!
 //! [`HubConfig::ack_deadline`]: crate::HubConfig::ack_deadline
 
 use std::sync::Arc;
@@ -33,6 +41,9 @@ pub struct UnackedCritical {
     pub published_ms: u64,
     /// How many connections the user had when the deadline passed.
     pub connections: usize,
+    /// Whether the user's state ever had a connection on this node (state lives for the
+    /// user's TTL; a user evicted and seen again starts over as never connected).
+    pub ever_connected: bool,
 }
 
 /// What the embedding server does with an escalation (log, count, call a webhook).

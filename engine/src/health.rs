@@ -14,8 +14,12 @@
 //! - `delivery` — degraded when the canary (below) is not delivered, when forced closes run
 //!   faster than [`HealthConfig::forced_close_rate`] per second, or when more than
 //!   [`HealthConfig::unacked_critical_max`] critical events wait for an ack.
-//! - `broker` — the in-process broker is always healthy (a cluster broker reports its own
-//!   link here).
+//! - `broker` (`kind: in-process`) — the path from a publish to each shard's command queue,
+//!   which the embedded mode's in-process broker is. Degraded when publishes wait on a shard
+//!   that does not take them (commands queued while its loop lag is over
+//!   [`HealthConfig::stall_degraded`], or while its worker waits to be restarted); failed when
+//!   publishes to a shard fail (its worker is down). A cluster broker will report its own link
+//!   here, with its own `kind`.
 //!
 //! # The canary
 //!
@@ -82,6 +86,9 @@ impl HealthState {
 pub struct ComponentHealth {
     /// `shard-0`, …, `publish`, `delivery`, `broker`.
     pub name: String,
+    /// What implements the component when there is a choice: `Some("in-process")` for the
+    /// embedded broker; `None` for the others.
+    pub kind: Option<&'static str>,
     /// Its state.
     pub state: HealthState,
     /// Why it is not healthy (or a short description when it is).
@@ -399,6 +406,8 @@ impl MonitorState {
 
         // Shards: phase and loop lag.
         let mut down = Vec::new();
+        // Per shard: (phase, loop lag ms) for the broker below.
+        let mut seen = Vec::with_capacity(shards.len());
         for (i, w) in shards.iter().enumerate() {
             let restarts = w.restarts.load(Ordering::Relaxed);
             let (state, reason) = match w.phase.load(Ordering::Relaxed) {
@@ -426,6 +435,7 @@ impl MonitorState {
                 ),
                 _ => {
                     let lag = now.saturating_sub(w.beat_ms.load(Ordering::Relaxed));
+                    seen.push((PHASE_RUNNING, lag));
                     if lag > cfg.stall_failed.as_millis() as u64 {
                         down.push(i);
                         (
@@ -442,6 +452,9 @@ impl MonitorState {
                     }
                 }
             };
+            if seen.len() == i {
+                seen.push((w.phase.load(Ordering::Relaxed), 0));
+            }
             components.push((format!("shard-{i}"), state, reason, restarts));
         }
 
@@ -496,12 +509,8 @@ impl MonitorState {
             (HealthState::Degraded, problems.join("; "))
         };
         components.push(("delivery".into(), delivery.0, delivery.1, 0));
-        components.push((
-            "broker".into(),
-            HealthState::Healthy,
-            "in-process broker".into(),
-            0,
-        ));
+        let (state, reason) = broker_state(&seen, &hub.command_queue_depths(), cfg);
+        components.push(("broker".into(), state, reason, 0));
 
         self.publish(hub, components);
     }
@@ -533,6 +542,7 @@ impl MonitorState {
                 }
             };
             out.push(ComponentHealth {
+                kind: (name == "broker").then_some(BROKER_KIND),
                 name,
                 state,
                 reason,
@@ -562,6 +572,48 @@ impl MonitorState {
             .lock()
             .unwrap_or_else(|e| e.into_inner()) = report;
     }
+}
+
+/// The `kind` of the `broker` component in the embedded mode.
+const BROKER_KIND: &str = "in-process";
+
+/// The in-process broker's state: whether publishes reach every shard's worker. `shards` is
+/// (phase, loop lag ms) per shard, `depths` the commands waiting per shard.
+fn broker_state(
+    shards: &[(u8, u64)],
+    depths: &[usize],
+    cfg: &HealthConfig,
+) -> (HealthState, String) {
+    let stalled_ms = cfg.stall_degraded.as_millis() as u64;
+    let mut worst = (HealthState::Healthy, String::new());
+    for (i, &(phase, lag)) in shards.iter().enumerate() {
+        let waiting = depths.get(i).copied().unwrap_or(0);
+        let (state, reason) = match phase {
+            PHASE_FAILED | PHASE_STOPPED => (
+                HealthState::Failed,
+                format!("publishes to shard {i} fail: its worker is down"),
+            ),
+            PHASE_RESTARTING if waiting > 0 => (
+                HealthState::Degraded,
+                format!("{waiting} publishes to shard {i} held until its worker restarts"),
+            ),
+            PHASE_RUNNING if waiting > 0 && lag > stalled_ms => (
+                HealthState::Degraded,
+                format!(
+                    "publishes to shard {i} stalled: {waiting} commands waiting, worker loop lag {lag} ms"
+                ),
+            ),
+            _ => continue,
+        };
+        if state > worst.0 {
+            worst = (state, reason);
+        }
+    }
+    if worst.0 == HealthState::Healthy {
+        let queued: usize = depths.iter().sum();
+        worst.1 = format!("in-process: publishes reach every shard ({queued} commands queued)");
+    }
+    worst
 }
 
 fn log_transition(name: &str, from: HealthState, to: HealthState, reason: &str) {

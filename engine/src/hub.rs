@@ -409,6 +409,11 @@ impl Hub {
         self.inner.workers.iter().map(|w| w.queue_len()).sum()
     }
 
+    /// Commands waiting in each shard's queue, in shard order.
+    pub(crate) fn command_queue_depths(&self) -> Vec<usize> {
+        self.inner.workers.iter().map(|w| w.queue_len()).collect()
+    }
+
     pub(crate) fn health_shared(&self) -> &HealthShared {
         &self.inner.health
     }

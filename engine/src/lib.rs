@@ -82,7 +82,7 @@ pub use client_msg::ClientMessage;
 pub use config::{EnrichmentConfig, HubConfig};
 pub use conn::{ConnId, ConnectOptions, Connection, Readiness, Resume, Welcome};
 pub use emitter::UserEmitter;
-pub use enrich::{Enricher, ErrorCategory, Severity, ToolInfo, Urgency};
+pub use enrich::{Enricher, ErrorCategory, ManualClock, Severity, ToolInfo, Urgency};
 pub use error::{HubClosed, InvalidName, ParseError, PublishError, SubscribeError};
 pub use escalation::{Escalation, UnackedCritical};
 pub use event::{ChannelName, Data, Event, EventKind, Priority, PriorityTable, Target, UserId};

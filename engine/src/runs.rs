@@ -214,6 +214,9 @@ impl RunTracker {
             return None;
         }
         let run_id = event.run_id.as_ref()?;
+        // A test clock, when configured, replaces the publish timestamp (one predictable
+        // branch: `None` outside tests).
+        let ts_ms = self.rules.clock.as_ref().map_or(ts_ms, |c| c.now_ms());
         let kind = &event.kind;
         let said = Said::read(kind, event.data.as_bytes());
         let mut view = RunView::default();
@@ -382,6 +385,7 @@ impl RunTracker {
     /// Evicts finished runs past their TTL and abandoned live runs, then compacts the queues.
     /// Called by the shard's housekeeping.
     pub(crate) fn expire(&mut self, now_ms: u64, host: &mut impl RunHost) {
+        let now_ms = self.rules.clock.as_ref().map_or(now_ms, |c| c.now_ms());
         let ttl = self.rules.finished_ttl_ms;
         while self
             .finished

@@ -162,6 +162,9 @@ struct UserState {
     idle_since: Option<u64>,
     /// The user's tracked runs (see [`crate::runs`]); evicted with the user.
     runs: UserRuns,
+    /// Whether this state ever had a connection (set at connect; for the escalation policy
+    /// [`HubConfig::escalate_never_connected`]).
+    ever_connected: bool,
 }
 
 impl RunHost for UserTable {
@@ -195,6 +198,7 @@ struct Tally {
     acks: u64,
     escalated: u64,
     escalations_dropped: u64,
+    escalations_skipped: u64,
     users_evicted: u64,
     users_evicted_over_limit: u64,
     seq_clock_waits: u64,
@@ -777,6 +781,7 @@ impl Shard {
         state.conns.push(key);
         state.idle_since = None;
         let (bytes_before, events_before) = (state.history.bytes(), state.history.len());
+        state.ever_connected = true;
         if let Some(len) = opts.history_len {
             state.history.set_max_len(len);
         }
@@ -949,6 +954,10 @@ impl Shard {
             if state.ack >= d.seq {
                 continue;
             }
+            if !state.ever_connected && !self.cfg.escalate_never_connected {
+                self.tally.escalations_skipped += 1;
+                continue;
+            }
             self.tally.escalated += 1;
             let e = UnackedCritical {
                 user: d.user,
@@ -957,6 +966,7 @@ impl Shard {
                 kind: d.kind,
                 published_ms: d.published_ms,
                 connections: state.conns.len(),
+                ever_connected: state.ever_connected,
             };
             if !self.escalation.send(e) {
                 self.tally.escalations_dropped += 1;
@@ -1054,6 +1064,7 @@ impl Shard {
             acks,
             escalated,
             escalations_dropped,
+            escalations_skipped,
             restart_closes,
             shutdown_unwritten,
             users_evicted,
@@ -1165,6 +1176,7 @@ fn user_state<'a>(
             unacked_critical: VecDeque::new(),
             idle_since: Some(now),
             runs: UserRuns::default(),
+            ever_connected: false,
         }
     })
 }

@@ -112,6 +112,9 @@ counters! {
     escalated,
     /// Escalations dropped because the hook's queue was full.
     escalations_dropped,
+    /// Overdue critical events of never-connected users not escalated (policy
+    /// `escalate_never_connected = false`).
+    escalations_skipped,
     /// Gauge: critical user events not yet acknowledged.
     unacked_critical,
     /// Gauge: open connections.

@@ -1,12 +1,13 @@
 //! `agent_thinking` enrichment through the publish path: `meta.progress` from the publisher's
 //! percentage or step i of n, and `meta.urgency` from elapsed time against the run's expected
-//! duration (tiny expected durations instead of long sleeps).
+//! duration, with a hand-set clock ([`ManualClock`]) instead of sleeps, so every urgency
+//! assertion runs whatever the machine's speed.
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use agentcast_engine::{Connection, EventKind, Hub, HubConfig, UserId};
+use agentcast_engine::{Connection, EventKind, Hub, HubConfig, ManualClock, UserId};
 use common::*;
 use serde_json::json;
 
@@ -89,23 +90,22 @@ fn the_typed_emitter_gives_the_same_progress_as_json() {
     assert_eq!(got[2]["meta"]["progress"], json!({"percent": 43}));
 }
 
-/// The documented rule, with the default thresholds (0.5 and 1.0).
-fn expected_urgency(elapsed: u64, expected: u64) -> &'static str {
-    let r = elapsed as f64 / expected as f64;
-    if r >= 1.0 {
-        "high"
-    } else if r >= 0.5 {
-        "normal"
-    } else {
-        "low"
-    }
+/// A one-shard hub whose run tracking reads `clock` (set by hand: no sleeping, so the
+/// assertions hold however slow the machine is).
+fn clocked(mut cfg: HubConfig) -> (Hub, UserId, Connection, ManualClock) {
+    let clock = ManualClock::at(T0);
+    cfg.enrichment.clock = Some(clock.clone());
+    let (hub, u, conn) = setup(cfg);
+    (hub, u, conn, clock)
 }
+
+/// The test clock's start (any origin works; this one looks like a real time).
+const T0: u64 = 1_764_000_000_000;
 
 #[test]
 fn urgency_follows_elapsed_against_the_runs_expected_duration() {
-    let (hub, u, mut conn) = setup(one_shard());
-    // A run expected to take 100 ms: thinking events every few ms walk through all three
-    // levels; each is checked against the elapsed_ms delivered with it.
+    let (hub, u, mut conn, clock) = clocked(one_shard());
+    // A run expected to take 100 ms, observed on both sides of each threshold (0.5 and 1.0).
     send(
         &hub,
         &mut conn,
@@ -114,29 +114,26 @@ fn urgency_follows_elapsed_against_the_runs_expected_duration() {
         "r",
         r#"{"expected_ms":100}"#,
     );
-    let mut seen = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while Instant::now() < deadline {
+    for (at, urgency) in [
+        (0, "low"),
+        (49, "low"),
+        (50, "normal"),
+        (99, "normal"),
+        (100, "high"),
+        (250, "high"),
+    ] {
+        clock.set(T0 + at);
         let e = send(&hub, &mut conn, &u, EventKind::AgentThinking, "r", "{}");
-        let elapsed = e["meta"]["elapsed_ms"].as_u64().unwrap();
-        let urgency = e["meta"]["urgency"].as_str().unwrap().to_owned();
-        assert_eq!(urgency, expected_urgency(elapsed, 100), "at {elapsed} ms");
-        if !seen.contains(&urgency) {
-            seen.push(urgency);
-        }
-        if elapsed > 120 {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(4));
+        assert_eq!(e["meta"]["elapsed_ms"], at, "{e}");
+        assert_eq!(e["meta"]["urgency"], urgency, "at {at} ms: {e}");
     }
-    assert_eq!(seen, ["low", "normal", "high"]);
 }
 
 #[test]
 fn without_expected_ms_the_configured_default_applies() {
     let mut cfg = one_shard();
-    cfg.enrichment.expected_run = Duration::from_millis(1);
-    let (hub, u, mut conn) = setup(cfg);
+    cfg.enrichment.expected_run = Duration::from_millis(1_000);
+    let (hub, u, mut conn, clock) = clocked(cfg);
     send(&hub, &mut conn, &u, EventKind::AgentStarted, "quick", "{}");
     send(
         &hub,
@@ -146,7 +143,7 @@ fn without_expected_ms_the_configured_default_applies() {
         "slow",
         r#"{"expected_ms":3600000}"#,
     );
-    std::thread::sleep(Duration::from_millis(3));
+    clock.advance(1_000);
     let e = send(&hub, &mut conn, &u, EventKind::AgentThinking, "quick", "{}");
     assert_eq!(e["meta"]["urgency"], "high", "{e}");
     let e = send(&hub, &mut conn, &u, EventKind::AgentThinking, "slow", "{}");
@@ -159,7 +156,7 @@ fn urgency_thresholds_are_configurable() {
     // Everything is at least normal; high from twice the expected duration.
     cfg.enrichment.urgency_normal_at = 0.0;
     cfg.enrichment.urgency_high_at = 2.0;
-    let (hub, u, mut conn) = setup(cfg);
+    let (hub, u, mut conn, clock) = clocked(cfg);
     send(
         &hub,
         &mut conn,
@@ -168,14 +165,11 @@ fn urgency_thresholds_are_configurable() {
         "r",
         r#"{"expected_ms":5}"#,
     );
-    let e = send(&hub, &mut conn, &u, EventKind::AgentThinking, "r", "{}");
-    let elapsed = e["meta"]["elapsed_ms"].as_u64().unwrap();
-    if elapsed < 10 {
-        assert_eq!(e["meta"]["urgency"], "normal");
+    for (at, urgency) in [(0, "normal"), (9, "normal"), (10, "high")] {
+        clock.set(T0 + at);
+        let e = send(&hub, &mut conn, &u, EventKind::AgentThinking, "r", "{}");
+        assert_eq!(e["meta"]["urgency"], urgency, "at {at} ms: {e}");
     }
-    std::thread::sleep(Duration::from_millis(12));
-    let e = send(&hub, &mut conn, &u, EventKind::AgentThinking, "r", "{}");
-    assert_eq!(e["meta"]["urgency"], "high");
 }
 
 #[test]

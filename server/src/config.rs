@@ -225,9 +225,9 @@ impl HealthSettings {
 }
 
 /// `[escalation]`: what happens to a critical event (`agent_started`, `agent_completed`,
-/// `agent_error`) nobody acknowledged in time. Each one is logged at error level (target
-/// `agentcast::escalation`, with user, run and seq), counted, and POSTed to `webhook_url`
-/// when set.
+/// `agent_error`) nobody acknowledged in time. Each one is counted, logged at warn level
+/// (target `agentcast::escalation`; aggregated: at most one line per `log_interval_ms`), and
+/// POSTed to `webhook_url` when set (see `crate::escalation`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 #[non_exhaustive]
@@ -244,6 +244,35 @@ pub struct EscalationSettings {
     /// Escalations waiting for the webhook; beyond it they are logged and counted as
     /// dropped, and delivery never waits. Default: 1,024.
     pub webhook_queue: usize,
+    // --- escalation amplification bounds (H5 ops) ---
+    /// Escalations of users whose state never had a connection: `"escalate"` or `"skip"`
+    /// (counted in `escalations_skipped`). Default: escalate. See [`NeverConnected`].
+    pub never_connected: NeverConnected,
+    /// Webhook POSTs in flight at once; the others wait in `webhook_queue`. Default: 16.
+    pub webhook_concurrency: usize,
+    /// At most one escalation log line per this interval (the rest are summarised with a
+    /// count). Default: 1,000 ms.
+    pub log_interval_ms: u64,
+}
+
+/// `[escalation] never_connected`: what an overdue critical event of a user that never
+/// connected becomes.
+///
+/// The default is `escalate`. The engine knows "never connected" only since the user's state
+/// was created (it lives for the user's TTL and is lost at a restart), so `skip` would also
+/// silence a real user who connected before a restart or an eviction and has not come back
+/// yet, which is exactly who an escalation is for. The amplification a flood of such events
+/// could cause is bounded anyway (aggregated log, bounded webhook). Choose `skip` when events
+/// are published for users who may never open a client (and a webhook should not hear of
+/// them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum NeverConnected {
+    /// Escalate them like any other user's (the default).
+    #[default]
+    Escalate,
+    /// Do not escalate them; count them in `escalations_skipped`.
+    Skip,
 }
 
 impl Default for EscalationSettings {
@@ -254,6 +283,9 @@ impl Default for EscalationSettings {
             webhook_attempts: 3,
             webhook_timeout_ms: 2_000,
             webhook_queue: 1_024,
+            never_connected: NeverConnected::Escalate,
+            webhook_concurrency: 16,
+            log_interval_ms: 1_000,
         }
     }
 }
@@ -377,6 +409,16 @@ pub struct Overrides {
     /// Time to send a request head, ms (`limits.handshake_timeout_ms`).
     #[arg(long, env = "AGENTCAST_HANDSHAKE_TIMEOUT_MS", global = true)]
     pub handshake_timeout_ms: Option<u64>,
+    // --- escalation (H5 ops) ---
+    /// Escalate or skip overdue critical events of users that never connected.
+    #[arg(long, env = "AGENTCAST_ESCALATION_NEVER_CONNECTED", global = true)]
+    pub escalation_never_connected: Option<NeverConnected>,
+    /// Webhook POSTs in flight at once.
+    #[arg(long, env = "AGENTCAST_WEBHOOK_CONCURRENCY", global = true)]
+    pub webhook_concurrency: Option<usize>,
+    /// At most one escalation log line per this many ms.
+    #[arg(long, env = "AGENTCAST_ESCALATION_LOG_INTERVAL_MS", global = true)]
+    pub escalation_log_interval_ms: Option<u64>,
 }
 
 impl Config {
@@ -448,6 +490,16 @@ impl Config {
         if let Some(ms) = o.handshake_timeout_ms {
             self.limits.handshake_timeout_ms = ms;
         }
+        // Escalation (H5 ops).
+        if let Some(p) = o.escalation_never_connected {
+            self.escalation.never_connected = p;
+        }
+        if let Some(n) = o.webhook_concurrency {
+            self.escalation.webhook_concurrency = n;
+        }
+        if let Some(ms) = o.escalation_log_interval_ms {
+            self.escalation.log_interval_ms = ms;
+        }
     }
 
     /// Checks ranges that would make the server misbehave.
@@ -494,6 +546,18 @@ impl Config {
         if let Some(url) = &self.escalation.webhook_url {
             crate::escalation::WebhookTarget::parse(url)
                 .map_err(|e| ConfigError::Invalid("escalation.webhook_url", e))?;
+        }
+        if self.escalation.webhook_concurrency == 0 {
+            return Err(ConfigError::Invalid(
+                "escalation.webhook_concurrency",
+                "must be at least 1".into(),
+            ));
+        }
+        if self.escalation.log_interval_ms == 0 {
+            return Err(ConfigError::Invalid(
+                "escalation.log_interval_ms",
+                "must be at least 1".into(),
+            ));
         }
         self.enrichment
             .to_engine()

@@ -1,117 +1,108 @@
-//! Escalation of critical events nobody acknowledged in time: an error-level log line, a
-//! counter, and an optional webhook.
+//! Escalation of critical events nobody acknowledged in time: a counter, an aggregated
+//! warn-level log, and an optional webhook.
 //!
 //! The engine calls [`WebhookEscalation::escalate`] on its escalation thread. That call only
-//! logs, counts and `try_send`s into a bounded queue, so it never blocks (and the engine's own
-//! queue in front of it is bounded too). A tokio task drains the queue and POSTs each
-//! escalation to the webhook as JSON:
+//! counts, hands the event to the [log aggregator](EscalationLog) and `try_send`s it into a
+//! bounded queue, so it never blocks (and the engine's own queue in front of it is bounded
+//! too). The task returned by [`WebhookEscalation::new`] writes the log's periodic summary
+//! and, with a webhook configured, POSTs each escalation as JSON, at most
+//! `webhook_concurrency` at once (see [`webhook`]):
 //!
 //! ```json
 //! {"event":"unacked_critical","user_id":"u1","run_id":"run-7","seq":1732445012000001,
 //!  "type":"agent_error","published_at":"2026-11-24T10:03:32.000Z","connections":0,
-//!  "node":"127.0.0.1:8080"}
+//!  "ever_connected":true,"node":"127.0.0.1:8080"}
 //! ```
 //!
-//! A 2xx answer delivers it. A 5xx, a timeout or a connection error is retried after 200 ms,
-//! 400 ms, … up to `webhook_attempts` attempts; a 4xx is not retried (the receiver refused
-//! the payload). Outcomes are counted (`escalations`, `webhook_delivered`, `webhook_failed`,
-//! `webhook_dropped`). Only `http://` URLs are supported; put a TLS-terminating relay in
-//! front of an `https://` receiver.
+//! # Amplification
+//!
+//! Nothing here grows with the number of escalations: the log writes at most one line per
+//! `log_interval_ms` (the first escalation after a quiet interval in full, then a summary with
+//! the count and the first few users), the webhook holds at most `webhook_concurrency`
+//! requests and `webhook_queue` waiting escalations (the rest are dropped and counted), and
+//! the engine's queue is bounded. Users that never connected are escalated or skipped by the
+//! `never_connected` policy (see [`crate::config::NeverConnected`]).
+//!
+//! Only `http://` webhook URLs are supported; put a TLS-terminating relay in front of an
+//! `https://` receiver.
 
-use std::sync::Arc;
-use std::time::Duration;
+mod log;
+mod webhook;
+
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
 
 use agentcast_engine::{Escalation, UnackedCritical};
-use bytes::Bytes;
-use http::{Request, StatusCode, Uri};
-use http_body_util::Full;
-use hyper_util::rt::TokioIo;
-use tokio::net::TcpStream;
 use tokio::sync::mpsc;
+
+pub use log::{EscalationLine, EscalationLog, USERS_NAMED};
+pub use webhook::WebhookTarget;
 
 use crate::config::EscalationSettings;
 use crate::metrics::{ServerMetrics, inc};
-
-/// Where escalations are POSTed: a parsed `http://host:port/path`.
-#[derive(Debug, Clone)]
-pub struct WebhookTarget {
-    authority: String,
-    uri: Uri,
-}
-
-impl WebhookTarget {
-    /// Parses and checks a webhook URL.
-    pub fn parse(url: &str) -> Result<WebhookTarget, String> {
-        let uri: Uri = url.parse().map_err(|e| format!("not a URL ({e}): {url}"))?;
-        match uri.scheme_str() {
-            Some("http") => {}
-            Some(other) => {
-                return Err(format!(
-                    "scheme {other}:// is not supported; use http:// (behind a TLS relay if needed)"
-                ));
-            }
-            None => return Err(format!("missing http:// in {url}")),
-        }
-        let authority = uri
-            .authority()
-            .ok_or_else(|| format!("missing host in {url}"))?;
-        let host_port = match authority.port_u16() {
-            Some(_) => authority.as_str().to_owned(),
-            None => format!("{}:80", authority.as_str()),
-        };
-        Ok(WebhookTarget {
-            authority: host_port,
-            uri,
-        })
-    }
-}
+use log::Throttle;
+use webhook::Webhook;
 
 /// The server's [`Escalation`] hook. See the [module docs](self).
 #[derive(Debug)]
 pub struct WebhookEscalation {
     metrics: Arc<ServerMetrics>,
     queue: Option<mpsc::Sender<UnackedCritical>>,
+    log: Arc<EscalationLog>,
+    ack_deadline: Duration,
+    /// Throttles the "webhook queue full" line.
+    drops: Throttle,
 }
 
 impl WebhookEscalation {
-    /// The hook, and (with a webhook configured) the task that must be spawned on a tokio
-    /// runtime to deliver the POSTs.
+    /// The hook, and the task that must be spawned on a tokio runtime: it writes the log's
+    /// periodic summaries and (with a webhook configured) delivers the POSTs. The task ends
+    /// once the hook is dropped (the engine shut down) and the last POST finished.
     pub fn new(
         settings: &EscalationSettings,
         node: String,
         metrics: Arc<ServerMetrics>,
-    ) -> (
-        WebhookEscalation,
-        Option<impl Future<Output = ()> + Send + 'static>,
-    ) {
+    ) -> (WebhookEscalation, impl Future<Output = ()> + Send + 'static) {
+        let interval = Duration::from_millis(settings.log_interval_ms.max(1));
+        let ack_deadline = Duration::from_millis(settings.ack_deadline_ms);
+        let log = Arc::new(EscalationLog::new(interval));
         let target = settings
             .webhook_url
             .as_deref()
             .and_then(|u| WebhookTarget::parse(u).ok());
-        let Some(target) = target else {
-            return (
-                WebhookEscalation {
-                    metrics,
-                    queue: None,
-                },
-                None,
-            );
+        let (queue, delivery) = match target {
+            Some(target) => {
+                let (tx, rx) = mpsc::channel(settings.webhook_queue.max(1));
+                let hook = Arc::new(Webhook {
+                    target,
+                    node,
+                    attempts: settings.webhook_attempts.max(1),
+                    timeout: Duration::from_millis(settings.webhook_timeout_ms.max(1)),
+                    metrics: Arc::clone(&metrics),
+                    failures: Throttle::new(interval),
+                });
+                (Some(tx), Some((rx, hook, settings.webhook_concurrency)))
+            }
+            None => (None, None),
         };
-        let (tx, rx) = mpsc::channel(settings.webhook_queue.max(1));
-        let task = deliver_all(
-            rx,
-            target,
-            node,
-            settings.webhook_attempts.max(1),
-            Duration::from_millis(settings.webhook_timeout_ms.max(1)),
-            Arc::clone(&metrics),
-        );
+        let flusher = flush_periodically(Arc::downgrade(&log), ack_deadline, Arc::clone(&metrics));
+        let task = async move {
+            let deliver = async move {
+                if let Some((rx, hook, concurrency)) = delivery {
+                    webhook::deliver_all(rx, hook, concurrency).await;
+                }
+            };
+            tokio::join!(flusher, deliver);
+        };
         (
             WebhookEscalation {
                 metrics,
-                queue: Some(tx),
+                queue,
+                log,
+                ack_deadline,
+                drops: Throttle::new(interval),
             },
-            Some(task),
+            task,
         )
     }
 }
@@ -119,133 +110,82 @@ impl WebhookEscalation {
 impl Escalation for WebhookEscalation {
     fn escalate(&self, e: UnackedCritical) {
         inc(&self.metrics.escalations);
-        tracing::error!(
-            target: "agentcast::escalation",
-            user_id = %e.user,
-            run_id = e.run_id.as_deref().unwrap_or(""),
-            seq = e.seq,
-            event_type = e.kind.as_str(),
-            connections = e.connections,
-            "critical event not acknowledged within its deadline"
-        );
+        let now = Instant::now();
+        if let Some(line) = self.log.record(&e, now) {
+            write(&line, self.ack_deadline, &self.metrics);
+        }
         if let Some(q) = &self.queue
             && q.try_send(e).is_err()
         {
             inc(&self.metrics.webhook_dropped);
-            tracing::error!(
-                target: "agentcast::escalation",
-                "webhook queue full or closed: escalation not posted"
-            );
+            if let Some(held_back) = self.drops.allow(now) {
+                tracing::warn!(
+                    target: "agentcast::escalation",
+                    held_back,
+                    "escalation webhook queue full (webhook_queue): escalation not posted; \
+                     {held_back} more dropped since the last such line; all are counted in \
+                     agentcast_webhook_dropped_total — the webhook is slow or down"
+                );
+            }
         }
     }
 }
 
-async fn deliver_all(
-    mut rx: mpsc::Receiver<UnackedCritical>,
-    target: WebhookTarget,
-    node: String,
-    attempts: u32,
-    timeout: Duration,
+impl Drop for WebhookEscalation {
+    /// Writes what the log still counts (the engine shut down).
+    fn drop(&mut self) {
+        if let Some(line) = self.log.take(Instant::now()) {
+            write(&line, self.ack_deadline, &self.metrics);
+        }
+    }
+}
+
+/// Writes the log's due summary every half interval, until the hook is gone.
+async fn flush_periodically(
+    log: Weak<EscalationLog>,
+    ack_deadline: Duration,
     metrics: Arc<ServerMetrics>,
 ) {
-    while let Some(e) = rx.recv().await {
-        let body = payload(&e, &node);
-        let mut delay = Duration::from_millis(200);
-        let mut delivered = false;
-        for attempt in 1..=attempts {
-            match tokio::time::timeout(timeout, post(&target, body.clone())).await {
-                Ok(Ok(status)) if status.is_success() => {
-                    delivered = true;
-                    break;
-                }
-                Ok(Ok(status)) if status.is_client_error() => {
-                    tracing::error!(target: "agentcast::escalation", %status, "webhook refused the escalation");
-                    break;
-                }
-                Ok(Ok(status)) => {
-                    tracing::warn!(target: "agentcast::escalation", %status, attempt, "webhook failed")
-                }
-                Ok(Err(err)) => {
-                    tracing::warn!(target: "agentcast::escalation", error = %err, attempt, "webhook unreachable")
-                }
-                Err(_) => {
-                    tracing::warn!(target: "agentcast::escalation", attempt, "webhook timed out")
-                }
-            }
-            if attempt < attempts {
-                tokio::time::sleep(delay).await;
-                delay *= 2;
-            }
-        }
-        if delivered {
-            inc(&metrics.webhook_delivered);
-        } else {
-            inc(&metrics.webhook_failed);
+    let Some(period) = log.upgrade().map(|l| l.interval() / 2) else {
+        return;
+    };
+    loop {
+        tokio::time::sleep(period.max(Duration::from_millis(1))).await;
+        let Some(log) = log.upgrade() else {
+            return;
+        };
+        if let Some(line) = log.flush(Instant::now()) {
+            write(&line, ack_deadline, &metrics);
         }
     }
 }
 
-fn payload(e: &UnackedCritical, node: &str) -> Bytes {
-    let mut ts = bytes::BytesMut::new();
-    agentcast_engine::frame::write_rfc3339_ms(&mut ts, e.published_ms);
-    let v = serde_json::json!({
-        "event": "unacked_critical",
-        "user_id": e.user.as_str(),
-        "run_id": e.run_id.as_deref(),
-        "seq": e.seq,
-        "type": e.kind.as_str(),
-        "published_at": String::from_utf8_lossy(&ts),
-        "connections": e.connections,
-        "node": node,
-    });
-    Bytes::from(v.to_string())
-}
-
-/// One POST on a fresh connection (escalations are rare; no pool needed).
-async fn post(target: &WebhookTarget, body: Bytes) -> Result<StatusCode, String> {
-    let stream = TcpStream::connect(&target.authority)
-        .await
-        .map_err(|e| e.to_string())?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| e.to_string())?;
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    let path = target
-        .uri
-        .path_and_query()
-        .map_or("/", |p| p.as_str())
-        .to_owned();
-    let req = Request::post(path)
-        .header(http::header::HOST, target.authority.as_str())
-        .header(http::header::CONTENT_TYPE, "application/json")
-        .header(http::header::USER_AGENT, "agentcast")
-        .body(Full::new(body))
-        .map_err(|e| e.to_string())?;
-    let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
-    Ok(resp.status())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn webhook_urls_are_checked() {
-        assert!(WebhookTarget::parse("http://127.0.0.1:9000/hook").is_ok());
-        assert_eq!(
-            WebhookTarget::parse("http://example.com/x")
-                .unwrap()
-                .authority,
-            "example.com:80"
-        );
-        assert!(
-            WebhookTarget::parse("https://example.com/x")
-                .unwrap_err()
-                .contains("https")
-        );
-        assert!(WebhookTarget::parse("example.com/x").is_err());
-        assert!(WebhookTarget::parse("http://").is_err());
+/// One warn-level line under `agentcast::escalation`, counted in `escalation_log_lines`.
+fn write(line: &EscalationLine, ack_deadline: Duration, metrics: &ServerMetrics) {
+    inc(&metrics.escalation_log_lines);
+    let message = line.message(ack_deadline);
+    match line {
+        EscalationLine::One {
+            user,
+            run_id,
+            seq,
+            event_type,
+            connections,
+            ever_connected,
+        } => tracing::warn!(
+            target: "agentcast::escalation",
+            user_id = %user,
+            run_id = %run_id,
+            seq,
+            event_type = %event_type,
+            connections,
+            ever_connected,
+            "{message}"
+        ),
+        EscalationLine::Summary { events, .. } => tracing::warn!(
+            target: "agentcast::escalation",
+            events,
+            "{message}"
+        ),
     }
 }

@@ -366,6 +366,12 @@ impl Collector for Snapshot {
                 t.escalations_dropped,
             ),
             (
+                "escalations_skipped",
+                Counter,
+                "Overdue critical events of never-connected users not escalated (policy skip).",
+                t.escalations_skipped,
+            ),
+            (
                 "connections",
                 Gauge,
                 "Connections registered in the engine.",

@@ -101,6 +101,11 @@ server_counters! {
     pending_evicted: "counter",
     /// Requests answered 431 because the head exceeded max_request_head_bytes.
     request_head_too_large: "counter",
+    // Escalation (H5 ops).
+    /// Gauge: escalation webhook POSTs in flight (at most webhook_concurrency).
+    webhook_in_flight: "gauge",
+    /// Escalation log lines written (aggregated: at most one per log_interval_ms).
+    escalation_log_lines: "counter",
 }
 
 /// Upper bounds (µs) of the publish → socket-write latency buckets; the last bucket is +Inf.
@@ -202,6 +207,7 @@ pub fn render_json(m: &ServerMetrics, stats: &Stats) -> serde_json::Value {
             "forced_closes": t.forced_closes,
             "acks": t.acks,
             "escalated": t.escalated,
+            "escalations_skipped": t.escalations_skipped,
             "unacked_critical": t.unacked_critical,
             "connections": t.connections,
             "users": t.users,

@@ -103,12 +103,12 @@ pub async fn run(
     let node = listener
         .local_addr()
         .map_or_else(|_| config.listen.to_string(), |a| a.to_string());
-    let (hook, webhook_task) =
+    let (hook, escalation_task) =
         WebhookEscalation::new(&config.escalation, node, Arc::clone(&metrics));
     hub_cfg.escalation = Some(Arc::new(hook));
-    if let Some(task) = webhook_task {
-        tokio::spawn(task);
-    }
+    hub_cfg.escalate_never_connected =
+        config.escalation.never_connected == crate::config::NeverConnected::Escalate;
+    tokio::spawn(escalation_task);
     let hub = Hub::start(hub_cfg).map_err(ServerError::Engine)?;
     let limits = &config.limits;
     let state = Arc::new(AppState {

@@ -2,7 +2,8 @@
 //! worker panicked on purpose (the fault-injection endpoint) closes its clients with 1011,
 //! is restarted, and its clients resume without loss; the canary catches a shard that
 //! silently drops everything; exhausted recovery turns the node failed (503, connections
-//! refused with a reason); an unacknowledged critical event reaches the webhook.
+//! refused with a reason); the in-process broker turns degraded while publishes wait on a
+//! stalled shard; an unacknowledged critical event reaches the webhook.
 
 use std::time::{Duration, Instant};
 
@@ -63,6 +64,7 @@ async fn readyz_reports_every_component() {
     for c in ["shard-0", "shard-1", "publish", "delivery", "broker"] {
         assert_eq!(v["components"][c]["state"], "healthy", "{c}: {v}");
     }
+    assert_eq!(v["components"]["broker"]["kind"], "in-process", "{v}");
     // The canary is not a connection anyone sees.
     let (_, stats) = server.http("GET", "/api/v1/stats", None, b"").await;
     let stats: Value = serde_json::from_str(&stats).unwrap();
@@ -70,6 +72,43 @@ async fn readyz_reports_every_component() {
     assert_eq!(stats["engine"]["users"], 0, "{stats}");
     assert_eq!(stats["engine"]["acks"], 0, "{stats}");
     assert_eq!(stats["engine"]["published_user"], 0, "{stats}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_in_process_broker_degrades_while_publishes_wait_on_a_stalled_shard() {
+    let server = TestServer::start_with(fast_health).await;
+    let v = wait_ready(&server, "healthy broker", |s, v| {
+        s == 200 && v["status"] == "healthy" && v["components"]["broker"]["state"] == "healthy"
+    })
+    .await;
+    assert_eq!(v["components"]["broker"]["kind"], "in-process", "{v}");
+    let (s, b) = fault(
+        &server,
+        json!({"user_id": "stuck", "fault": "stall", "ms": 3000}),
+    )
+    .await;
+    assert_eq!(s, 200, "{b}");
+    // A publish to the stalled shard waits in its queue (its receipt comes after the stall).
+    let api = TestServer::remote(server.addr);
+    let publish = tokio::spawn(async move { api.publish_user("stuck", json!({"n": 1})).await });
+    let v = wait_ready(&server, "broker degraded", |s, v| {
+        s == 200 && v["components"]["broker"]["state"] == "degraded"
+    })
+    .await;
+    let reason = v["components"]["broker"]["reason"].as_str().unwrap();
+    assert!(reason.contains("stalled"), "{v}");
+    assert!(reason.contains("commands waiting"), "{v}");
+    assert_eq!(v["components"]["broker"]["kind"], "in-process", "{v}");
+    // The stall ends, the publish goes through, and the broker is healthy again.
+    let seq = tokio::time::timeout(Duration::from_secs(20), publish)
+        .await
+        .expect("publish answered after the stall")
+        .unwrap();
+    assert!(seq > 0);
+    wait_ready(&server, "broker healthy again", |s, v| {
+        s == 200 && v["components"]["broker"]["state"] == "healthy"
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -100,9 +139,9 @@ async fn a_panicked_shard_closes_with_1011_restarts_and_clients_resume_without_l
     let shard = v["components"]
         .as_object()
         .unwrap()
-        .values()
-        .find(|c| c["state"] == "degraded")
-        .cloned()
+        .iter()
+        .find(|(name, c)| name.starts_with("shard-") && c["state"] == "degraded")
+        .map(|(_, c)| c.clone())
         .unwrap();
     assert!(
         shard["reason"].as_str().unwrap().contains("panicked"),

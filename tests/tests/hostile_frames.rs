@@ -224,5 +224,6 @@ async fn hostile_frames_get_their_close_code_and_the_probe_keeps_receiving() {
     ledger.case();
     probe.check(&server, "garbage").await;
 
-    ledger.finish(&server, &probe, 64 * 1024).await;
+    // Users given state after the baseline: `hostile`.
+    ledger.finish(&server, &probe, 64 * 1024, 1).await;
 }

@@ -228,5 +228,8 @@ async fn no_cross_user_delivery_and_no_loss_under_churn() {
     assert_eq!(lost, 0, "events lost on connections that stayed open");
     ledger.cases(churned as usize);
     probe.check(&server, "after isolation").await;
-    ledger.finish(&server, &probe, 256 * 1024).await;
+    // Users given state after the baseline: iso-0..USERS.
+    ledger
+        .finish(&server, &probe, 256 * 1024, USERS as u64)
+        .await;
 }

@@ -318,5 +318,6 @@ async fn hostile_publishes_are_refused_precisely_and_change_nothing() {
     probe.check(&server, "unknown users").await;
 
     drop((victim, sub, late));
-    ledger.finish(&server, &probe, 64 * 1024).await;
+    // Users given state after the baseline: `victim`, `subscriber` and `not-yet-seen`.
+    ledger.finish(&server, &probe, 64 * 1024, 3).await;
 }

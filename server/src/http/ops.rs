@@ -3,7 +3,8 @@
 //!
 //! Readiness reports the engine's health state machine (see `agentcast_engine::health`):
 //! 200 with every component's state while the node is healthy or degraded, 503 when it is
-//! failed or a graceful shutdown began (so load balancers stop routing here).
+//! failed or a graceful shutdown began (so load balancers stop routing here). A component
+//! with a choice of implementation carries a `kind` (`"broker": {"kind": "in-process", …}`).
 
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
@@ -37,16 +38,18 @@ pub(crate) fn health_json(r: &HealthReport, shutting_down: bool) -> serde_json::
     for c in &r.components {
         let mut since = bytes::BytesMut::new();
         agentcast_engine::frame::write_rfc3339_ms(&mut since, c.since_ms);
-        components.insert(
-            c.name.clone(),
-            json!({
-                "state": c.state.as_str(),
-                "reason": c.reason,
-                "since": String::from_utf8_lossy(&since),
-                "recovery_attempts": c.recovery_attempts,
-                "transitions": c.transitions,
-            }),
-        );
+        let mut v = json!({
+            "state": c.state.as_str(),
+            "reason": c.reason,
+            "since": String::from_utf8_lossy(&since),
+            "recovery_attempts": c.recovery_attempts,
+            "transitions": c.transitions,
+        });
+        if let Some(kind) = c.kind {
+            // `broker` says what implements it: "in-process" in the embedded mode.
+            v["kind"] = json!(kind);
+        }
+        components.insert(c.name.clone(), v);
     }
     json!({
         "status": if shutting_down { "shutting_down" } else { r.status.as_str() },

@@ -7,14 +7,20 @@
 //!
 //! Two figures, both printed by [`Ledger::finish`]:
 //!
-//! - **the server's own accounting** from `GET /api/v1/stats`: engine connections, queued
-//!   frames (`queue_depth`), open sessions. They must return exactly to their baseline once
-//!   the hostile clients are gone: this is what proves nothing leaks per connection.
+//! - **the server's own accounting** from `GET /api/v1/stats`: engine connections and queued
+//!   frames (`queue_depth`) must return exactly to their baseline once the hostile clients are
+//!   gone: this is what proves nothing leaks per connection. The `users` gauge (users with
+//!   state) must grow by no more than the users the suite authenticated as or published to
+//!   successfully: a refused token, frame, message or publish creates no user state. (Users
+//!   that did connect keep their state for the engine's user TTL, 5 minutes, so the gauge
+//!   cannot return to its baseline within a test.)
 //! - **process RSS** (`VmRSS` of `/proc/self/status`). The server runs in the test process, so
 //!   this includes the test's own clients and the allocator's caches; it must come back to
 //!   within a tolerance of the baseline (the allocator keeps freed pages, so not exactly).
-//!   [`Ledger::start`] first pins glibc's mmap threshold ([`pin_mmap_threshold`]) so that
-//!   large buffers go back to the kernel when freed and RSS follows what is live.
+//!   Every suite's binary uses the allocator the `agentcast` binary ships, mimalloc (the
+//!   `#[global_allocator]` below), so RSS reflects what the server would hold in production,
+//!   not glibc malloc's arenas; [`Ledger::start`] sets mimalloc's purge delay to 0
+//!   ([`purge_freed_memory_at_once`]) so a reading does not depend on when it is taken.
 #![allow(dead_code, unreachable_pub, missing_docs)]
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -28,6 +34,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
+
+/// The allocator of the `agentcast` binary (`server/src/main.rs`), for every hostile suite.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// The probe's events must arrive within this (the brief's "normal latency" bound).
 pub const PROBE_DEADLINE: Duration = Duration::from_secs(1);
@@ -45,25 +55,37 @@ pub fn text(payload: &str) -> Vec<u8> {
     frame(true, 1, payload.as_bytes())
 }
 
-/// Fixes glibc malloc's mmap threshold at its initial value, 128 KiB, for the rest of the
-/// process.
+/// Makes mimalloc return freed memory to the kernel at once instead of after its purge
+/// delay (v3 defaults: 1 s for pages, × 10 for arena memory, where 10 MiB documents live).
 ///
-/// By default glibc raises the threshold each time a mapped block is freed, up to 32 MiB.
-/// After the first 10 MiB document is freed, later ones come from the per-thread arenas,
-/// which keep them once freed: RSS then depends on which threads happened to allocate and
-/// free what (a CI run saw 35 → 118 MiB over six identical rounds, with nothing leaked).
-/// With a fixed threshold every block of 128 KiB or more is mapped on allocation and unmapped
-/// on free, so a leaked 10 MiB document shows in RSS and a freed one does not. (Not higher:
-/// at 256 KiB the clients' 128 KiB read buffers come from the arenas instead, and the
-/// isolation suite's RSS after 3,000 connections went from 51 to 296 MiB.)
-pub fn pin_mmap_threshold() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: `mallopt` only sets a malloc tuning parameter; glibc serialises it against
-    // concurrent allocation with the arena locks.
+/// The `agentcast` binary releases the same memory, only up to ~10 s later; without this a
+/// reading taken right after a round counts a varying number of freed 10 MiB documents
+/// (measured: rounds of the json suite between 60 and 151 MiB with nothing leaked). With it,
+/// RSS follows what mimalloc still holds (live memory plus its per-thread page caches).
+pub fn purge_freed_memory_at_once() {
+    /// `mi_option_purge_delay` in mimalloc v3's `mi_option_t` (`include/mimalloc.h`).
+    const MI_OPTION_PURGE_DELAY: i32 = 15;
+    #[allow(unsafe_code)]
+    unsafe extern "C" {
+        fn mi_option_set(option: i32, value: std::ffi::c_long);
+    }
+    // SAFETY: `mi_option_set` (exported by the mimalloc library the `mimalloc` crate links)
+    // only stores an option value; `mi_option_t` is a C enum (an `int`) and 15 is a valid
+    // option. Safe to call at any time from any thread.
     #[allow(unsafe_code)]
     unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
+        mi_option_set(MI_OPTION_PURGE_DELAY, 0);
     }
+}
+
+/// Process RSS in KiB after the server handled a few requests (so every thread's pending
+/// frees were processed; see [`purge_freed_memory_at_once`]).
+pub async fn settled_rss_kib(server: &TestServer) -> u64 {
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    for _ in 0..4 {
+        let _ = held(server).await;
+    }
+    rss_kib()
 }
 
 /// Process RSS in KiB.
@@ -236,13 +258,13 @@ pub struct Ledger {
 impl Ledger {
     /// Takes the baseline (after the probe connected).
     pub async fn start(suite: &'static str, server: &TestServer, connections: u64) -> Ledger {
-        pin_mmap_threshold();
+        purge_freed_memory_at_once();
         let base = settle(server, connections).await;
         Ledger {
             suite,
             cases: AtomicUsize::new(0),
             base,
-            base_rss: rss_kib(),
+            base_rss: settled_rss_kib(server).await,
         }
     }
 
@@ -256,11 +278,19 @@ impl Ledger {
         self.cases.fetch_add(n, Ordering::Relaxed);
     }
 
-    /// Asserts the server's accounting returned to the baseline and RSS to within
-    /// `rss_tolerance_kib`, and prints the figures.
-    pub async fn finish(&self, server: &TestServer, probe: &Probe, rss_tolerance_kib: u64) {
+    /// Asserts the server's accounting returned to the baseline, the users gauge grew by at
+    /// most `authenticated_users` (the distinct users the suite connected as or published to
+    /// successfully after [`Ledger::start`]), and RSS to within `rss_tolerance_kib`; prints
+    /// the figures.
+    pub async fn finish(
+        &self,
+        server: &TestServer,
+        probe: &Probe,
+        rss_tolerance_kib: u64,
+        authenticated_users: u64,
+    ) {
         let after = settle(server, self.base.connections).await;
-        let rss = rss_kib();
+        let rss = settled_rss_kib(server).await;
         println!(
             "[{}] hostile cases tried: {}; probe worst latency: {:?}; server before: {:?}, \
              RSS {} KiB; after: {:?}, RSS {} KiB",
@@ -274,6 +304,14 @@ impl Ledger {
         );
         assert_eq!(after.connections, self.base.connections);
         assert_eq!(after.queue_depth, 0);
+        assert!(
+            after.users >= self.base.users && after.users <= self.base.users + authenticated_users,
+            "users with state went from {} to {}, but the suite authenticated as only {} new \
+             users: hostile input created user state",
+            self.base.users,
+            after.users,
+            authenticated_users
+        );
         assert!(
             rss <= self.base_rss + rss_tolerance_kib,
             "RSS grew from {} KiB to {} KiB (tolerance {rss_tolerance_kib} KiB)",
