@@ -62,7 +62,7 @@ pub struct HubConfig {
     pub max_users: usize,
     /// History bytes of one user (see [`crate::history`] for how an entry is sized); the
     /// oldest events are evicted to fit a new one, and an event larger than this is not kept.
-    /// Default: 8 MiB.
+    /// At most 4 GiB (a larger value counts as 4 GiB). Default: 8 MiB.
     pub max_history_bytes_per_user: usize,
     /// History bytes of all users of this node (each shard holds at most
     /// `max_history_bytes / shards`). A publish that takes its shard over it evicts the least

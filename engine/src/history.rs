@@ -46,14 +46,25 @@ pub struct Gap {
 
 /// Bounded history of one user. See the [module docs](self).
 #[derive(Debug)]
+///
+/// The limits and the byte count are held as `u32` (saturating: at most 4 Gi events and
+/// 4 GiB per user; an age limit of 2^32 − 1 ms or more means none) so that a ring stays 56
+/// bytes: it lives inline in the shard's user table, whose bucket a per-user publish reads,
+/// and every 8 bytes there cost the hot path cache lines.
 pub struct HistoryRing {
     entries: VecDeque<HistoryEntry>,
-    max_len: usize,
-    max_age_ms: u64,
-    /// Sum of [`entry_bytes`] over `entries`.
-    bytes: usize,
-    max_bytes: usize,
     evicted_upto: u64,
+    max_len: u32,
+    /// `u32::MAX`: no age limit.
+    max_age_ms: u32,
+    /// Sum of [`entry_bytes`] over `entries` (never above `max_bytes`).
+    bytes: u32,
+    max_bytes: u32,
+}
+
+/// `n` as a `u32`, saturating.
+fn sat32(n: u64) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
 }
 
 /// Bytes an entry is counted for beyond its frame: the `HistoryEntry` in the ring, the shared
@@ -71,17 +82,17 @@ impl HistoryRing {
     pub fn new(max_len: usize, max_age_ms: u64, base: u64) -> HistoryRing {
         HistoryRing {
             entries: VecDeque::new(),
-            max_len,
-            max_age_ms,
-            bytes: 0,
-            max_bytes: usize::MAX,
             evicted_upto: base,
+            max_len: sat32(max_len as u64),
+            max_age_ms: sat32(max_age_ms),
+            bytes: 0,
+            max_bytes: u32::MAX,
         }
     }
 
     /// The same ring holding at most `max_bytes` (see the [module docs](self)).
     pub fn with_max_bytes(mut self, max_bytes: usize) -> HistoryRing {
-        self.max_bytes = max_bytes;
+        self.max_bytes = sat32(max_bytes as u64);
         self
     }
 
@@ -98,7 +109,7 @@ impl HistoryRing {
     fn push_with(&mut self, entry: HistoryEntry, mut evicted: impl FnMut(Bytes)) {
         debug_assert!(self.entries.back().is_none_or(|e| e.seq < entry.seq));
         let size = entry_bytes(&entry);
-        if self.max_len == 0 || size > self.max_bytes {
+        if self.max_len == 0 || size > self.max_bytes as usize {
             // Not kept at all: everything before it goes too, so the held seqs stay a
             // contiguous run ending at the newest and a resume sees one gap.
             while !self.entries.is_empty() {
@@ -108,16 +119,19 @@ impl HistoryRing {
             evicted(entry.frame);
             return;
         }
-        while self.entries.len() >= self.max_len || self.bytes + size > self.max_bytes {
+        while self.entries.len() >= self.max_len as usize
+            || self.bytes as usize + size > self.max_bytes as usize
+        {
             self.evict_front(&mut evicted);
         }
-        self.bytes += size;
+        // Within `max_bytes`, a `u32`, after the loop.
+        self.bytes += size as u32;
         self.entries.push_back(entry);
     }
 
     fn evict_front(&mut self, evicted: &mut impl FnMut(Bytes)) {
         if let Some(e) = self.entries.pop_front() {
-            self.bytes -= entry_bytes(&e);
+            self.bytes -= entry_bytes(&e) as u32;
             self.evicted_upto = self.evicted_upto.max(e.seq);
             evicted(e.frame);
         }
@@ -133,12 +147,12 @@ impl HistoryRing {
 
     /// The count limit.
     pub fn max_len(&self) -> usize {
-        self.max_len
+        self.max_len as usize
     }
 
     /// Bytes held (see the [module docs](self)). O(1).
     pub fn bytes(&self) -> usize {
-        self.bytes
+        self.bytes as usize
     }
 
     /// Hints the CPU to fetch the oldest entry, which the next push evicts when the ring is
@@ -161,19 +175,18 @@ impl HistoryRing {
     }
 
     fn expire_with(&mut self, now_ms: u64, mut evicted: impl FnMut(Bytes)) {
-        while self
-            .entries
-            .front()
-            .is_some_and(|e| now_ms.saturating_sub(e.at_ms) > self.max_age_ms)
-        {
+        while self.entries.front().is_some_and(|e| {
+            self.max_age_ms != u32::MAX
+                && now_ms.saturating_sub(e.at_ms) > u64::from(self.max_age_ms)
+        }) {
             self.evict_front(&mut evicted);
         }
     }
 
     /// Changes the count limit (per-tier history size), evicting at once if it shrank.
     pub fn set_max_len(&mut self, max_len: usize) {
-        self.max_len = max_len;
-        while self.entries.len() > max_len {
+        self.max_len = sat32(max_len as u64);
+        while self.entries.len() > self.max_len as usize {
             self.evict_front(&mut drop);
         }
     }
