@@ -341,6 +341,17 @@ impl Client {
         }
     }
 
+    /// Reads exactly `n` JSON messages. Use it for what the engine queues at connect (a
+    /// resume's `gap` and replay): [`Client::sync`]'s pong is written by the session itself
+    /// and can overtake those frames.
+    pub async fn take(&mut self, n: usize) -> Vec<Value> {
+        let mut got = Vec::with_capacity(n);
+        while got.len() < n {
+            got.push(self.next_json().await);
+        }
+        got
+    }
+
     /// Asserts that nothing but pings arrives for `d`.
     pub async fn expect_silence(&mut self, d: Duration) {
         if let Ok(Some(Ok(m))) = tokio::time::timeout(d, self.ws.next()).await {
