@@ -22,17 +22,7 @@ async fn publish_batch(api: &TestServer, users: impl Iterator<Item = String>) ->
     let items: Vec<Value> = users
         .map(|u| json!({"user_id": u, "type": "tool_executing", "run_id": "r", "data": {}}))
         .collect();
-    let body = Value::Array(items).to_string();
-    let (status, text) = api
-        .http(
-            "POST",
-            "/api/v1/publish/batch",
-            Some(API_KEY),
-            body.as_bytes(),
-        )
-        .await;
-    assert_eq!(status, 200, "{text}");
-    let v: Vec<Value> = serde_json::from_str(&text).unwrap();
+    let v = api.publish_batch(&items).await;
     v.iter().map(|r| r["seq"].as_u64().expect("seq")).collect()
 }
 

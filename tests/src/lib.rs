@@ -142,6 +142,22 @@ impl TestServer {
         (s, serde_json::from_str(&b).unwrap_or(Value::Null))
     }
 
+    /// `POST /api/v1/publish/batch` with `items`; asserts 200 and returns the per-item
+    /// results (`{"seq", "connections"}` or `{"error"}`).
+    pub async fn publish_batch(&self, items: &[Value]) -> Vec<Value> {
+        let body = Value::Array(items.to_vec()).to_string();
+        let (status, text) = self
+            .http(
+                "POST",
+                "/api/v1/publish/batch",
+                Some(API_KEY),
+                body.as_bytes(),
+            )
+            .await;
+        assert_eq!(status, 200, "{text}");
+        serde_json::from_str(&text).expect("batch answer is a JSON array")
+    }
+
     /// Publishes `{"user_id", "type": "tool_executing", "run_id": "r", "data": data}` and
     /// returns the seq.
     pub async fn publish_user(&self, user: &str, data: Value) -> u64 {

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use agentcast_server::config::NeverConnected;
-use agentcast_tests::{API_KEY, TestServer, token};
+use agentcast_tests::{TestServer, token};
 use serde_json::{Value, json};
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpListener;
@@ -51,16 +51,7 @@ async fn flood(server: &TestServer, n: usize, users: usize) {
         })
         .collect();
     for chunk in items.chunks(1_000) {
-        let body = Value::Array(chunk.to_vec()).to_string();
-        let (s, b) = server
-            .http(
-                "POST",
-                "/api/v1/publish/batch",
-                Some(API_KEY),
-                body.as_bytes(),
-            )
-            .await;
-        assert_eq!(s, 200, "{b}");
+        server.publish_batch(chunk).await;
     }
 }
 

@@ -6,23 +6,14 @@
 
 use std::time::Duration;
 
-use agentcast_tests::{API_KEY, Client, TestServer, WAIT, token};
+use agentcast_tests::{Client, TestServer, WAIT, token};
 use serde_json::{Value, json};
 
 /// Publishes `items` as one batch and returns the seq of each.
 async fn publish_batch(server: &TestServer, items: &[Value]) -> Vec<u64> {
-    let body = Value::Array(items.to_vec()).to_string();
-    let (status, text) = server
-        .http(
-            "POST",
-            "/api/v1/publish/batch",
-            Some(API_KEY),
-            body.as_bytes(),
-        )
-        .await;
-    assert_eq!(status, 200, "{text}");
-    let results: Vec<Value> = serde_json::from_str(&text).expect("batch answer");
-    results
+    server
+        .publish_batch(items)
+        .await
         .iter()
         .map(|r| r["seq"].as_u64().unwrap_or_else(|| panic!("no seq: {r}")))
         .collect()
