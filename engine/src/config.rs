@@ -79,6 +79,10 @@ pub struct HubConfig {
     /// user the node has not seen connect since its state was created). When false such
     /// events are counted as `escalations_skipped` instead. Default: true.
     pub escalate_never_connected: bool,
+    // --- cluster mode (issue 13) ---
+    /// The health of an external broker (cluster mode; see [`crate::broker`]): reported as the
+    /// `broker` component instead of the in-process one. Default: none (embedded).
+    pub broker_health: Option<Arc<dyn crate::broker::BrokerHealth>>,
 }
 
 impl Default for HubConfig {
@@ -103,6 +107,7 @@ impl Default for HubConfig {
             max_history_bytes: 2 << 30,
             command_queue: 1 << 18,
             escalate_never_connected: true,
+            broker_health: None,
         }
     }
 }
@@ -130,6 +135,7 @@ impl fmt::Debug for HubConfig {
             .field("max_history_bytes", &self.max_history_bytes)
             .field("command_queue", &self.command_queue)
             .field("escalate_never_connected", &self.escalate_never_connected)
+            .field("broker_health", &self.broker_health.as_ref().map(|b| b.kind()))
             .finish_non_exhaustive()
     }
 }

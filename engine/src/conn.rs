@@ -77,6 +77,9 @@ pub struct ConnectOptions {
     pub max_subscriptions: usize,
     /// Overrides the user's history size (per-tier limits). Default: the hub's.
     pub history_len: Option<usize>,
+    /// Cluster mode: what the broker read for this connection (see [`crate::broker`]); the
+    /// replay comes from it instead of the shard's own history. Default: none.
+    pub seed: Option<Box<crate::broker::Seed>>,
     /// An internal connection (the health canary): sent no broadcasts, left out of gauges.
     pub(crate) internal: bool,
 }
@@ -87,6 +90,7 @@ impl Default for ConnectOptions {
             resume: Resume::FromAck,
             max_subscriptions: 64,
             history_len: None,
+            seed: None,
             internal: false,
         }
     }

@@ -509,7 +509,11 @@ impl MonitorState {
             (HealthState::Degraded, problems.join("; "))
         };
         components.push(("delivery".into(), delivery.0, delivery.1, 0));
-        let (state, reason) = broker_state(&seen, &hub.command_queue_depths(), cfg);
+        let (state, reason) = match &hub.config().broker_health {
+            // Cluster mode: the broker reports its own link (see `crate::broker`).
+            Some(b) => b.check(),
+            None => broker_state(&seen, &hub.command_queue_depths(), cfg),
+        };
         components.push(("broker".into(), state, reason, 0));
 
         self.publish(hub, components);
@@ -542,7 +546,12 @@ impl MonitorState {
                 }
             };
             out.push(ComponentHealth {
-                kind: (name == "broker").then_some(BROKER_KIND),
+                kind: (name == "broker").then(|| {
+                    hub.config()
+                        .broker_health
+                        .as_ref()
+                        .map_or(BROKER_KIND, |b| b.kind())
+                }),
                 name,
                 state,
                 reason,

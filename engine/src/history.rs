@@ -217,6 +217,23 @@ impl HistoryRing {
         self.entries.is_empty()
     }
 
+    /// An empty ring with the same limits, for a user whose seqs start after `base`.
+    pub(crate) fn emptied(&self, base: u64) -> HistoryRing {
+        HistoryRing {
+            entries: VecDeque::new(),
+            evicted_upto: base,
+            max_len: self.max_len,
+            max_age_ms: self.max_age_ms,
+            bytes: 0,
+            max_bytes: self.max_bytes,
+        }
+    }
+
+    /// The held entries, oldest first.
+    pub(crate) fn iter(&self) -> std::collections::vec_deque::Iter<'_, HistoryEntry> {
+        self.entries.iter()
+    }
+
     /// The highest seq no longer held.
     pub fn evicted_upto(&self) -> u64 {
         self.evicted_upto

@@ -683,6 +683,16 @@ impl Hub {
         stop(&self.inner);
     }
 
+    /// The shard workers (for `crate::sequenced`).
+    pub(crate) fn inner_workers(&self) -> &[Arc<WorkerShared>] {
+        &self.inner.workers
+    }
+
+    /// The stateless enrichment rules (for `crate::sequenced`).
+    pub(crate) fn inner_rules(&self) -> &Rules {
+        &self.inner.rules
+    }
+
     /// Resolves a priority as a publish would.
     pub fn priority_of(&self, event: &Event) -> Priority {
         event

@@ -55,6 +55,7 @@
 //! not step back. Seqs stay below 2^53 until the year 2255, so JavaScript clients read them
 //! exactly.
 
+pub mod broker;
 pub mod client_msg;
 pub mod config;
 pub mod conn;
@@ -73,11 +74,13 @@ mod prefetch;
 pub mod publish;
 pub mod ring;
 mod runs;
+pub mod sequenced;
 pub mod shard;
 mod slots;
 pub mod stats;
 mod worker;
 
+pub use broker::{BrokerHealth, Seed};
 pub use client_msg::ClientMessage;
 pub use config::{EnrichmentConfig, HubConfig};
 pub use conn::{ConnId, ConnectOptions, Connection, Readiness, Resume, Welcome};
@@ -88,8 +91,9 @@ pub use escalation::{Escalation, UnackedCritical};
 pub use event::{ChannelName, Data, Event, EventKind, Priority, PriorityTable, Target, UserId};
 pub use frame::Frame;
 pub use health::{ComponentHealth, Fault, FaultRefused, HealthConfig, HealthReport, HealthState};
-pub use history::Gap;
+pub use history::{Gap, HistoryEntry};
 pub use hub::{Connecting, Hub, PublishReply, Receipt, Reply};
 pub use publish::PublishRequest;
+pub use sequenced::UserEventParts;
 pub use shard::Footprint;
 pub use stats::{ShardStats, Stats};

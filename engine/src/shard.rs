@@ -49,6 +49,8 @@ use ahash::RandomState;
 use bytes::{BufMut, Bytes, BytesMut};
 use smallvec::SmallVec;
 
+mod sequenced;
+
 use crate::HubConfig;
 use crate::conn::{ConnId, ConnShared, ConnectOptions, Resume, Welcome, close_code};
 use crate::error::SubscribeError;
@@ -194,6 +196,10 @@ struct Tally {
     replayed: u64,
     handed: u64,
     gaps: u64,
+    /// Cluster mode: delivered events whose seq the shard had seen (dropped).
+    sequenced_duplicates: u64,
+    /// Cluster mode: delivered events after missing seqs (a `gap` was sent).
+    sequenced_holes: u64,
     forced_closes: u64,
     acks: u64,
     escalated: u64,
@@ -413,10 +419,11 @@ impl Shard {
                 user,
                 id,
                 shared,
-                options,
+                mut options,
                 reply,
             } => {
-                let out = self.connect(user, id, shared, &options);
+                let seed = options.seed.take();
+                let out = self.connect(user, id, shared, &options, seed);
                 // The caller gave up (its `Connecting` was dropped): nobody will ever hold the
                 // `Connection` whose drop unregisters it, so unregister now.
                 if let Err((key, _)) = reply.send(out) {
@@ -452,6 +459,13 @@ impl Shard {
                 self.flush_counters(&worker.counters);
                 f(self)
             }
+            Command::Deliver {
+                user,
+                entry,
+                coalesce_run,
+                kind,
+                born_us,
+            } => self.deliver_sequenced(user, entry, coalesce_run, kind, born_us),
             Command::Fault(fault) => self.inject(fault),
             Command::Drain => self.begin_drain(),
             Command::Shutdown => {}
@@ -477,7 +491,7 @@ impl Shard {
             &mut self.users,
             &mut self.idle,
             &self.cfg,
-            self.seq_floor,
+            Some(self.seq_floor),
             &user,
             ts_ms,
         );
@@ -750,7 +764,9 @@ impl Shard {
         id: ConnId,
         shared: Arc<ConnShared>,
         opts: &ConnectOptions,
+        seed: Option<Box<crate::broker::Seed>>,
     ) -> (usize, Welcome) {
+        let seed_given = seed.is_some();
         self.tally.connects += 1;
         let now = now_ms();
         let key = self.conns.insert(ConnEntry {
@@ -774,7 +790,7 @@ impl Shard {
             &mut self.users,
             &mut self.idle,
             &self.cfg,
-            self.seq_floor,
+            seed.is_none().then_some(self.seq_floor),
             &user,
             now,
         );
@@ -785,12 +801,20 @@ impl Shard {
         if let Some(len) = opts.history_len {
             state.history.set_max_len(len);
         }
-        state.history.expire(now);
-        self.history_bytes = self.history_bytes - bytes_before + state.history.bytes();
-        self.history_events = self.history_events - events_before + state.history.len();
         let after = match opts.resume {
             Resume::FromAck => state.ack,
             Resume::After(seq) => seq,
+        };
+        if let Some(seed) = seed {
+            sequenced::apply_seed(state, *seed);
+        }
+        state.history.expire(now);
+        self.history_bytes = self.history_bytes - bytes_before + state.history.bytes();
+        self.history_events = self.history_events - events_before + state.history.len();
+        let after = match (opts.resume, seed_given) {
+            // Seeded: the seed's ack cursor is the cluster-wide one.
+            (Resume::FromAck, true) => state.ack,
+            _ => after,
         };
         let (gap, events) = state.history.after(after);
         let c = &mut self.conns[key];
@@ -1149,18 +1173,21 @@ impl Shard {
 }
 
 /// The state of `user`, created (and queued as idle) if absent.
+///
+/// `seq_floor` is `None` in cluster mode (`sequenced`): the broker assigns seqs, and a new
+/// state starts at 0, "not known yet", until the first event or seed says where the user is.
 fn user_state<'a>(
     users: &'a mut UserTable,
     idle: &mut VecDeque<(UserId, u64)>,
     cfg: &HubConfig,
-    seq_floor: u64,
+    seq_floor: Option<u64>,
     user: &UserId,
     now: u64,
 ) -> &'a mut UserState {
     users.entry(UserKey::of(user)).or_insert_with(|| {
         // Seqs of a new incarnation start above any seq an earlier (evicted, or previous
         // process's) incarnation issued: see the module docs.
-        let base = now.saturating_mul(1000).max(seq_floor);
+        let base = seq_floor.map_or(0, |floor| now.saturating_mul(1000).max(floor));
         idle.push_back((user.clone(), now));
         UserState {
             user: user.clone(),

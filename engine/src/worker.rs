@@ -112,6 +112,16 @@ pub(crate) enum Command {
         born_us: u64,
         reply: Option<oneshot::Sender<usize>>,
     },
+    /// Deliver an event sequenced by the broker (cluster mode; see [`crate::broker`]).
+    Deliver {
+        user: UserId,
+        entry: crate::history::HistoryEntry,
+        coalesce_run: Option<Arc<str>>,
+        /// [`EventKind::index`](crate::EventKind::index) of the event.
+        kind: u8,
+        /// [`mono_us`](crate::health::mono_us) when it arrived.
+        born_us: u64,
+    },
     Connect {
         user: UserId,
         id: ConnId,
@@ -356,7 +366,10 @@ fn run(mut shard: Shard, shared: &Arc<WorkerShared>, parker: Parker) {
 /// Whether `cmd` counts against the publish bound (see [Overload](self#overload)).
 #[inline]
 fn is_publish(cmd: &Command) -> bool {
-    matches!(cmd, Command::Publish { .. } | Command::Fanout { .. })
+    matches!(
+        cmd,
+        Command::Publish { .. } | Command::Fanout { .. } | Command::Deliver { .. }
+    )
 }
 
 /// The worker loop proper; returns on shutdown. `taken` counts the publishes popped.
@@ -448,6 +461,7 @@ fn serve_draining(shard: &mut Shard, shared: &Arc<WorkerShared>, parker: &Parker
                 // queued to any connection, so no receipt promises a frame.
                 Command::Publish { .. }
                 | Command::Fanout { .. }
+                | Command::Deliver { .. }
                 | Command::Connect { .. }
                 | Command::Subscribe { .. }
                 | Command::Fault(_)

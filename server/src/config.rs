@@ -152,6 +152,20 @@ pub struct Config {
     /// is full is refused with 503 (nothing is published) and counted in
     /// `agentcast_publish_overloaded_total`. Default: 262,144.
     pub command_queue_capacity: usize,
+    // --- cluster mode (issue 13; see docs/cluster.md) ---
+    /// `redis://host:port[/db]` of the Redis that makes this node part of a cluster: seqs,
+    /// history, ack cursors and idempotency keys live there, and events reach every node.
+    /// Default: none (embedded: one node, everything in memory).
+    pub redis_url: Option<String>,
+    /// This node's name in the cluster. Default: `<hostname>-<8 hex digits>`, new each start.
+    pub node_id: Option<String>,
+    /// Prefix of every Redis key and channel of this cluster. Default: `ac`.
+    pub redis_prefix: String,
+    /// Longest a publish waits for Redis before it answers 503. Default: 1,500 ms.
+    pub redis_publish_timeout_ms: u64,
+    /// Redis unreachable for this long turns the `broker` component failed (`/readyz` 503).
+    /// Default: 10,000 ms.
+    pub broker_failed_after_ms: u64,
 }
 
 /// `[health]`: the engine's health monitor, canary and worker recovery (see
@@ -320,6 +334,11 @@ impl Default for Config {
             history_len: None,
             jwt_max_lifetime_secs: 7 * 24 * 3600,
             command_queue_capacity: 1 << 18,
+            redis_url: None,
+            node_id: None,
+            redis_prefix: "ac".to_owned(),
+            redis_publish_timeout_ms: 1_500,
+            broker_failed_after_ms: 10_000,
         }
     }
 }
@@ -399,6 +418,13 @@ pub struct Overrides {
     /// Publishes each engine shard's queue may hold before publishes get 503.
     #[arg(long, env = "AGENTCAST_COMMAND_QUEUE_CAPACITY", global = true)]
     pub command_queue_capacity: Option<usize>,
+    // Cluster mode (issue 13).
+    /// `redis://host:port` of the cluster's Redis: turns cluster mode on.
+    #[arg(long, env = "AGENTCAST_REDIS_URL", global = true)]
+    pub redis_url: Option<String>,
+    /// This node's name in the cluster (default: hostname and 8 random hex digits).
+    #[arg(long, env = "AGENTCAST_NODE_ID", global = true)]
+    pub node_id: Option<String>,
     // H4 (before authentication):
     /// Largest HTTP request head, bytes (`limits.max_request_head_bytes`).
     #[arg(long, env = "AGENTCAST_MAX_REQUEST_HEAD_BYTES", global = true)]
@@ -480,6 +506,12 @@ impl Config {
         if let Some(n) = o.command_queue_capacity {
             self.command_queue_capacity = n;
         }
+        if let Some(u) = &o.redis_url {
+            self.redis_url = Some(u.clone());
+        }
+        if let Some(n) = &o.node_id {
+            self.node_id = Some(n.clone());
+        }
         // H4 (before authentication):
         if let Some(n) = o.max_request_head_bytes {
             self.limits.max_request_head_bytes = n;
@@ -506,6 +538,20 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.heartbeat_ms == 0 {
             return Err(ConfigError::Invalid("heartbeat_ms", "must be > 0".into()));
+        }
+        if let Some(url) = &self.redis_url
+            && redis::parse_redis_url(url).is_none()
+        {
+            return Err(ConfigError::Invalid(
+                "redis_url",
+                format!("`{url}` is not a redis:// URL"),
+            ));
+        }
+        if self.redis_publish_timeout_ms == 0 || self.redis_publish_timeout_ms > 60_000 {
+            return Err(ConfigError::Invalid(
+                "redis_publish_timeout_ms",
+                "must be between 1 and 60000".into(),
+            ));
         }
         if self.command_queue_capacity == 0 {
             return Err(ConfigError::Invalid(

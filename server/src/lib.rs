@@ -35,6 +35,7 @@
 pub mod auth;
 pub mod bench;
 pub mod cli;
+mod cluster;
 pub mod config;
 pub mod enrichment;
 pub mod escalation;

@@ -67,6 +67,9 @@ pub enum ServerError {
     /// The engine's worker threads could not be started.
     #[error("cannot start the engine: {0}")]
     Engine(std::io::Error),
+    /// `redis_url` could not be used.
+    #[error("cannot use redis_url: {0}")]
+    Redis(String),
 }
 
 /// Serves on `listener` with `config` until `shutdown` resolves, then shuts down gracefully.
@@ -109,10 +112,25 @@ pub async fn run(
     hub_cfg.escalate_never_connected =
         config.escalation.never_connected == crate::config::NeverConnected::Escalate;
     tokio::spawn(escalation_task);
+    let link_health = config
+        .redis_url
+        .is_some()
+        .then(|| crate::cluster::Cluster::link_health(&config));
+    if let Some(h) = &link_health {
+        hub_cfg.broker_health = Some(Arc::clone(h) as _);
+    }
     let hub = Hub::start(hub_cfg).map_err(ServerError::Engine)?;
+    let cluster = match link_health {
+        Some(h) => Some(
+            crate::cluster::Cluster::start(&config, hub.clone(), h)
+                .map_err(|e| ServerError::Redis(e.to_string()))?,
+        ),
+        None => None,
+    };
     let limits = &config.limits;
     let state = Arc::new(AppState {
         hub,
+        cluster,
         auth,
         idempotency: IdempotencyCache::new(
             Duration::from_secs(limits.idempotency_window_secs),

@@ -17,6 +17,8 @@ use crate::tier::UserConnections;
 #[derive(Debug)]
 pub(crate) struct AppState {
     pub(crate) hub: Hub,
+    /// Cluster mode: the Redis broker (`None` embedded).
+    pub(crate) cluster: Option<Arc<crate::cluster::Cluster>>,
     pub(crate) cfg: Config,
     pub(crate) auth: Authenticator,
     pub(crate) metrics: Arc<ServerMetrics>,

@@ -70,8 +70,10 @@ pub(crate) fn metrics(state: &AppState) -> Response<Body> {
 }
 
 pub(crate) fn stats(state: &AppState) -> Response<Body> {
-    json_response(
-        StatusCode::OK,
-        &metrics::render_json(&state.metrics, &state.hub.stats()),
-    )
+    let mut v = metrics::render_json(&state.metrics, &state.hub.stats());
+    v["mode"] = match &state.cluster {
+        Some(c) => serde_json::json!({"kind": "cluster", "node": c.node()}),
+        None => serde_json::json!({"kind": "embedded"}),
+    };
+    json_response(StatusCode::OK, &v)
 }

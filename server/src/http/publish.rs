@@ -20,7 +20,7 @@
 //! same `{"error": ...}`.
 
 use agentcast_engine::{
-    HubClosed, ParseError, PublishError, PublishReply, PublishRequest, Receipt,
+    HubClosed, ParseError, PublishError, PublishReply, PublishRequest, Receipt, Target,
 };
 use bytes::Bytes;
 use http::{Request, Response, StatusCode, header};
@@ -59,6 +59,7 @@ pub(crate) async fn single(req: Request<Incoming>, state: &AppState) -> Response
             inc(&state.metrics.publish_idempotency_conflicts);
             error_response(StatusCode::CONFLICT, &e.to_string())
         }
+        Err(NotPublished::Broker(e)) => error_response(StatusCode::SERVICE_UNAVAILABLE, &e),
     }
 }
 
@@ -91,7 +92,9 @@ pub(crate) async fn batch(req: Request<Incoming>, state: &AppState) -> Response<
     for item in items {
         pending.push(match item {
             Err(e) => Pending::Refused(e),
-            Ok(r) if r.idempotency_key.is_some() => Pending::Done(publish_one(state, r).await),
+            Ok(r) if r.idempotency_key.is_some() || state.cluster.is_some() => {
+                Pending::Done(publish_one(state, r).await)
+            }
             Ok(r) => match state.hub.publish(r.target, r.event) {
                 Ok(reply) => Pending::Queued(reply),
                 Err(e) => Pending::Done(Err(e.into())),
@@ -120,6 +123,7 @@ pub(crate) async fn batch(req: Request<Incoming>, state: &AppState) -> Response<
                 inc(&state.metrics.publish_idempotency_conflicts);
                 json!({"error": e.to_string()})
             }
+            Err(NotPublished::Broker(e)) => json!({"error": e}),
         });
     }
     json_response(StatusCode::OK, &Value::Array(results))
@@ -132,6 +136,8 @@ enum NotPublished {
     Engine(PublishError),
     /// The idempotency key belongs to a different request (409).
     KeyReused(KeyReused),
+    /// Cluster mode: Redis did not store it (503).
+    Broker(String),
 }
 
 impl From<PublishError> for NotPublished {
@@ -148,6 +154,21 @@ impl From<HubClosed> for NotPublished {
 
 /// Publishes, or answers from the idempotency window, or refuses a reused key.
 async fn publish_one(state: &AppState, r: PublishRequest) -> Result<Receipt, NotPublished> {
+    if let Some(cluster) = &state.cluster {
+        // Cluster mode: Redis assigns the seq and keeps the idempotency keys.
+        let done = match r.target {
+            Target::User(user) => cluster.publish_user(user, r.event, r.idempotency_key).await,
+            target => {
+                cluster
+                    .publish_fanout(target, r.event, r.idempotency_key)
+                    .await
+            }
+        };
+        return done.map_err(|e| match e {
+            crate::cluster::BrokerError::KeyReused(k) => NotPublished::KeyReused(KeyReused(k)),
+            e => NotPublished::Broker(e.to_string()),
+        });
+    }
     let Some(key) = r.idempotency_key else {
         return Ok(state.hub.publish(r.target, r.event)?.await?);
     };

@@ -94,6 +94,25 @@ pub(crate) async fn upgrade(mut req: Request<Incoming>, state: Arc<AppState>) ->
     // `tests/tests/hostile_connections.rs`: connect/reset storms leaked engine
     // connections). The spawned task always finishes; if nobody awaits it any more, the
     // `Connection` it yields is dropped with it, which unregisters it.
+    // Cluster mode: subscribe to the user, count the connection cluster-wide and read the
+    // replay from Redis first (see `crate::cluster`).
+    let cluster_guard = match &state.cluster {
+        Some(cluster) => match cluster
+            .open_user(&identity.user, opts.resume, tier.history_len)
+            .await
+        {
+            Ok(opened) => {
+                opts.resume = opened.resume;
+                opts.seed = Some(Box::new(opened.seed));
+                Some(opened.guard)
+            }
+            Err(e) => {
+                inc(&m.ws_rejected_capacity);
+                return error_response(StatusCode::SERVICE_UNAVAILABLE, &e.to_string());
+            }
+        },
+        None => None,
+    };
     let connecting = state.hub.connect(identity.user.clone(), opts);
     let conn = match tokio::spawn(connecting).await {
         Ok(Ok(c)) => c,
@@ -105,7 +124,7 @@ pub(crate) async fn upgrade(mut req: Request<Incoming>, state: Arc<AppState>) ->
     let on_upgrade = hyper::upgrade::on(&mut req);
     let task_state = Arc::clone(&state);
     tokio::spawn(async move {
-        let _slots = (session_slot, user_slot);
+        let _slots = (session_slot, user_slot, cluster_guard);
         let upgraded = match on_upgrade.await {
             Ok(u) => u,
             Err(e) => {

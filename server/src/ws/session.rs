@@ -339,6 +339,9 @@ impl Session {
         match msg {
             ClientMessage::Ack { seq } => {
                 conn.ack(seq);
+                if let Some(cluster) = &self.state.cluster {
+                    cluster.ack(conn.user(), seq);
+                }
                 Flow::Continue
             }
             ClientMessage::Ping => {

@@ -1,0 +1,126 @@
+//! The shard in cluster mode: events arrive already sequenced by the broker (see
+//! [`crate::broker`]), and the user's history is a cache of the broker's.
+//!
+//! A user's state starts at seq 0, "not known": the first event delivered or the first seed
+//! says where the user is. After that, seqs must go up by one: a seq at or below the last
+//! one is a duplicate (the same event read from the broker and received live) and dropped;
+//! a seq further up means events were lost on the way, and the user's connections get a
+//! `gap` frame before it, as a resume would.
+
+use std::sync::Arc;
+
+use crate::broker::Seed;
+use crate::event::{Priority, UserId};
+use crate::frame::now_ms;
+use crate::history::{Gap, HistoryEntry};
+use crate::stats::KINDS;
+
+use super::{Parcel, Shard, UserState, deliver, gap_frame, ukey, user_state};
+
+impl Shard {
+    /// [`Command::Deliver`](crate::worker::Command::Deliver): see the [module docs](self).
+    pub(super) fn deliver_sequenced(
+        &mut self,
+        user: UserId,
+        entry: HistoryEntry,
+        coalesce: Option<Arc<str>>,
+        kind: u8,
+        born_us: u64,
+    ) {
+        let now = now_ms();
+        if self.users.len() >= self.user_cap && !self.users.contains_key(ukey(&user)) {
+            self.make_room_for_user();
+        }
+        let state = user_state(&mut self.users, &mut self.idle, &self.cfg, None, &user, now);
+        let known = state.last_seq != 0;
+        if known && entry.seq <= state.last_seq {
+            self.tally.sequenced_duplicates += 1;
+            return;
+        }
+        let gap = (known && entry.seq > state.last_seq + 1).then(|| Gap {
+            from: state.last_seq + 1,
+            to: entry.seq - 1,
+        });
+        let (bytes_before, events_before) = (state.history.bytes(), state.history.len());
+        if !known || gap.is_some() {
+            // The held seqs stay one contiguous run: a resume from before the hole sees it.
+            state.history = state.history.emptied(entry.seq - 1);
+        }
+        state.last_seq = entry.seq;
+        if state.conns.is_empty() {
+            state.idle_since = Some(now);
+        }
+        state.history.expire(now);
+        let (frame, priority) = (entry.frame.clone(), entry.priority);
+        state.history.push(entry);
+        self.history_bytes = self.history_bytes - bytes_before + state.history.bytes();
+        self.history_events = self.history_events - events_before + state.history.len();
+        if let Some(g) = gap {
+            self.tally.gaps += 1;
+            self.tally.sequenced_holes += 1;
+            let frame = gap_frame(g);
+            deliver(
+                &mut self.conns,
+                &mut self.tally,
+                &mut self.backlog,
+                &mut self.overflowed,
+                &state.conns,
+                Parcel {
+                    frame: &frame,
+                    priority: Priority::Critical,
+                    coalesce: None,
+                    born_us,
+                },
+            );
+        }
+        let delivered = deliver(
+            &mut self.conns,
+            &mut self.tally,
+            &mut self.backlog,
+            &mut self.overflowed,
+            &state.conns,
+            Parcel {
+                frame: &frame,
+                priority,
+                coalesce: coalesce.as_ref(),
+                born_us,
+            },
+        );
+        self.tally.published_user += 1;
+        self.tally.published_by_priority[priority as usize] += 1;
+        let k = usize::from(kind).min(KINDS - 1);
+        self.tally.published_by_kind[k] += 1;
+        self.tally.delivered_by_kind[k] += delivered as u64;
+        self.close_overflowed();
+        if self.history_bytes > self.history_cap {
+            self.shrink_history(&user);
+        }
+    }
+}
+
+/// Replaces `state`'s history cache with what the broker read, keeping the events cached
+/// since (above `seed.last_seq`): the read and the live subscription overlap, so the union
+/// by seq misses nothing and holds nothing twice.
+pub(super) fn apply_seed(state: &mut UserState, seed: Seed) {
+    let later: Vec<HistoryEntry> = state
+        .history
+        .iter()
+        .filter(|e| e.seq > seed.last_seq)
+        .cloned()
+        .collect();
+    let base = seed
+        .entries
+        .first()
+        .map_or(seed.last_seq, |e| e.seq.saturating_sub(1));
+    let mut ring = state.history.emptied(base);
+    let mut top = base;
+    for e in seed.entries.into_iter().chain(later) {
+        if e.seq > top {
+            top = e.seq;
+            ring.push(e);
+        }
+    }
+    state.history = ring;
+    state.last_seq = state.last_seq.max(seed.last_seq).max(top);
+    state.ack = state.ack.max(seed.ack);
+}

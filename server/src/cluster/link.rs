@@ -1,0 +1,275 @@
+//! The Redis link's supervisor (see `docs/cluster.md` §4.1). One task per node:
+//!
+//! 1. connect the command connection (connect timeout 500 ms, response timeout 1 s);
+//! 2. check whether Redis may have lost data: its `run_id` differs from `P:inst` (a restart,
+//!    or a promoted replica). If so the seq floor `P:floor` is raised above every seq this
+//!    node has seen and above Redis's clock × 1000, so no seq is ever issued twice and a
+//!    resume across the loss gets a `gap`;
+//! 3. open the subscriber connection; subscribe to `P:fan` and to every user with a
+//!    connection here (in commands of 1,000 channels);
+//! 4. renew this node's lease and re-register its connection counts (an empty Redis learns
+//!    them again);
+//! 5. catch up: for each user, read what was stored after the last seq delivered here and
+//!    deliver it before anything that arrives live (the engine drops what it has seen);
+//! 6. mark the link up, then dispatch messages, `PING` every 500 ms and renew the lease every
+//!    2 s, until either connection fails; then mark it down and start again after
+//!    `min(2 s, 50 ms × 2^n)`, fully jittered.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use agentcast_engine::{Frame, HistoryEntry, UserId};
+use futures_util::StreamExt;
+use redis::AsyncConnectionConfig;
+use redis::aio::{MultiplexedConnection, PubSubStream};
+
+use super::{Cluster, wire};
+
+/// Acks are written to Redis this often, one script per user with a new ack.
+pub(crate) const ACK_FLUSH: Duration = Duration::from_millis(20);
+
+/// How long a node's lease lives without renewal: its connection counts stop counting.
+const LEASE: Duration = Duration::from_secs(10);
+
+/// Runs forever: see the [module docs](self).
+pub(crate) async fn supervise(cluster: Arc<Cluster>) {
+    let mut failures: u32 = 0;
+    loop {
+        match connect(&cluster).await {
+            Ok((conn, stream)) => {
+                failures = 0;
+                let why = serve(&cluster, conn, stream).await;
+                cluster.health.set_down(why.clone());
+                tracing::warn!(target: "agentcast::cluster", reason = %why, "redis link lost; reconnecting");
+            }
+            Err(e) => {
+                cluster.health.set_down(e.to_string());
+                if failures == 0 {
+                    tracing::warn!(target: "agentcast::cluster", error = %e, "cannot reach redis; retrying");
+                }
+            }
+        }
+        *cluster.conn.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        *cluster.sink.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        // Every user must be subscribed again on the next subscriber connection.
+        for sub in cluster.subs.lock().await.values_mut() {
+            let fresh = super::Sub::default();
+            fresh.refs.store(sub.refs.load(Ordering::SeqCst), Ordering::SeqCst);
+            fresh.top.store(sub.top.load(Ordering::SeqCst), Ordering::SeqCst);
+            *sub = Arc::new(fresh);
+        }
+        let cap = Duration::from_millis(50).saturating_mul(1 << failures.min(6));
+        let cap = cap.min(Duration::from_secs(2));
+        let delay = cap.mul_f64(rand::random::<f64>());
+        failures = failures.saturating_add(1);
+        tokio::time::sleep(delay).await;
+    }
+}
+
+/// Steps 1–5.
+async fn connect(cluster: &Arc<Cluster>) -> redis::RedisResult<(MultiplexedConnection, PubSubStream)> {
+    let config = AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(Duration::from_millis(500)))
+        .set_response_timeout(Some(Duration::from_secs(1)));
+    let mut conn = cluster
+        .client
+        .get_multiplexed_async_connection_with_config(&config)
+        .await?;
+    check_for_loss(cluster, &mut conn).await?;
+    let pubsub = tokio::time::timeout(Duration::from_secs(1), cluster.client.get_async_pubsub())
+        .await
+        .map_err(|_| timeout("subscriber connection"))??;
+    let (mut sink, stream) = pubsub.split();
+    let subs: Vec<(UserId, Arc<super::Sub>)> = cluster
+        .subs
+        .lock()
+        .await
+        .iter()
+        .map(|(u, s)| (u.clone(), Arc::clone(s)))
+        .collect();
+    let two_s = Duration::from_secs(2);
+    tokio::time::timeout(two_s, sink.subscribe(format!("{}:fan", cluster.prefix)))
+        .await
+        .map_err(|_| timeout("subscribe"))??;
+    for chunk in subs.chunks(1000) {
+        let channels: Vec<String> = chunk.iter().map(|(u, _)| cluster.key(u, "e")).collect();
+        tokio::time::timeout(two_s, sink.subscribe(&channels))
+            .await
+            .map_err(|_| timeout("subscribe"))??;
+        for (_, s) in chunk {
+            let _ = s.subscribed.set(());
+        }
+    }
+    renew_lease(cluster, &mut conn).await?;
+    let mut pipe = redis::pipe();
+    for (user, sub) in &subs {
+        let refs = sub.refs.load(Ordering::SeqCst);
+        if refs > 0 {
+            pipe.hset(cluster.key(user, "n"), &cluster.node, refs).ignore();
+        }
+    }
+    let _: () = pipe.query_async(&mut conn).await?;
+    for (user, sub) in &subs {
+        catch_up(cluster, &mut conn, user, sub).await?;
+    }
+    *cluster.conn.lock().unwrap_or_else(|e| e.into_inner()) = Some(conn.clone());
+    *cluster.sink.lock().unwrap_or_else(|e| e.into_inner()) = Some(sink);
+    cluster.health.set_up();
+    tracing::info!(target: "agentcast::cluster", users = subs.len(), "redis link up");
+    Ok((conn, stream))
+}
+
+fn timeout(what: &str) -> redis::RedisError {
+    redis::RedisError::from((redis::ErrorKind::Io, "timed out", what.to_owned()))
+}
+
+/// Step 2.
+async fn check_for_loss(cluster: &Cluster, conn: &mut MultiplexedConnection) -> redis::RedisResult<()> {
+    let info: String = redis::cmd("INFO").arg("server").query_async(conn).await?;
+    let run_id = info
+        .lines()
+        .find_map(|l| l.strip_prefix("run_id:"))
+        .unwrap_or("")
+        .trim()
+        .to_owned();
+    let inst_key = format!("{}:inst", cluster.prefix);
+    let known: Option<String> = redis::cmd("GET").arg(&inst_key).query_async(conn).await?;
+    if known.as_deref() == Some(run_id.as_str()) {
+        return Ok(());
+    }
+    let (secs, micros): (u64, u64) = redis::cmd("TIME").query_async(conn).await?;
+    let now_ms = secs * 1000 + micros / 1000;
+    let floor_key = format!("{}:floor", cluster.prefix);
+    let old: Option<u64> = redis::cmd("GET").arg(&floor_key).query_async(conn).await?;
+    let floor = (now_ms * 1000)
+        .max(cluster.max_seen.load(Ordering::Relaxed) + 1)
+        .max(old.unwrap_or(0));
+    let _: () = redis::pipe()
+        .set(&floor_key, floor)
+        .ignore()
+        .set(&inst_key, &run_id)
+        .ignore()
+        .query_async(conn)
+        .await?;
+    if known.is_some() {
+        tracing::warn!(
+            target: "agentcast::cluster",
+            floor,
+            "redis server changed (restart or failover): seqs continue above the floor; resumes across it get a gap"
+        );
+    }
+    Ok(())
+}
+
+async fn renew_lease(cluster: &Cluster, conn: &mut MultiplexedConnection) -> redis::RedisResult<()> {
+    redis::cmd("SET")
+        .arg(format!("{}:node:{}", cluster.prefix, cluster.node))
+        .arg(1)
+        .arg("PX")
+        .arg(LEASE.as_millis() as u64)
+        .query_async(conn)
+        .await
+}
+
+/// Step 5 for one user.
+async fn catch_up(
+    cluster: &Cluster,
+    conn: &mut MultiplexedConnection,
+    user: &UserId,
+    sub: &super::Sub,
+) -> redis::RedisResult<()> {
+    let top = sub.top.load(Ordering::SeqCst);
+    if top == 0 {
+        return Ok(());
+    }
+    let mut inv = cluster.scripts.read_after.key(cluster.key(user, "h"));
+    inv.arg(top).arg(cluster.history_len.max(1));
+    let entries: Vec<(String, Vec<(Vec<u8>, Vec<u8>)>)> = inv.invoke_async(conn).await?;
+    for (id, fields) in &entries {
+        if let Some(e) = wire::parse_entry(id, fields) {
+            sub.top.fetch_max(e.seq, Ordering::SeqCst);
+            let entry = HistoryEntry {
+                seq: e.seq,
+                priority: e.priority,
+                at_ms: e.at_ms,
+                frame: Frame::text(e.payload).into_bytes(),
+            };
+            // The kind index is for counters only; a catch-up counts as a custom type.
+            cluster.deliver(user.clone(), entry, u8::MAX, None).await;
+        }
+    }
+    Ok(())
+}
+
+/// Step 6: returns why the link ended.
+async fn serve(cluster: &Arc<Cluster>, mut conn: MultiplexedConnection, mut stream: PubSubStream) -> String {
+    let mut ping = tokio::time::interval(Duration::from_millis(500));
+    let mut ticks: u32 = 0;
+    let user_prefix = cluster.prefix.clone();
+    let fan = format!("{}:fan", cluster.prefix);
+    loop {
+        tokio::select! {
+            msg = stream.next() => {
+                let Some(msg) = msg else {
+                    return "subscriber connection closed".to_owned();
+                };
+                let channel = msg.get_channel_name();
+                if channel == fan {
+                    cluster.dispatch_fanout(msg.get_payload_bytes());
+                } else if let Some(user) = wire::user_of_channel(&user_prefix, channel) {
+                    cluster.dispatch_user(user, msg.get_payload_bytes()).await;
+                }
+            }
+            _ = ping.tick() => {
+                ticks = ticks.wrapping_add(1);
+                let r: redis::RedisResult<String> = redis::cmd("PING").query_async(&mut conn).await;
+                if let Err(e) = r {
+                    return format!("ping failed: {e}");
+                }
+                if ticks % 4 == 0 && let Err(e) = renew_lease(cluster, &mut conn).await {
+                    return format!("lease renewal failed: {e}");
+                }
+                if !cluster.health.is_up() {
+                    // A request failed meanwhile, but the connection answers again.
+                    cluster.health.set_up();
+                }
+            }
+        }
+    }
+}
+
+/// Writes the acks gathered since the last flush, every [`ACK_FLUSH`]; while Redis is down
+/// they are kept (the highest per user).
+pub(crate) async fn flush_acks(cluster: Arc<Cluster>) {
+    let mut tick = tokio::time::interval(ACK_FLUSH);
+    loop {
+        tick.tick().await;
+        let pending = std::mem::take(&mut *cluster.acks.lock().unwrap_or_else(|e| e.into_inner()));
+        if pending.is_empty() {
+            continue;
+        }
+        let Ok(mut conn) = cluster.command_conn() else {
+            restore(&cluster, pending);
+            continue;
+        };
+        let mut failed = false;
+        for (user, seq) in &pending {
+            let mut inv = cluster.scripts.ack_user.key(cluster.key(user, "m"));
+            inv.arg(seq.min(&(1 << 53)));
+            let r: redis::RedisResult<i64> = inv.invoke_async(&mut conn).await;
+            failed |= r.is_err();
+        }
+        if failed {
+            restore(&cluster, pending);
+        }
+    }
+}
+
+fn restore(cluster: &Cluster, pending: std::collections::HashMap<UserId, u64>) {
+    let mut acks = cluster.acks.lock().unwrap_or_else(|e| e.into_inner());
+    for (user, seq) in pending {
+        let a = acks.entry(user).or_default();
+        *a = (*a).max(seq);
+    }
+}

@@ -1,0 +1,542 @@
+//! Cluster mode: several nodes share one Redis (see `docs/cluster.md`). What must hold
+//! cluster-wide lives there: each user's seq, history (a Stream), ack cursor and
+//! connection count, and idempotency keys. Nodes keep connections and delivery, as
+//! embedded; the engine takes events already sequenced ([`Hub::deliver`]) and seeds each
+//! new connection's replay from Redis ([`agentcast_engine::Seed`]).
+//!
+//! - [`scripts`]: one Lua script per operation, so a publish is one atomic step and one
+//!   round trip (the node's requests share one multiplexed connection: concurrent publishes
+//!   are pipelined).
+//! - [`link`]: the supervisor: connects, checks whether Redis lost its data (raising the
+//!   seq floor), subscribes, dispatches what arrives, reconnects with jittered backoff.
+//! - [`wire`]: what travels on the channels, parsed without trusting it.
+//! - [`health`]: the `broker` component of `/readyz`.
+//!
+//! Fan-out: a node subscribes to `P:{U}:e` while it holds a connection of U (and for
+//! [`LINGER`] after the last one closes), so it receives only the events of users it serves;
+//! channel and broadcast events go to every node on `P:fan`.
+
+pub(crate) mod health;
+mod link;
+mod scripts;
+pub(crate) mod wire;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use agentcast_engine::{
+    Event, Frame, HistoryEntry, Hub, Receipt, Resume, Seed, Target, UserId,
+};
+use redis::aio::{MultiplexedConnection, PubSubSink};
+use sha2::{Digest, Sha256};
+
+use crate::config::Config;
+pub(crate) use health::LinkHealth;
+use scripts::Scripts;
+
+/// How long a node stays subscribed to a user after the user's last connection here closed
+/// (absorbs reconnect loops).
+const LINGER: Duration = Duration::from_secs(10);
+
+/// Why a cluster operation did not happen.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum BrokerError {
+    /// Redis is unreachable, or did not answer within the publish timeout.
+    #[error("broker unavailable: {0}")]
+    Unavailable(String),
+    /// The idempotency key was first used with another request.
+    #[error("idempotency_key `{0}` reused with a different request")]
+    KeyReused(Arc<str>),
+}
+
+/// One node's view of the cluster. See the [module docs](self).
+pub(crate) struct Cluster {
+    hub: Hub,
+    client: redis::Client,
+    node: String,
+    prefix: String,
+    scripts: Scripts,
+    health: Arc<LinkHealth>,
+    /// The command connection while the link is up.
+    conn: Mutex<Option<MultiplexedConnection>>,
+    /// The subscriber connection's sending half while the link is up.
+    sink: Mutex<Option<PubSubSink>>,
+    /// Users this node is subscribed to (or is subscribing to).
+    subs: tokio::sync::Mutex<HashMap<UserId, Arc<Sub>>>,
+    /// Highest ack per user not yet written to Redis.
+    acks: Mutex<HashMap<UserId, u64>>,
+    /// The highest seq this node has seen (for the floor after a Redis loss).
+    max_seen: AtomicU64,
+    publish_timeout: Duration,
+    history_len: usize,
+    history_max_age_ms: u64,
+    state_ttl_ms: u64,
+    idempotency_ttl_ms: u64,
+}
+
+impl std::fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cluster")
+            .field("node", &self.node)
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+/// This node's subscription to one user.
+#[derive(Debug, Default)]
+struct Sub {
+    /// The user's connections on this node.
+    refs: AtomicUsize,
+    /// Set once `SUBSCRIBE` was confirmed on the current subscriber connection.
+    subscribed: tokio::sync::OnceCell<()>,
+    /// The highest seq delivered for the user (where a catch-up read starts).
+    top: AtomicU64,
+}
+
+/// Keeps this node subscribed to a user while a connection of the user is open here.
+pub(crate) struct UserGuard {
+    cluster: Arc<Cluster>,
+    user: UserId,
+}
+
+impl Drop for UserGuard {
+    fn drop(&mut self) {
+        let cluster = Arc::clone(&self.cluster);
+        let user = self.user.clone();
+        tokio::spawn(async move { cluster.closed(user).await });
+    }
+}
+
+/// What `open_user` gives a new connection.
+pub(crate) struct Opened {
+    pub(crate) resume: Resume,
+    pub(crate) seed: Seed,
+    pub(crate) guard: UserGuard,
+}
+
+impl Cluster {
+    /// The link's health, created before the hub (the engine's monitor reads it).
+    pub(crate) fn link_health(cfg: &Config) -> Arc<LinkHealth> {
+        Arc::new(LinkHealth::new(Duration::from_millis(
+            cfg.broker_failed_after_ms,
+        )))
+    }
+
+    /// Starts the link supervisor. `url` was validated with the configuration.
+    pub(crate) fn start(
+        cfg: &Config,
+        hub: Hub,
+        health: Arc<LinkHealth>,
+    ) -> Result<Arc<Cluster>, redis::RedisError> {
+        let url = cfg.redis_url.as_deref().unwrap_or_default();
+        let client = redis::Client::open(url)?;
+        let node = cfg.node_id.clone().unwrap_or_else(default_node_id);
+        let hub_cfg = hub.config();
+        let cluster = Arc::new(Cluster {
+            client,
+            node,
+            prefix: cfg.redis_prefix.clone(),
+            scripts: Scripts::new(),
+            health,
+            conn: Mutex::new(None),
+            sink: Mutex::new(None),
+            subs: tokio::sync::Mutex::new(HashMap::new()),
+            acks: Mutex::new(HashMap::new()),
+            max_seen: AtomicU64::new(0),
+            publish_timeout: Duration::from_millis(cfg.redis_publish_timeout_ms),
+            history_len: hub_cfg.history_len,
+            history_max_age_ms: hub_cfg.history_max_age.as_millis() as u64,
+            state_ttl_ms: (hub_cfg.user_ttl.as_millis() as u64)
+                .max(hub_cfg.history_max_age.as_millis() as u64)
+                .max(1),
+            idempotency_ttl_ms: (cfg.limits.idempotency_window_secs * 1000).max(1),
+            hub,
+        });
+        tracing::info!(
+            target: "agentcast::cluster",
+            node = %cluster.node,
+            prefix = %cluster.prefix,
+            "cluster mode: state in redis"
+        );
+        tokio::spawn(link::supervise(Arc::clone(&cluster)));
+        tokio::spawn(link::flush_acks(Arc::clone(&cluster)));
+        Ok(cluster)
+    }
+
+    pub(crate) fn node(&self) -> &str {
+        &self.node
+    }
+
+    fn key(&self, user: &UserId, what: &str) -> String {
+        format!("{}:{{{}}}:{what}", self.prefix, user.as_str())
+    }
+
+    fn command_conn(&self) -> Result<MultiplexedConnection, BrokerError> {
+        let conn = self.conn.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        conn.ok_or_else(|| self.unavailable())
+    }
+
+    fn unavailable(&self) -> BrokerError {
+        match self.health.down_for() {
+            Some((d, why)) => BrokerError::Unavailable(format!(
+                "redis unreachable for {:.1} s ({why}); nothing was published, retry later",
+                d.as_secs_f64()
+            )),
+            None => BrokerError::Unavailable("redis unreachable".to_owned()),
+        }
+    }
+
+    /// Runs `f` within the publish timeout; a timeout or an I/O error is `Unavailable`
+    /// (the link supervisor notices the loss on its own).
+    async fn within<T>(
+        &self,
+        f: impl std::future::Future<Output = redis::RedisResult<T>>,
+    ) -> Result<T, BrokerError> {
+        match tokio::time::timeout(self.publish_timeout, f).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => {
+                if e.is_io_error() || e.is_connection_dropped() || e.is_timeout() {
+                    self.health.set_down(e.to_string());
+                }
+                Err(BrokerError::Unavailable(format!(
+                    "redis: {e}; the event may not be stored, retry (with an idempotency_key to be safe)"
+                )))
+            }
+            Err(_) => Err(BrokerError::Unavailable(format!(
+                "redis did not answer within {} ms; the event may not be stored, retry (with an idempotency_key to be safe)",
+                self.publish_timeout.as_millis()
+            ))),
+        }
+    }
+
+    /// Publishes a user event: seq, history append and fan-out in one script.
+    pub(crate) async fn publish_user(
+        &self,
+        user: UserId,
+        event: Event,
+        idempotency_key: Option<Arc<str>>,
+    ) -> Result<Receipt, BrokerError> {
+        let mut conn = self.command_conn()?;
+        let hash = idempotency_key
+            .as_ref()
+            .map(|_| request_hash(&Target::User(user.clone()), &event))
+            .unwrap_or_default();
+        let parts = self.hub.encode_user_parts(&event, agentcast_engine::frame::now_ms());
+        let idem = match &idempotency_key {
+            Some(k) => format!("{}:i:{k}", self.prefix),
+            None => self.key(&user, "m"),
+        };
+        let mut inv = self.scripts.publish_user.key(self.key(&user, "m"));
+        inv.key(self.key(&user, "h"))
+            .key(format!("{}:floor", self.prefix))
+            .key(self.key(&user, "n"))
+            .key(idem)
+            .arg(parts.head.as_ref())
+            .arg(parts.tail.as_ref())
+            .arg(wire::priority_digit(parts.priority))
+            .arg(self.history_len)
+            .arg(self.state_ttl_ms)
+            .arg(&hash)
+            .arg(self.idempotency_ttl_ms)
+            .arg(self.key(&user, "e"))
+            .arg(format!("{}:node:", self.prefix))
+            .arg(event.kind.index())
+            .arg(parts.coalesce_run.as_deref().unwrap_or(""));
+        let (code, seq, connections): (u8, String, String) =
+            self.within(inv.invoke_async(&mut conn)).await?;
+        if code == 2 {
+            return Err(BrokerError::KeyReused(idempotency_key.unwrap_or_default()));
+        }
+        let seq: u64 = seq.parse().unwrap_or(0);
+        self.max_seen.fetch_max(seq, Ordering::Relaxed);
+        Ok(Receipt {
+            seq: Some(seq),
+            connections: connections.parse().unwrap_or(0),
+        })
+    }
+
+    /// Publishes a channel or broadcast event to every node. The receipt counts this node's
+    /// recipients (other nodes deliver on their own; they do not answer).
+    pub(crate) async fn publish_fanout(
+        &self,
+        target: Target,
+        event: Event,
+        idempotency_key: Option<Arc<str>>,
+    ) -> Result<Receipt, BrokerError> {
+        let mut conn = self.command_conn()?;
+        let hash = idempotency_key
+            .as_ref()
+            .map(|_| request_hash(&target, &event))
+            .unwrap_or_default();
+        let idem = match &idempotency_key {
+            Some(k) => format!("{}:i:{k}", self.prefix),
+            None => format!("{}:i:-", self.prefix),
+        };
+        let mut message = self.node.clone().into_bytes();
+        message.push(b'\n');
+        message.extend_from_slice(&fanout_request(&target, &event));
+        let mut inv = self.scripts.publish_fanout.key(&idem);
+        inv.arg(&hash)
+            .arg(self.idempotency_ttl_ms)
+            .arg(format!("{}:fan", self.prefix))
+            .arg(message);
+        let (code, n): (u8, usize) = self.within(inv.invoke_async(&mut conn)).await?;
+        match code {
+            2 => Err(BrokerError::KeyReused(idempotency_key.unwrap_or_default())),
+            1 => Ok(Receipt {
+                seq: None,
+                connections: n,
+            }),
+            _ => {
+                let receipt = self
+                    .hub
+                    .publish(target, event)
+                    .map_err(|e| BrokerError::Unavailable(e.to_string()))?
+                    .await
+                    .map_err(|e| BrokerError::Unavailable(e.to_string()))?;
+                if idempotency_key.is_some() {
+                    let _: redis::RedisResult<()> = redis::cmd("HSET")
+                        .arg(&idem)
+                        .arg("c")
+                        .arg(receipt.connections)
+                        .query_async(&mut conn)
+                        .await;
+                }
+                Ok(receipt)
+            }
+        }
+    }
+
+    /// A new connection of `user` here: subscribes to the user (first connection), counts it
+    /// cluster-wide and reads what to replay: after `resume`'s seq, or after the ack cursor.
+    pub(crate) async fn open_user(
+        self: &Arc<Self>,
+        user: &UserId,
+        resume: Resume,
+        history_len: usize,
+    ) -> Result<Opened, BrokerError> {
+        let sub = {
+            let mut subs = self.subs.lock().await;
+            let sub = Arc::clone(subs.entry(user.clone()).or_default());
+            sub.refs.fetch_add(1, Ordering::SeqCst);
+            sub
+        };
+        let guard = UserGuard {
+            cluster: Arc::clone(self),
+            user: user.clone(),
+        };
+        let channel = self.key(user, "e");
+        self.within(sub.subscribed.get_or_try_init(|| async {
+            let sink = self.sink.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            match sink {
+                Some(mut sink) => sink.subscribe(&channel).await,
+                None => Err(redis::RedisError::from((
+                    redis::ErrorKind::Io,
+                    "no subscriber connection",
+                ))),
+            }
+        }))
+        .await?;
+        let mut conn = self.command_conn()?;
+        // A seq beyond what Lua doubles hold exactly is beyond every seq: nothing to replay.
+        let from = match resume {
+            Resume::FromAck => String::new(),
+            Resume::After(n) => n.min(1 << 53).to_string(),
+        };
+        let mut inv = self.scripts.open_user.key(self.key(user, "m"));
+        inv.key(self.key(user, "h"))
+            .key(format!("{}:floor", self.prefix))
+            .key(self.key(user, "n"))
+            .arg(from)
+            .arg(history_len.max(1))
+            .arg(&self.node)
+            .arg(self.state_ttl_ms);
+        type Entries = Vec<(String, Vec<(Vec<u8>, Vec<u8>)>)>;
+        let (s, a, from, entries): (String, String, String, Entries) =
+            self.within(inv.invoke_async(&mut conn)).await?;
+        let (s, a, from) = (
+            s.parse().unwrap_or(0),
+            a.parse().unwrap_or(0),
+            from.parse().unwrap_or(0),
+        );
+        sub.top.fetch_max(s, Ordering::Relaxed);
+        self.max_seen.fetch_max(s, Ordering::Relaxed);
+        let now = agentcast_engine::frame::now_ms();
+        let entries = if history_len == 0 {
+            Vec::new()
+        } else {
+            entries
+                .iter()
+                .filter_map(|(id, fields)| wire::parse_entry(id, fields))
+                .filter(|e| now.saturating_sub(e.at_ms) <= self.history_max_age_ms)
+                .map(|e| HistoryEntry {
+                    seq: e.seq,
+                    priority: e.priority,
+                    at_ms: e.at_ms,
+                    frame: Frame::text(e.payload).into_bytes(),
+                })
+                .collect()
+        };
+        Ok(Opened {
+            resume: Resume::After(from),
+            seed: Seed {
+                last_seq: s,
+                ack: a,
+                entries,
+            },
+            guard,
+        })
+    }
+
+    /// A connection of `user` here closed.
+    async fn closed(self: Arc<Self>, user: UserId) {
+        if let Ok(mut conn) = self.command_conn() {
+            let mut inv = self.scripts.close_user.key(self.key(&user, "n"));
+            inv.arg(&self.node);
+            let _: redis::RedisResult<i64> = inv.invoke_async(&mut conn).await;
+        }
+        let last = {
+            let subs = self.subs.lock().await;
+            subs.get(&user)
+                .is_some_and(|s| s.refs.fetch_sub(1, Ordering::SeqCst) == 1)
+        };
+        if last {
+            tokio::time::sleep(LINGER).await;
+            let mut subs = self.subs.lock().await;
+            if subs.get(&user).is_some_and(|s| s.refs.load(Ordering::SeqCst) == 0) {
+                subs.remove(&user);
+                let sink = self.sink.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                if let Some(mut sink) = sink {
+                    let _ = sink.unsubscribe(self.key(&user, "e")).await;
+                }
+            }
+        }
+    }
+
+    /// An ack from a connection here: written to Redis within [`link::ACK_FLUSH`].
+    pub(crate) fn ack(&self, user: &UserId, seq: u64) {
+        let mut acks = self.acks.lock().unwrap_or_else(|e| e.into_inner());
+        let a = acks.entry(user.clone()).or_default();
+        *a = (*a).max(seq);
+    }
+
+    /// Delivers one message of a user channel to the user's connections here.
+    async fn dispatch_user(&self, user: &str, payload: &[u8]) {
+        let Some(m) = wire::parse_user_message(payload) else {
+            tracing::warn!(target: "agentcast::cluster", "malformed user event on redis: dropped");
+            return;
+        };
+        let Ok(user) = UserId::new(user) else {
+            return;
+        };
+        if let Some(sub) = self.subs.lock().await.get(&user) {
+            sub.top.fetch_max(m.seq, Ordering::Relaxed);
+        }
+        self.max_seen.fetch_max(m.seq, Ordering::Relaxed);
+        self.deliver(
+            user,
+            HistoryEntry {
+                seq: m.seq,
+                priority: m.priority,
+                at_ms: m.at_ms,
+                frame: Frame::text(m.payload).into_bytes(),
+            },
+            m.kind,
+            m.coalesce_run.map(Arc::from),
+        )
+        .await;
+    }
+
+    /// Hands a sequenced event to the engine, waiting while the shard's queue is full.
+    async fn deliver(&self, user: UserId, entry: HistoryEntry, kind: u8, coalesce: Option<Arc<str>>) {
+        loop {
+            match self
+                .hub
+                .deliver(user.clone(), entry.clone(), kind, coalesce.clone())
+            {
+                Err(agentcast_engine::PublishError::Overloaded { .. }) => {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+                _ => return,
+            }
+        }
+    }
+
+    /// Publishes a fan-out message from another node to the connections here.
+    fn dispatch_fanout(&self, payload: &[u8]) {
+        let Some((origin, request)) = wire::parse_fanout_message(payload) else {
+            return;
+        };
+        if origin == self.node {
+            return;
+        }
+        match agentcast_engine::PublishRequest::parse(&bytes::Bytes::copy_from_slice(request)) {
+            Ok(r) if !matches!(r.target, Target::User(_)) => {
+                let _ = self.hub.send(r.target, r.event);
+            }
+            _ => tracing::warn!(target: "agentcast::cluster", "malformed fan-out event on redis: dropped"),
+        }
+    }
+}
+
+/// The request hash of idempotency keys: the same on every node (SHA-256 over each field,
+/// tagged and length-prefixed, as `crate::idempotency` hashes with its per-process key).
+fn request_hash(target: &Target, event: &Event) -> String {
+    let mut h = Sha256::new();
+    let mut field = |tag: u8, bytes: &[u8]| {
+        h.update([tag]);
+        h.update((bytes.len() as u64).to_le_bytes());
+        h.update(bytes);
+    };
+    match target {
+        Target::User(u) => field(b'u', u.as_str().as_bytes()),
+        Target::Channel(c) => field(b'c', c.as_str().as_bytes()),
+        Target::Broadcast => field(b'b', b""),
+    }
+    field(b't', event.kind.as_str().as_bytes());
+    match &event.run_id {
+        Some(r) => field(b'r', r.as_bytes()),
+        None => field(b'n', b""),
+    }
+    field(b'd', event.data.as_bytes());
+    match event.priority {
+        Some(p) => field(b'p', p.as_str().as_bytes()),
+        None => field(b'q', b""),
+    }
+    h.finalize()[..16].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A channel or broadcast event as a publish request other nodes parse back (`data` is
+/// valid JSON, checked at parse; copied byte for byte).
+fn fanout_request(target: &Target, event: &Event) -> Vec<u8> {
+    let string = |s: &str| serde_json::to_string(s).unwrap_or_default();
+    let mut out = format!("{{\"type\":{}", string(event.kind.as_str()));
+    match target {
+        Target::Channel(c) => out.push_str(&format!(",\"channel\":{}", string(c.as_str()))),
+        _ => out.push_str(",\"broadcast\":true"),
+    }
+    if let Some(r) = &event.run_id {
+        out.push_str(&format!(",\"run_id\":{}", string(r)));
+    }
+    if let Some(p) = event.priority {
+        out.push_str(&format!(",\"priority\":{}", string(p.as_str())));
+    }
+    out.push_str(",\"data\":");
+    let mut out = out.into_bytes();
+    out.extend_from_slice(event.data.as_bytes());
+    out.push(b'}');
+    out
+}
+
+/// `<hostname>-<8 hex digits>`.
+fn default_node_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "node".to_owned());
+    format!("{host}-{:08x}", rand::random::<u32>())
+}

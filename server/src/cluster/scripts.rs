@@ -1,0 +1,167 @@
+//! The Lua scripts that make each cluster operation one atomic step in Redis (run with
+//! `EVALSHA`, loaded on `NOSCRIPT`). Seqs are formatted with `%d`: Lua 5.1 numbers are
+//! doubles, exact below 2^53, but `tostring` would print 16-digit seqs in exponent form.
+//!
+//! Keys of user U (prefix P): `P:{U}:m` (hash: `s` last seq, `a` ack cursor), `P:{U}:h`
+//! (Stream, entry id `<seq>-0`, fields `p` payload, `t` publish ms, `r` priority digit),
+//! `P:{U}:n` (hash: node id → U's connections there). Cluster keys: `P:floor` (every new
+//! or stale user state starts at or above it), `P:inst` (the `run_id` of the Redis server
+//! the floor was last checked against), `P:node:<id>` (a node's lease), `P:i:<key>`
+//! (idempotency: `h` request hash, `s` seq, `c` connections). See `docs/cluster.md`.
+
+use redis::Script;
+
+/// The user's state, normalized: a new incarnation (no `m`) starts at `max(now × 1000,
+/// floor)`, a stale one (below the floor: written before a suspected loss) is raised to it.
+/// Defines `now`, `s` and `a`. KEYS[1] = m, KEYS[2] = h, KEYS[3] = floor.
+const NORMALIZE: &str = r"
+local function fmt(x) return string.format('%d', x) end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local floor = tonumber(redis.call('GET', KEYS[3]) or '0')
+local s = tonumber(redis.call('HGET', KEYS[1], 's') or '-1')
+local a
+if s < 0 then
+  s = math.max(now * 1000, floor)
+  a = s
+  redis.call('DEL', KEYS[2])
+  redis.call('HSET', KEYS[1], 's', fmt(s), 'a', fmt(a))
+else
+  a = tonumber(redis.call('HGET', KEYS[1], 'a') or '0')
+  if s < floor then
+    s = floor
+    redis.call('HSET', KEYS[1], 's', fmt(s))
+  end
+  if a > s then a = s end
+end
+";
+
+/// Publish to a user. KEYS: m h floor n idem. ARGV: 1 head, 2 tail, 3 priority digit,
+/// 4 history length, 5 state TTL ms, 6 request hash ('' without a key), 7 idempotency
+/// window ms, 8 the user's channel, 9 the node-lease key prefix, 10 kind index,
+/// 11 coalesce run ('' for none). Returns `{0, seq, connections}`, or `{1, seq,
+/// connections}` for a repeat of a keyed request, or `{2}` for a key reused with another
+/// request.
+const PUBLISH_USER: &str = r"
+local hash = ARGV[6]
+if hash ~= '' then
+  local prev = redis.call('HMGET', KEYS[5], 'h', 's', 'c')
+  if prev[1] then
+    if prev[1] == hash then return {1, prev[2], prev[3]} end
+    return {2, '0', '0'}
+  end
+end
+-- NORMALIZE
+local seq = fmt(s + 1)
+local payload = ARGV[1] .. seq .. ARGV[2]
+local hl = tonumber(ARGV[4])
+if hl > 0 then
+  redis.call('XADD', KEYS[2], 'MAXLEN', hl, seq .. '-0', 'p', payload, 't', fmt(now), 'r', ARGV[3])
+else
+  redis.call('DEL', KEYS[2])
+end
+redis.call('HSET', KEYS[1], 's', seq)
+redis.call('PEXPIRE', KEYS[1], ARGV[5])
+redis.call('PEXPIRE', KEYS[2], ARGV[5])
+local c = 0
+local fields = redis.call('HGETALL', KEYS[4])
+for i = 1, #fields, 2 do
+  if redis.call('EXISTS', ARGV[9] .. fields[i]) == 1 then
+    c = c + tonumber(fields[i + 1])
+  else
+    redis.call('HDEL', KEYS[4], fields[i])
+  end
+end
+redis.call('PUBLISH', ARGV[8], ARGV[3] .. ' ' .. seq .. ' ' .. fmt(now) .. ' ' .. ARGV[10] .. ' ' .. string.len(ARGV[11]) .. '\n' .. ARGV[11] .. payload)
+if hash ~= '' then
+  redis.call('HSET', KEYS[5], 'h', hash, 's', seq, 'c', fmt(c))
+  redis.call('PEXPIRE', KEYS[5], ARGV[7])
+end
+return {0, seq, fmt(c)}
+";
+
+/// A new connection of a user on this node. KEYS: m h floor n. ARGV: 1 resume point ('' =
+/// the ack cursor), 2 entries at most, 3 node id, 4 state TTL ms. Returns `{s, a, from,
+/// entries}`: the newest held entries after `from`, oldest first.
+const OPEN_USER: &str = r"
+-- NORMALIZE
+local from = a
+if ARGV[1] ~= '' then from = tonumber(ARGV[1]) end
+redis.call('HINCRBY', KEYS[4], ARGV[3], 1)
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+redis.call('PEXPIRE', KEYS[2], ARGV[4])
+redis.call('PEXPIRE', KEYS[4], ARGV[4])
+local entries = {}
+if from < s then
+  local newest = redis.call('XREVRANGE', KEYS[2], '+', '(' .. fmt(from) .. '-0', 'COUNT', ARGV[2])
+  for i = #newest, 1, -1 do entries[#entries + 1] = newest[i] end
+end
+return {fmt(s), fmt(a), fmt(from), entries}
+";
+
+/// Events after a seq (catch-up after a reconnection). KEYS: h. ARGV: 1 after, 2 count.
+const READ_AFTER: &str = r"
+return redis.call('XRANGE', KEYS[1], '(' .. ARGV[1] .. '-0', '+', 'COUNT', ARGV[2])
+";
+
+/// An ack: the cursor moves up, never past the last seq. KEYS: m. ARGV: 1 seq.
+const ACK_USER: &str = r"
+local s = tonumber(redis.call('HGET', KEYS[1], 's') or '-1')
+if s < 0 then return 0 end
+local a = tonumber(redis.call('HGET', KEYS[1], 'a') or '0')
+local q = math.min(tonumber(ARGV[1]), s)
+if q > a then redis.call('HSET', KEYS[1], 'a', string.format('%d', q)) end
+return 1
+";
+
+/// A connection of a user on this node closed. KEYS: n. ARGV: 1 node id.
+const CLOSE_USER: &str = r"
+local left = redis.call('HINCRBY', KEYS[1], ARGV[1], -1)
+if left <= 0 then redis.call('HDEL', KEYS[1], ARGV[1]) end
+return left
+";
+
+/// A channel or broadcast event. KEYS: idem. ARGV: 1 request hash ('' without a key),
+/// 2 idempotency window ms, 3 the fan-out channel, 4 the message. Returns `{0, nodes}`, or
+/// `{1, connections}` for a repeat, or `{2}` for a key reused with another request.
+const PUBLISH_FANOUT: &str = r"
+local hash = ARGV[1]
+if hash ~= '' then
+  local prev = redis.call('HMGET', KEYS[1], 'h', 'c')
+  if prev[1] then
+    if prev[1] == hash then return {1, tonumber(prev[2] or '0')} end
+    return {2, 0}
+  end
+end
+local n = redis.call('PUBLISH', ARGV[3], ARGV[4])
+if hash ~= '' then
+  redis.call('HSET', KEYS[1], 'h', hash, 'c', '0')
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return {0, n}
+";
+
+/// The scripts, hashed once.
+#[derive(Debug)]
+pub(crate) struct Scripts {
+    pub(crate) publish_user: Script,
+    pub(crate) open_user: Script,
+    pub(crate) read_after: Script,
+    pub(crate) ack_user: Script,
+    pub(crate) close_user: Script,
+    pub(crate) publish_fanout: Script,
+}
+
+impl Scripts {
+    pub(crate) fn new() -> Scripts {
+        let with_normalize = |src: &str| Script::new(&src.replace("-- NORMALIZE", NORMALIZE));
+        Scripts {
+            publish_user: with_normalize(PUBLISH_USER),
+            open_user: with_normalize(OPEN_USER),
+            read_after: Script::new(READ_AFTER),
+            ack_user: Script::new(ACK_USER),
+            close_user: Script::new(CLOSE_USER),
+            publish_fanout: Script::new(PUBLISH_FANOUT),
+        }
+    }
+}

@@ -1,0 +1,153 @@
+//! What travels on the cluster's Redis channels, and how a node reads it back. Sans-IO and
+//! deterministic: untrusted bytes (anything on the channel, or in a Stream entry) are parsed
+//! here, never panic, and are fuzzed (`fuzz/fuzz_targets/cluster_message.rs`).
+//!
+//! - A user event, published by the publish script on `<prefix>:{<user>}:e`:
+//!   `<priority 0-2> <seq> <publish ms> <kind index> <coalesce length>\n<coalesce run><payload>`,
+//!   where the payload is the event's JSON text with its seq.
+//! - A channel or broadcast event on `<prefix>:fan`: `<origin node id>\n<publish request JSON>`;
+//!   each node publishes it to its own connections (the origin already has).
+
+use agentcast_engine::Priority;
+
+/// A user event as a node receives it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct UserMessage<'a> {
+    pub(crate) priority: Priority,
+    pub(crate) seq: u64,
+    pub(crate) at_ms: u64,
+    pub(crate) kind: u8,
+    pub(crate) coalesce_run: Option<&'a str>,
+    pub(crate) payload: &'a [u8],
+}
+
+/// The priority's digit in the header.
+pub(crate) fn priority_digit(p: Priority) -> &'static str {
+    match p {
+        Priority::Low => "0",
+        Priority::Normal => "1",
+        Priority::Critical => "2",
+    }
+}
+
+fn priority_of(digit: &[u8]) -> Option<Priority> {
+    match digit {
+        b"0" => Some(Priority::Low),
+        b"1" => Some(Priority::Normal),
+        b"2" => Some(Priority::Critical),
+        _ => None,
+    }
+}
+
+fn number(b: &[u8]) -> Option<u64> {
+    if b.is_empty() || b.len() > 20 || !b.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(b).ok()?.parse().ok()
+}
+
+/// Parses a user event message; `None` for anything malformed.
+pub(crate) fn parse_user_message(msg: &[u8]) -> Option<UserMessage<'_>> {
+    let nl = msg.iter().position(|&b| b == b'\n')?;
+    let (head, rest) = (&msg[..nl], &msg[nl + 1..]);
+    let mut f = head.split(|&b| b == b' ');
+    let priority = priority_of(f.next()?)?;
+    let seq = number(f.next()?)?;
+    let at_ms = number(f.next()?)?;
+    let kind = u8::try_from(number(f.next()?)?).ok()?;
+    let clen = usize::try_from(number(f.next()?)?).ok()?;
+    if f.next().is_some() || clen > rest.len() {
+        return None;
+    }
+    let coalesce_run = match clen {
+        0 => None,
+        n => Some(std::str::from_utf8(&rest[..n]).ok()?),
+    };
+    let payload = &rest[clen..];
+    if payload.is_empty() || seq == 0 {
+        return None;
+    }
+    Some(UserMessage {
+        priority,
+        seq,
+        at_ms,
+        kind,
+        coalesce_run,
+        payload,
+    })
+}
+
+/// Parses a fan-out message into its origin node and its publish request.
+pub(crate) fn parse_fanout_message(msg: &[u8]) -> Option<(&str, &[u8])> {
+    let nl = msg.iter().position(|&b| b == b'\n')?;
+    let node = std::str::from_utf8(&msg[..nl]).ok()?;
+    Some((node, &msg[nl + 1..]))
+}
+
+/// The user of a user-event channel `<prefix>:{<user>}:e`.
+pub(crate) fn user_of_channel<'a>(prefix: &str, channel: &'a str) -> Option<&'a str> {
+    channel
+        .strip_prefix(prefix)?
+        .strip_prefix(":{")?
+        .strip_suffix("}:e")
+}
+
+/// A Stream entry's fields as the open and catch-up reads return them.
+pub(crate) struct StoredEntry<'a> {
+    pub(crate) seq: u64,
+    pub(crate) priority: Priority,
+    pub(crate) at_ms: u64,
+    pub(crate) payload: &'a [u8],
+}
+
+/// Reads one entry: its id `<seq>-0` and its fields `p`, `t`, `r`. `None` if malformed.
+pub(crate) fn parse_entry<'a>(id: &str, fields: &'a [(Vec<u8>, Vec<u8>)]) -> Option<StoredEntry<'a>> {
+    let seq = number(id.strip_suffix("-0")?.as_bytes())?;
+    let field = |name: &[u8]| fields.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_slice());
+    Some(StoredEntry {
+        seq,
+        priority: priority_of(field(b"r")?)?,
+        at_ms: number(field(b"t")?)?,
+        payload: field(b"p")?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_user_message_round_trips() {
+        let m = parse_user_message(b"2 1764000000000001 1764000000000 0 2\nr1{\"seq\":1}").unwrap();
+        assert_eq!(m.priority, Priority::Critical);
+        assert_eq!(m.seq, 1_764_000_000_000_001);
+        assert_eq!(m.kind, 0);
+        assert_eq!(m.coalesce_run, Some("r1"));
+        assert_eq!(m.payload, b"{\"seq\":1}");
+    }
+
+    #[test]
+    fn malformed_messages_are_refused() {
+        for bad in [
+            &b""[..],
+            b"2 1 1 0 0",
+            b"3 1 1 0 0\n{}",
+            b"2 x 1 0 0\n{}",
+            b"2 1 1 0 9\n{}",
+            b"2 1 1 300 0\n{}",
+            b"2 1 1 0 0 7\n{}",
+            b"2 0 1 0 0\n{}",
+            b"2 1 1 0 0\n",
+            b"2 99999999999999999999999 1 0 0\n{}",
+        ] {
+            assert!(parse_user_message(bad).is_none(), "{:?}", String::from_utf8_lossy(bad));
+        }
+    }
+
+    #[test]
+    fn channel_names_give_their_user() {
+        assert_eq!(user_of_channel("ac", "ac:{u:1}:e"), Some("u:1"));
+        assert_eq!(user_of_channel("ac", "ac:fan"), None);
+        assert_eq!(user_of_channel("ac", "xx:{u}:e"), None);
+    }
+}
