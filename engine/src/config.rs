@@ -135,7 +135,10 @@ impl fmt::Debug for HubConfig {
             .field("max_history_bytes", &self.max_history_bytes)
             .field("command_queue", &self.command_queue)
             .field("escalate_never_connected", &self.escalate_never_connected)
-            .field("broker_health", &self.broker_health.as_ref().map(|b| b.kind()))
+            .field(
+                "broker_health",
+                &self.broker_health.as_ref().map(|b| b.kind()),
+            )
             .finish_non_exhaustive()
     }
 }

@@ -34,7 +34,8 @@ impl Hub {
     /// cluster mode is not on this node: only the stateless part is added.
     pub fn encode_user_parts(&self, event: &Event, ts_ms: u64) -> UserEventParts {
         let priority = self.priority_of(event);
-        let meta = crate::enrich::stateless_meta(self.inner_rules(), &event.kind, event.data.as_bytes());
+        let meta =
+            crate::enrich::stateless_meta(self.inner_rules(), &event.kind, event.data.as_bytes());
         let f = frame::encode_event(&EventFields {
             kind: &event.kind,
             origin: Origin::User { seq: 0 },

@@ -20,7 +20,9 @@ use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 mod binary;
+mod redis;
 pub use binary::{BinaryServer, strip_ansi};
+pub use redis::{RedisServer, cluster_node};
 
 /// The HS256 secret of test servers.
 pub const SECRET: &str = "test-secret-0123456789-of-32-bytes-or-more";

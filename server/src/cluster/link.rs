@@ -55,8 +55,12 @@ pub(crate) async fn supervise(cluster: Arc<Cluster>) {
         // Every user must be subscribed again on the next subscriber connection.
         for sub in cluster.subs.lock().await.values_mut() {
             let fresh = super::Sub::default();
-            fresh.refs.store(sub.refs.load(Ordering::SeqCst), Ordering::SeqCst);
-            fresh.top.store(sub.top.load(Ordering::SeqCst), Ordering::SeqCst);
+            fresh
+                .refs
+                .store(sub.refs.load(Ordering::SeqCst), Ordering::SeqCst);
+            fresh
+                .top
+                .store(sub.top.load(Ordering::SeqCst), Ordering::SeqCst);
             *sub = Arc::new(fresh);
         }
         let cap = Duration::from_millis(50).saturating_mul(1 << failures.min(6));
@@ -68,7 +72,9 @@ pub(crate) async fn supervise(cluster: Arc<Cluster>) {
 }
 
 /// Steps 1–5.
-async fn connect(cluster: &Arc<Cluster>) -> redis::RedisResult<(MultiplexedConnection, PubSubStream)> {
+async fn connect(
+    cluster: &Arc<Cluster>,
+) -> redis::RedisResult<(MultiplexedConnection, PubSubStream)> {
     let config = AsyncConnectionConfig::new()
         .set_connection_timeout(Some(Duration::from_millis(500)))
         .set_response_timeout(Some(Duration::from_secs(1)));
@@ -102,14 +108,20 @@ async fn connect(cluster: &Arc<Cluster>) -> redis::RedisResult<(MultiplexedConne
         }
     }
     renew_lease(cluster, &mut conn).await?;
-    let mut pipe = redis::pipe();
-    for (user, sub) in &subs {
-        let refs = sub.refs.load(Ordering::SeqCst);
-        if refs > 0 {
-            pipe.hset(cluster.key(user, "n"), &cluster.node, refs).ignore();
+    for chunk in subs.chunks(1000) {
+        let mut pipe = redis::pipe();
+        for (user, sub) in chunk {
+            let refs = sub.refs.load(Ordering::SeqCst);
+            if refs > 0 {
+                pipe.hset(cluster.key(user, "n"), &cluster.node, refs)
+                    .ignore();
+            }
         }
+        if pipe.is_empty() {
+            continue;
+        }
+        let _: () = pipe.query_async(&mut conn).await?;
     }
-    let _: () = pipe.query_async(&mut conn).await?;
     for (user, sub) in &subs {
         catch_up(cluster, &mut conn, user, sub).await?;
     }
@@ -125,7 +137,10 @@ fn timeout(what: &str) -> redis::RedisError {
 }
 
 /// Step 2.
-async fn check_for_loss(cluster: &Cluster, conn: &mut MultiplexedConnection) -> redis::RedisResult<()> {
+async fn check_for_loss(
+    cluster: &Cluster,
+    conn: &mut MultiplexedConnection,
+) -> redis::RedisResult<()> {
     let info: String = redis::cmd("INFO").arg("server").query_async(conn).await?;
     let run_id = info
         .lines()
@@ -162,7 +177,10 @@ async fn check_for_loss(cluster: &Cluster, conn: &mut MultiplexedConnection) -> 
     Ok(())
 }
 
-async fn renew_lease(cluster: &Cluster, conn: &mut MultiplexedConnection) -> redis::RedisResult<()> {
+async fn renew_lease(
+    cluster: &Cluster,
+    conn: &mut MultiplexedConnection,
+) -> redis::RedisResult<()> {
     redis::cmd("SET")
         .arg(format!("{}:node:{}", cluster.prefix, cluster.node))
         .arg(1)
@@ -203,7 +221,11 @@ async fn catch_up(
 }
 
 /// Step 6: returns why the link ended.
-async fn serve(cluster: &Arc<Cluster>, mut conn: MultiplexedConnection, mut stream: PubSubStream) -> String {
+async fn serve(
+    cluster: &Arc<Cluster>,
+    mut conn: MultiplexedConnection,
+    mut stream: PubSubStream,
+) -> String {
     let mut ping = tokio::time::interval(Duration::from_millis(500));
     let mut ticks: u32 = 0;
     let user_prefix = cluster.prefix.clone();

@@ -26,9 +26,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use agentcast_engine::{
-    Event, Frame, HistoryEntry, Hub, Receipt, Resume, Seed, Target, UserId,
-};
+use agentcast_engine::{Event, Frame, HistoryEntry, Hub, Receipt, Resume, Seed, Target, UserId};
 use redis::aio::{MultiplexedConnection, PubSubSink};
 use sha2::{Digest, Sha256};
 
@@ -224,7 +222,9 @@ impl Cluster {
             .as_ref()
             .map(|_| request_hash(&Target::User(user.clone()), &event))
             .unwrap_or_default();
-        let parts = self.hub.encode_user_parts(&event, agentcast_engine::frame::now_ms());
+        let parts = self
+            .hub
+            .encode_user_parts(&event, agentcast_engine::frame::now_ms());
         let idem = match &idempotency_key {
             Some(k) => format!("{}:i:{k}", self.prefix),
             None => self.key(&user, "m"),
@@ -406,7 +406,10 @@ impl Cluster {
         if last {
             tokio::time::sleep(LINGER).await;
             let mut subs = self.subs.lock().await;
-            if subs.get(&user).is_some_and(|s| s.refs.load(Ordering::SeqCst) == 0) {
+            if subs
+                .get(&user)
+                .is_some_and(|s| s.refs.load(Ordering::SeqCst) == 0)
+            {
                 subs.remove(&user);
                 let sink = self.sink.lock().unwrap_or_else(|e| e.into_inner()).clone();
                 if let Some(mut sink) = sink {
@@ -451,7 +454,13 @@ impl Cluster {
     }
 
     /// Hands a sequenced event to the engine, waiting while the shard's queue is full.
-    async fn deliver(&self, user: UserId, entry: HistoryEntry, kind: u8, coalesce: Option<Arc<str>>) {
+    async fn deliver(
+        &self,
+        user: UserId,
+        entry: HistoryEntry,
+        kind: u8,
+        coalesce: Option<Arc<str>>,
+    ) {
         loop {
             match self
                 .hub
@@ -477,7 +486,9 @@ impl Cluster {
             Ok(r) if !matches!(r.target, Target::User(_)) => {
                 let _ = self.hub.send(r.target, r.event);
             }
-            _ => tracing::warn!(target: "agentcast::cluster", "malformed fan-out event on redis: dropped"),
+            _ => {
+                tracing::warn!(target: "agentcast::cluster", "malformed fan-out event on redis: dropped")
+            }
         }
     }
 }
@@ -506,7 +517,10 @@ fn request_hash(target: &Target, event: &Event) -> String {
         Some(p) => field(b'p', p.as_str().as_bytes()),
         None => field(b'q', b""),
     }
-    h.finalize()[..16].iter().map(|b| format!("{b:02x}")).collect()
+    h.finalize()[..16]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// A channel or broadcast event as a publish request other nodes parse back (`data` is

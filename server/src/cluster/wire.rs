@@ -101,9 +101,17 @@ pub(crate) struct StoredEntry<'a> {
 }
 
 /// Reads one entry: its id `<seq>-0` and its fields `p`, `t`, `r`. `None` if malformed.
-pub(crate) fn parse_entry<'a>(id: &str, fields: &'a [(Vec<u8>, Vec<u8>)]) -> Option<StoredEntry<'a>> {
+pub(crate) fn parse_entry<'a>(
+    id: &str,
+    fields: &'a [(Vec<u8>, Vec<u8>)],
+) -> Option<StoredEntry<'a>> {
     let seq = number(id.strip_suffix("-0")?.as_bytes())?;
-    let field = |name: &[u8]| fields.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_slice());
+    let field = |name: &[u8]| {
+        fields
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_slice())
+    };
     Some(StoredEntry {
         seq,
         priority: priority_of(field(b"r")?)?,
@@ -140,7 +148,11 @@ mod tests {
             b"2 1 1 0 0\n",
             b"2 99999999999999999999999 1 0 0\n{}",
         ] {
-            assert!(parse_user_message(bad).is_none(), "{:?}", String::from_utf8_lossy(bad));
+            assert!(
+                parse_user_message(bad).is_none(),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
         }
     }
 

@@ -1,0 +1,268 @@
+//! Cluster mode against a real `redis-server` (each test starts its own on a free port) and
+//! several real nodes in this process: a publish on any node reaches the user's connections
+//! on every node with cluster-wide seqs; a resume works on any node (with `last_seq`, from
+//! the ack cursor, offline events); idempotency keys hold across nodes; channel and broadcast
+//! events cross nodes; Redis killed answers 503 fast and recovers, even empty, with seqs
+//! that never go back.
+
+use std::time::{Duration, Instant};
+
+use agentcast_tests::{RedisServer, TestServer, cluster_node, token, token_with};
+use serde_json::{Value, json};
+
+async fn publish(node: &TestServer, user: &str, i: u64) -> Value {
+    let (s, v) = node
+        .publish(
+            &json!({"user_id": user, "type": "tool_executing", "run_id": "r", "data": {"i": i}}),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    v
+}
+
+async fn readyz(node: &TestServer) -> (u16, Value) {
+    let (s, b) = node.http("GET", "/readyz", None, b"").await;
+    (s, serde_json::from_str(&b).unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publish_on_any_node_reaches_every_node_with_cluster_wide_seqs() {
+    let redis = RedisServer::start();
+    let a = cluster_node(&redis, "a", |_| {}).await;
+    let b = cluster_node(&redis, "b", |_| {}).await;
+    let c = cluster_node(&redis, "c", |_| {}).await;
+    let mut on_a = a.connect(&token("u")).await;
+    let mut on_b = b.connect(&token("u")).await;
+    assert_eq!(on_a.welcome["last_seq"], on_b.welcome["last_seq"]);
+
+    let first = publish(&c, "u", 0).await;
+    assert_eq!(first["connections"], 2, "{first}");
+    let first = first["seq"].as_u64().unwrap();
+    assert!(first > on_a.welcome["last_seq"].as_u64().unwrap());
+    // 30 more, round robin over the three nodes: one seq each, +1 every time.
+    let nodes = [&a, &b, &c];
+    for i in 1..=30u64 {
+        let r = publish(nodes[i as usize % 3], "u", i).await;
+        assert_eq!(r["seq"].as_u64(), Some(first + i), "{r}");
+    }
+    for client in [&mut on_a, &mut on_b] {
+        for i in 0..=30u64 {
+            let e = client.next_json().await;
+            assert_eq!(e["seq"].as_u64(), Some(first + i), "{e}");
+            assert_eq!(e["data"]["i"], i);
+        }
+    }
+    // Another user's events go nowhere near these connections.
+    publish(&a, "someone-else", 99).await;
+    on_a.expect_silence(Duration::from_millis(200)).await;
+    let (_, stats) = b.http("GET", "/api/v1/stats", None, b"").await;
+    assert!(stats.contains(r#""kind":"cluster""#), "{stats}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_resumes_on_any_node_and_an_ack_on_one_holds_on_another() {
+    let redis = RedisServer::start();
+    let a = cluster_node(&redis, "a", |_| {}).await;
+    let b = cluster_node(&redis, "b", |_| {}).await;
+    let c = cluster_node(&redis, "c", |_| {}).await;
+    // Offline: the events wait in Redis.
+    let mut seqs = Vec::new();
+    for i in 0..5 {
+        seqs.push(publish(&a, "offline", i).await["seq"].as_u64().unwrap());
+    }
+    let mut on_b = b.connect(&token("offline")).await;
+    assert_eq!(on_b.welcome["last_seq"].as_u64(), Some(seqs[4]));
+    let got: Vec<u64> = on_b
+        .take(5)
+        .await
+        .iter()
+        .map(|e| e["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(got, seqs);
+    on_b.send_json(&json!({"type": "ack", "seq": seqs[2]}))
+        .await;
+    on_b.sync().await;
+    on_b.close().await;
+    // The ack reaches Redis within its flush interval.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut on_c = c.connect(&token("offline")).await;
+    let got: Vec<u64> = on_c
+        .take(2)
+        .await
+        .iter()
+        .map(|e| e["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(
+        got,
+        seqs[3..],
+        "resumed from the ack cursor set on another node"
+    );
+    on_c.expect_silence(Duration::from_millis(200)).await;
+    // `last_seq` on a third node: exactly what followed it.
+    let mut on_a = a
+        .connect_query(&format!("token={}&last_seq={}", token("offline"), seqs[1]))
+        .await
+        .unwrap();
+    let got: Vec<u64> = on_a
+        .take(3)
+        .await
+        .iter()
+        .map(|e| e["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(got, seqs[2..]);
+    on_a.expect_silence(Duration::from_millis(200)).await;
+    // Live events after the resume are neither missed nor doubled.
+    let next = publish(&b, "offline", 5).await["seq"].as_u64().unwrap();
+    assert_eq!(next, seqs[4] + 1);
+    assert_eq!(on_a.next_json().await["seq"].as_u64(), Some(next));
+    assert_eq!(on_c.next_json().await["seq"].as_u64(), Some(next));
+    on_a.expect_silence(Duration::from_millis(200)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idempotency_key_holds_across_nodes() {
+    let redis = RedisServer::start();
+    let a = cluster_node(&redis, "a", |_| {}).await;
+    let b = cluster_node(&redis, "b", |_| {}).await;
+    let mut client = a.connect(&token("k")).await;
+    let body = json!({"user_id": "k", "type": "agent_started", "run_id": "r1", "data": {}, "idempotency_key": "job-7"});
+    let (s1, r1) = a.publish(&body).await;
+    let (s2, r2) = b.publish(&body).await;
+    assert_eq!((s1, s2), (200, 200), "{r1} {r2}");
+    assert_eq!(r1, r2, "the same receipt from both nodes");
+    assert_eq!(client.next_json().await["seq"], r1["seq"]);
+    client.expect_silence(Duration::from_millis(300)).await;
+    // The same key with another request: refused on any node, nothing published.
+    let mut other = body.clone();
+    other["user_id"] = json!("someone-else");
+    let (s3, r3) = b.publish(&other).await;
+    assert_eq!(s3, 409, "{r3}");
+    assert!(r3["error"].as_str().unwrap().contains("job-7"), "{r3}");
+    // Channel events too.
+    let fan =
+        json!({"broadcast": true, "type": "maintenance", "data": {}, "idempotency_key": "m-1"});
+    let (s4, r4) = a.publish(&fan).await;
+    let (s5, r5) = b.publish(&fan).await;
+    assert_eq!((s4, s5), (200, 200), "{r4} {r5}");
+    assert_eq!(r4, r5);
+    assert_eq!(client.next_json().await["type"], "maintenance");
+    client.expect_silence(Duration::from_millis(300)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn channel_and_broadcast_events_reach_every_node() {
+    let redis = RedisServer::start();
+    let a = cluster_node(&redis, "a", |_| {}).await;
+    let b = cluster_node(&redis, "b", |_| {}).await;
+    let c = cluster_node(&redis, "c", |_| {}).await;
+    let t = |u: &str| token_with(u, json!({"channels": ["job:*"]}));
+    let mut on_a = a.connect(&t("x")).await;
+    let mut on_b = b.connect(&t("y")).await;
+    on_a.send_json(&json!({"type": "subscribe", "channel": "job:1"}))
+        .await;
+    assert!(on_a.sync().await.is_empty());
+    // A channel event published on C reaches the subscriber on A, and nobody else.
+    let (s, r) = c
+        .publish(
+            &json!({"channel": "job:1", "type": "tool_completed", "run_id": "r", "data": {"n": 1}}),
+        )
+        .await;
+    assert_eq!(s, 200, "{r}");
+    let e = on_a.next_json().await;
+    assert_eq!(
+        (e["channel"].as_str(), e["data"]["n"].as_u64()),
+        (Some("job:1"), Some(1))
+    );
+    assert!(e.get("seq").is_none(), "channel events carry no seq: {e}");
+    on_b.expect_silence(Duration::from_millis(200)).await;
+    // A broadcast published on A reaches every node's connections, A's own included.
+    let (s, r) = a
+        .publish(&json!({"broadcast": true, "type": "maintenance", "data": {"in": 5}}))
+        .await;
+    assert_eq!(s, 200, "{r}");
+    assert_eq!(r["connections"], 1, "this node's recipients: {r}");
+    for client in [&mut on_a, &mut on_b] {
+        let e = client.next_json().await;
+        assert_eq!(
+            (e["type"].as_str(), e["channel"].as_str()),
+            (Some("maintenance"), Some("*"))
+        );
+        client.expect_silence(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_killed_answers_503_fast_and_an_empty_redis_is_used_again_with_higher_seqs() {
+    let mut redis = RedisServer::start();
+    let tweak = |cfg: &mut agentcast_server::Config| cfg.broker_failed_after_ms = 1_500;
+    let a = cluster_node(&redis, "a", tweak).await;
+    let b = cluster_node(&redis, "b", tweak).await;
+    let mut client = a.connect(&token("r")).await;
+    let before = publish(&b, "r", 0).await["seq"].as_u64().unwrap();
+    assert_eq!(client.next_json().await["seq"].as_u64(), Some(before));
+
+    redis.kill();
+    // A publish answers 503 with a JSON error within 2 s, never 200.
+    let mut answered_503 = false;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        let t0 = Instant::now();
+        let (s, v) = b
+            .publish(&json!({"user_id": "r", "type": "tool_executing", "run_id": "r", "data": {}}))
+            .await;
+        let took = t0.elapsed();
+        assert!(took < Duration::from_secs(2), "answered after {took:?}");
+        if s == 503 {
+            assert!(v["error"].as_str().unwrap().contains("redis"), "{v}");
+            answered_503 = true;
+            break;
+        }
+        assert_eq!(s, 200, "{v}");
+        // Stored before the kill took effect: it is delivered.
+        client.next_json().await;
+    }
+    assert!(answered_503);
+    // The broker turns degraded, then failed; /readyz says so; the WebSocket stays open.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (s, v) = readyz(&b).await;
+        if s == 503 && v["components"]["broker"]["state"] == "failed" {
+            assert_eq!(v["components"]["broker"]["kind"], "redis", "{v}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "broker never failed: {v}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        client.sync().await.is_empty(),
+        "the connection answers pings while redis is down"
+    );
+    // A new connection cannot read its history: refused with a reason.
+    let (status, body) = a.refused(&format!("token={}", token("r2"))).await;
+    assert_eq!(status, 503, "{body}");
+
+    redis.restart();
+    a.wait_broker_up().await;
+    b.wait_broker_up().await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while readyz(&a).await.0 != 200 {
+        assert!(Instant::now() < deadline, "readiness not back");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Delivery resumes without restarting anything; the seq is above every earlier one, and
+    // the live connection is told that seqs in between are not known (a gap).
+    let after = publish(&b, "r", 1).await["seq"].as_u64().unwrap();
+    assert!(after > before + 1, "{after} after {before}");
+    let gap = client.next_json().await;
+    assert_eq!(gap["type"], "gap", "{gap}");
+    let e = client.next_json().await;
+    assert_eq!(e["seq"].as_u64(), Some(after), "{e}");
+    // A resume across the loss gets a gap, then the new event.
+    let mut again = b
+        .connect_query(&format!("token={}&last_seq={before}", token("r")))
+        .await
+        .unwrap();
+    let got = again.take(2).await;
+    assert_eq!(got[0]["type"], "gap", "{got:?}");
+    assert_eq!(got[1]["seq"].as_u64(), Some(after), "{got:?}");
+}
