@@ -45,6 +45,8 @@ pub struct Cli {
 
 /// A subcommand.
 #[derive(Debug, Subcommand)]
+// Parsed once per process: the size of `Serve(Overrides)` costs nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum Command {
     /// Serve HTTP and WebSocket on one port (the default).
     Serve(Overrides),

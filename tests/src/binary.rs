@@ -92,6 +92,12 @@ impl BinaryServer {
         assert!(status.success(), "kill -TERM failed");
     }
 
+    /// Kills it with SIGKILL (no shutdown of any kind) and reaps it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// Waits at most `limit` for the process to exit.
     pub fn wait_exit(&mut self, limit: Duration) -> ExitStatus {
         let deadline = Instant::now() + limit;

@@ -203,7 +203,7 @@ async fn catch_up(
     }
     let mut inv = cluster.scripts.read_after.key(cluster.key(user, "h"));
     inv.arg(top).arg(cluster.history_len.max(1));
-    let entries: Vec<(String, Vec<(Vec<u8>, Vec<u8>)>)> = inv.invoke_async(conn).await?;
+    let entries: wire::Entries = inv.invoke_async(conn).await?;
     for (id, fields) in &entries {
         if let Some(e) = wire::parse_entry(id, fields) {
             sub.top.fetch_max(e.seq, Ordering::SeqCst);

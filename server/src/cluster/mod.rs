@@ -354,8 +354,7 @@ impl Cluster {
             .arg(history_len.max(1))
             .arg(&self.node)
             .arg(self.state_ttl_ms);
-        type Entries = Vec<(String, Vec<(Vec<u8>, Vec<u8>)>)>;
-        let (s, a, from, entries): (String, String, String, Entries) =
+        let (s, a, from, entries): (String, String, String, wire::Entries) =
             self.within(inv.invoke_async(&mut conn)).await?;
         let (s, a, from) = (
             s.parse().unwrap_or(0),

@@ -92,6 +92,9 @@ pub(crate) fn user_of_channel<'a>(prefix: &str, channel: &'a str) -> Option<&'a 
         .strip_suffix("}:e")
 }
 
+/// Stream entries as `XRANGE` returns them: id and field/value pairs.
+pub(crate) type Entries = Vec<(String, Vec<(Vec<u8>, Vec<u8>)>)>;
+
 /// A Stream entry's fields as the open and catch-up reads return them.
 pub(crate) struct StoredEntry<'a> {
     pub(crate) seq: u64,
