@@ -77,6 +77,31 @@ pub mod fuzzing {
         }
     }
 
+    /// Parses what a cluster node reads from Redis: a user-event message, a fan-out message,
+    /// a channel name and a Stream entry. Returns how many parsed (never panics).
+    pub fn cluster_message(bytes: &[u8]) -> usize {
+        use crate::cluster::wire;
+        let mut n = 0;
+        n += usize::from(wire::parse_user_message(bytes).is_some());
+        n += usize::from(wire::parse_fanout_message(bytes).is_some());
+        let text = String::from_utf8_lossy(bytes);
+        n += usize::from(wire::user_of_channel("ac", &text).is_some());
+        let (id, rest) = text.split_once(' ').unwrap_or((&text, ""));
+        let fields: Vec<(Vec<u8>, Vec<u8>)> = rest
+            .split(' ')
+            .collect::<Vec<_>>()
+            .chunks(2)
+            .map(|c| {
+                (
+                    c[0].as_bytes().to_vec(),
+                    c.get(1).unwrap_or(&"").as_bytes().to_vec(),
+                )
+            })
+            .collect();
+        n += usize::from(wire::parse_entry(id, &fields).is_some());
+        n
+    }
+
     /// The percent-decoded value of `name` in a query string (first occurrence).
     pub fn query_param(query: &str, name: &str) -> Option<String> {
         crate::ws::handshake::query_param(query, name).map(|c| c.into_owned())

@@ -370,6 +370,23 @@ impl Client {
         got
     }
 
+    /// The next JSON message if one arrives within `d` (pings skipped); panics on a close.
+    pub async fn try_next(&mut self, d: Duration) -> Option<Value> {
+        let deadline = tokio::time::Instant::now() + d;
+        loop {
+            let msg = tokio::time::timeout_at(deadline, self.ws.next())
+                .await
+                .ok()?;
+            match msg {
+                Some(Ok(Message::Text(t))) => {
+                    return Some(serde_json::from_str(&t).expect("server sent JSON"));
+                }
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                other => panic!("connection ended while reading: {other:?}"),
+            }
+        }
+    }
+
     /// Asserts that nothing but pings arrives for `d`.
     pub async fn expect_silence(&mut self, d: Duration) {
         if let Ok(Some(Ok(m))) = tokio::time::timeout(d, self.ws.next()).await {

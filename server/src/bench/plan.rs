@@ -38,7 +38,9 @@ impl Scenario {
 /// `AGENTCAST_JWT_SECRET` and `AGENTCAST_API_KEY`).
 #[derive(Debug, Clone, Args)]
 pub struct BenchArgs {
-    /// Server base URL: `http://host:port` (or `ws://`; no TLS).
+    /// Server base URL: `http://host:port` (or `ws://`; no TLS). Cluster mode: several,
+    /// comma-separated; receiver group `i` connects to node `i % n`, publisher connection
+    /// `j` publishes to node `j % n`.
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     pub url: String,
     /// WebSocket connections to open.
@@ -101,6 +103,8 @@ pub struct Plan {
     pub addr: SocketAddr,
     /// Its `Host` header.
     pub host: String,
+    /// Every node of `--url` (the first is `addr`).
+    pub nodes: Vec<(SocketAddr, String)>,
     /// Connections.
     pub connections: usize,
     /// Users.
@@ -119,7 +123,12 @@ impl Plan {
     /// Checks `args` against each other and the configuration. Every refusal says which flag
     /// to fix.
     pub fn new(args: &BenchArgs, cfg: &Config) -> Result<Plan, String> {
-        let (addr, host) = parse_url(&args.url)?;
+        let nodes = args
+            .url
+            .split(',')
+            .map(|u| parse_url(u.trim()))
+            .collect::<Result<Vec<_>, _>>()?;
+        let (addr, host) = nodes[0].clone();
         let n = args.connections;
         if n == 0 {
             return Err("--connections must be at least 1".into());
@@ -204,6 +213,7 @@ impl Plan {
             publish: PublishPlan {
                 addr,
                 host: host.clone(),
+                nodes: nodes.clone(),
                 api_key: api_key.clone(),
                 run,
                 users: users_opt,
@@ -215,6 +225,7 @@ impl Plan {
             },
             addr,
             host,
+            nodes,
             connections: n,
             users,
             groups,
@@ -228,15 +239,16 @@ impl Plan {
     pub fn receivers(&self, i: usize, args: &BenchArgs) -> ReceiverPlan {
         let first = self.connections * i / self.groups;
         let end = self.connections * (i + 1) / self.groups;
-        let source_ip = match self.addr.ip() {
+        let (addr, host) = self.nodes[i % self.nodes.len()].clone();
+        let source_ip = match addr.ip() {
             IpAddr::V4(ip) if args.procs > 0 && ip.is_loopback() => {
                 Some(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2 + i as u8)))
             }
             _ => None,
         };
         ReceiverPlan {
-            addr: self.addr,
-            host: self.host.clone(),
+            addr,
+            host,
             source_ip,
             first,
             count: end - first,

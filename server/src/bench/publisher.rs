@@ -38,10 +38,13 @@ use super::payload::{BROADCAST_USER, Probe, write_data};
 /// What to publish.
 #[derive(Debug, Clone)]
 pub struct PublishPlan {
-    /// The server.
+    /// The server: the first node.
     pub addr: SocketAddr,
     /// The `Host` header.
     pub host: String,
+    /// Every node (cluster mode: `--url` lists several); publisher connection `i` publishes
+    /// to node `i % nodes.len()`.
+    pub nodes: Vec<(SocketAddr, String)>,
     /// The publish API key.
     pub api_key: String,
     /// The run id.
@@ -131,6 +134,11 @@ pub async fn run(
 /// One publisher connection.
 async fn publisher(st: Rc<State>, id: u64) {
     let plan = &st.plan;
+    let (addr, host) = plan
+        .nodes
+        .get(id as usize % plan.nodes.len().max(1))
+        .cloned()
+        .unwrap_or_else(|| (plan.addr, plan.host.clone()));
     let total = plan.warmup_events + plan.measured_events;
     let mut rng = SmallRng::seed_from_u64(u64::from(plan.run) ^ (id << 32));
     let mut conn: Option<TcpStream> = None;
@@ -180,12 +188,12 @@ async fn publisher(st: Rc<State>, id: u64) {
         let _ = write!(
             req,
             "POST /api/v1/publish HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
-            plan.host,
+            host,
             plan.api_key,
             body.len()
         );
         req.extend_from_slice(&body);
-        match send(&mut conn, plan.addr, &req, &mut resp).await {
+        match send(&mut conn, addr, &req, &mut resp).await {
             Ok((200, connections)) => {
                 st.progress.sent.fetch_add(1, Ordering::Relaxed);
                 if measured {
