@@ -98,13 +98,15 @@ struct Sub {
 pub(crate) struct UserGuard {
     cluster: Arc<Cluster>,
     user: UserId,
+    /// Whether the open script counted the connection in Redis (so closing uncounts it).
+    counted: bool,
 }
 
 impl Drop for UserGuard {
     fn drop(&mut self) {
         let cluster = Arc::clone(&self.cluster);
-        let user = self.user.clone();
-        tokio::spawn(async move { cluster.closed(user).await });
+        let (user, counted) = (self.user.clone(), self.counted);
+        tokio::spawn(async move { cluster.closed(user, counted).await });
     }
 }
 
@@ -324,9 +326,10 @@ impl Cluster {
             sub.refs.fetch_add(1, Ordering::SeqCst);
             sub
         };
-        let guard = UserGuard {
+        let mut guard = UserGuard {
             cluster: Arc::clone(self),
             user: user.clone(),
+            counted: false,
         };
         let channel = self.key(user, "e");
         self.within(sub.subscribed.get_or_try_init(|| async {
@@ -356,6 +359,7 @@ impl Cluster {
             .arg(self.state_ttl_ms);
         let (s, a, from, entries): (String, String, String, wire::Entries) =
             self.within(inv.invoke_async(&mut conn)).await?;
+        guard.counted = true;
         let (s, a, from) = (
             s.parse().unwrap_or(0),
             a.parse().unwrap_or(0),
@@ -391,8 +395,8 @@ impl Cluster {
     }
 
     /// A connection of `user` here closed.
-    async fn closed(self: Arc<Self>, user: UserId) {
-        if let Ok(mut conn) = self.command_conn() {
+    async fn closed(self: Arc<Self>, user: UserId, counted: bool) {
+        if counted && let Ok(mut conn) = self.command_conn() {
             let mut inv = self.scripts.close_user.key(self.key(&user, "n"));
             inv.arg(&self.node);
             let _: redis::RedisResult<i64> = inv.invoke_async(&mut conn).await;
