@@ -30,7 +30,10 @@ fn terminals() -> Vec<String> {
     let mut lines = section.lines();
     while let Some(line) = lines.next() {
         if line == "```sh" {
-            let body: Vec<&str> = lines.by_ref().take_while(|l| !l.starts_with("```")).collect();
+            let body: Vec<&str> = lines
+                .by_ref()
+                .take_while(|l| !l.starts_with("```"))
+                .collect();
             out.push(body.join("\n"));
         }
     }
@@ -81,7 +84,10 @@ async fn readme_cluster_quick_start_delivers_across_nodes() {
             .expect("a node started with cargo run")
             .replace("127.0.0.1:6390", &format!("127.0.0.1:{}", redis.port));
         let mut args: Vec<&str> = serve.split_whitespace().collect();
-        let at = args.iter().position(|a| *a == "--listen").expect("--listen");
+        let at = args
+            .iter()
+            .position(|a| *a == "--listen")
+            .expect("--listen");
         ports.push(args[at + 1].to_owned());
         args[at + 1] = "127.0.0.1:0";
         let envs: Vec<(&str, &str)> = envs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
@@ -147,4 +153,5 @@ async fn readme_cluster_quick_start_delivers_across_nodes() {
     assert_eq!(event["type"], "agent_started", "{event}");
     assert_eq!(event["seq"], receipt["seq"], "{event}");
     let _ = client.kill();
+    let _ = client.wait();
 }
