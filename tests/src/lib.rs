@@ -21,8 +21,10 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 mod binary;
 mod redis;
+mod wedge;
 pub use binary::{BinaryServer, strip_ansi};
 pub use redis::{RedisServer, cluster_node};
+pub use wedge::WedgeProxy;
 
 /// The HS256 secret of test servers.
 pub const SECRET: &str = "test-secret-0123456789-of-32-bytes-or-more";

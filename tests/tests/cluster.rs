@@ -266,3 +266,44 @@ async fn redis_killed_answers_503_fast_and_an_empty_redis_is_used_again_with_hig
     assert_eq!(got[0]["type"], "gap", "{got:?}");
     assert_eq!(got[1]["seq"].as_u64(), Some(after), "{got:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wedged_subscription_is_noticed_replaced_and_what_it_missed_is_delivered() {
+    let redis = RedisServer::start();
+    let proxy = agentcast_tests::WedgeProxy::start(redis.port).await;
+    let url = proxy.url();
+    let a = TestServer::start_with(|cfg| {
+        cfg.redis_url = Some(url);
+        cfg.node_id = Some("a".into());
+        cfg.health.interval_ms = 100;
+    })
+    .await;
+    a.wait_broker_up().await;
+    let b = cluster_node(&redis, "b", |_| {}).await;
+    let mut client = a.connect(&token("w")).await;
+    let first = publish(&b, "w", 0).await["seq"].as_u64().unwrap();
+    assert_eq!(client.next_json().await["seq"].as_u64(), Some(first));
+
+    // Redis → node A's subscriber connection goes silent, the socket stays open.
+    proxy.wedge(true);
+    let during = publish(&b, "w", 1).await["seq"].as_u64().unwrap();
+    client.expect_silence(Duration::from_millis(300)).await;
+    let deadline = Instant::now() + Duration::from_secs(6);
+    loop {
+        let (_, v) = readyz(&a).await;
+        let broker = &v["components"]["broker"];
+        if broker["state"] != "healthy" {
+            assert!(broker["reason"].as_str().unwrap().contains("silent"), "{v}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the wedge went unnoticed: {v}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    proxy.wedge(false);
+    a.wait_broker_up().await;
+    // The replacement subscription caught up: the event published meanwhile, no gap.
+    let e = client.next_json().await;
+    assert_eq!(e["seq"].as_u64(), Some(during), "{e}");
+    let after = publish(&b, "w", 2).await["seq"].as_u64().unwrap();
+    assert_eq!(client.next_json().await["seq"].as_u64(), Some(after));
+}

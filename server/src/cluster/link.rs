@@ -11,9 +11,10 @@
 //!    them again);
 //! 5. catch up: for each user, read what was stored after the last seq delivered here and
 //!    deliver it before anything that arrives live (the engine drops what it has seen);
-//! 6. mark the link up, then dispatch messages, `PING` every 500 ms and renew the lease every
-//!    2 s, until either connection fails; then mark it down and start again after
-//!    `min(2 s, 50 ms × 2^n)`, fully jittered.
+//! 6. mark the link up, then dispatch messages, `PING` and publish a heartbeat to itself every
+//!    500 ms and renew the lease every 2 s, until either connection fails or the subscriber
+//!    connection goes 2 s without carrying the heartbeat (open but wedged); then mark it down
+//!    and start again after `min(2 s, 50 ms × 2^n)`, fully jittered.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -31,6 +32,15 @@ pub(crate) const ACK_FLUSH: Duration = Duration::from_millis(20);
 
 /// How long a node's lease lives without renewal: its connection counts stop counting.
 const LEASE: Duration = Duration::from_secs(10);
+
+/// A subscriber connection that delivers none of this node's own heartbeats (one every
+/// 500 ms) for this long is taken for wedged and replaced.
+const HEARTBEAT_SILENCE: Duration = Duration::from_millis(2_000);
+
+/// This node's heartbeat channel, `P:hb:<node>`.
+fn heartbeat_channel(cluster: &Cluster) -> String {
+    format!("{}:hb:{}", cluster.prefix, cluster.node)
+}
 
 /// Runs forever: see the [module docs](self).
 pub(crate) async fn supervise(cluster: Arc<Cluster>) {
@@ -95,7 +105,11 @@ async fn connect(
         .map(|(u, s)| (u.clone(), Arc::clone(s)))
         .collect();
     let two_s = Duration::from_secs(2);
-    tokio::time::timeout(two_s, sink.subscribe(format!("{}:fan", cluster.prefix)))
+    let own = [
+        format!("{}:fan", cluster.prefix),
+        heartbeat_channel(cluster),
+    ];
+    tokio::time::timeout(two_s, sink.subscribe(&own))
         .await
         .map_err(|_| timeout("subscribe"))??;
     for chunk in subs.chunks(1000) {
@@ -230,6 +244,8 @@ async fn serve(
     let mut ticks: u32 = 0;
     let user_prefix = cluster.prefix.clone();
     let fan = format!("{}:fan", cluster.prefix);
+    let heartbeat = heartbeat_channel(cluster);
+    let mut heard = tokio::time::Instant::now();
     loop {
         tokio::select! {
             msg = stream.next() => {
@@ -237,7 +253,9 @@ async fn serve(
                     return "subscriber connection closed".to_owned();
                 };
                 let channel = msg.get_channel_name();
-                if channel == fan {
+                if channel == heartbeat {
+                    heard = tokio::time::Instant::now();
+                } else if channel == fan {
                     cluster.dispatch_fanout(msg.get_payload_bytes());
                 } else if let Some(user) = wire::user_of_channel(&user_prefix, channel) {
                     cluster.dispatch_user(user, msg.get_payload_bytes()).await;
@@ -251,6 +269,22 @@ async fn serve(
                 }
                 if ticks % 4 == 0 && let Err(e) = renew_lease(cluster, &mut conn).await {
                     return format!("lease renewal failed: {e}");
+                }
+                // The subscriber connection must carry this node's own heartbeat: an open
+                // connection that stopped delivering (Centrifugo #1189) is replaced.
+                if heard.elapsed() > HEARTBEAT_SILENCE {
+                    return format!(
+                        "subscriber connection silent for {} ms (own heartbeat not received)",
+                        heard.elapsed().as_millis()
+                    );
+                }
+                let r: redis::RedisResult<i64> = redis::cmd("PUBLISH")
+                    .arg(&heartbeat)
+                    .arg(ticks)
+                    .query_async(&mut conn)
+                    .await;
+                if let Err(e) = r {
+                    return format!("heartbeat publish failed: {e}");
                 }
                 if !cluster.health.is_up() {
                     // A request failed meanwhile, but the connection answers again.
