@@ -108,7 +108,8 @@ pub async fn run(
         .map_or_else(|_| config.listen.to_string(), |a| a.to_string());
     let (hook, escalation_task) =
         WebhookEscalation::new(&config.escalation, node, Arc::clone(&metrics));
-    hub_cfg.escalation = Some(Arc::new(hook));
+    let hook: Arc<dyn agentcast_engine::Escalation> = Arc::new(hook);
+    hub_cfg.escalation = Some(Arc::clone(&hook));
     hub_cfg.escalate_never_connected =
         config.escalation.never_connected == crate::config::NeverConnected::Escalate;
     tokio::spawn(escalation_task);
@@ -122,7 +123,7 @@ pub async fn run(
     let hub = Hub::start(hub_cfg).map_err(ServerError::Engine)?;
     let cluster = match link_health {
         Some(h) => Some(
-            crate::cluster::Cluster::start(&config, hub.clone(), h)
+            crate::cluster::Cluster::start(&config, hub.clone(), h, Some(hook))
                 .map_err(|e| ServerError::Redis(e.to_string()))?,
         ),
         None => None,

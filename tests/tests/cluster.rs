@@ -307,3 +307,93 @@ async fn a_wedged_subscription_is_noticed_replaced_and_what_it_missed_is_deliver
     let after = publish(&b, "w", 2).await["seq"].as_u64().unwrap();
     assert_eq!(client.next_json().await["seq"].as_u64(), Some(after));
 }
+
+/// A webhook receiver on a real socket: every POSTed JSON body, in arrival order.
+async fn webhook_receiver() -> (String, tokio::sync::mpsc::UnboundedReceiver<Value>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hooks", listener.local_addr().unwrap());
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    let n = s.read(&mut chunk).await.unwrap_or(0);
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    let text = String::from_utf8_lossy(&buf).to_string();
+                    if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                        let len = head
+                            .lines()
+                            .find_map(|l| {
+                                l.to_ascii_lowercase()
+                                    .strip_prefix("content-length:")
+                                    .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                            })
+                            .unwrap_or(0);
+                        if body.len() >= len {
+                            let _ = tx.send(serde_json::from_str(&body[..len]).unwrap());
+                            let _ = s
+                                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+                                .await;
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    (url, rx)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unacknowledged_critical_event_is_escalated_once_in_the_cluster_and_an_acked_one_never()
+{
+    let redis = RedisServer::start();
+    let (url, mut hooks) = webhook_receiver().await;
+    let tweak = |cfg: &mut agentcast_server::Config| {
+        cfg.escalation.ack_deadline_ms = 400;
+        cfg.escalation.webhook_url = Some(url.clone());
+    };
+    let a = cluster_node(&redis, "a", tweak).await;
+    let b = cluster_node(&redis, "b", tweak).await;
+    let c = cluster_node(&redis, "c", tweak).await;
+    let mut on_a = a.connect(&token("esc")).await;
+    // Acknowledged on node A, published through node C: never escalated.
+    let (s, acked) = c
+        .publish(&json!({"user_id": "esc", "type": "agent_started", "run_id": "r1", "data": {}}))
+        .await;
+    assert_eq!(s, 200, "{acked}");
+    assert_eq!(on_a.next_json().await["seq"], acked["seq"]);
+    on_a.send_json(&json!({"type": "ack", "seq": acked["seq"]}))
+        .await;
+    on_a.sync().await;
+    // Not acknowledged, published through node B while the user is connected to A.
+    let (s, v) = b
+        .publish(&json!({"user_id": "esc", "type": "agent_error", "run_id": "r2", "data": {"code": "E1"}}))
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(on_a.next_json().await["seq"], v["seq"]);
+    let hook = tokio::time::timeout(Duration::from_secs(5), hooks.recv())
+        .await
+        .expect("one node escalates it")
+        .unwrap();
+    assert_eq!(hook["event"], "unacked_critical", "{hook}");
+    assert_eq!(hook["user_id"], "esc");
+    assert_eq!(hook["seq"], v["seq"]);
+    assert_eq!(hook["run_id"], "r2");
+    assert_eq!(hook["type"], "agent_error");
+    assert_eq!(hook["connections"], 1, "{hook}");
+    // Exactly one escalation across the three nodes, and none for the acknowledged event.
+    assert!(
+        tokio::time::timeout(Duration::from_millis(1_500), hooks.recv())
+            .await
+            .is_err(),
+        "a second escalation"
+    );
+}

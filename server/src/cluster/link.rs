@@ -295,6 +295,40 @@ async fn serve(
     }
 }
 
+/// How often a node claims overdue critical events.
+const CLAIM_EVERY: Duration = Duration::from_millis(250);
+
+/// Every [`CLAIM_EVERY`], claims up to 100 overdue critical events (the script removes each
+/// from the deadline set as it returns it, so exactly one node escalates it) and escalates
+/// the unacknowledged ones. An event acknowledged on any node is dropped by the script. A
+/// node that dies between the claim and the hook loses that escalation (at most once).
+pub(crate) async fn claim_overdue(cluster: Arc<Cluster>) {
+    let mut tick = tokio::time::interval(CLAIM_EVERY);
+    loop {
+        tick.tick().await;
+        let Ok(mut conn) = cluster.command_conn() else {
+            continue;
+        };
+        let mut inv = cluster
+            .scripts
+            .claim_overdue
+            .key(format!("{}:dl", cluster.prefix));
+        inv.arg(100).arg(&cluster.prefix);
+        type Row = (String, String, String, Vec<u8>, String, String);
+        let rows: redis::RedisResult<Vec<Row>> = inv.invoke_async(&mut conn).await;
+        match rows {
+            Ok(rows) => {
+                for row in &rows {
+                    cluster.escalate(row);
+                }
+            }
+            Err(e) => {
+                tracing::debug!(target: "agentcast::cluster", error = %e, "claim of overdue events failed")
+            }
+        }
+    }
+}
+
 /// Writes the acks gathered since the last flush, every [`ACK_FLUSH`]; while Redis is down
 /// they are kept (the highest per user).
 pub(crate) async fn flush_acks(cluster: Arc<Cluster>) {

@@ -72,6 +72,11 @@ pub(crate) struct Cluster {
     history_max_age_ms: u64,
     state_ttl_ms: u64,
     idempotency_ttl_ms: u64,
+    /// Critical events unacknowledged this long are escalated (by exactly one node).
+    ack_deadline_ms: u64,
+    /// The escalation hook (log, counter, webhook), as the engine calls it embedded.
+    escalation: Option<Arc<dyn agentcast_engine::Escalation>>,
+    escalate_never_connected: bool,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -130,6 +135,7 @@ impl Cluster {
         cfg: &Config,
         hub: Hub,
         health: Arc<LinkHealth>,
+        escalation: Option<Arc<dyn agentcast_engine::Escalation>>,
     ) -> Result<Arc<Cluster>, redis::RedisError> {
         let url = cfg.redis_url.as_deref().unwrap_or_default();
         let client = redis::Client::open(url)?;
@@ -153,6 +159,10 @@ impl Cluster {
                 .max(hub_cfg.history_max_age.as_millis() as u64)
                 .max(1),
             idempotency_ttl_ms: (cfg.limits.idempotency_window_secs * 1000).max(1),
+            ack_deadline_ms: cfg.escalation.ack_deadline_ms,
+            escalation,
+            escalate_never_connected: cfg.escalation.never_connected
+                == crate::config::NeverConnected::Escalate,
             hub,
         });
         tracing::info!(
@@ -163,6 +173,7 @@ impl Cluster {
         );
         tokio::spawn(link::supervise(Arc::clone(&cluster)));
         tokio::spawn(link::flush_acks(Arc::clone(&cluster)));
+        tokio::spawn(link::claim_overdue(Arc::clone(&cluster)));
         Ok(cluster)
     }
 
@@ -236,6 +247,7 @@ impl Cluster {
             .key(format!("{}:floor", self.prefix))
             .key(self.key(&user, "n"))
             .key(idem)
+            .key(format!("{}:dl", self.prefix))
             .arg(parts.head.as_ref())
             .arg(parts.tail.as_ref())
             .arg(wire::priority_digit(parts.priority))
@@ -246,7 +258,9 @@ impl Cluster {
             .arg(self.key(&user, "e"))
             .arg(format!("{}:node:", self.prefix))
             .arg(event.kind.index())
-            .arg(parts.coalesce_run.as_deref().unwrap_or(""));
+            .arg(parts.coalesce_run.as_deref().unwrap_or(""))
+            .arg(self.ack_deadline_ms)
+            .arg(user.as_str());
         let (code, seq, connections): (u8, String, String) =
             self.within(inv.invoke_async(&mut conn)).await?;
         if code == 2 {
@@ -492,6 +506,37 @@ impl Cluster {
             _ => {
                 tracing::warn!(target: "agentcast::cluster", "malformed fan-out event on redis: dropped")
             }
+        }
+    }
+}
+
+impl Cluster {
+    /// Hands one claimed overdue event to the escalation hook (see `link::claim_overdue`).
+    fn escalate(&self, row: &(String, String, String, Vec<u8>, String, String)) {
+        let (user, seq, published, payload, connections, ever) = row;
+        let (Ok(user), Ok(seq)) = (UserId::new(user), seq.parse::<u64>()) else {
+            return;
+        };
+        let ever_connected = ever == "1";
+        if !ever_connected && !self.escalate_never_connected {
+            return;
+        }
+        let v: serde_json::Value = serde_json::from_slice(payload).unwrap_or_default();
+        let kind = v["type"]
+            .as_str()
+            .and_then(|k| agentcast_engine::EventKind::parse(k).ok())
+            .unwrap_or(agentcast_engine::EventKind::AgentError);
+        let e = agentcast_engine::UnackedCritical {
+            user,
+            seq,
+            run_id: v["run_id"].as_str().map(Arc::from),
+            kind,
+            published_ms: published.parse().unwrap_or(0),
+            connections: connections.parse().unwrap_or(0),
+            ever_connected,
+        };
+        if let Some(hook) = &self.escalation {
+            hook.escalate(e);
         }
     }
 }

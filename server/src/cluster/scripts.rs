@@ -36,10 +36,11 @@ else
 end
 ";
 
-/// Publish to a user. KEYS: m h floor n idem. ARGV: 1 head, 2 tail, 3 priority digit,
+/// Publish to a user. KEYS: m h floor n idem dl. ARGV: 1 head, 2 tail, 3 priority digit,
 /// 4 history length, 5 state TTL ms, 6 request hash ('' without a key), 7 idempotency
 /// window ms, 8 the user's channel, 9 the node-lease key prefix, 10 kind index,
-/// 11 coalesce run ('' for none). Returns `{0, seq, connections}`, or `{1, seq,
+/// 11 coalesce run ('' for none), 12 ack deadline ms (0: none), 13 the user id. A critical
+/// event's deadline goes into `dl` (member `<seq>|<user>`, score the due ms). Returns `{0, seq, connections}`, or `{1, seq,
 /// connections}` for a repeat of a keyed request, or `{2}` for a key reused with another
 /// request.
 const PUBLISH_USER: &str = r"
@@ -61,6 +62,9 @@ else
   redis.call('DEL', KEYS[2])
 end
 redis.call('HSET', KEYS[1], 's', seq)
+if ARGV[3] == '2' and tonumber(ARGV[12]) > 0 then
+  redis.call('ZADD', KEYS[6], now + tonumber(ARGV[12]), seq .. '|' .. ARGV[13])
+end
 redis.call('PEXPIRE', KEYS[1], ARGV[5])
 redis.call('PEXPIRE', KEYS[2], ARGV[5])
 local c = 0
@@ -88,6 +92,7 @@ const OPEN_USER: &str = r"
 local from = a
 if ARGV[1] ~= '' then from = tonumber(ARGV[1]) end
 redis.call('HINCRBY', KEYS[4], ARGV[3], 1)
+redis.call('HSET', KEYS[1], 'e', '1')
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
 redis.call('PEXPIRE', KEYS[2], ARGV[4])
 redis.call('PEXPIRE', KEYS[4], ARGV[4])
@@ -141,6 +146,44 @@ end
 return {0, n}
 ";
 
+/// Overdue critical events: each due member of `dl` is removed (so exactly one node, the
+/// one whose script ran first, gets it) and returned unless the user's ack cursor reached
+/// it. KEYS: dl. ARGV: 1 at most this many, 2 the key prefix. Returns `{user, seq, publish
+/// ms, payload, connections, ever connected}` per event. The user keys are derived here,
+/// which standalone Redis allows (not Redis Cluster: docs/cluster.md, open question 4).
+const CLAIM_OVERDUE: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[1]))
+local out = {}
+for _, member in ipairs(due) do
+  redis.call('ZREM', KEYS[1], member)
+  local bar = string.find(member, '|', 1, true)
+  if bar then
+    local seq = string.sub(member, 1, bar - 1)
+    local user = string.sub(member, bar + 1)
+    local base = ARGV[2] .. ':{' .. user .. '}:'
+    local a = redis.call('HGET', base .. 'm', 'a')
+    if (not a) or tonumber(a) < tonumber(seq) then
+      local p, pt = '', '0'
+      local e = redis.call('XRANGE', base .. 'h', seq .. '-0', seq .. '-0')
+      if e[1] then
+        local f = e[1][2]
+        for i = 1, #f, 2 do
+          if f[i] == 'p' then p = f[i + 1] elseif f[i] == 't' then pt = f[i + 1] end
+        end
+      end
+      local c = 0
+      local n = redis.call('HGETALL', base .. 'n')
+      for i = 1, #n, 2 do c = c + tonumber(n[i + 1]) end
+      local ever = redis.call('HGET', base .. 'm', 'e') or '0'
+      out[#out + 1] = {user, seq, pt, p, tostring(c), ever}
+    end
+  end
+end
+return out
+";
+
 /// The scripts, hashed once.
 #[derive(Debug)]
 pub(crate) struct Scripts {
@@ -150,6 +193,7 @@ pub(crate) struct Scripts {
     pub(crate) ack_user: Script,
     pub(crate) close_user: Script,
     pub(crate) publish_fanout: Script,
+    pub(crate) claim_overdue: Script,
 }
 
 impl Scripts {
@@ -162,6 +206,7 @@ impl Scripts {
             ack_user: Script::new(ACK_USER),
             close_user: Script::new(CLOSE_USER),
             publish_fanout: Script::new(PUBLISH_FANOUT),
+            claim_overdue: Script::new(CLAIM_OVERDUE),
         }
     }
 }
