@@ -1094,6 +1094,8 @@ impl Shard {
             users_evicted,
             users_evicted_over_limit,
             seq_clock_waits,
+            sequenced_duplicates,
+            sequenced_holes,
             connects,
             disconnects
         );

@@ -162,6 +162,12 @@ counters! {
     /// Publishes refused because the shard's command queue was full (see
     /// [`HubConfig::command_queue`](crate::HubConfig::command_queue)).
     publishes_refused,
+    /// Cluster mode: events from the broker whose seq the shard had already seen (the same
+    /// event read from Redis and received live), dropped.
+    sequenced_duplicates,
+    /// Cluster mode: events from the broker after missing seqs; the user's connections got a
+    /// `gap` first (see [`crate::broker`]).
+    sequenced_holes,
 }
 
 /// Per-shard counters plus the transports' drained counter on its own cache line.

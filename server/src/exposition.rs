@@ -410,6 +410,18 @@ impl Collector for Snapshot {
                 "Publishes whose seq waited for the next millisecond.",
                 t.seq_clock_waits,
             ),
+            (
+                "sequenced_duplicates",
+                Counter,
+                "Cluster mode: events from Redis already seen by the shard (dropped).",
+                t.sequenced_duplicates,
+            ),
+            (
+                "sequenced_holes",
+                Counter,
+                "Cluster mode: events from Redis after missing seqs (a gap was sent).",
+                t.sequenced_holes,
+            ),
         ];
         for (name, ty, help, v) in engine {
             one(e, &format!("engine_{name}"), help, ty, v)?;

@@ -224,6 +224,8 @@ pub fn render_json(m: &ServerMetrics, stats: &Stats) -> serde_json::Value {
             "history_bytes": t.history_bytes,
             "history_events": t.history_events,
             "seq_clock_waits": t.seq_clock_waits,
+            "sequenced_duplicates": t.sequenced_duplicates,
+            "sequenced_holes": t.sequenced_holes,
             "publishes_refused": t.publishes_refused,
             "shutdown_unwritten": t.shutdown_unwritten,
         },
