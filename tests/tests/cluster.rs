@@ -397,3 +397,23 @@ async fn an_unacknowledged_critical_event_is_escalated_once_in_the_cluster_and_a
         "a second escalation"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connected_users_state_outlives_its_ttl_in_redis_while_an_offline_users_expires() {
+    let redis = RedisServer::start();
+    let short = |cfg: &mut agentcast_server::Config| cfg.user_ttl_ms = 1_500;
+    let a = cluster_node(&redis, "a", short).await;
+    let b = cluster_node(&redis, "b", short).await;
+    let mut idle = a.connect(&token("idle")).await;
+    let first = publish(&b, "idle", 0).await["seq"].as_u64().unwrap();
+    assert_eq!(idle.next_json().await["seq"].as_u64(), Some(first));
+    let gone = publish(&b, "offline-ttl", 0).await["seq"].as_u64().unwrap();
+    // Twice the TTL with no event: the connected user's keys are renewed by its node.
+    tokio::time::sleep(Duration::from_millis(3_200)).await;
+    let next = publish(&b, "idle", 1).await["seq"].as_u64().unwrap();
+    assert_eq!(next, first + 1, "the connected user's state survived");
+    assert_eq!(idle.next_json().await["seq"].as_u64(), Some(next), "no gap");
+    // The offline user's state expired with its TTL: a new incarnation, above the old seqs.
+    let again = publish(&b, "offline-ttl", 1).await["seq"].as_u64().unwrap();
+    assert!(again > gone + 1, "{again} after {gone}");
+}

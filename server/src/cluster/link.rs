@@ -204,6 +204,29 @@ async fn renew_lease(
         .await
 }
 
+/// Renews the TTL of every connected user's keys (`m`, `h`, `n`), 1,000 users per pipeline.
+async fn keep_alive(cluster: &Cluster, conn: &mut MultiplexedConnection) -> redis::RedisResult<()> {
+    let users: Vec<UserId> = cluster
+        .subs
+        .lock()
+        .await
+        .iter()
+        .filter(|(_, s)| s.refs.load(Ordering::SeqCst) > 0)
+        .map(|(u, _)| u.clone())
+        .collect();
+    for chunk in users.chunks(1000) {
+        let mut pipe = redis::pipe();
+        for user in chunk {
+            for what in ["m", "h", "n"] {
+                pipe.pexpire(cluster.key(user, what), cluster.state_ttl_ms as i64)
+                    .ignore();
+            }
+        }
+        let _: () = pipe.query_async(conn).await?;
+    }
+    Ok(())
+}
+
 /// Step 5 for one user.
 async fn catch_up(
     cluster: &Cluster,
@@ -269,6 +292,11 @@ async fn serve(
                 }
                 if ticks % 4 == 0 && let Err(e) = renew_lease(cluster, &mut conn).await {
                     return format!("lease renewal failed: {e}");
+                }
+                // Connected users never expire: their keys' TTLs are renewed every third of it.
+                let every = (cluster.state_ttl_ms / 3 / 500).max(1);
+                if u64::from(ticks) % every == 0 && let Err(e) = keep_alive(cluster, &mut conn).await {
+                    return format!("TTL renewal failed: {e}");
                 }
                 // The subscriber connection must carry this node's own heartbeat: an open
                 // connection that stopped delivering (Centrifugo #1189) is replaced.

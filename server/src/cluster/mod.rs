@@ -155,9 +155,9 @@ impl Cluster {
             publish_timeout: Duration::from_millis(cfg.redis_publish_timeout_ms),
             history_len: hub_cfg.history_len,
             history_max_age_ms: hub_cfg.history_max_age.as_millis() as u64,
-            state_ttl_ms: (hub_cfg.user_ttl.as_millis() as u64)
-                .max(hub_cfg.history_max_age.as_millis() as u64)
-                .max(1),
+            // As embedded: an offline user's state lives `user_ttl` after its last publish or
+            // connection; connected users' keys are renewed (`link::keep_alive`).
+            state_ttl_ms: (hub_cfg.user_ttl.as_millis() as u64).max(1),
             idempotency_ttl_ms: (cfg.limits.idempotency_window_secs * 1000).max(1),
             ack_deadline_ms: cfg.escalation.ack_deadline_ms,
             escalation,
