@@ -30,7 +30,15 @@
 //! - [`frame`] — encoding events once into complete WebSocket frames.
 //! - [`ring`] — a connection's bounded priority ring and its overflow policy.
 //! - [`history`] — a user's bounded history ring, resume and gaps.
-//! - [`shard`] — one worker's connections, user and channel indexes and user state.
+//! - [`shard`] — one worker's connections, user and channel indexes and user state: command
+//!   dispatch, connect and resume, housekeeping in `shard.rs`; the user table in
+//!   `shard/users.rs`; the delivery fast path in `shard/deliver.rs`; counters and table
+//!   sizes in `shard/tally.rs`; cluster mode (events sequenced elsewhere, seeded replays) in
+//!   `shard/sequenced.rs`.
+//! - [`broker`] — cluster mode seen from the engine: the [`Seed`] of a connection's replay
+//!   and the [`BrokerHealth`] of the `broker` component (the Redis code is in the server).
+//! - [`sequenced`] — [`Hub::deliver`] of events a broker sequenced, and the payload split
+//!   around the seq ([`UserEventParts`]).
 //! - [`worker`](crate::worker) (private): the shard threads and their command queues.
 //! - `prefetch` (private): the cache prefetch hint of the fan-out loop.
 //! - [`conn`] — the transport's handle: drain frames, ack, subscribe, close.

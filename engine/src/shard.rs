@@ -47,9 +47,16 @@ use std::sync::Arc;
 
 use ahash::RandomState;
 use bytes::{BufMut, Bytes, BytesMut};
-use smallvec::SmallVec;
 
+mod deliver;
 mod sequenced;
+mod tally;
+mod users;
+
+use deliver::{Parcel, Push, Wakes, deliver, push_frame, refill};
+pub use tally::Footprint;
+use tally::Tally;
+use users::{UserState, UserTable, ukey, user_state, wait_for_seq_clock};
 
 use crate::HubConfig;
 use crate::conn::{ConnId, ConnShared, ConnectOptions, Resume, Welcome, close_code};
@@ -58,11 +65,11 @@ use crate::escalation::{EscalationSender, UnackedCritical};
 use crate::event::{ChannelName, Event, EventKind, Priority, UserId};
 use crate::frame::{self, EventFields, Frame, FramePool, Origin, now_ms};
 use crate::health::{Fault, HealthConfig};
-use crate::history::{Gap, HistoryEntry, HistoryRing};
+use crate::history::{Gap, HistoryEntry};
 use crate::hub::Receipt;
 use crate::prefetch::prefetch_write;
-use crate::ring::{PriorityRing, PushOutcome, Queued};
-use crate::runs::{RunHost, RunTracker, UserRuns};
+use crate::ring::{PriorityRing, Queued};
+use crate::runs::RunTracker;
 use crate::slots::Slots;
 use crate::stats::{KINDS, ShardCounters};
 use crate::worker::{Command, WorkerShared};
@@ -83,98 +90,6 @@ struct ConnEntry {
     internal: bool,
 }
 
-/// Bytes of a user id held inline in [`UserKey`] (which is then 40 bytes, as UUIDs and
-/// the ids of common auth providers fit).
-const INLINE_KEY: usize = 38;
-
-/// The user table's key: the id's bytes, inline up to [`INLINE_KEY`] bytes. A lookup then
-/// compares the id inside the table's own bucket; keyed by [`UserId`], it followed the id's
-/// pointer to its bytes, a cache miss measured at 9% of a shard's time under per-user load.
-/// Longer ids keep the pointer. Looked up by `&[u8]` (see [`ukey`]).
-#[derive(Clone)]
-enum UserKey {
-    Inline { len: u8, bytes: [u8; INLINE_KEY] },
-    Long(UserId),
-}
-
-impl UserKey {
-    fn of(user: &UserId) -> UserKey {
-        let b = user.as_str().as_bytes();
-        if b.len() <= INLINE_KEY {
-            let mut bytes = [0; INLINE_KEY];
-            bytes[..b.len()].copy_from_slice(b);
-            UserKey::Inline {
-                len: b.len() as u8,
-                bytes,
-            }
-        } else {
-            UserKey::Long(user.clone())
-        }
-    }
-
-    fn as_bytes(&self) -> &[u8] {
-        match self {
-            UserKey::Inline { len, bytes } => &bytes[..usize::from(*len)],
-            UserKey::Long(u) => u.as_str().as_bytes(),
-        }
-    }
-}
-
-impl PartialEq for UserKey {
-    fn eq(&self, other: &UserKey) -> bool {
-        self.as_bytes() == other.as_bytes()
-    }
-}
-
-impl Eq for UserKey {}
-
-/// Hashes as the id's bytes, like the `&[u8]` lookups borrow it.
-impl std::hash::Hash for UserKey {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        self.as_bytes().hash(state);
-    }
-}
-
-impl std::borrow::Borrow<[u8]> for UserKey {
-    fn borrow(&self) -> &[u8] {
-        self.as_bytes()
-    }
-}
-
-/// How the user table is looked up: by the id's bytes.
-fn ukey(user: &UserId) -> &[u8] {
-    user.as_str().as_bytes()
-}
-
-type UserTable = HashMap<UserKey, UserState, RandomState>;
-
-/// One user's state on its home shard.
-struct UserState {
-    /// The user (the table's key is a copy of its bytes).
-    user: UserId,
-    /// Keys of the user's connections in `Shard::conns`. Up to two are held inline, in the
-    /// hash table's own bucket: a publish reads them without another cache miss.
-    conns: SmallVec<[usize; 2]>,
-    last_seq: u64,
-    ack: u64,
-    history: HistoryRing,
-    /// Seqs of critical events not yet acknowledged, ascending.
-    unacked_critical: VecDeque<u64>,
-    /// Last time the user had activity while without connections (ms), for TTL eviction.
-    idle_since: Option<u64>,
-    /// The user's tracked runs (see [`crate::runs`]); evicted with the user.
-    runs: UserRuns,
-    /// Whether this state ever had a connection (set at connect; for the escalation policy
-    /// [`HubConfig::escalate_never_connected`]).
-    ever_connected: bool,
-}
-
-impl RunHost for UserTable {
-    fn runs_of(&mut self, user: &UserId) -> Option<&mut UserRuns> {
-        self.get_mut(ukey(user)).map(|s| &mut s.runs)
-    }
-}
-
 /// An ack deadline of a critical event.
 struct Deadline {
     due_ms: u64,
@@ -183,77 +98,6 @@ struct Deadline {
     run_id: Option<Arc<str>>,
     kind: EventKind,
     published_ms: u64,
-}
-
-/// Counter deltas accumulated during a command batch.
-#[derive(Default)]
-struct Tally {
-    published_user: u64,
-    published_channel: u64,
-    published_broadcast: u64,
-    published_by_priority: [u64; 3],
-    delivered: u64,
-    replayed: u64,
-    handed: u64,
-    gaps: u64,
-    /// Cluster mode: delivered events whose seq the shard had seen (dropped).
-    sequenced_duplicates: u64,
-    /// Cluster mode: delivered events after missing seqs (a `gap` was sent).
-    sequenced_holes: u64,
-    forced_closes: u64,
-    acks: u64,
-    escalated: u64,
-    escalations_dropped: u64,
-    escalations_skipped: u64,
-    users_evicted: u64,
-    users_evicted_over_limit: u64,
-    seq_clock_waits: u64,
-    connects: u64,
-    disconnects: u64,
-    dropped: [u64; 3],
-    coalesced: [u64; 3],
-    published_by_kind: [u64; KINDS],
-    delivered_by_kind: [u64; KINDS],
-    restart_closes: u64,
-    shutdown_unwritten: u64,
-}
-
-/// Sizes of every table of a shard, for proving memory returns to baseline.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct Footprint {
-    /// Registered connections.
-    pub connections: usize,
-    /// Users with state.
-    pub users: usize,
-    /// History events held over all users.
-    pub history_events: usize,
-    /// Channels with subscribers.
-    pub channels: usize,
-    /// Entries of the idle-user queue.
-    pub idle_queue: usize,
-    /// Pending ack deadlines.
-    pub deadlines: usize,
-    /// Frames waiting in rings.
-    pub backlog: usize,
-    /// Runs tracked (live or finished, not yet evicted).
-    pub runs: usize,
-    /// Entries of the run expiry queues.
-    pub run_queue: usize,
-}
-
-impl std::ops::AddAssign for Footprint {
-    fn add_assign(&mut self, o: Footprint) {
-        self.connections += o.connections;
-        self.users += o.users;
-        self.history_events += o.history_events;
-        self.channels += o.channels;
-        self.idle_queue += o.idle_queue;
-        self.deadlines += o.deadlines;
-        self.backlog += o.backlog;
-        self.runs += o.runs;
-        self.run_queue += o.run_queue;
-    }
 }
 
 /// See the [module docs](self).
@@ -1172,252 +1016,6 @@ impl Shard {
             run_queue: self.runs.queued(),
         }
     }
-}
-
-/// The state of `user`, created (and queued as idle) if absent.
-///
-/// `seq_floor` is `None` in cluster mode (`sequenced`): the broker assigns seqs, and a new
-/// state starts at 0, "not known yet", until the first event or seed says where the user is.
-fn user_state<'a>(
-    users: &'a mut UserTable,
-    idle: &mut VecDeque<(UserId, u64)>,
-    cfg: &HubConfig,
-    seq_floor: Option<u64>,
-    user: &UserId,
-    now: u64,
-) -> &'a mut UserState {
-    users.entry(UserKey::of(user)).or_insert_with(|| {
-        // Seqs of a new incarnation start above any seq an earlier (evicted, or previous
-        // process's) incarnation issued: see the module docs.
-        let base = seq_floor.map_or(0, |floor| now.saturating_mul(1000).max(floor));
-        idle.push_back((user.clone(), now));
-        UserState {
-            user: user.clone(),
-            conns: SmallVec::new(),
-            last_seq: base,
-            ack: base,
-            history: HistoryRing::new(
-                cfg.history_len,
-                cfg.history_max_age.as_millis() as u64,
-                base,
-            )
-            .with_max_bytes(cfg.max_history_bytes_per_user),
-            unacked_critical: VecDeque::new(),
-            idle_since: Some(now),
-            runs: UserRuns::default(),
-            ever_connected: false,
-        }
-    })
-}
-
-/// Longest a publish waits for the clock (see the module docs): past it the clock is taken
-/// to have stepped back, and the seq is issued anyway.
-const SEQ_CLOCK_WAIT: std::time::Duration = std::time::Duration::from_millis(2);
-
-/// Waits until `seq` is below the next millisecond's seq base, at most [`SEQ_CLOCK_WAIT`].
-/// Returns whether it had to wait (the caller's timestamp may be stale; the clock is read
-/// again first).
-#[cold]
-fn wait_for_seq_clock(seq: u64) -> bool {
-    let below_next_base = || now_ms().saturating_add(1).saturating_mul(1000) > seq;
-    if below_next_base() {
-        return false;
-    }
-    let start = std::time::Instant::now();
-    while !below_next_base() && start.elapsed() < SEQ_CLOCK_WAIT {
-        std::thread::yield_now();
-    }
-    true
-}
-
-/// One frame on its way to connections, and how their rings treat it.
-#[derive(Clone, Copy)]
-struct Parcel<'a> {
-    frame: &'a Bytes,
-    priority: Priority,
-    coalesce: Option<&'a Arc<str>>,
-    born_us: u64,
-}
-
-/// Queues `parcel` to each connection of `keys`; overflowed ones are remembered in
-/// `overflowed` and closed by [`Shard::close_overflowed`] afterwards.
-///
-/// A free function over the fields it writes, so the caller can pass a key list that lives in
-/// the shard's user or channel index without taking it out and putting it back (two hash
-/// lookups, and a key clone for channels, per publish).
-fn deliver(
-    conns: &mut Slots<ConnEntry>,
-    tally: &mut Tally,
-    backlog: &mut usize,
-    overflowed: &mut Vec<usize>,
-    keys: &[usize],
-    parcel: Parcel<'_>,
-) -> usize {
-    let mut delivered = 0;
-    let mut wakes = Wakes::new();
-    for &key in keys {
-        let Some(c) = conns.get_mut(key) else {
-            continue;
-        };
-        match push_frame(
-            c,
-            parcel.frame,
-            parcel.priority,
-            parcel.coalesce,
-            tally,
-            backlog,
-            parcel.born_us,
-        ) {
-            Push::Ok => {
-                delivered += 1;
-                wakes.add(key, conns);
-            }
-            Push::Lost => {}
-            Push::Close => overflowed.push(key),
-        }
-    }
-    wakes.flush(conns);
-    delivered
-}
-
-enum Push {
-    /// Queued (possibly after coalescing or evicting an older frame).
-    Ok,
-    /// The incoming frame was dropped by the ring policy.
-    Lost,
-    /// A critical frame overflowed: the connection must be closed.
-    Close,
-}
-
-/// How many connections one `fence(SeqCst)` covers before they are notified.
-const WAKE_BATCH: usize = 32;
-
-/// Connections pushed to since the last fence: notified ([`ConnShared::notify`]) after one
-/// `fence(SeqCst)` for all of them. A fence (like any read-modify-write on x86) waits for
-/// every earlier store to finish; per recipient it would serialize the cache misses the
-/// fan-out loop overlaps, so the loop pays it once per batch instead.
-struct Wakes {
-    keys: [usize; WAKE_BATCH],
-    len: usize,
-}
-
-impl Wakes {
-    fn new() -> Wakes {
-        Wakes {
-            keys: [0; WAKE_BATCH],
-            len: 0,
-        }
-    }
-
-    #[inline]
-    fn add(&mut self, key: usize, conns: &Slots<ConnEntry>) {
-        self.keys[self.len] = key;
-        self.len += 1;
-        if self.len == WAKE_BATCH {
-            self.flush(conns);
-        }
-    }
-
-    fn flush(&mut self, conns: &Slots<ConnEntry>) {
-        if self.len == 0 {
-            return;
-        }
-        std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
-        for &key in &self.keys[..self.len] {
-            if let Some(c) = conns.get(key) {
-                c.shared.notify();
-            }
-        }
-        self.len = 0;
-    }
-}
-
-/// Queues one frame for one connection: the per-recipient fast path.
-fn push_frame(
-    c: &mut ConnEntry,
-    frame: &Bytes,
-    priority: Priority,
-    coalesce: Option<&Arc<str>>,
-    tally: &mut Tally,
-    backlog: &mut usize,
-    born_us: u64,
-) -> Push {
-    use std::sync::atomic::Ordering::Relaxed;
-    if c.shared.publish_stamp.load(Relaxed) == 0 {
-        c.shared.publish_stamp.store(born_us, Relaxed);
-    }
-    if c.ring.is_empty() && handoff_push(c, frame.clone()).is_ok() {
-        tally.delivered += 1;
-        tally.handed += 1;
-        return Push::Ok;
-    }
-    let before = c.ring.len();
-    let outcome = c.ring.push(Queued {
-        frame: frame.clone(),
-        priority,
-        coalesce_run: coalesce.cloned(),
-    });
-    *backlog = *backlog + c.ring.len() - before;
-    let result = match outcome {
-        PushOutcome::Queued => Push::Ok,
-        PushOutcome::Coalesced => {
-            tally.coalesced[Priority::Low as usize] += 1;
-            Push::Ok
-        }
-        PushOutcome::Evicted(p) => {
-            tally.dropped[p as usize] += 1;
-            Push::Ok
-        }
-        PushOutcome::Dropped(p) => {
-            tally.dropped[p as usize] += 1;
-            return Push::Lost;
-        }
-        PushOutcome::Overflow => return Push::Close,
-    };
-    tally.delivered += 1;
-    // Release pairs with the transport's AcqRel swap in `Connection::drain_into`.
-    c.shared
-        .backlogged
-        .store(true, std::sync::atomic::Ordering::Release);
-    result
-}
-
-/// Pushes to a connection's hand-off queue.
-#[allow(unsafe_code)]
-fn handoff_push(c: &mut ConnEntry, frame: Bytes) -> Result<(), Bytes> {
-    // SAFETY: only the shard's worker pushes to its connections' queues, and it holds the
-    // entry mutably: one producer at a time.
-    let pushed = unsafe { c.shared.handoff.push(frame) };
-    if pushed.is_ok() {
-        c.next_slot = c.shared.handoff.next_slot();
-    }
-    pushed
-}
-
-/// Moves ring frames into the hand-off queue while it has room. Returns how many moved.
-fn refill(c: &mut ConnEntry) -> usize {
-    let mut moved = 0;
-    // The worker is the queue's only producer, so room seen here stays room until the push.
-    while !c.shared.handoff.is_full() {
-        let Some(q) = c.ring.pop() else {
-            break;
-        };
-        if let Err(frame) = handoff_push(c, q.frame) {
-            c.ring.push_front(Queued { frame, ..q });
-            break;
-        }
-        moved += 1;
-    }
-    if !c.ring.is_empty() {
-        c.shared
-            .backlogged
-            .store(true, std::sync::atomic::Ordering::Release);
-    }
-    if moved > 0 || !c.ring.is_empty() {
-        std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
-        c.shared.notify();
-    }
-    moved
 }
 
 /// The coalescing key of an event: its run, for `agent_thinking` only.
