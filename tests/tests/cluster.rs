@@ -417,3 +417,41 @@ async fn a_connected_users_state_outlives_its_ttl_in_redis_while_an_offline_user
     let again = publish(&b, "offline-ttl", 1).await["seq"].as_u64().unwrap();
     assert!(again > gone + 1, "{again} after {gone}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tiers_connection_limit_holds_across_the_cluster() {
+    let redis = RedisServer::start();
+    let a = cluster_node(&redis, "a", |_| {}).await;
+    let b = cluster_node(&redis, "b", |_| {}).await;
+    let t = token("many");
+    // The free tier allows 5 connections per user: 3 on A and 2 on B fill it.
+    let mut open = Vec::new();
+    for node in [&a, &a, &a, &b, &b] {
+        open.push(node.connect(&t).await);
+    }
+    for node in [&a, &b] {
+        let (status, body) = node.refused(&format!("token={t}")).await;
+        assert_eq!(status, 429, "{body}");
+        assert!(
+            body["error"]
+                .as_str()
+                .unwrap()
+                .contains("across the cluster"),
+            "{body}"
+        );
+    }
+    // One closes on A: a connection on B fits again.
+    open.remove(0).close().await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match b.connect_query(&format!("token={t}")).await {
+            Ok(c) => {
+                open.push(c);
+                break;
+            }
+            Err(e) => assert!(Instant::now() < deadline, "still refused: {e:?}"),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(open.len(), 5);
+}

@@ -47,6 +47,9 @@ pub(crate) enum BrokerError {
     /// The idempotency key was first used with another request.
     #[error("idempotency_key `{0}` reused with a different request")]
     KeyReused(Arc<str>),
+    /// The user has `connections_per_user` connections on the cluster's nodes already.
+    #[error("connection limit of {0} reached across the cluster")]
+    ConnectionLimit(usize),
 }
 
 /// One node's view of the cluster. See the [module docs](self).
@@ -333,6 +336,7 @@ impl Cluster {
         user: &UserId,
         resume: Resume,
         history_len: usize,
+        connection_limit: usize,
     ) -> Result<Opened, BrokerError> {
         let sub = {
             let mut subs = self.subs.lock().await;
@@ -370,9 +374,17 @@ impl Cluster {
             .arg(from)
             .arg(history_len.max(1))
             .arg(&self.node)
-            .arg(self.state_ttl_ms);
+            .arg(self.state_ttl_ms)
+            .arg(connection_limit)
+            .arg(format!("{}:node:", self.prefix));
+        let answer: redis::Value = self.within(inv.invoke_async(&mut conn)).await?;
+        if matches!(&answer, redis::Value::Array(a) if a.len() == 1) {
+            return Err(BrokerError::ConnectionLimit(connection_limit));
+        }
         let (s, a, from, entries): (String, String, String, wire::Entries) =
-            self.within(inv.invoke_async(&mut conn)).await?;
+            redis::FromRedisValue::from_redis_value(answer).map_err(|e| {
+                BrokerError::Unavailable(format!("redis: unexpected answer to open: {e}"))
+            })?;
         guard.counted = true;
         let (s, a, from) = (
             s.parse().unwrap_or(0),

@@ -85,9 +85,17 @@ return {0, seq, fmt(c)}
 ";
 
 /// A new connection of a user on this node. KEYS: m h floor n. ARGV: 1 resume point ('' =
-/// the ack cursor), 2 entries at most, 3 node id, 4 state TTL ms. Returns `{s, a, from,
-/// entries}`: the newest held entries after `from`, oldest first.
+/// the ack cursor), 2 entries at most, 3 node id, 4 state TTL ms, 5 the user's connection
+/// limit (the tier's, cluster-wide), 6 the node-lease key prefix. Returns `{s, a, from,
+/// entries}`: the newest held entries after `from`, oldest first; or `{'LIMIT'}` when the
+/// user already has that many connections on live nodes (nothing counted).
 const OPEN_USER: &str = r"
+local open = 0
+local fields = redis.call('HGETALL', KEYS[4])
+for i = 1, #fields, 2 do
+  if redis.call('EXISTS', ARGV[6] .. fields[i]) == 1 then open = open + tonumber(fields[i + 1]) end
+end
+if open >= tonumber(ARGV[5]) then return {'LIMIT'} end
 -- NORMALIZE
 local from = a
 if ARGV[1] ~= '' then from = tonumber(ARGV[1]) end

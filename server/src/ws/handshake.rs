@@ -98,13 +98,25 @@ pub(crate) async fn upgrade(mut req: Request<Incoming>, state: Arc<AppState>) ->
     // replay from Redis first (see `crate::cluster`).
     let cluster_guard = match &state.cluster {
         Some(cluster) => match cluster
-            .open_user(&identity.user, opts.resume, tier.history_len)
+            .open_user(
+                &identity.user,
+                opts.resume,
+                tier.history_len,
+                tier.connections_per_user,
+            )
             .await
         {
             Ok(opened) => {
                 opts.resume = opened.resume;
                 opts.seed = Some(Box::new(opened.seed));
                 Some(opened.guard)
+            }
+            Err(e @ crate::cluster::BrokerError::ConnectionLimit(_)) => {
+                inc(&m.ws_rejected_user_limit);
+                return error_response(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    &format!("{e} for tier {}", identity.tier),
+                );
             }
             Err(e) => {
                 inc(&m.ws_rejected_capacity);
