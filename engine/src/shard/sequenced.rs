@@ -5,7 +5,8 @@
 //! says where the user is. After that, seqs must go up by one: a seq at or below the last
 //! one is a duplicate (the same event read from the broker and received live) and dropped;
 //! a seq further up means events were lost on the way, and the user's connections get a
-//! `gap` frame before it, as a resume would.
+//! `gap` frame before it, as a resume would (a state without connections only restarts its
+//! cache: the node was not subscribed meanwhile, and the next connection's seed fills it).
 
 use std::sync::Arc;
 
@@ -37,12 +38,15 @@ impl Shard {
             self.tally.sequenced_duplicates += 1;
             return;
         }
-        let gap = (known && entry.seq > state.last_seq + 1).then(|| Gap {
+        let jump = known && entry.seq > state.last_seq + 1;
+        // Without a connection the cache is merely stale (the node was not subscribed): the
+        // next connection's seed fills it. With one, events were lost on the way: say so.
+        let gap = (jump && !state.conns.is_empty()).then(|| Gap {
             from: state.last_seq + 1,
             to: entry.seq - 1,
         });
         let (bytes_before, events_before) = (state.history.bytes(), state.history.len());
-        if !known || gap.is_some() {
+        if !known || jump {
             // The held seqs stay one contiguous run: a resume from before the hole sees it.
             state.history = state.history.emptied(entry.seq - 1);
         }
