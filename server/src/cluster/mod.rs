@@ -28,7 +28,6 @@ use std::time::Duration;
 
 use agentcast_engine::{Event, Frame, HistoryEntry, Hub, Receipt, Resume, Seed, Target, UserId};
 use redis::aio::{MultiplexedConnection, PubSubSink};
-use sha2::{Digest, Sha256};
 
 use crate::config::Config;
 pub(crate) use health::LinkHealth;
@@ -236,7 +235,7 @@ impl Cluster {
         let mut conn = self.command_conn()?;
         let hash = idempotency_key
             .as_ref()
-            .map(|_| request_hash(&Target::User(user.clone()), &event))
+            .map(|_| wire::request_hash(&Target::User(user.clone()), &event))
             .unwrap_or_default();
         let parts = self
             .hub
@@ -288,7 +287,7 @@ impl Cluster {
         let mut conn = self.command_conn()?;
         let hash = idempotency_key
             .as_ref()
-            .map(|_| request_hash(&target, &event))
+            .map(|_| wire::request_hash(&target, &event))
             .unwrap_or_default();
         let idem = match &idempotency_key {
             Some(k) => format!("{}:i:{k}", self.prefix),
@@ -296,7 +295,7 @@ impl Cluster {
         };
         let mut message = self.node.clone().into_bytes();
         message.push(b'\n');
-        message.extend_from_slice(&fanout_request(&target, &event));
+        message.extend_from_slice(&wire::fanout_request(&target, &event));
         let mut inv = self.scripts.publish_fanout.key(&idem);
         inv.arg(&hash)
             .arg(self.idempotency_ttl_ms)
@@ -551,58 +550,6 @@ impl Cluster {
             hook.escalate(e);
         }
     }
-}
-
-/// The request hash of idempotency keys: the same on every node (SHA-256 over each field,
-/// tagged and length-prefixed, as `crate::idempotency` hashes with its per-process key).
-fn request_hash(target: &Target, event: &Event) -> String {
-    let mut h = Sha256::new();
-    let mut field = |tag: u8, bytes: &[u8]| {
-        h.update([tag]);
-        h.update((bytes.len() as u64).to_le_bytes());
-        h.update(bytes);
-    };
-    match target {
-        Target::User(u) => field(b'u', u.as_str().as_bytes()),
-        Target::Channel(c) => field(b'c', c.as_str().as_bytes()),
-        Target::Broadcast => field(b'b', b""),
-    }
-    field(b't', event.kind.as_str().as_bytes());
-    match &event.run_id {
-        Some(r) => field(b'r', r.as_bytes()),
-        None => field(b'n', b""),
-    }
-    field(b'd', event.data.as_bytes());
-    match event.priority {
-        Some(p) => field(b'p', p.as_str().as_bytes()),
-        None => field(b'q', b""),
-    }
-    h.finalize()[..16]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
-/// A channel or broadcast event as a publish request other nodes parse back (`data` is
-/// valid JSON, checked at parse; copied byte for byte).
-fn fanout_request(target: &Target, event: &Event) -> Vec<u8> {
-    let string = |s: &str| serde_json::to_string(s).unwrap_or_default();
-    let mut out = format!("{{\"type\":{}", string(event.kind.as_str()));
-    match target {
-        Target::Channel(c) => out.push_str(&format!(",\"channel\":{}", string(c.as_str()))),
-        _ => out.push_str(",\"broadcast\":true"),
-    }
-    if let Some(r) = &event.run_id {
-        out.push_str(&format!(",\"run_id\":{}", string(r)));
-    }
-    if let Some(p) = event.priority {
-        out.push_str(&format!(",\"priority\":{}", string(p.as_str())));
-    }
-    out.push_str(",\"data\":");
-    let mut out = out.into_bytes();
-    out.extend_from_slice(event.data.as_bytes());
-    out.push(b'}');
-    out
 }
 
 /// `<hostname>-<8 hex digits>`.

@@ -7,8 +7,10 @@
 //!   where the payload is the event's JSON text with its seq.
 //! - A channel or broadcast event on `<prefix>:fan`: `<origin node id>\n<publish request JSON>`;
 //!   each node publishes it to its own connections (the origin already has).
+//! - The request hash stored with an idempotency key: the same on every node.
 
-use agentcast_engine::Priority;
+use agentcast_engine::{Event, Priority, Target};
+use sha2::{Digest, Sha256};
 
 /// A user event as a node receives it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -121,6 +123,58 @@ pub(crate) fn parse_entry<'a>(
         at_ms: number(field(b"t")?)?,
         payload: field(b"p")?,
     })
+}
+
+/// The request hash of idempotency keys: the same on every node (SHA-256 over each field,
+/// tagged and length-prefixed, as `crate::idempotency` hashes with its per-process key).
+pub(crate) fn request_hash(target: &Target, event: &Event) -> String {
+    let mut h = Sha256::new();
+    let mut field = |tag: u8, bytes: &[u8]| {
+        h.update([tag]);
+        h.update((bytes.len() as u64).to_le_bytes());
+        h.update(bytes);
+    };
+    match target {
+        Target::User(u) => field(b'u', u.as_str().as_bytes()),
+        Target::Channel(c) => field(b'c', c.as_str().as_bytes()),
+        Target::Broadcast => field(b'b', b""),
+    }
+    field(b't', event.kind.as_str().as_bytes());
+    match &event.run_id {
+        Some(r) => field(b'r', r.as_bytes()),
+        None => field(b'n', b""),
+    }
+    field(b'd', event.data.as_bytes());
+    match event.priority {
+        Some(p) => field(b'p', p.as_str().as_bytes()),
+        None => field(b'q', b""),
+    }
+    h.finalize()[..16]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// A channel or broadcast event as a publish request other nodes parse back (`data` is
+/// valid JSON, checked at parse; copied byte for byte).
+pub(crate) fn fanout_request(target: &Target, event: &Event) -> Vec<u8> {
+    let string = |s: &str| serde_json::to_string(s).unwrap_or_default();
+    let mut out = format!("{{\"type\":{}", string(event.kind.as_str()));
+    match target {
+        Target::Channel(c) => out.push_str(&format!(",\"channel\":{}", string(c.as_str()))),
+        _ => out.push_str(",\"broadcast\":true"),
+    }
+    if let Some(r) = &event.run_id {
+        out.push_str(&format!(",\"run_id\":{}", string(r)));
+    }
+    if let Some(p) = event.priority {
+        out.push_str(&format!(",\"priority\":{}", string(p.as_str())));
+    }
+    out.push_str(",\"data\":");
+    let mut out = out.into_bytes();
+    out.extend_from_slice(event.data.as_bytes());
+    out.push(b'}');
+    out
 }
 
 #[cfg(test)]
