@@ -161,6 +161,12 @@ async fn channel_and_broadcast_events_reach_every_node() {
     on_a.send_json(&json!({"type": "subscribe", "channel": "job:1"}))
         .await;
     assert!(on_a.sync().await.is_empty());
+    // The fan-out bound: a node receives a channel's (a user's) events only while a
+    // connection of its own subscribes to it; broadcasts go to every node.
+    assert_eq!(subscribed_nodes(&redis, "ac:ch:job:1"), 1);
+    assert_eq!(subscribed_nodes(&redis, "ac:ch:job:2"), 0);
+    assert_eq!(subscribed_nodes(&redis, "ac:{x}:e"), 1);
+    assert_eq!(subscribed_nodes(&redis, "ac:bc"), 3);
     // A channel event published on C reaches the subscriber on A, and nobody else.
     let (s, r) = c
         .publish(
@@ -280,7 +286,13 @@ async fn a_wedged_subscription_is_noticed_replaced_and_what_it_missed_is_deliver
     .await;
     a.wait_broker_up().await;
     let b = cluster_node(&redis, "b", |_| {}).await;
-    let mut client = a.connect(&token("w")).await;
+    let mut client = a
+        .connect(&token_with("w", json!({"channels": ["room"]})))
+        .await;
+    client
+        .send_json(&json!({"type": "subscribe", "channel": "room"}))
+        .await;
+    assert!(client.sync().await.is_empty());
     let first = publish(&b, "w", 0).await["seq"].as_u64().unwrap();
     assert_eq!(client.next_json().await["seq"].as_u64(), Some(first));
 
@@ -306,6 +318,20 @@ async fn a_wedged_subscription_is_noticed_replaced_and_what_it_missed_is_deliver
     assert_eq!(e["seq"].as_u64(), Some(during), "{e}");
     let after = publish(&b, "w", 2).await["seq"].as_u64().unwrap();
     assert_eq!(client.next_json().await["seq"].as_u64(), Some(after));
+    // The replacement subscribed to the connection's channel again.
+    let (s, r) = b
+        .publish(&json!({"channel": "room", "type": "note", "data": {}}))
+        .await;
+    assert_eq!(s, 200, "{r}");
+    assert_eq!(client.next_json().await["channel"], "room");
+}
+
+/// How many subscriber connections (nodes) Redis has for `channel`.
+fn subscribed_nodes(redis: &RedisServer, channel: &str) -> u64 {
+    let reply = redis.command(&["PUBSUB", "NUMSUB", channel]);
+    let n = reply.rsplit(':').next().unwrap_or("").trim();
+    n.parse()
+        .unwrap_or_else(|_| panic!("PUBSUB NUMSUB answer: {reply:?}"))
 }
 
 /// A webhook receiver on a real socket: every POSTed JSON body, in arrival order.

@@ -5,8 +5,9 @@
 //!    or a promoted replica). If so the seq floor `P:floor` is raised above every seq this
 //!    node has seen and above Redis's clock × 1000, so no seq is ever issued twice and a
 //!    resume across the loss gets a `gap`;
-//! 3. open the subscriber connection; subscribe to `P:fan` and to every user with a
-//!    connection here (in commands of 1,000 channels);
+//! 3. open the subscriber connection; subscribe to broadcasts (`P:bc`), to every user with a
+//!    connection here and to every channel a connection here subscribed to (in commands of
+//!    1,000 channels);
 //! 4. renew this node's lease and re-register its connection counts (an empty Redis learns
 //!    them again);
 //! 5. catch up: for each user, read what was stored after the last seq delivered here and
@@ -62,16 +63,12 @@ pub(crate) async fn supervise(cluster: Arc<Cluster>) {
         }
         *cluster.conn.lock().unwrap_or_else(|e| e.into_inner()) = None;
         *cluster.sink.lock().unwrap_or_else(|e| e.into_inner()) = None;
-        // Every user must be subscribed again on the next subscriber connection.
+        // Every user and channel must be subscribed again on the next subscriber connection.
         for sub in cluster.subs.lock().await.values_mut() {
-            let fresh = super::Sub::default();
-            fresh
-                .refs
-                .store(sub.refs.load(Ordering::SeqCst), Ordering::SeqCst);
-            fresh
-                .top
-                .store(sub.top.load(Ordering::SeqCst), Ordering::SeqCst);
-            *sub = Arc::new(fresh);
+            *sub = Arc::new(sub.unsubscribed());
+        }
+        for sub in cluster.chans.lock().await.values_mut() {
+            *sub = Arc::new(sub.unsubscribed());
         }
         let cap = Duration::from_millis(50).saturating_mul(1 << failures.min(6));
         let cap = cap.min(Duration::from_secs(2));
@@ -104,16 +101,24 @@ async fn connect(
         .iter()
         .map(|(u, s)| (u.clone(), Arc::clone(s)))
         .collect();
+    let chans: Vec<(String, Arc<super::Sub>)> = cluster
+        .chans
+        .lock()
+        .await
+        .iter()
+        .map(|(c, s)| (cluster.channel_key(c), Arc::clone(s)))
+        .collect();
     let two_s = Duration::from_secs(2);
-    let own = [
-        format!("{}:fan", cluster.prefix),
-        heartbeat_channel(cluster),
-    ];
+    let own = [cluster.broadcast_key(), heartbeat_channel(cluster)];
     tokio::time::timeout(two_s, sink.subscribe(&own))
         .await
         .map_err(|_| timeout("subscribe"))??;
-    for chunk in subs.chunks(1000) {
-        let channels: Vec<String> = chunk.iter().map(|(u, _)| cluster.key(u, "e")).collect();
+    let users = subs.iter().map(|(u, s)| (cluster.key(u, "e"), s));
+    let all: Vec<(String, &Arc<super::Sub>)> = users
+        .chain(chans.iter().map(|(c, s)| (c.clone(), s)))
+        .collect();
+    for chunk in all.chunks(1000) {
+        let channels: Vec<&str> = chunk.iter().map(|(c, _)| c.as_str()).collect();
         tokio::time::timeout(two_s, sink.subscribe(&channels))
             .await
             .map_err(|_| timeout("subscribe"))??;
@@ -266,7 +271,8 @@ async fn serve(
     let mut ping = tokio::time::interval(Duration::from_millis(500));
     let mut ticks: u32 = 0;
     let user_prefix = cluster.prefix.clone();
-    let fan = format!("{}:fan", cluster.prefix);
+    let broadcast = cluster.broadcast_key();
+    let channels = format!("{}:ch:", cluster.prefix);
     let heartbeat = heartbeat_channel(cluster);
     let mut heard = tokio::time::Instant::now();
     loop {
@@ -278,7 +284,7 @@ async fn serve(
                 let channel = msg.get_channel_name();
                 if channel == heartbeat {
                     heard = tokio::time::Instant::now();
-                } else if channel == fan {
+                } else if channel == broadcast || channel.starts_with(&channels) {
                     cluster.dispatch_fanout(msg.get_payload_bytes());
                 } else if let Some(user) = wire::user_of_channel(&user_prefix, channel) {
                     cluster.dispatch_user(user, msg.get_payload_bytes()).await;

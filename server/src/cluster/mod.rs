@@ -12,9 +12,10 @@
 //! - [`wire`]: what travels on the channels, parsed without trusting it.
 //! - [`health`]: the `broker` component of `/readyz`.
 //!
-//! Fan-out: a node subscribes to `P:{U}:e` while it holds a connection of U (and for
-//! [`LINGER`] after the last one closes), so it receives only the events of users it serves;
-//! channel and broadcast events go to every node on `P:fan`.
+//! Fan-out: a node subscribes to `P:{U}:e` while it holds a connection of U, and to
+//! `P:ch:<name>` while a connection here subscribes to channel `name` (each for [`LINGER`]
+//! after the last one closes), so it receives only the events of users and channels it
+//! serves. Broadcasts go to every node on `P:bc`.
 
 pub(crate) mod health;
 mod link;
@@ -26,7 +27,9 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use agentcast_engine::{Event, Frame, HistoryEntry, Hub, Receipt, Resume, Seed, Target, UserId};
+use agentcast_engine::{
+    ChannelName, Event, Frame, HistoryEntry, Hub, Receipt, Resume, Seed, Target, UserId,
+};
 use redis::aio::{MultiplexedConnection, PubSubSink};
 
 use crate::config::Config;
@@ -65,6 +68,8 @@ pub(crate) struct Cluster {
     sink: Mutex<Option<PubSubSink>>,
     /// Users this node is subscribed to (or is subscribing to).
     subs: tokio::sync::Mutex<HashMap<UserId, Arc<Sub>>>,
+    /// Channels this node is subscribed to (or is subscribing to), by connections here.
+    chans: tokio::sync::Mutex<HashMap<ChannelName, Arc<Sub>>>,
     /// Highest ack per user not yet written to Redis.
     acks: Mutex<HashMap<UserId, u64>>,
     /// The highest seq this node has seen (for the floor after a Redis loss).
@@ -90,15 +95,30 @@ impl std::fmt::Debug for Cluster {
     }
 }
 
-/// This node's subscription to one user.
+/// This node's subscription to one user or channel.
 #[derive(Debug, Default)]
 struct Sub {
-    /// The user's connections on this node.
+    /// The user's (the channel's subscribed) connections on this node.
     refs: AtomicUsize,
     /// Set once `SUBSCRIBE` was confirmed on the current subscriber connection.
     subscribed: tokio::sync::OnceCell<()>,
-    /// The highest seq delivered for the user (where a catch-up read starts).
+    /// The highest seq delivered for the user (where a catch-up read starts; unused for
+    /// channels).
     top: AtomicU64,
+}
+
+impl Sub {
+    /// The same holders, not yet subscribed on a new subscriber connection.
+    fn unsubscribed(&self) -> Sub {
+        let fresh = Sub::default();
+        fresh
+            .refs
+            .store(self.refs.load(Ordering::SeqCst), Ordering::SeqCst);
+        fresh
+            .top
+            .store(self.top.load(Ordering::SeqCst), Ordering::SeqCst);
+        fresh
+    }
 }
 
 /// Keeps this node subscribed to a user while a connection of the user is open here.
@@ -114,6 +134,50 @@ impl Drop for UserGuard {
         let cluster = Arc::clone(&self.cluster);
         let (user, counted) = (self.user.clone(), self.counted);
         tokio::spawn(async move { cluster.closed(user, counted).await });
+    }
+}
+
+/// The channels one connection here subscribed to: unwatched when it ends.
+pub(crate) struct ChannelWatches {
+    cluster: Arc<Cluster>,
+    names: std::collections::HashSet<ChannelName>,
+}
+
+impl ChannelWatches {
+    pub(crate) fn new(cluster: Arc<Cluster>) -> ChannelWatches {
+        ChannelWatches {
+            cluster,
+            names: Default::default(),
+        }
+    }
+
+    /// Watches `channel` for this connection (once per channel), waiting for Redis.
+    pub(crate) async fn add(&mut self, channel: &ChannelName) -> Result<(), BrokerError> {
+        if self.names.contains(channel) {
+            return Ok(());
+        }
+        let r = self.cluster.watch_channel(channel).await;
+        if r.is_ok() {
+            self.names.insert(channel.clone());
+        } else {
+            self.cluster.unwatch_channel(channel.clone());
+        }
+        r
+    }
+
+    /// This connection no longer subscribes to `channel`.
+    pub(crate) fn remove(&mut self, channel: &ChannelName) {
+        if self.names.remove(channel) {
+            self.cluster.unwatch_channel(channel.clone());
+        }
+    }
+}
+
+impl Drop for ChannelWatches {
+    fn drop(&mut self) {
+        for channel in self.names.drain() {
+            self.cluster.unwatch_channel(channel);
+        }
     }
 }
 
@@ -152,6 +216,7 @@ impl Cluster {
             conn: Mutex::new(None),
             sink: Mutex::new(None),
             subs: tokio::sync::Mutex::new(HashMap::new()),
+            chans: tokio::sync::Mutex::new(HashMap::new()),
             acks: Mutex::new(HashMap::new()),
             max_seen: AtomicU64::new(0),
             publish_timeout: Duration::from_millis(cfg.redis_publish_timeout_ms),
@@ -185,6 +250,16 @@ impl Cluster {
 
     fn key(&self, user: &UserId, what: &str) -> String {
         format!("{}:{{{}}}:{what}", self.prefix, user.as_str())
+    }
+
+    /// The Redis channel of a channel's events, `P:ch:<name>`.
+    fn channel_key(&self, channel: &ChannelName) -> String {
+        format!("{}:ch:{}", self.prefix, channel.as_str())
+    }
+
+    /// The Redis channel of broadcasts, `P:bc`.
+    fn broadcast_key(&self) -> String {
+        format!("{}:bc", self.prefix)
     }
 
     fn command_conn(&self) -> Result<MultiplexedConnection, BrokerError> {
@@ -296,10 +371,14 @@ impl Cluster {
         let mut message = self.node.clone().into_bytes();
         message.push(b'\n');
         message.extend_from_slice(&wire::fanout_request(&target, &event));
+        let channel = match &target {
+            Target::Channel(c) => self.channel_key(c),
+            _ => self.broadcast_key(),
+        };
         let mut inv = self.scripts.publish_fanout.key(&idem);
         inv.arg(&hash)
             .arg(self.idempotency_ttl_ms)
-            .arg(format!("{}:fan", self.prefix))
+            .arg(channel)
             .arg(message);
         let (code, n): (u8, usize) = self.within(inv.invoke_async(&mut conn)).await?;
         match code {
@@ -348,18 +427,7 @@ impl Cluster {
             user: user.clone(),
             counted: false,
         };
-        let channel = self.key(user, "e");
-        self.within(sub.subscribed.get_or_try_init(|| async {
-            let sink = self.sink.lock().unwrap_or_else(|e| e.into_inner()).clone();
-            match sink {
-                Some(mut sink) => sink.subscribe(&channel).await,
-                None => Err(redis::RedisError::from((
-                    redis::ErrorKind::Io,
-                    "no subscriber connection",
-                ))),
-            }
-        }))
-        .await?;
+        self.subscribe_once(&sub, &self.key(user, "e")).await?;
         let mut conn = self.command_conn()?;
         // A seq beyond what Lua doubles hold exactly is beyond every seq: nothing to replay.
         let from = match resume {
@@ -426,25 +494,77 @@ impl Cluster {
             inv.arg(&self.node);
             let _: redis::RedisResult<i64> = inv.invoke_async(&mut conn).await;
         }
-        let last = {
-            let subs = self.subs.lock().await;
-            subs.get(&user)
-                .is_some_and(|s| s.refs.fetch_sub(1, Ordering::SeqCst) == 1)
-        };
-        if last {
-            tokio::time::sleep(LINGER).await;
-            let mut subs = self.subs.lock().await;
-            if subs
-                .get(&user)
-                .is_some_and(|s| s.refs.load(Ordering::SeqCst) == 0)
-            {
-                subs.remove(&user);
-                let sink = self.sink.lock().unwrap_or_else(|e| e.into_inner()).clone();
-                if let Some(mut sink) = sink {
-                    let _ = sink.unsubscribe(self.key(&user, "e")).await;
-                }
+        let channel = self.key(&user, "e");
+        self.release(&self.subs, &user, channel).await;
+    }
+
+    /// One holder of `key`'s subscription fewer: the last one unsubscribes after [`LINGER`]
+    /// unless a new holder came meanwhile.
+    async fn release<K: std::hash::Hash + Eq>(
+        &self,
+        map: &tokio::sync::Mutex<HashMap<K, Arc<Sub>>>,
+        key: &K,
+        channel: String,
+    ) {
+        let last = map
+            .lock()
+            .await
+            .get(key)
+            .is_some_and(|s| s.refs.fetch_sub(1, Ordering::SeqCst) == 1);
+        if !last {
+            return;
+        }
+        tokio::time::sleep(LINGER).await;
+        let mut subs = map.lock().await;
+        if subs
+            .get(key)
+            .is_some_and(|s| s.refs.load(Ordering::SeqCst) == 0)
+        {
+            subs.remove(key);
+            let sink = self.sink.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            if let Some(mut sink) = sink {
+                let _ = sink.unsubscribe(channel).await;
             }
         }
+    }
+
+    /// A connection here subscribed to `channel`: subscribes this node to the channel's
+    /// events (first one), waiting for Redis to confirm, so a `pong` after a `subscribe`
+    /// still proves the subscription is in force cluster-wide. On an error the caller must
+    /// still [`unwatch_channel`](Self::unwatch_channel).
+    pub(crate) async fn watch_channel(&self, channel: &ChannelName) -> Result<(), BrokerError> {
+        let sub = {
+            let mut chans = self.chans.lock().await;
+            let sub = Arc::clone(chans.entry(channel.clone()).or_default());
+            sub.refs.fetch_add(1, Ordering::SeqCst);
+            sub
+        };
+        self.subscribe_once(&sub, &self.channel_key(channel)).await
+    }
+
+    /// Subscribes the current subscriber connection to `channel` unless `sub` already is.
+    async fn subscribe_once(&self, sub: &Sub, channel: &str) -> Result<(), BrokerError> {
+        self.within(sub.subscribed.get_or_try_init(|| async {
+            let sink = self.sink.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            match sink {
+                Some(mut sink) => sink.subscribe(channel).await,
+                None => Err(redis::RedisError::from((
+                    redis::ErrorKind::Io,
+                    "no subscriber connection",
+                ))),
+            }
+        }))
+        .await
+        .map(|_| ())
+    }
+
+    /// A connection here no longer subscribes to `channel` (unsubscribed, or closed).
+    pub(crate) fn unwatch_channel(self: &Arc<Self>, channel: ChannelName) {
+        let cluster = Arc::clone(self);
+        tokio::spawn(async move {
+            let key = cluster.channel_key(&channel);
+            cluster.release(&cluster.chans, &channel, key).await;
+        });
     }
 
     /// An ack from a connection here: written to Redis within [`link::ACK_FLUSH`].

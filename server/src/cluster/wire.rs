@@ -5,7 +5,7 @@
 //! - A user event, published by the publish script on `<prefix>:{<user>}:e`:
 //!   `<priority 0-2> <seq> <publish ms> <kind index> <coalesce length>\n<coalesce run><payload>`,
 //!   where the payload is the event's JSON text with its seq.
-//! - A channel or broadcast event on `<prefix>:fan`: `<origin node id>\n<publish request JSON>`;
+//! - A channel event on `<prefix>:ch:<name>`, a broadcast on `<prefix>:bc`: `<origin node id>\n<publish request JSON>`;
 //!   each node publishes it to its own connections (the origin already has).
 //! - The request hash stored with an idempotency key: the same on every node.
 
@@ -216,7 +216,8 @@ mod tests {
     #[test]
     fn channel_names_give_their_user() {
         assert_eq!(user_of_channel("ac", "ac:{u:1}:e"), Some("u:1"));
-        assert_eq!(user_of_channel("ac", "ac:fan"), None);
+        assert_eq!(user_of_channel("ac", "ac:bc"), None);
+        assert_eq!(user_of_channel("ac", "ac:ch:job:1"), None);
         assert_eq!(user_of_channel("ac", "xx:{u}:e"), None);
     }
 }

@@ -108,6 +108,9 @@ struct Session {
     stamp: Option<u64>,
     /// Turns `true` when the shutdown grace period is over (see the [module docs](self)).
     abandon: tokio::sync::watch::Receiver<bool>,
+    /// Cluster mode: the channels this connection subscribed to, which this node must
+    /// receive from Redis (unwatched when the session ends).
+    watches: Option<crate::cluster::ChannelWatches>,
 }
 
 /// Runs the connection to its end. See the [module docs](self).
@@ -132,6 +135,10 @@ pub(crate) async fn run(
         last_heard: now,
         stamp: None,
         abandon: state.abandon.subscribe(),
+        watches: state
+            .cluster
+            .as_ref()
+            .map(|c| crate::cluster::ChannelWatches::new(Arc::clone(c))),
         id,
         state,
     };
@@ -354,7 +361,20 @@ impl Session {
                     let msg = format!("not allowed to subscribe to `{channel}`");
                     return self.reply_error("forbidden", &msg);
                 }
-                match conn.subscribe(channel).await {
+                // Cluster mode: this node subscribes to the channel in Redis first, so
+                // events published on other nodes reach it before the next message is read.
+                if let Some(w) = &mut self.watches
+                    && let Err(e) = w.add(&channel).await
+                {
+                    return self.reply_error("unavailable", &e.to_string());
+                }
+                let answer = conn.subscribe(channel.clone()).await;
+                if !matches!(answer, Ok(Ok(())))
+                    && let Some(w) = &mut self.watches
+                {
+                    w.remove(&channel);
+                }
+                match answer {
                     Ok(Ok(())) => Flow::Continue,
                     Ok(Err(SubscribeError::Limit { max })) => self.reply_error(
                         "subscription_limit",
@@ -371,6 +391,9 @@ impl Session {
                 }
             }
             ClientMessage::Unsubscribe { channel } => {
+                if let Some(w) = &mut self.watches {
+                    w.remove(&channel);
+                }
                 conn.unsubscribe(channel);
                 Flow::Continue
             }
