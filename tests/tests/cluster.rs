@@ -481,3 +481,74 @@ async fn the_tiers_connection_limit_holds_across_the_cluster() {
     }
     assert_eq!(open.len(), 5);
 }
+
+/// What a resume from `base` of user `user` returns, seqs relative to `base`: `gap a..b` and
+/// `event n (bytes)`, until 300 ms of silence (a `sync`'s pong may overtake a replay).
+async fn resume_from(node: &TestServer, user: &str, base: u64) -> Vec<String> {
+    let q = format!("token={}&last_seq={base}", token(user));
+    let mut c = node.connect_query(&q).await.expect("connect");
+    let mut seen = Vec::new();
+    while let Some(e) = c.try_next(Duration::from_millis(300)).await {
+        let rel = |k: &str| e[k].as_u64().unwrap_or(0).saturating_sub(base);
+        match e["type"].as_str() {
+            Some("gap") => seen.push(format!("gap {}..{}", rel("from"), rel("to"))),
+            _ => seen.push(format!(
+                "event {} ({} bytes)",
+                rel("seq"),
+                e.to_string().len()
+            )),
+        }
+    }
+    c.close().await;
+    seen
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_history_byte_bound_holds_in_redis_as_embedded() {
+    let redis = RedisServer::start();
+    let bound = 1_200;
+    let embedded = TestServer::start_with(|c| c.max_history_bytes_per_user = bound).await;
+    let node = cluster_node(&redis, "a", |c| c.max_history_bytes_per_user = bound).await;
+    let mut results = Vec::new();
+    for server in [&embedded, &node] {
+        let publish = |pad: usize| {
+            let body = json!({"user_id": "hb", "type": "note", "data": {"pad": "x".repeat(pad)}});
+            async move {
+                let (s, r) = server.publish(&body).await;
+                assert_eq!(s, 200, "{r}");
+                r["seq"].as_u64().unwrap()
+            }
+        };
+        // Five events of ~330 bytes each (+96 of overhead): the last few fit in 1,200.
+        let base = publish(300).await - 1;
+        for _ in 0..4 {
+            publish(300).await;
+        }
+        let kept = resume_from(server, "hb", base).await;
+        if std::ptr::eq(server, &node) {
+            // Redis holds no more than the bound either (not only the node's replay).
+            let held = kept.iter().filter(|l| l.starts_with("event")).count();
+            assert_eq!(
+                redis.command(&["XLEN", "ac:{hb}:h"]),
+                format!(":{held}\r\n")
+            );
+        }
+        // An event larger than the bound is not kept, and everything before it goes too.
+        publish(2_000).await;
+        publish(300).await;
+        let after_large = resume_from(server, "hb", base).await;
+        if std::ptr::eq(server, &node) {
+            assert_eq!(redis.command(&["XLEN", "ac:{hb}:h"]), ":1\r\n");
+        }
+        results.push((kept, after_large));
+    }
+    let (kept, after_large) = &results[0];
+    let events = kept.iter().filter(|l| l.starts_with("event")).count();
+    assert!(
+        (1..5).contains(&events) && kept[0].starts_with("gap 1.."),
+        "the byte bound trims the front: {kept:?}"
+    );
+    assert_eq!(after_large[0], "gap 1..6", "{after_large:?}");
+    assert_eq!(after_large.len(), 2, "{after_large:?}");
+    assert_eq!(results[0], results[1], "embedded vs cluster");
+}

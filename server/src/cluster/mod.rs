@@ -76,6 +76,8 @@ pub(crate) struct Cluster {
     max_seen: AtomicU64,
     publish_timeout: Duration,
     history_len: usize,
+    /// `max_history_bytes_per_user`, enforced by the publish script.
+    history_bytes: usize,
     history_max_age_ms: u64,
     state_ttl_ms: u64,
     idempotency_ttl_ms: u64,
@@ -221,6 +223,7 @@ impl Cluster {
             max_seen: AtomicU64::new(0),
             publish_timeout: Duration::from_millis(cfg.redis_publish_timeout_ms),
             history_len: hub_cfg.history_len,
+            history_bytes: hub_cfg.max_history_bytes_per_user.min(u32::MAX as usize),
             history_max_age_ms: hub_cfg.history_max_age.as_millis() as u64,
             // As embedded: an offline user's state lives `user_ttl` after its last publish or
             // connection; connected users' keys are renewed (`link::keep_alive`).
@@ -337,7 +340,9 @@ impl Cluster {
             .arg(event.kind.index())
             .arg(parts.coalesce_run.as_deref().unwrap_or(""))
             .arg(self.ack_deadline_ms)
-            .arg(user.as_str());
+            .arg(user.as_str())
+            .arg(self.history_bytes)
+            .arg(agentcast_engine::history::ENTRY_OVERHEAD);
         let (code, seq, connections): (u8, String, String) =
             self.within(inv.invoke_async(&mut conn)).await?;
         if code == 2 {

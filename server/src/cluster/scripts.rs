@@ -3,7 +3,8 @@
 //! doubles, exact below 2^53, but `tostring` would print 16-digit seqs in exponent form.
 //!
 //! Keys of user U (prefix P): `P:{U}:m` (hash: `s` last seq, `a` ack cursor), `P:{U}:h`
-//! (Stream, entry id `<seq>-0`, fields `p` payload, `t` publish ms, `r` priority digit),
+//! (Stream, entry id `<seq>-0`, fields `p` payload, `t` publish ms, `r` priority digit;
+//! `m`'s `hb` holds the Stream's size in bytes),
 //! `P:{U}:n` (hash: node id → U's connections there). Cluster keys: `P:floor` (every new
 //! or stale user state starts at or above it), `P:inst` (the `run_id` of the Redis server
 //! the floor was last checked against), `P:node:<id>` (a node's lease), `P:i:<key>`
@@ -16,6 +17,12 @@ use redis::Script;
 /// Defines `now`, `s` and `a`. KEYS[1] = m, KEYS[2] = h, KEYS[3] = floor.
 const NORMALIZE: &str = r"
 local function fmt(x) return string.format('%d', x) end
+local function entry_size(p)
+  local len = string.len(p)
+  local header = 2
+  if len > 65535 then header = 10 elseif len > 125 then header = 4 end
+  return len + header + tonumber(ARGV[15] or '0')
+end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local floor = tonumber(redis.call('GET', KEYS[3]) or '0')
@@ -39,7 +46,9 @@ end
 /// Publish to a user. KEYS: m h floor n idem dl. ARGV: 1 head, 2 tail, 3 priority digit,
 /// 4 history length, 5 state TTL ms, 6 request hash ('' without a key), 7 idempotency
 /// window ms, 8 the user's channel, 9 the node-lease key prefix, 10 kind index,
-/// 11 coalesce run ('' for none), 12 ack deadline ms (0: none), 13 the user id. A critical
+/// 11 coalesce run ('' for none), 12 ack deadline ms (0: none), 13 the user id, 14 the
+/// history byte bound (`max_history_bytes_per_user`; sizes as `HistoryRing` counts them:
+/// frame length + `ENTRY_OVERHEAD`, kept in `m`'s `hb`), 15 `ENTRY_OVERHEAD`. A critical
 /// event's deadline goes into `dl` (member `<seq>|<user>`, score the due ms). Returns `{0, seq, connections}`, or `{1, seq,
 /// connections}` for a repeat of a keyed request, or `{2}` for a key reused with another
 /// request.
@@ -56,10 +65,36 @@ end
 local seq = fmt(s + 1)
 local payload = ARGV[1] .. seq .. ARGV[2]
 local hl = tonumber(ARGV[4])
-if hl > 0 then
+local maxb = tonumber(ARGV[14])
+local size = entry_size(payload)
+if hl > 0 and size <= maxb then
+  -- Trim the front to make room: count and bytes (`hb`), at most 1,000 entries per publish
+  -- (XADD's MAXLEN stays the count bound's guard; `hb` can then only overcount).
+  local hb = tonumber(redis.call('HGET', KEYS[1], 'hb') or '0')
+  local n = redis.call('XLEN', KEYS[2])
+  local removed = 0
+  while (n >= hl or hb + size > maxb) and removed < 1000 do
+    local front = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', 8)
+    if #front == 0 then hb = 0 n = 0 break end
+    for _, e in ipairs(front) do
+      if not (n >= hl or hb + size > maxb) then break end
+      local f = e[2]
+      for i = 1, #f, 2 do
+        if f[i] == 'p' then hb = hb - entry_size(f[i + 1]) end
+      end
+      redis.call('XDEL', KEYS[2], e[1])
+      n = n - 1
+      removed = removed + 1
+    end
+  end
+  if hb < 0 then hb = 0 end
   redis.call('XADD', KEYS[2], 'MAXLEN', hl, seq .. '-0', 'p', payload, 't', fmt(now), 'r', ARGV[3])
+  redis.call('HSET', KEYS[1], 'hb', fmt(hb + size))
 else
+  -- Not kept at all (no history, or larger than the byte bound): everything before goes
+  -- too, so the held seqs stay a contiguous run and a resume sees one gap (as embedded).
   redis.call('DEL', KEYS[2])
+  redis.call('HSET', KEYS[1], 'hb', '0')
 end
 redis.call('HSET', KEYS[1], 's', seq)
 if ARGV[3] == '2' and tonumber(ARGV[12]) > 0 then
