@@ -91,28 +91,11 @@ impl IdempotencyCache {
     /// The fingerprint of a request to `target` of `event`. O(size of `data`).
     pub fn fingerprint(&self, target: &Target, event: &Event) -> Fingerprint {
         let mut h = self.hasher.build_hasher();
-        // Each variable-length field is preceded by a tag and its length, so no two distinct
-        // requests feed the same byte sequence.
-        let mut field = |tag: u8, bytes: &[u8]| {
+        request_fields(target, event, |tag, bytes| {
             h.write_u8(tag);
             h.write_usize(bytes.len());
             h.write(bytes);
-        };
-        match target {
-            Target::User(u) => field(b'u', u.as_str().as_bytes()),
-            Target::Channel(c) => field(b'c', c.as_str().as_bytes()),
-            Target::Broadcast => field(b'b', b""),
-        }
-        field(b't', event.kind.as_str().as_bytes());
-        match &event.run_id {
-            Some(r) => field(b'r', r.as_bytes()),
-            None => field(b'n', b""),
-        }
-        field(b'd', event.data.as_bytes());
-        match event.priority {
-            Some(p) => field(b'p', p.as_str().as_bytes()),
-            None => field(b'q', b""),
-        }
+        });
         Fingerprint(h.finish())
     }
 
@@ -173,6 +156,28 @@ fn pop_front(map: &mut HashMap<Arc<str>, Entry>, order: &mut VecDeque<(Instant, 
         if map.get(&key).is_some_and(|e| e.at == at) {
             map.remove(&key);
         }
+    }
+}
+
+/// Feeds what identifies a request to `target` of `event` to `field`, one `(tag, bytes)`
+/// per field. Callers write each field's length before its bytes, so no two distinct
+/// requests feed the same byte sequence. The per-process [`IdempotencyCache::fingerprint`]
+/// and the cluster-wide request hash (`cluster::wire::request_hash`) both hash this.
+pub(crate) fn request_fields(target: &Target, event: &Event, mut field: impl FnMut(u8, &[u8])) {
+    match target {
+        Target::User(u) => field(b'u', u.as_str().as_bytes()),
+        Target::Channel(c) => field(b'c', c.as_str().as_bytes()),
+        Target::Broadcast => field(b'b', b""),
+    }
+    field(b't', event.kind.as_str().as_bytes());
+    match &event.run_id {
+        Some(r) => field(b'r', r.as_bytes()),
+        None => field(b'n', b""),
+    }
+    field(b'd', event.data.as_bytes());
+    match event.priority {
+        Some(p) => field(b'p', p.as_str().as_bytes()),
+        None => field(b'q', b""),
     }
 }
 

@@ -13,57 +13,16 @@ use std::time::{Duration, Instant};
 use agentcast_tests::{BinaryServer, RedisServer, strip_ansi};
 use serde_json::Value;
 
-const CARGO_RUN: &str = "cargo run -q --release -p agentcast-server --bin agentcast --";
-const CARGO_RUN_SERVER: &str = "cargo run --release -p agentcast-server --bin agentcast --";
+mod readme;
+use readme::{CARGO_RUN, CARGO_RUN_SERVER, blocks, exports, sh};
 
 /// The README's `## Cluster mode (Redis)` section, its `sh` blocks.
 fn terminals() -> Vec<String> {
-    let readme =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md"))
-            .expect("read README.md");
-    let start = readme
-        .find("\n## Cluster mode (Redis)")
-        .expect("a cluster mode section");
-    let rest = &readme[start + 1..];
-    let section = &rest[..rest[3..].find("\n## ").map_or(rest.len(), |i| i + 3)];
-    let mut out = Vec::new();
-    let mut lines = section.lines();
-    while let Some(line) = lines.next() {
-        if line == "```sh" {
-            let body: Vec<&str> = lines
-                .by_ref()
-                .take_while(|l| !l.starts_with("```"))
-                .collect();
-            out.push(body.join("\n"));
-        }
-    }
-    out
-}
-
-fn exports(script: &str) -> Vec<(String, String)> {
-    script
-        .lines()
-        .filter_map(|l| l.trim().strip_prefix("export "))
-        .flat_map(|l| l.split_whitespace())
-        .filter_map(|kv| kv.split_once('='))
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    blocks(&readme::section("## Cluster mode (Redis)"))
+        .into_iter()
+        .filter(|(info, _)| info == "sh")
+        .map(|(_, body)| body)
         .collect()
-}
-
-fn sh(script: &str) -> String {
-    let mut cmd = Command::new("sh");
-    for (k, _) in std::env::vars() {
-        if k.starts_with("AGENTCAST_") {
-            cmd.env_remove(k);
-        }
-    }
-    let out = cmd.args(["-c", script]).output().expect("run sh");
-    assert!(
-        out.status.success(),
-        "`{script}` failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

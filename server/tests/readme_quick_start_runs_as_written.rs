@@ -14,37 +14,12 @@ use std::time::{Duration, Instant};
 use agentcast_tests::{BinaryServer, strip_ansi};
 use serde_json::Value;
 
-/// How the README runs the binary; the test runs the built one instead.
-const CARGO_RUN: &str = "cargo run -q --release -p agentcast-server --bin agentcast --";
-const CARGO_RUN_SERVER: &str = "cargo run --release -p agentcast-server --bin agentcast --";
+mod readme;
+use readme::{CARGO_RUN, CARGO_RUN_SERVER, blocks, exports, sh};
 
 /// The quick start: the README from `## Quick start` to the next `## ` heading.
 fn quick_start() -> String {
-    let readme =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md"))
-            .expect("read README.md");
-    let start = readme
-        .find("\n## Quick start")
-        .expect("a Quick start section");
-    let rest = &readme[start + 1..];
-    let end = rest[3..].find("\n## ").map_or(rest.len(), |i| i + 3);
-    rest[..end].to_owned()
-}
-
-/// The fenced blocks of `text` as (info string, body).
-fn blocks(text: &str) -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    let mut lines = text.lines();
-    while let Some(line) = lines.next() {
-        if let Some(info) = line.strip_prefix("```") {
-            let body: Vec<&str> = lines
-                .by_ref()
-                .take_while(|l| !l.starts_with("```"))
-                .collect();
-            out.push((info.trim().to_owned(), body.join("\n")));
-        }
-    }
-    out
+    readme::section("## Quick start")
 }
 
 /// The keys of a JSON object.
@@ -54,34 +29,6 @@ fn keys(v: &Value) -> BTreeSet<String> {
         .keys()
         .cloned()
         .collect()
-}
-
-/// `export A=1 B=2` → [(A, 1), (B, 2)].
-fn exports(script: &str) -> Vec<(String, String)> {
-    script
-        .lines()
-        .filter_map(|l| l.trim().strip_prefix("export "))
-        .flat_map(|l| l.split_whitespace())
-        .filter_map(|kv| kv.split_once('='))
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect()
-}
-
-/// Runs `sh -c script` with no `AGENTCAST_*` from the test's environment; returns stdout.
-fn sh(script: &str) -> String {
-    let mut cmd = Command::new("sh");
-    for (k, _) in std::env::vars() {
-        if k.starts_with("AGENTCAST_") {
-            cmd.env_remove(k);
-        }
-    }
-    let out = cmd.args(["-c", script]).output().expect("run sh");
-    assert!(
-        out.status.success(),
-        "`{script}` failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// The JSON after `< ` on each line of `text` (the Python client's received messages).

@@ -21,9 +21,11 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 mod binary;
 mod redis;
+mod webhook;
 mod wedge;
 pub use binary::{BinaryServer, strip_ansi};
 pub use redis::{RedisServer, cluster_node};
+pub use webhook::webhook_receiver;
 pub use wedge::WedgeProxy;
 
 /// The HS256 secret of test servers.

@@ -7,7 +7,7 @@
 
 use std::time::{Duration, Instant};
 
-use agentcast_tests::{RedisServer, TestServer, cluster_node, token, token_with};
+use agentcast_tests::{RedisServer, TestServer, cluster_node, token, token_with, webhook_receiver};
 use serde_json::{Value, json};
 
 async fn publish(node: &TestServer, user: &str, i: u64) -> Value {
@@ -332,49 +332,6 @@ fn subscribed_nodes(redis: &RedisServer, channel: &str) -> u64 {
     let n = reply.rsplit(':').next().unwrap_or("").trim();
     n.parse()
         .unwrap_or_else(|_| panic!("PUBSUB NUMSUB answer: {reply:?}"))
-}
-
-/// A webhook receiver on a real socket: every POSTed JSON body, in arrival order.
-async fn webhook_receiver() -> (String, tokio::sync::mpsc::UnboundedReceiver<Value>) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/hooks", listener.local_addr().unwrap());
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = listener.accept().await {
-            let tx = tx.clone();
-            tokio::spawn(async move {
-                let mut buf = Vec::new();
-                let mut chunk = [0u8; 4096];
-                loop {
-                    let n = s.read(&mut chunk).await.unwrap_or(0);
-                    if n == 0 {
-                        return;
-                    }
-                    buf.extend_from_slice(&chunk[..n]);
-                    let text = String::from_utf8_lossy(&buf).to_string();
-                    if let Some((head, body)) = text.split_once("\r\n\r\n") {
-                        let len = head
-                            .lines()
-                            .find_map(|l| {
-                                l.to_ascii_lowercase()
-                                    .strip_prefix("content-length:")
-                                    .map(|v| v.trim().parse::<usize>().unwrap_or(0))
-                            })
-                            .unwrap_or(0);
-                        if body.len() >= len {
-                            let _ = tx.send(serde_json::from_str(&body[..len]).unwrap());
-                            let _ = s
-                                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
-                                .await;
-                            return;
-                        }
-                    }
-                }
-            });
-        }
-    });
-    (url, rx)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

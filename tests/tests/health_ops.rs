@@ -8,11 +8,8 @@
 use std::time::{Duration, Instant};
 
 use agentcast_server::Config;
-use agentcast_tests::{API_KEY, TestServer, token};
+use agentcast_tests::{API_KEY, TestServer, token, webhook_receiver};
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
-use tokio::sync::mpsc;
 
 fn fast_health(cfg: &mut Config) {
     cfg.health.interval_ms = 40;
@@ -249,52 +246,6 @@ async fn exhausted_recovery_fails_the_node_and_refuses_connections_with_a_reason
             .contains("restarts were exhausted"),
         "{body}"
     );
-}
-
-/// A one-shot HTTP receiver: sends each request body it gets, answers 200.
-async fn webhook_receiver() -> (String, mpsc::UnboundedReceiver<Value>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/hooks/agentcast", listener.local_addr().unwrap());
-    let (tx, rx) = mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut s, _)) = listener.accept().await else {
-                return;
-            };
-            let tx = tx.clone();
-            tokio::spawn(async move {
-                let mut buf = Vec::new();
-                let mut chunk = [0u8; 4096];
-                loop {
-                    let n = s.read(&mut chunk).await.unwrap_or(0);
-                    if n == 0 {
-                        return;
-                    }
-                    buf.extend_from_slice(&chunk[..n]);
-                    let text = String::from_utf8_lossy(&buf).to_string();
-                    if let Some((head, body)) = text.split_once("\r\n\r\n") {
-                        let len = head
-                            .lines()
-                            .find_map(|l| {
-                                l.to_ascii_lowercase()
-                                    .strip_prefix("content-length:")
-                                    .map(|v| v.trim().parse::<usize>().unwrap_or(0))
-                            })
-                            .unwrap_or(0);
-                        if body.len() >= len {
-                            assert!(head.starts_with("POST /hooks/agentcast "), "{head}");
-                            let _ = tx.send(serde_json::from_str(&body[..len]).unwrap());
-                            let _ = s
-                                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
-                                .await;
-                            return;
-                        }
-                    }
-                }
-            });
-        }
-    });
-    (url, rx)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -303,6 +303,23 @@ impl Cluster {
         }
     }
 
+    /// The request hash (`""` without a key) and the Redis key of an idempotency key
+    /// (`P:i:-`, never written, without one: the scripts read it only with a hash).
+    fn idempotency(
+        &self,
+        key: Option<&Arc<str>>,
+        target: &Target,
+        event: &Event,
+    ) -> (String, String) {
+        match key {
+            Some(k) => (
+                wire::request_hash(target, event),
+                format!("{}:i:{k}", self.prefix),
+            ),
+            None => (String::new(), format!("{}:i:-", self.prefix)),
+        }
+    }
+
     /// Publishes a user event: seq, history append and fan-out in one script.
     pub(crate) async fn publish_user(
         &self,
@@ -311,17 +328,14 @@ impl Cluster {
         idempotency_key: Option<Arc<str>>,
     ) -> Result<Receipt, BrokerError> {
         let mut conn = self.command_conn()?;
-        let hash = idempotency_key
-            .as_ref()
-            .map(|_| wire::request_hash(&Target::User(user.clone()), &event))
-            .unwrap_or_default();
+        let (hash, idem) = self.idempotency(
+            idempotency_key.as_ref(),
+            &Target::User(user.clone()),
+            &event,
+        );
         let parts = self
             .hub
             .encode_user_parts(&event, agentcast_engine::frame::now_ms());
-        let idem = match &idempotency_key {
-            Some(k) => format!("{}:i:{k}", self.prefix),
-            None => self.key(&user, "m"),
-        };
         let mut inv = self.scripts.publish_user.key(self.key(&user, "m"));
         inv.key(self.key(&user, "h"))
             .key(format!("{}:floor", self.prefix))
@@ -365,14 +379,7 @@ impl Cluster {
         idempotency_key: Option<Arc<str>>,
     ) -> Result<Receipt, BrokerError> {
         let mut conn = self.command_conn()?;
-        let hash = idempotency_key
-            .as_ref()
-            .map(|_| wire::request_hash(&target, &event))
-            .unwrap_or_default();
-        let idem = match &idempotency_key {
-            Some(k) => format!("{}:i:{k}", self.prefix),
-            None => format!("{}:i:-", self.prefix),
-        };
+        let (hash, idem) = self.idempotency(idempotency_key.as_ref(), &target, &event);
         let mut message = self.node.clone().into_bytes();
         message.push(b'\n');
         message.extend_from_slice(&wire::fanout_request(&target, &event));

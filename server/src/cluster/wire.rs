@@ -129,26 +129,11 @@ pub(crate) fn parse_entry<'a>(
 /// tagged and length-prefixed, as `crate::idempotency` hashes with its per-process key).
 pub(crate) fn request_hash(target: &Target, event: &Event) -> String {
     let mut h = Sha256::new();
-    let mut field = |tag: u8, bytes: &[u8]| {
+    crate::idempotency::request_fields(target, event, |tag, bytes| {
         h.update([tag]);
         h.update((bytes.len() as u64).to_le_bytes());
         h.update(bytes);
-    };
-    match target {
-        Target::User(u) => field(b'u', u.as_str().as_bytes()),
-        Target::Channel(c) => field(b'c', c.as_str().as_bytes()),
-        Target::Broadcast => field(b'b', b""),
-    }
-    field(b't', event.kind.as_str().as_bytes());
-    match &event.run_id {
-        Some(r) => field(b'r', r.as_bytes()),
-        None => field(b'n', b""),
-    }
-    field(b'd', event.data.as_bytes());
-    match event.priority {
-        Some(p) => field(b'p', p.as_str().as_bytes()),
-        None => field(b'q', b""),
-    }
+    });
     h.finalize()[..16]
         .iter()
         .map(|b| format!("{b:02x}"))
