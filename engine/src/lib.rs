@@ -35,8 +35,10 @@
 //!   `shard/users.rs`; the delivery fast path in `shard/deliver.rs`; counters and table
 //!   sizes in `shard/tally.rs`; cluster mode (events sequenced elsewhere, seeded replays) in
 //!   `shard/sequenced.rs`.
-//! - [`broker`] — cluster mode seen from the engine: the [`Seed`] of a connection's replay
-//!   and the [`BrokerHealth`] of the `broker` component (the Redis code is in the server).
+//! - [`broker`] — what must hold cluster-wide: the [`Broker`] trait, its in-process
+//!   implementation ([`InProcessBroker`]), the [`Seed`] of a connection's replay and the
+//!   [`BrokerHealth`] of the `broker` component (the Redis broker is in the server).
+//! - [`idempotency`] — the in-process broker's window of idempotency keys.
 //! - [`sequenced`] — [`Hub::deliver`] of events a broker sequenced, and the payload split
 //!   around the seq ([`UserEventParts`]).
 //! - [`worker`](crate::worker) (private): the shard threads and their command queues.
@@ -77,6 +79,7 @@ mod handoff;
 pub mod health;
 pub mod history;
 pub mod hub;
+pub mod idempotency;
 pub mod json;
 mod prefetch;
 pub mod publish;
@@ -88,7 +91,10 @@ mod slots;
 pub mod stats;
 mod worker;
 
-pub use broker::{BrokerHealth, Seed};
+pub use broker::{
+    Broker, BrokerError, BrokerFuture, BrokerHealth, InProcessBroker, Lease, Opened, Published,
+    Seed,
+};
 pub use client_msg::ClientMessage;
 pub use config::{EnrichmentConfig, HubConfig};
 pub use conn::{ConnId, ConnectOptions, Connection, Readiness, Resume, Welcome};

@@ -41,7 +41,6 @@ pub mod enrichment;
 pub mod escalation;
 pub mod exposition;
 mod http;
-pub mod idempotency;
 pub mod limits;
 pub mod logging;
 pub mod metrics;

@@ -45,11 +45,11 @@ use tokio::sync::watch;
 use crate::auth::{Authenticator, KeyError};
 use crate::config::Config;
 use crate::escalation::WebhookEscalation;
-use crate::idempotency::IdempotencyCache;
 use crate::metrics::{ServerMetrics, inc};
 use crate::pending::{PendingHeads, PendingTicket};
 use crate::state::{AppState, Sessions};
 use crate::tier::UserConnections;
+use agentcast_engine::idempotency::IdempotencyCache;
 
 /// How long sessions told to give up (grace period over) get to count what they hold and end.
 const ABANDON_WAIT: Duration = Duration::from_millis(500);
@@ -129,14 +129,21 @@ pub async fn run(
         None => None,
     };
     let limits = &config.limits;
+    let broker: Arc<dyn agentcast_engine::Broker> = match &cluster {
+        Some(c) => Arc::new(crate::cluster::RedisBroker(Arc::clone(c))),
+        None => Arc::new(agentcast_engine::InProcessBroker::new(
+            hub.clone(),
+            IdempotencyCache::new(
+                Duration::from_secs(limits.idempotency_window_secs),
+                limits.idempotency_max_keys,
+            ),
+        )),
+    };
     let state = Arc::new(AppState {
         hub,
+        broker,
         cluster,
         auth,
-        idempotency: IdempotencyCache::new(
-            Duration::from_secs(limits.idempotency_window_secs),
-            limits.idempotency_max_keys,
-        ),
         users: Arc::new(UserConnections::default()),
         sessions: Arc::new(Sessions::new(limits.max_connections, Arc::clone(&metrics))),
         metrics,

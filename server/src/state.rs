@@ -1,5 +1,5 @@
 //! State shared by every connection task: the hub, configuration, authenticator, counters,
-//! the idempotency cache and the connection registries.
+//! the broker and the connection registries.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -9,7 +9,6 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
 use crate::auth::Authenticator;
 use crate::config::Config;
-use crate::idempotency::IdempotencyCache;
 use crate::metrics::ServerMetrics;
 use crate::tier::UserConnections;
 
@@ -17,12 +16,14 @@ use crate::tier::UserConnections;
 #[derive(Debug)]
 pub(crate) struct AppState {
     pub(crate) hub: Hub,
-    /// Cluster mode: the Redis broker (`None` embedded).
+    /// Where publishes, connections, acks and channel watches go: the in-process broker
+    /// (embedded) or the Redis one (cluster mode).
+    pub(crate) broker: Arc<dyn agentcast_engine::Broker>,
+    /// Cluster mode: the Redis link behind `broker` (`None` embedded).
     pub(crate) cluster: Option<Arc<crate::cluster::Cluster>>,
     pub(crate) cfg: Config,
     pub(crate) auth: Authenticator,
     pub(crate) metrics: Arc<ServerMetrics>,
-    pub(crate) idempotency: IdempotencyCache,
     pub(crate) users: Arc<UserConnections>,
     pub(crate) sessions: Arc<Sessions>,
     /// Set when shutdown begins: new upgrades get 503 and `/readyz` turns 503. `Relaxed`: a

@@ -509,3 +509,29 @@ async fn the_history_byte_bound_holds_in_redis_as_embedded() {
     assert_eq!(after_large.len(), 2, "{after_large:?}");
     assert_eq!(results[0], results[1], "embedded vs cluster");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dev_simulator_publishes_through_redis_in_cluster_mode() {
+    let redis = RedisServer::start();
+    let a = cluster_node(&redis, "a", |c| c.dev_mode = true).await;
+    let b = cluster_node(&redis, "b", |_| {}).await;
+    let mut on_b = b.connect(&token("sim")).await;
+    let body = json!({"user_id": "sim"}).to_string();
+    let (status, resp) = a
+        .http_with_headers("POST", "/api/v1/dev/simulate", &[], body.as_bytes())
+        .await;
+    assert_eq!(status, 202, "{resp}");
+    let run: Value = serde_json::from_str(&resp).unwrap();
+    // Every event of the run reaches the user's connection on the other node, with
+    // cluster-wide seqs; a publish after it continues them.
+    let events = on_b.take(run["events"].as_u64().unwrap() as usize).await;
+    assert_eq!(events[0]["type"], "agent_started");
+    assert_eq!(events.last().unwrap()["type"], "agent_completed");
+    let first = events[0]["seq"].as_u64().unwrap();
+    for (i, e) in events.iter().enumerate() {
+        assert_eq!(e["seq"].as_u64(), Some(first + i as u64), "{e}");
+        assert_eq!(e["run_id"], run["run_id"]);
+    }
+    let next = publish(&b, "sim", 0).await["seq"].as_u64().unwrap();
+    assert_eq!(next, first + events.len() as u64);
+}

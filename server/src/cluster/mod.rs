@@ -17,6 +17,7 @@
 //! after the last one closes), so it receives only the events of users and channels it
 //! serves. Broadcasts go to every node on `P:bc`.
 
+mod broker;
 pub(crate) mod health;
 mod link;
 mod scripts;
@@ -28,31 +29,19 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use agentcast_engine::{
-    ChannelName, Event, Frame, HistoryEntry, Hub, Receipt, Resume, Seed, Target, UserId,
+    BrokerError, ChannelName, Event, Frame, HistoryEntry, Hub, Published, Receipt, Resume, Seed,
+    Target, UserId,
 };
 use redis::aio::{MultiplexedConnection, PubSubSink};
 
 use crate::config::Config;
+pub(crate) use broker::RedisBroker;
 pub(crate) use health::LinkHealth;
 use scripts::Scripts;
 
 /// How long a node stays subscribed to a user after the user's last connection here closed
 /// (absorbs reconnect loops).
 const LINGER: Duration = Duration::from_secs(10);
-
-/// Why a cluster operation did not happen.
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum BrokerError {
-    /// Redis is unreachable, or did not answer within the publish timeout.
-    #[error("broker unavailable: {0}")]
-    Unavailable(String),
-    /// The idempotency key was first used with another request.
-    #[error("idempotency_key `{0}` reused with a different request")]
-    KeyReused(Arc<str>),
-    /// The user has `connections_per_user` connections on the cluster's nodes already.
-    #[error("connection limit of {0} reached across the cluster")]
-    ConnectionLimit(usize),
-}
 
 /// One node's view of the cluster. See the [module docs](self).
 pub(crate) struct Cluster {
@@ -139,55 +128,16 @@ impl Drop for UserGuard {
     }
 }
 
-/// The channels one connection here subscribed to: unwatched when it ends.
-pub(crate) struct ChannelWatches {
+/// Keeps this node subscribed to a channel while a connection here watches it.
+struct ChannelGuard {
     cluster: Arc<Cluster>,
-    names: std::collections::HashSet<ChannelName>,
+    channel: ChannelName,
 }
 
-impl ChannelWatches {
-    pub(crate) fn new(cluster: Arc<Cluster>) -> ChannelWatches {
-        ChannelWatches {
-            cluster,
-            names: Default::default(),
-        }
-    }
-
-    /// Watches `channel` for this connection (once per channel), waiting for Redis.
-    pub(crate) async fn add(&mut self, channel: &ChannelName) -> Result<(), BrokerError> {
-        if self.names.contains(channel) {
-            return Ok(());
-        }
-        let r = self.cluster.watch_channel(channel).await;
-        if r.is_ok() {
-            self.names.insert(channel.clone());
-        } else {
-            self.cluster.unwatch_channel(channel.clone());
-        }
-        r
-    }
-
-    /// This connection no longer subscribes to `channel`.
-    pub(crate) fn remove(&mut self, channel: &ChannelName) {
-        if self.names.remove(channel) {
-            self.cluster.unwatch_channel(channel.clone());
-        }
-    }
-}
-
-impl Drop for ChannelWatches {
+impl Drop for ChannelGuard {
     fn drop(&mut self) {
-        for channel in self.names.drain() {
-            self.cluster.unwatch_channel(channel);
-        }
+        self.cluster.unwatch_channel(self.channel.clone());
     }
-}
-
-/// What `open_user` gives a new connection.
-pub(crate) struct Opened {
-    pub(crate) resume: Resume,
-    pub(crate) seed: Seed,
-    pub(crate) guard: UserGuard,
 }
 
 impl Cluster {
@@ -326,7 +276,7 @@ impl Cluster {
         user: UserId,
         event: Event,
         idempotency_key: Option<Arc<str>>,
-    ) -> Result<Receipt, BrokerError> {
+    ) -> Result<Published, BrokerError> {
         let mut conn = self.command_conn()?;
         let (hash, idem) = self.idempotency(
             idempotency_key.as_ref(),
@@ -364,9 +314,12 @@ impl Cluster {
         }
         let seq: u64 = seq.parse().unwrap_or(0);
         self.max_seen.fetch_max(seq, Ordering::Relaxed);
-        Ok(Receipt {
-            seq: Some(seq),
-            connections: connections.parse().unwrap_or(0),
+        Ok(Published {
+            receipt: Receipt {
+                seq: Some(seq),
+                connections: connections.parse().unwrap_or(0),
+            },
+            replayed: code == 1,
         })
     }
 
@@ -377,7 +330,7 @@ impl Cluster {
         target: Target,
         event: Event,
         idempotency_key: Option<Arc<str>>,
-    ) -> Result<Receipt, BrokerError> {
+    ) -> Result<Published, BrokerError> {
         let mut conn = self.command_conn()?;
         let (hash, idem) = self.idempotency(idempotency_key.as_ref(), &target, &event);
         let mut message = self.node.clone().into_bytes();
@@ -395,17 +348,15 @@ impl Cluster {
         let (code, n): (u8, usize) = self.within(inv.invoke_async(&mut conn)).await?;
         match code {
             2 => Err(BrokerError::KeyReused(idempotency_key.unwrap_or_default())),
-            1 => Ok(Receipt {
-                seq: None,
-                connections: n,
+            1 => Ok(Published {
+                receipt: Receipt {
+                    seq: None,
+                    connections: n,
+                },
+                replayed: true,
             }),
             _ => {
-                let receipt = self
-                    .hub
-                    .publish(target, event)
-                    .map_err(|e| BrokerError::Unavailable(e.to_string()))?
-                    .await
-                    .map_err(|e| BrokerError::Unavailable(e.to_string()))?;
+                let receipt = self.hub.publish(target, event)?.await?;
                 if idempotency_key.is_some() {
                     let _: redis::RedisResult<()> = redis::cmd("HSET")
                         .arg(&idem)
@@ -414,7 +365,10 @@ impl Cluster {
                         .query_async(&mut conn)
                         .await;
                 }
-                Ok(receipt)
+                Ok(Published {
+                    receipt,
+                    replayed: false,
+                })
             }
         }
     }
@@ -427,7 +381,7 @@ impl Cluster {
         resume: Resume,
         history_len: usize,
         connection_limit: usize,
-    ) -> Result<Opened, BrokerError> {
+    ) -> Result<agentcast_engine::Opened, BrokerError> {
         let sub = {
             let mut subs = self.subs.lock().await;
             let sub = Arc::clone(subs.entry(user.clone()).or_default());
@@ -488,14 +442,14 @@ impl Cluster {
                 })
                 .collect()
         };
-        Ok(Opened {
+        Ok(agentcast_engine::Opened {
             resume: Resume::After(from),
-            seed: Seed {
+            seed: Some(Seed {
                 last_seq: s,
                 ack: a,
                 entries,
-            },
-            guard,
+            }),
+            lease: agentcast_engine::Lease::new(guard),
         })
     }
 
@@ -540,18 +494,27 @@ impl Cluster {
         }
     }
 
-    /// A connection here subscribed to `channel`: subscribes this node to the channel's
-    /// events (first one), waiting for Redis to confirm, so a `pong` after a `subscribe`
-    /// still proves the subscription is in force cluster-wide. On an error the caller must
-    /// still [`unwatch_channel`](Self::unwatch_channel).
-    pub(crate) async fn watch_channel(&self, channel: &ChannelName) -> Result<(), BrokerError> {
+    /// A connection here watches `channel`: subscribes this node to the channel's events
+    /// (first one), waiting for Redis to confirm, so a `pong` after a `subscribe` still
+    /// proves the subscription is in force cluster-wide. The lease's end unwatches it.
+    pub(crate) async fn watch_channel(
+        self: &Arc<Self>,
+        channel: &ChannelName,
+    ) -> Result<agentcast_engine::Lease, BrokerError> {
         let sub = {
             let mut chans = self.chans.lock().await;
             let sub = Arc::clone(chans.entry(channel.clone()).or_default());
             sub.refs.fetch_add(1, Ordering::SeqCst);
             sub
         };
-        self.subscribe_once(&sub, &self.channel_key(channel)).await
+        // Counted from here: an error drops the guard, which uncounts it.
+        let guard = ChannelGuard {
+            cluster: Arc::clone(self),
+            channel: channel.clone(),
+        };
+        self.subscribe_once(&sub, &self.channel_key(channel))
+            .await?;
+        Ok(agentcast_engine::Lease::new(guard))
     }
 
     /// Subscribes the current subscriber connection to `channel` unless `sub` already is.
@@ -570,8 +533,8 @@ impl Cluster {
         .map(|_| ())
     }
 
-    /// A connection here no longer subscribes to `channel` (unsubscribed, or closed).
-    pub(crate) fn unwatch_channel(self: &Arc<Self>, channel: ChannelName) {
+    /// A connection here no longer watches `channel` (unsubscribed, or closed).
+    fn unwatch_channel(self: &Arc<Self>, channel: ChannelName) {
         let cluster = Arc::clone(self);
         tokio::spawn(async move {
             let key = cluster.channel_key(&channel);

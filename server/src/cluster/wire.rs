@@ -129,7 +129,7 @@ pub(crate) fn parse_entry<'a>(
 /// tagged and length-prefixed, as `crate::idempotency` hashes with its per-process key).
 pub(crate) fn request_hash(target: &Target, event: &Event) -> String {
     let mut h = Sha256::new();
-    crate::idempotency::request_fields(target, event, |tag, bytes| {
+    agentcast_engine::idempotency::request_fields(target, event, |tag, bytes| {
         h.update([tag]);
         h.update((bytes.len() as u64).to_le_bytes());
         h.update(bytes);

@@ -43,7 +43,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use agentcast_engine::{Data, EventKind, UserId};
+use agentcast_engine::{Data, Event, EventKind, Target, UserId};
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Limited};
@@ -308,11 +308,15 @@ fn script() -> [(EventKind, Value); 7] {
     ]
 }
 
-fn simulate(user: UserId, state: &AppState) -> Response<Body> {
-    let run_id = format!("sim-{}", crate::config::random_token(6).to_lowercase());
-    let emitter = state.hub.emitter(user.clone(), run_id.as_str());
+fn simulate(user: UserId, state: &Arc<AppState>) -> Response<Body> {
+    let run_id: Arc<str> = format!("sim-{}", crate::config::random_token(6).to_lowercase()).into();
     let steps = script();
     let events = steps.len();
+    let (broker, target, run) = (
+        Arc::clone(&state.broker),
+        Target::User(user.clone()),
+        Arc::clone(&run_id),
+    );
     tokio::spawn(async move {
         for (i, (kind, data)) in steps.into_iter().enumerate() {
             if i > 0 {
@@ -321,10 +325,11 @@ fn simulate(user: UserId, state: &AppState) -> Response<Body> {
             let Ok(data) = Data::from_json(data.to_string()) else {
                 continue;
             };
-            match emitter.emit(kind, data) {
-                // Fire and forget: the receipt is not needed, the event is queued.
-                Ok(reply) => drop(reply),
-                Err(_) => break,
+            // Through the broker, as `POST /api/v1/publish` (cluster mode: through Redis).
+            let event = Event::new(kind, Arc::clone(&run), data);
+            if let Err(e) = broker.publish(target.clone(), event, None).await {
+                tracing::warn!(error = %e, "dev simulate: publish refused; run stopped");
+                break;
             }
         }
     });
@@ -332,7 +337,7 @@ fn simulate(user: UserId, state: &AppState) -> Response<Body> {
         StatusCode::ACCEPTED,
         &json!({
             "user_id": user.as_str(),
-            "run_id": run_id,
+            "run_id": &*run_id,
             "events": events,
             "interval_ms": STEP.as_millis() as u64,
         }),

@@ -10,17 +10,18 @@
 //! Refusals change nothing: missing or wrong `Authorization: Bearer <api key>` → 401; a body
 //! over `max_body_bytes` or a batch over `max_batch_items` → 413; malformed JSON or a bad field
 //! → 400 `{"error": "..."}` naming the field; a body not received within the handshake
-//! timeout → 408; the hub shutting down → 503; a shard's command queue full (the engine
+//! timeout → 408; the hub shutting down → 503; cluster mode, Redis unreachable → 503; a shard's command queue full (the engine
 //! overloaded, `command_queue_capacity`) → 503 `{"error": "..."}`, counted in
 //! `agentcast_publish_overloaded_total`.
 //!
-//! An `idempotency_key` makes a publish repeatable: see [`crate::idempotency`]. The same key
+//! An `idempotency_key` makes a publish repeatable: see [`agentcast_engine::idempotency`]
+//! (embedded) and `docs/cluster.md` (cluster-wide, in Redis). The same key
 //! with a different request is refused with `409 {"error": "idempotency_key `k` reused with
 //! a different request"}` and publishes nothing; in a batch, that item alone fails with the
 //! same `{"error": ...}`.
 
 use agentcast_engine::{
-    HubClosed, ParseError, PublishError, PublishReply, PublishRequest, Receipt, Target,
+    BrokerError, BrokerFuture, ParseError, PublishError, PublishRequest, Published, Receipt,
 };
 use bytes::Bytes;
 use http::{Request, Response, StatusCode, header};
@@ -29,7 +30,6 @@ use hyper::body::Incoming;
 use serde_json::{Value, json};
 
 use super::{Body, Refusal, error_response, json_response};
-use crate::idempotency::KeyReused;
 use crate::metrics::inc;
 use crate::state::AppState;
 
@@ -46,20 +46,13 @@ pub(crate) async fn single(req: Request<Incoming>, state: &AppState) -> Response
             return error_response(StatusCode::BAD_REQUEST, &e.to_string());
         }
     };
-    match publish_one(state, request).await {
-        Ok(receipt) => {
-            inc(&state.metrics.publish_accepted);
-            json_response(StatusCode::OK, &receipt_json(receipt))
-        }
-        Err(NotPublished::Engine(e)) => {
-            error_response(StatusCode::SERVICE_UNAVAILABLE, refusal_text(e))
-        }
-        Err(NotPublished::KeyReused(e)) => {
-            inc(&state.metrics.publish_rejected);
-            inc(&state.metrics.publish_idempotency_conflicts);
-            error_response(StatusCode::CONFLICT, &e.to_string())
-        }
-        Err(NotPublished::Broker(e)) => error_response(StatusCode::SERVICE_UNAVAILABLE, &e),
+    let published = state
+        .broker
+        .publish(request.target, request.event, request.idempotency_key)
+        .await;
+    match outcome(state, published) {
+        Ok(receipt) => json_response(StatusCode::OK, &receipt_json(receipt)),
+        Err((status, error)) => error_response(status, &error),
     }
 }
 
@@ -80,31 +73,34 @@ pub(crate) async fn batch(req: Request<Incoming>, state: &AppState) -> Response<
             return error_response(StatusCode::BAD_REQUEST, &e.to_string());
         }
     };
-    // Items without a key are all queued first and their receipts awaited after, so a batch
-    // costs one round trip to the shards rather than one per item; keyed items are awaited in
-    // place so a repeated key within the batch sees the first item's receipt.
-    enum Pending {
-        Queued(PublishReply),
-        Done(Result<Receipt, NotPublished>),
+    // Items without a key are all queued first and their receipts awaited after (the
+    // in-process broker queues a publish when asked, so a batch costs one round trip to the
+    // shards rather than one per item); keyed items are awaited in place so a repeated key
+    // within the batch sees the first item's receipt.
+    enum Pending<'a> {
+        Queued(BrokerFuture<'a, Published>),
+        Done(Result<Published, BrokerError>),
         Refused(ParseError),
     }
     let mut pending = Vec::with_capacity(items.len());
     for item in items {
         pending.push(match item {
             Err(e) => Pending::Refused(e),
-            Ok(r) if r.idempotency_key.is_some() || state.cluster.is_some() => {
-                Pending::Done(publish_one(state, r).await)
+            Ok(r) => {
+                let keyed = r.idempotency_key.is_some();
+                let f = state.broker.publish(r.target, r.event, r.idempotency_key);
+                if keyed {
+                    Pending::Done(f.await)
+                } else {
+                    Pending::Queued(f)
+                }
             }
-            Ok(r) => match state.hub.publish(r.target, r.event) {
-                Ok(reply) => Pending::Queued(reply),
-                Err(e) => Pending::Done(Err(e.into())),
-            },
         });
     }
     let mut results = Vec::with_capacity(pending.len());
     for p in pending {
-        let outcome = match p {
-            Pending::Queued(reply) => reply.await.map_err(NotPublished::from),
+        let published = match p {
+            Pending::Queued(f) => f.await,
             Pending::Done(r) => r,
             Pending::Refused(e) => {
                 inc(&state.metrics.publish_rejected);
@@ -112,84 +108,38 @@ pub(crate) async fn batch(req: Request<Incoming>, state: &AppState) -> Response<
                 continue;
             }
         };
-        results.push(match outcome {
-            Ok(receipt) => {
-                inc(&state.metrics.publish_accepted);
-                receipt_json(receipt)
-            }
-            Err(NotPublished::Engine(e)) => json!({"error": refusal_text(e)}),
-            Err(NotPublished::KeyReused(e)) => {
-                inc(&state.metrics.publish_rejected);
-                inc(&state.metrics.publish_idempotency_conflicts);
-                json!({"error": e.to_string()})
-            }
-            Err(NotPublished::Broker(e)) => json!({"error": e}),
+        results.push(match outcome(state, published) {
+            Ok(receipt) => receipt_json(receipt),
+            Err((_, error)) => json!({"error": error}),
         });
     }
     json_response(StatusCode::OK, &Value::Array(results))
 }
 
-/// Why a publish produced no receipt.
-#[derive(Debug)]
-enum NotPublished {
-    /// The engine refused it: shutting down or overloaded (503).
-    Engine(PublishError),
-    /// The idempotency key belongs to a different request (409).
-    KeyReused(KeyReused),
-    /// Cluster mode: Redis did not store it (503).
-    Broker(String),
-}
-
-impl From<PublishError> for NotPublished {
-    fn from(e: PublishError) -> NotPublished {
-        NotPublished::Engine(e)
-    }
-}
-
-impl From<HubClosed> for NotPublished {
-    fn from(e: HubClosed) -> NotPublished {
-        NotPublished::Engine(e.into())
-    }
-}
-
-/// Publishes, or answers from the idempotency window, or refuses a reused key.
-async fn publish_one(state: &AppState, r: PublishRequest) -> Result<Receipt, NotPublished> {
-    if let Some(cluster) = &state.cluster {
-        // Cluster mode: Redis assigns the seq and keeps the idempotency keys.
-        let done = match r.target {
-            Target::User(user) => cluster.publish_user(user, r.event, r.idempotency_key).await,
-            target => {
-                cluster
-                    .publish_fanout(target, r.event, r.idempotency_key)
-                    .await
+/// Counts a publish's outcome and turns it into a receipt or a status and error text.
+fn outcome(
+    state: &AppState,
+    published: Result<Published, BrokerError>,
+) -> Result<Receipt, (StatusCode, String)> {
+    let m = &state.metrics;
+    match published {
+        Ok(p) => {
+            inc(&m.publish_accepted);
+            if p.replayed {
+                inc(&m.publish_idempotent_replays);
             }
-        };
-        return done.map_err(|e| match e {
-            crate::cluster::BrokerError::KeyReused(k) => NotPublished::KeyReused(KeyReused(k)),
-            e => NotPublished::Broker(e.to_string()),
-        });
+            Ok(p.receipt)
+        }
+        Err(BrokerError::Refused(e)) => {
+            Err((StatusCode::SERVICE_UNAVAILABLE, refusal_text(e).into()))
+        }
+        Err(e @ BrokerError::KeyReused(_)) => {
+            inc(&m.publish_rejected);
+            inc(&m.publish_idempotency_conflicts);
+            Err((StatusCode::CONFLICT, e.to_string()))
+        }
+        Err(e) => Err((StatusCode::SERVICE_UNAVAILABLE, e.to_string())),
     }
-    let Some(key) = r.idempotency_key else {
-        return Ok(state.hub.publish(r.target, r.event)?.await?);
-    };
-    let fingerprint = state.idempotency.fingerprint(&r.target, &r.event);
-    let slot = state
-        .idempotency
-        .slot(&key, fingerprint)
-        .map_err(NotPublished::KeyReused)?;
-    let mut first = false;
-    let (target, event) = (r.target, r.event);
-    let receipt = *slot
-        .get_or_try_init(|| {
-            first = true;
-            let hub = state.hub.clone();
-            async move { Ok::<_, NotPublished>(hub.publish(target, event)?.await?) }
-        })
-        .await?;
-    if !first {
-        inc(&state.metrics.publish_idempotent_replays);
-    }
-    Ok(receipt)
 }
 
 /// The `error` text of a publish the engine refused (both answered 503).

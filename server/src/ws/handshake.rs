@@ -21,7 +21,7 @@
 use std::borrow::Cow;
 use std::sync::Arc;
 
-use agentcast_engine::{ConnectOptions, HealthState, Resume};
+use agentcast_engine::{BrokerError, ConnectOptions, HealthState, Resume};
 use base64::Engine as _;
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
@@ -94,36 +94,34 @@ pub(crate) async fn upgrade(mut req: Request<Incoming>, state: Arc<AppState>) ->
     // `tests/tests/hostile_connections.rs`: connect/reset storms leaked engine
     // connections). The spawned task always finishes; if nobody awaits it any more, the
     // `Connection` it yields is dropped with it, which unregisters it.
-    // Cluster mode: subscribe to the user, count the connection cluster-wide and read the
-    // replay from Redis first (see `crate::cluster`).
-    let cluster_guard = match &state.cluster {
-        Some(cluster) => match cluster
-            .open_user(
-                &identity.user,
-                opts.resume,
-                tier.history_len,
-                tier.connections_per_user,
-            )
-            .await
-        {
-            Ok(opened) => {
-                opts.resume = opened.resume;
-                opts.seed = Some(Box::new(opened.seed));
-                Some(opened.guard)
-            }
-            Err(e @ crate::cluster::BrokerError::ConnectionLimit(_)) => {
-                inc(&m.ws_rejected_user_limit);
-                return error_response(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    &format!("{e} for tier {}", identity.tier),
-                );
-            }
-            Err(e) => {
-                inc(&m.ws_rejected_capacity);
-                return error_response(StatusCode::SERVICE_UNAVAILABLE, &e.to_string());
-            }
-        },
-        None => None,
+    // The broker opens the connection first (cluster mode: subscribe to the user, count the
+    // connection cluster-wide and read the replay from Redis; see `crate::cluster`).
+    let lease = match state
+        .broker
+        .open(
+            &identity.user,
+            opts.resume,
+            tier.history_len,
+            tier.connections_per_user,
+        )
+        .await
+    {
+        Ok(opened) => {
+            opts.resume = opened.resume;
+            opts.seed = opened.seed.map(Box::new);
+            opened.lease
+        }
+        Err(e @ BrokerError::ConnectionLimit(_)) => {
+            inc(&m.ws_rejected_user_limit);
+            return error_response(
+                StatusCode::TOO_MANY_REQUESTS,
+                &format!("{e} for tier {}", identity.tier),
+            );
+        }
+        Err(e) => {
+            inc(&m.ws_rejected_capacity);
+            return error_response(StatusCode::SERVICE_UNAVAILABLE, &e.to_string());
+        }
     };
     let connecting = state.hub.connect(identity.user.clone(), opts);
     let conn = match tokio::spawn(connecting).await {
@@ -136,7 +134,7 @@ pub(crate) async fn upgrade(mut req: Request<Incoming>, state: Arc<AppState>) ->
     let on_upgrade = hyper::upgrade::on(&mut req);
     let task_state = Arc::clone(&state);
     tokio::spawn(async move {
-        let _slots = (session_slot, user_slot, cluster_guard);
+        let _slots = (session_slot, user_slot, lease);
         let upgraded = match on_upgrade.await {
             Ok(u) => u,
             Err(e) => {

@@ -50,12 +50,15 @@
 //! Socket writes never block the task beyond `write_timeout_ms`: a client that stops reading
 //! is dropped.
 
+use std::collections::HashMap;
 use std::io::{self, IoSlice};
 use std::sync::Arc;
 use std::time::Duration;
 
 use agentcast_engine::frame::Opcode;
-use agentcast_engine::{ClientMessage, Connection, Frame, ParseError, Readiness, SubscribeError};
+use agentcast_engine::{
+    ChannelName, ClientMessage, Connection, Frame, Lease, ParseError, Readiness, SubscribeError,
+};
 use bytes::{Buf, Bytes};
 use serde_json::json;
 use tokio::io::AsyncWriteExt;
@@ -108,9 +111,10 @@ struct Session {
     stamp: Option<u64>,
     /// Turns `true` when the shutdown grace period is over (see the [module docs](self)).
     abandon: tokio::sync::watch::Receiver<bool>,
-    /// Cluster mode: the channels this connection subscribed to, which this node must
-    /// receive from Redis (unwatched when the session ends).
-    watches: Option<crate::cluster::ChannelWatches>,
+    /// The broker's lease on each channel this connection subscribed to (cluster mode: this
+    /// node receives the channel from Redis while one is held). At most the tier's
+    /// subscriptions per connection.
+    watches: HashMap<ChannelName, Lease>,
 }
 
 /// Runs the connection to its end. See the [module docs](self).
@@ -135,10 +139,7 @@ pub(crate) async fn run(
         last_heard: now,
         stamp: None,
         abandon: state.abandon.subscribe(),
-        watches: state
-            .cluster
-            .as_ref()
-            .map(|c| crate::cluster::ChannelWatches::new(Arc::clone(c))),
+        watches: HashMap::new(),
         id,
         state,
     };
@@ -346,9 +347,7 @@ impl Session {
         match msg {
             ClientMessage::Ack { seq } => {
                 conn.ack(seq);
-                if let Some(cluster) = &self.state.cluster {
-                    cluster.ack(conn.user(), seq);
-                }
+                self.state.broker.ack(conn.user(), seq);
                 Flow::Continue
             }
             ClientMessage::Ping => {
@@ -361,18 +360,19 @@ impl Session {
                     let msg = format!("not allowed to subscribe to `{channel}`");
                     return self.reply_error("forbidden", &msg);
                 }
-                // Cluster mode: this node subscribes to the channel in Redis first, so
-                // events published on other nodes reach it before the next message is read.
-                if let Some(w) = &mut self.watches
-                    && let Err(e) = w.add(&channel).await
-                {
-                    return self.reply_error("unavailable", &e.to_string());
-                }
+                // The broker first (cluster mode: this node subscribes to the channel in
+                // Redis), so events published on other nodes reach this connection before
+                // its next message is read.
+                let lease = match self.watches.remove(&channel) {
+                    Some(lease) => lease,
+                    None => match self.state.broker.watch(&channel).await {
+                        Ok(lease) => lease,
+                        Err(e) => return self.reply_error("unavailable", &e.to_string()),
+                    },
+                };
                 let answer = conn.subscribe(channel.clone()).await;
-                if !matches!(answer, Ok(Ok(())))
-                    && let Some(w) = &mut self.watches
-                {
-                    w.remove(&channel);
+                if matches!(answer, Ok(Ok(()))) {
+                    self.watches.insert(channel, lease);
                 }
                 match answer {
                     Ok(Ok(())) => Flow::Continue,
@@ -391,9 +391,7 @@ impl Session {
                 }
             }
             ClientMessage::Unsubscribe { channel } => {
-                if let Some(w) = &mut self.watches {
-                    w.remove(&channel);
-                }
+                self.watches.remove(&channel);
                 conn.unsubscribe(channel);
                 Flow::Continue
             }

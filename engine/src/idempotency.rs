@@ -1,4 +1,5 @@
-//! Idempotency keys of the publish API: a publish repeated with the same `idempotency_key`
+//! Idempotency keys of the in-process broker ([`InProcessBroker`](crate::InProcessBroker)),
+//! as the publish API uses them: a publish repeated with the same `idempotency_key`
 //! within the window returns the first publish's receipt and publishes nothing again.
 //!
 //! # Semantics
@@ -37,7 +38,8 @@ use std::hash::{BuildHasher, Hasher, RandomState};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use agentcast_engine::{Event, Receipt, Target};
+use crate::event::{Event, Target};
+use crate::hub::Receipt;
 use thiserror::Error;
 use tokio::sync::OnceCell;
 
@@ -162,8 +164,8 @@ fn pop_front(map: &mut HashMap<Arc<str>, Entry>, order: &mut VecDeque<(Instant, 
 /// Feeds what identifies a request to `target` of `event` to `field`, one `(tag, bytes)`
 /// per field. Callers write each field's length before its bytes, so no two distinct
 /// requests feed the same byte sequence. The per-process [`IdempotencyCache::fingerprint`]
-/// and the cluster-wide request hash (`cluster::wire::request_hash`) both hash this.
-pub(crate) fn request_fields(target: &Target, event: &Event, mut field: impl FnMut(u8, &[u8])) {
+/// and the server's cluster-wide request hash (SHA-256) both hash this.
+pub fn request_fields(target: &Target, event: &Event, mut field: impl FnMut(u8, &[u8])) {
     match target {
         Target::User(u) => field(b'u', u.as_str().as_bytes()),
         Target::Channel(c) => field(b'c', c.as_str().as_bytes()),
@@ -183,7 +185,7 @@ pub(crate) fn request_fields(target: &Target, event: &Event, mut field: impl FnM
 
 #[cfg(test)]
 mod tests {
-    use agentcast_engine::{Data, EventKind, UserId};
+    use crate::{Data, EventKind, UserId};
 
     use super::*;
 
@@ -241,10 +243,10 @@ mod tests {
         other.run_id = None;
         assert_ne!(c.fingerprint(&t, &other), base);
         let mut other = e.clone();
-        other.priority = Some(agentcast_engine::Priority::Low);
+        other.priority = Some(crate::Priority::Low);
         assert_ne!(c.fingerprint(&t, &other), base);
         assert_ne!(c.fingerprint(&Target::Broadcast, &e), base);
-        let channel = Target::Channel(agentcast_engine::ChannelName::new("u").unwrap());
+        let channel = Target::Channel(crate::ChannelName::new("u").unwrap());
         assert_ne!(c.fingerprint(&channel, &e), base);
     }
 
