@@ -12,10 +12,18 @@
 //!    them again);
 //! 5. catch up: for each user, read what was stored after the last seq delivered here and
 //!    deliver it before anything that arrives live (the engine drops what it has seen);
-//! 6. mark the link up, then dispatch messages, `PING` and publish a heartbeat to itself every
-//!    500 ms and renew the lease every 2 s, until either connection fails or the subscriber
-//!    connection goes 2 s without carrying the heartbeat (open but wedged); then mark it down
-//!    and start again after `min(2 s, 50 ms × 2^n)`, fully jittered.
+//! 6. mark the link up, then dispatch messages, `PING` and send the canary every 500 ms and
+//!    renew the lease every 2 s, until either connection fails, the canary's publish fails,
+//!    or the subscriber connection goes 2 s without carrying a canary back (open but wedged);
+//!    then mark it down and start again after `min(2 s, 50 ms × 2^n)`, fully jittered.
+//!
+//! **The canary through Redis.** Every 500 ms the node publishes a tiny event to its own
+//! canary user (`\u{1}canary:<node>`, an id no token or publisher can name) with the same
+//! publish script as every user event: seq, Stream append, `PUBLISH` on the user's channel,
+//! which this node subscribes to. Its arrival in the dispatcher proves the whole cluster path
+//! up to the shards (script, Stream, pub/sub, subscriber connection, dispatcher); the engine's
+//! own canary proves the rest (shard → connection). A Redis that refuses writes (OOM) fails
+//! the publish; a wedged subscriber connection (Centrifugo #1189) stops the arrivals.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -34,13 +42,45 @@ pub(crate) const ACK_FLUSH: Duration = Duration::from_millis(20);
 /// How long a node's lease lives without renewal: its connection counts stop counting.
 const LEASE: Duration = Duration::from_secs(10);
 
-/// A subscriber connection that delivers none of this node's own heartbeats (one every
-/// 500 ms) for this long is taken for wedged and replaced.
-const HEARTBEAT_SILENCE: Duration = Duration::from_millis(2_000);
+/// A subscriber connection that carries none of this node's canaries (one every 500 ms)
+/// back for this long is taken for wedged and replaced.
+const CANARY_SILENCE: Duration = Duration::from_millis(2_000);
 
-/// This node's heartbeat channel, `P:hb:<node>`.
-fn heartbeat_channel(cluster: &Cluster) -> String {
-    format!("{}:hb:{}", cluster.prefix, cluster.node)
+/// A key of this node's canary user, `P:{\u{1}canary:<node>}:<what>`.
+fn canary_key(cluster: &Cluster, what: &str) -> String {
+    format!("{}:{{\u{1}canary:{}}}:{what}", cluster.prefix, cluster.node)
+}
+
+/// Publishes canary `n` with the publish script (see the [module docs](self)); its keys
+/// live 10 s and hold one entry.
+async fn send_canary(
+    cluster: &Cluster,
+    conn: &mut MultiplexedConnection,
+    n: u32,
+) -> redis::RedisResult<()> {
+    let mut inv = cluster.scripts.publish_user.key(canary_key(cluster, "m"));
+    inv.key(canary_key(cluster, "h"))
+        .key(format!("{}:floor", cluster.prefix))
+        .key(canary_key(cluster, "n"))
+        .key(format!("{}:i:-", cluster.prefix))
+        .key(format!("{}:dl", cluster.prefix))
+        .arg(r#"{"type":"agentcast_canary","seq":"#)
+        .arg(format!(r#","data":{{"n":{n}}}}}"#))
+        .arg("0")
+        .arg(1)
+        .arg(10_000)
+        .arg("")
+        .arg(0)
+        .arg(canary_key(cluster, "e"))
+        .arg(format!("{}:node:", cluster.prefix))
+        .arg(u8::MAX)
+        .arg("")
+        .arg(0)
+        .arg("")
+        .arg(u32::MAX)
+        .arg(0);
+    let _: (u8, String, String) = inv.invoke_async(conn).await?;
+    Ok(())
 }
 
 /// Runs forever: see the [module docs](self).
@@ -109,7 +149,7 @@ async fn connect(
         .map(|(c, s)| (cluster.channel_key(c), Arc::clone(s)))
         .collect();
     let two_s = Duration::from_secs(2);
-    let own = [cluster.broadcast_key(), heartbeat_channel(cluster)];
+    let own = [cluster.broadcast_key(), canary_key(cluster, "e")];
     tokio::time::timeout(two_s, sink.subscribe(&own))
         .await
         .map_err(|_| timeout("subscribe"))??;
@@ -273,7 +313,7 @@ async fn serve(
     let user_prefix = cluster.prefix.clone();
     let broadcast = cluster.broadcast_key();
     let channels = format!("{}:ch:", cluster.prefix);
-    let heartbeat = heartbeat_channel(cluster);
+    let canary = canary_key(cluster, "e");
     let mut heard = tokio::time::Instant::now();
     loop {
         tokio::select! {
@@ -282,7 +322,7 @@ async fn serve(
                     return "subscriber connection closed".to_owned();
                 };
                 let channel = msg.get_channel_name();
-                if channel == heartbeat {
+                if channel == canary {
                     heard = tokio::time::Instant::now();
                 } else if channel == broadcast || channel.starts_with(&channels) {
                     cluster.dispatch_fanout(msg.get_payload_bytes());
@@ -304,21 +344,16 @@ async fn serve(
                 if u64::from(ticks) % every == 0 && let Err(e) = keep_alive(cluster, &mut conn).await {
                     return format!("TTL renewal failed: {e}");
                 }
-                // The subscriber connection must carry this node's own heartbeat: an open
+                // The subscriber connection must carry this node's canaries back: an open
                 // connection that stopped delivering (Centrifugo #1189) is replaced.
-                if heard.elapsed() > HEARTBEAT_SILENCE {
+                if heard.elapsed() > CANARY_SILENCE {
                     return format!(
-                        "subscriber connection silent for {} ms (own heartbeat not received)",
+                        "subscriber connection silent for {} ms (the canary published through redis did not come back)",
                         heard.elapsed().as_millis()
                     );
                 }
-                let r: redis::RedisResult<i64> = redis::cmd("PUBLISH")
-                    .arg(&heartbeat)
-                    .arg(ticks)
-                    .query_async(&mut conn)
-                    .await;
-                if let Err(e) = r {
-                    return format!("heartbeat publish failed: {e}");
+                if let Err(e) = send_canary(cluster, &mut conn, ticks).await {
+                    return format!("canary publish failed: {e}");
                 }
                 if !cluster.health.is_up() {
                     // A request failed meanwhile, but the connection answers again.
