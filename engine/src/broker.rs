@@ -16,7 +16,7 @@
 //! The broker's own code (Redis I/O, reconnects) stays outside the engine, as the escalation
 //! hook does (`crate::escalation`).
 
-use crate::health::HealthState;
+use crate::health::state::HealthState;
 use crate::history::HistoryEntry;
 
 /// What the broker read for a new connection of one user (see the [module docs](self)).

@@ -65,6 +65,7 @@
 
 pub mod broker;
 pub mod client_msg;
+mod command;
 pub mod config;
 pub mod conn;
 pub mod emitter;
@@ -80,6 +81,7 @@ pub mod hub;
 pub mod json;
 mod prefetch;
 pub mod publish;
+mod reply;
 pub mod ring;
 mod runs;
 pub mod sequenced;

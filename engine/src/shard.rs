@@ -58,21 +58,22 @@ pub use tally::Footprint;
 use tally::Tally;
 use users::{UserState, UserTable, ukey, user_state, wait_for_seq_clock};
 
-use crate::HubConfig;
-use crate::conn::{ConnId, ConnShared, ConnectOptions, Resume, Welcome, close_code};
+use crate::broker::Seed;
+use crate::command::Command;
+use crate::config::HubConfig;
+use crate::conn::shared::{ConnId, ConnShared, ConnectOptions, Resume, Welcome, close_code};
 use crate::error::SubscribeError;
 use crate::escalation::{EscalationSender, UnackedCritical};
 use crate::event::{ChannelName, Event, EventKind, Priority, UserId};
 use crate::frame::{self, EventFields, Frame, FramePool, Origin, now_ms};
-use crate::health::{Fault, HealthConfig};
+use crate::health::state::{Fault, HealthConfig};
 use crate::history::{Gap, HistoryEntry};
-use crate::hub::Receipt;
 use crate::prefetch::prefetch_write;
+use crate::reply::Receipt;
 use crate::ring::{PriorityRing, Queued};
 use crate::runs::RunTracker;
 use crate::slots::Slots;
 use crate::stats::{KINDS, ShardCounters};
-use crate::worker::{Command, WorkerShared};
 
 /// One connection as its shard sees it.
 struct ConnEntry {
@@ -211,7 +212,7 @@ impl Shard {
         self.cfg.tick
     }
 
-    pub(crate) fn handle(&mut self, cmd: Command, worker: &Arc<WorkerShared>) {
+    pub(crate) fn handle(&mut self, cmd: Command<Shard>, counters: &ShardCounters) {
         match cmd {
             Command::Publish {
                 user,
@@ -271,10 +272,10 @@ impl Shard {
                 // The caller gave up (its `Connecting` was dropped): nobody will ever hold the
                 // `Connection` whose drop unregisters it, so unregister now.
                 if let Err((key, _)) = reply.send(out) {
-                    self.disconnect(key, id, worker);
+                    self.disconnect(key, id, counters);
                 }
             }
-            Command::Disconnect { key, id } => self.disconnect(key, id, worker),
+            Command::Disconnect { key, id } => self.disconnect(key, id, counters),
             Command::Ack { user, seq } => self.ack(&user, seq),
             Command::Subscribe {
                 key,
@@ -300,7 +301,7 @@ impl Shard {
             }
             Command::Inspect(f) => {
                 // Answers reflect every earlier command, counters included.
-                self.flush_counters(&worker.counters);
+                self.flush_counters(counters);
                 f(self)
             }
             Command::Deliver {
@@ -608,7 +609,7 @@ impl Shard {
         id: ConnId,
         shared: Arc<ConnShared>,
         opts: &ConnectOptions,
-        seed: Option<Box<crate::broker::Seed>>,
+        seed: Option<Box<Seed>>,
     ) -> (usize, Welcome) {
         let seed_given = seed.is_some();
         self.tally.connects += 1;
@@ -700,7 +701,7 @@ impl Shard {
         (key, welcome)
     }
 
-    fn disconnect(&mut self, key: usize, id: ConnId, worker: &WorkerShared) {
+    fn disconnect(&mut self, key: usize, id: ConnId, counters: &ShardCounters) {
         if self.conns.get(key).is_some_and(|c| c.id == id) {
             let shared = Arc::clone(&self.conns[key].shared);
             let internal = self.conns[key].internal;
@@ -716,8 +717,7 @@ impl Shard {
             // accounting exact.
             let left = shared.handoff.len() as u64;
             if !internal {
-                worker
-                    .counters
+                counters
                     .drained
                     .fetch_add(left, std::sync::atomic::Ordering::Relaxed);
             }

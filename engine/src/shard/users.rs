@@ -7,7 +7,7 @@ use std::collections::{HashMap, VecDeque};
 use ahash::RandomState;
 use smallvec::SmallVec;
 
-use crate::HubConfig;
+use crate::config::HubConfig;
 use crate::event::UserId;
 use crate::frame::now_ms;
 use crate::history::HistoryRing;
