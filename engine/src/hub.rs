@@ -11,7 +11,7 @@
 //!
 //! # Replies
 //!
-//! Operations that answer (a [`Receipt`], a [`Welcome`]) return a [`Reply`]: await it from
+//! Operations that answer (a [`Receipt`], a [`Welcome`](crate::Welcome)) return a [`Reply`]: await it from
 //! async code, call [`Reply::wait`] from a plain thread, or drop it to fire and forget (the
 //! operation still happens). A reply resolves to [`HubClosed`] if the hub shut down first.
 

@@ -28,7 +28,7 @@ pub struct Receipt {
     pub connections: usize,
 }
 
-/// The answer to an operation, delivered by a shard worker. See the [module docs](self).
+/// The answer to an operation, delivered by a shard worker. See the [module docs](crate::hub#replies).
 #[derive(Debug)]
 #[must_use = "a Reply does nothing unless awaited or waited on; drop it explicitly to fire and forget"]
 pub struct Reply<T> {

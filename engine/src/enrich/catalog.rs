@@ -46,14 +46,14 @@ impl fmt::Display for Severity {
     }
 }
 
-/// How pressing an `agent_thinking` update is (see the [module docs](self) for the rule).
+/// How pressing an `agent_thinking` update is (see the [module docs](crate::enrich) for the rule).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Urgency {
     /// Well within the run's expected duration.
     Low,
-    /// Past [`EnrichmentConfig::urgency_normal_at`] of it.
+    /// Past [`EnrichmentConfig::urgency_normal_at`](crate::EnrichmentConfig::urgency_normal_at) of it.
     Normal,
-    /// Past [`EnrichmentConfig::urgency_high_at`] of it (by default: overdue).
+    /// Past [`EnrichmentConfig::urgency_high_at`](crate::EnrichmentConfig::urgency_high_at) of it (by default: overdue).
     High,
 }
 
@@ -128,7 +128,7 @@ impl ErrorCategory {
     }
 }
 
-/// A clock a test sets by hand, for [`EnrichmentConfig::clock`]: run tracking reads
+/// A clock a test sets by hand, for [`EnrichmentConfig::clock`](crate::EnrichmentConfig::clock): run tracking reads
 /// [`ManualClock::now_ms`] instead of the publish timestamp, so a test can put an event at
 /// any elapsed time without sleeping (and without depending on the machine's speed).
 ///

@@ -36,19 +36,19 @@
 //! # Rules
 //!
 //! - `urgency`: `r = elapsed_ms / expected_ms` (expected: the run's `expected_ms`, else
-//!   [`EnrichmentConfig::expected_run`]); `low` below
-//!   [`urgency_normal_at`](EnrichmentConfig::urgency_normal_at), `high` from
-//!   [`urgency_high_at`](EnrichmentConfig::urgency_high_at), `normal` in between.
+//!   [`EnrichmentConfig::expected_run`](crate::EnrichmentConfig::expected_run)); `low` below
+//!   [`urgency_normal_at`](crate::EnrichmentConfig::urgency_normal_at), `high` from
+//!   [`urgency_high_at`](crate::EnrichmentConfig::urgency_high_at), `normal` in between.
 //! - `progress.percent`: the publisher's `progress` clamped to 0–100 and rounded; else
 //!   `100 × min(step, total) / total` rounded down.
 //! - `estimated_ms`: an exponentially weighted moving average of the `duration_ms` observed
 //!   for the tool on this shard: `v ← v + w × (d − v)` with
-//!   [`estimate_weight`](EnrichmentConfig::estimate_weight) `w`, starting from the catalog's
+//!   [`estimate_weight`](crate::EnrichmentConfig::estimate_weight) `w`, starting from the catalog's
 //!   prior or else the first observation. **Each shard learns independently** (no lock, no
 //!   shared cache line on the publish path); with many users every shard converges on the
 //!   same figures.
 //! - `severity` and `category` of an error: the category named by the data's `category` if
-//!   configured, else the first [`error_patterns`](EnrichmentConfig::error_patterns) entry
+//!   configured, else the first [`error_patterns`](crate::EnrichmentConfig::error_patterns) entry
 //!   found (case-insensitively) in `code`, then in `category`, else `unknown`.
 //!
 //! Channel and broadcast events carry no per-user run state (their recipients span users and
