@@ -5,10 +5,11 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::enrich::{ErrorCategory, ManualClock, Severity, ToolInfo};
+use crate::broker::seed::BrokerHealth;
+use crate::enrich::catalog::{ErrorCategory, ManualClock, Severity, ToolInfo};
 use crate::escalation::Escalation;
 use crate::event::PriorityTable;
-use crate::health::HealthConfig;
+use crate::health::state::HealthConfig;
 
 /// How a hub is sized and which limits it enforces.
 ///
@@ -82,7 +83,7 @@ pub struct HubConfig {
     // --- cluster mode (issue 13) ---
     /// The health of an external broker (cluster mode; see [`crate::broker`]): reported as the
     /// `broker` component instead of the in-process one. Default: none (embedded).
-    pub broker_health: Option<Arc<dyn crate::broker::BrokerHealth>>,
+    pub broker_health: Option<Arc<dyn BrokerHealth>>,
 }
 
 impl Default for HubConfig {

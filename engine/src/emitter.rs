@@ -34,7 +34,8 @@ use bytes::{BufMut, BytesMut};
 use crate::error::PublishError;
 use crate::event::{Data, Event, EventKind, Target, UserId};
 use crate::frame::{write_str, write_u64};
-use crate::hub::{Hub, PublishReply};
+use crate::hub::Hub;
+use crate::reply::PublishReply;
 
 /// Publishes the events of one run of one user. Cheap to clone.
 #[derive(Debug, Clone)]
@@ -53,6 +54,13 @@ macro_rules! agent_methods {
             }
         )*
     };
+}
+
+impl Hub {
+    /// A typed publisher for one user's run. See [`UserEmitter`].
+    pub fn emitter(&self, user: UserId, run_id: impl Into<Arc<str>>) -> UserEmitter {
+        UserEmitter::new(self.clone(), user, run_id.into())
+    }
 }
 
 impl UserEmitter {

@@ -315,7 +315,7 @@ impl Data {
     }
 
     /// Validates `json` (depth, then simd-json) and keeps its bytes as given. O(n).
-    pub fn from_json(json: impl Into<Bytes>) -> Result<Data, crate::ParseError> {
+    pub fn from_json(json: impl Into<Bytes>) -> Result<Data, crate::error::ParseError> {
         let bytes = json.into();
         crate::json::validate(&bytes)?;
         Ok(Data(bytes))

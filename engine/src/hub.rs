@@ -11,242 +11,35 @@
 //!
 //! # Replies
 //!
-//! Operations that answer (a [`Receipt`], a [`Welcome`]) return a [`Reply`]: await it from
+//! Operations that answer (a [`Receipt`], a [`Welcome`](crate::Welcome)) return a [`Reply`]: await it from
 //! async code, call [`Reply::wait`] from a plain thread, or drop it to fire and forget (the
 //! operation still happens). A reply resolves to [`HubClosed`] if the hub shut down first.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::task::{Context, Poll};
 use std::thread::JoinHandle;
 
 use ahash::RandomState;
-use tokio::sync::oneshot;
 
-use crate::HubConfig;
-use crate::conn::{ConnId, ConnShared, ConnectOptions, Connection, Welcome};
-use crate::emitter::UserEmitter;
-use crate::enrich::{self, Rules};
+use crate::command::Command;
+use crate::config::HubConfig;
+pub use crate::conn::handle::Connecting;
+use crate::conn::shared::{ConnId, ConnShared, ConnectOptions};
+use crate::enrich::rules::{self as enrich, Rules};
 use crate::error::{HubClosed, PublishError};
 use crate::escalation::Dispatcher;
 use crate::event::{Event, Priority, Target, UserId};
 use crate::frame::{self, EventFields, Origin, now_ms};
-use crate::health::{self, Fault, FaultRefused, HealthReport, HealthShared, Monitor, WorkerHealth};
+use crate::health::monitor::{self, Monitor};
+use crate::health::probe::Probe;
+use crate::health::state::{
+    self as health, Fault, FaultRefused, HealthReport, HealthShared, HealthState, WorkerHealth,
+};
+pub use crate::reply::{PublishReply, Receipt, Reply};
 use crate::shard::{Footprint, Shard, coalesce_run};
 use crate::stats::Stats;
-use crate::worker::{self, Command, WorkerShared};
-
-/// Polls of [`Reply::wait`] before it sleeps: about 26 µs of `spin_loop` on the 2-core
-/// development machine (25.7 ns per `pause`).
-const WAIT_SPINS: u32 = 1024;
-
-/// What a publish did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Receipt {
-    /// The user event's seq (`None` for channel and broadcast events).
-    pub seq: Option<u64>,
-    /// Connections the event was queued to.
-    pub connections: usize,
-}
-
-/// The answer to an operation, delivered by a shard worker. See the [module docs](self).
-#[derive(Debug)]
-#[must_use = "a Reply does nothing unless awaited or waited on; drop it explicitly to fire and forget"]
-pub struct Reply<T> {
-    inner: ReplyInner<T>,
-}
-
-#[derive(Debug)]
-enum ReplyInner<T> {
-    Pending(oneshot::Receiver<T>),
-    Ready(Option<T>),
-}
-
-impl<T> Reply<T> {
-    pub(crate) fn channel() -> (oneshot::Sender<T>, Reply<T>) {
-        let (tx, rx) = oneshot::channel();
-        (
-            tx,
-            Reply {
-                inner: ReplyInner::Pending(rx),
-            },
-        )
-    }
-
-    pub(crate) fn ready(value: T) -> Reply<T> {
-        Reply {
-            inner: ReplyInner::Ready(Some(value)),
-        }
-    }
-
-    /// Blocks the current thread until the answer arrives.
-    ///
-    /// # Panics
-    ///
-    /// When called from inside an asynchronous runtime (await the reply there instead), once
-    /// it is about to sleep: an answer that arrives within the first microseconds, while
-    /// it polls, is returned before that check.
-    pub fn wait(self) -> Result<T, HubClosed> {
-        match self.inner {
-            ReplyInner::Pending(mut rx) => {
-                // A shard answers a publish in microseconds. Poll for a while before
-                // sleeping, which costs a futex wake-up on each side: the criterion receipt
-                // bench (`per_user/publish_one_user…_with_receipt`) went from 27-38 µs per
-                // round trip to 9-12 µs with this poll.
-                for _ in 0..WAIT_SPINS {
-                    match rx.try_recv() {
-                        Ok(v) => return Ok(v),
-                        Err(oneshot::error::TryRecvError::Closed) => return Err(HubClosed),
-                        Err(oneshot::error::TryRecvError::Empty) => std::hint::spin_loop(),
-                    }
-                }
-                rx.blocking_recv().map_err(|_| HubClosed)
-            }
-            ReplyInner::Ready(v) => v.ok_or(HubClosed),
-        }
-    }
-}
-
-impl<T> Future for Reply<T> {
-    type Output = Result<T, HubClosed>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        // `Reply` is Unpin: `oneshot::Receiver` and `Option<T>` are moved only by value here.
-        match &mut self.get_mut().inner {
-            ReplyInner::Pending(rx) => Pin::new(rx).poll(cx).map_err(|_| HubClosed),
-            ReplyInner::Ready(v) => Poll::Ready(v.take().ok_or(HubClosed)),
-        }
-    }
-}
-
-impl<T> Unpin for Reply<T> {}
-
-/// The receipt of a publish: one shard's answer for a user event, every shard's for a
-/// channel event or broadcast.
-#[derive(Debug)]
-#[must_use = "a PublishReply does nothing unless awaited or waited on; drop it to fire and forget"]
-pub struct PublishReply {
-    parts: Vec<Reply<usize>>,
-    user: Option<Reply<Receipt>>,
-    total: usize,
-}
-
-impl PublishReply {
-    /// Blocks until every shard answered. See [`Reply::wait`] (same panics).
-    pub fn wait(self) -> Result<Receipt, HubClosed> {
-        if let Some(r) = self.user {
-            return r.wait();
-        }
-        let mut connections = 0;
-        for p in self.parts {
-            connections += p.wait()?;
-        }
-        Ok(Receipt {
-            seq: None,
-            connections,
-        })
-    }
-}
-
-impl Future for PublishReply {
-    type Output = Result<Receipt, HubClosed>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.get_mut();
-        if let Some(r) = &mut this.user {
-            return Pin::new(r).poll(cx);
-        }
-        while let Some(last) = this.parts.last_mut() {
-            match Pin::new(last).poll(cx) {
-                Poll::Ready(Ok(n)) => {
-                    this.total += n;
-                    this.parts.pop();
-                }
-                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-                Poll::Pending => return Poll::Pending,
-            }
-        }
-        Poll::Ready(Ok(Receipt {
-            seq: None,
-            connections: this.total,
-        }))
-    }
-}
-
-/// A connection being registered; resolves to the transport's [`Connection`].
-#[derive(Debug)]
-#[must_use = "a Connecting does nothing unless awaited or waited on"]
-pub struct Connecting {
-    reply: Reply<(usize, Welcome)>,
-    pending: Option<(UserId, Arc<ConnShared>, Arc<WorkerShared>)>,
-}
-
-impl Connecting {
-    fn finish(&mut self, (key, welcome): (usize, Welcome)) -> Result<Connection, HubClosed> {
-        let (user, shared, worker) = self.pending.take().ok_or(HubClosed)?;
-        Ok(Connection {
-            id: welcome.conn_id,
-            key,
-            user,
-            welcome,
-            shared,
-            worker,
-        })
-    }
-
-    /// Blocks until registered. See [`Reply::wait`] (same panics).
-    pub fn wait(mut self) -> Result<Connection, HubClosed> {
-        let reply = std::mem::replace(&mut self.reply, Reply::ready((0, dummy_welcome())));
-        let v = reply.wait()?;
-        self.finish(v)
-    }
-}
-
-impl Drop for Connecting {
-    /// A registration nobody will receive is undone: closing the reply makes the worker
-    /// unregister when it answers later, and an answer that already arrived is unregistered
-    /// here.
-    fn drop(&mut self) {
-        let Some((_, _, worker)) = self.pending.take() else {
-            return;
-        };
-        if let ReplyInner::Pending(rx) = &mut self.reply.inner {
-            rx.close();
-            if let Ok((key, welcome)) = rx.try_recv() {
-                let _ = worker.send(Command::Disconnect {
-                    key,
-                    id: welcome.conn_id,
-                });
-            }
-        }
-    }
-}
-
-fn dummy_welcome() -> Welcome {
-    Welcome {
-        conn_id: ConnId(0),
-        last_seq: 0,
-        replayed: 0,
-        gap: None,
-        user_connections: 0,
-    }
-}
-
-impl Future for Connecting {
-    type Output = Result<Connection, HubClosed>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.get_mut();
-        match Pin::new(&mut this.reply).poll(cx) {
-            Poll::Ready(Ok(v)) => Poll::Ready(this.finish(v)),
-            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-            Poll::Pending => Poll::Pending,
-        }
-    }
-}
+use crate::worker::{self, WorkerShared};
 
 /// Everything the hub's handles share.
 pub(crate) struct HubInner {
@@ -362,7 +155,8 @@ impl Hub {
             }),
         };
         if let Some(interval) = interval {
-            let monitor = Monitor::start(Arc::downgrade(&hub.inner), interval);
+            let weak = Arc::downgrade(&hub.inner);
+            let monitor = Monitor::start(move || weak.upgrade().map(Hub::from_inner), interval);
             *hub.inner.monitor.lock().unwrap_or_else(|e| e.into_inner()) = monitor;
         }
         Ok(hub)
@@ -376,13 +170,13 @@ impl Hub {
     /// monitor is off, one computed now from the workers' state (no canary).
     pub fn health(&self) -> HealthReport {
         if self.inner.cfg.health.interval.is_none() {
-            health::check_once(self);
+            monitor::check_once(self);
         }
         self.inner.health.snapshot()
     }
 
     /// The node's state from the latest check: one atomic read (for every upgrade).
-    pub fn health_status(&self) -> crate::HealthState {
+    pub fn health_status(&self) -> HealthState {
         self.inner.health.status()
     }
 
@@ -399,31 +193,6 @@ impl Hub {
             .ok_or(FaultRefused::NoSuchShard)?;
         w.send(Command::Fault(fault))
             .map_err(|_| FaultRefused::Closed)
-    }
-
-    pub(crate) fn worker_health(&self) -> Vec<&WorkerHealth> {
-        self.inner.workers.iter().map(|w| &w.health).collect()
-    }
-
-    pub(crate) fn command_queue_depth(&self) -> usize {
-        self.inner.workers.iter().map(|w| w.queue_len()).sum()
-    }
-
-    /// Commands waiting in each shard's queue, in shard order.
-    pub(crate) fn command_queue_depths(&self) -> Vec<usize> {
-        self.inner.workers.iter().map(|w| w.queue_len()).collect()
-    }
-
-    pub(crate) fn health_shared(&self) -> &HealthShared {
-        &self.inner.health
-    }
-
-    /// An internal user whose home is `shard` (for that shard's canary).
-    pub(crate) fn internal_user_on(&self, shard: usize) -> UserId {
-        (0u64..)
-            .map(|k| UserId::internal(&format!("canary-{shard}-{k}")))
-            .find(|u| self.shard_of(u) == shard)
-            .unwrap_or_else(|| UserId::internal("canary"))
     }
 
     /// The configuration in force.
@@ -551,11 +320,6 @@ impl Hub {
                 Ok(())
             }
         }
-    }
-
-    /// A typed publisher for one user's run. See [`UserEmitter`].
-    pub fn emitter(&self, user: UserId, run_id: impl Into<Arc<str>>) -> UserEmitter {
-        UserEmitter::new(self.clone(), user, run_id.into())
     }
 
     /// Registers a connection of `user` on its home shard. Replayed history (and a gap, if
@@ -698,5 +462,47 @@ impl Hub {
         event
             .priority
             .unwrap_or_else(|| self.inner.cfg.priorities.priority(&event.kind))
+    }
+}
+
+/// What the health monitor and the canary use of the hub (see [`Probe`]).
+impl Probe for Hub {
+    fn config(&self) -> &HubConfig {
+        Hub::config(self)
+    }
+
+    fn worker_health(&self) -> Vec<&WorkerHealth> {
+        self.inner.workers.iter().map(|w| &w.health).collect()
+    }
+
+    fn command_queue_depth(&self) -> usize {
+        self.inner.workers.iter().map(|w| w.queue_len()).sum()
+    }
+
+    fn command_queue_depths(&self) -> Vec<usize> {
+        self.inner.workers.iter().map(|w| w.queue_len()).collect()
+    }
+
+    fn health_shared(&self) -> &HealthShared {
+        &self.inner.health
+    }
+
+    fn internal_user_on(&self, shard: usize) -> UserId {
+        (0u64..)
+            .map(|k| UserId::internal(&format!("canary-{shard}-{k}")))
+            .find(|u| self.shard_of(u) == shard)
+            .unwrap_or_else(|| UserId::internal("canary"))
+    }
+
+    fn stats(&self) -> Stats {
+        Hub::stats(self)
+    }
+
+    fn connect(&self, user: UserId, options: ConnectOptions) -> Connecting {
+        Hub::connect(self, user, options)
+    }
+
+    fn send(&self, target: Target, event: Event) -> Result<(), PublishError> {
+        Hub::send(self, target, event)
     }
 }

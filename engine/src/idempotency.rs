@@ -39,7 +39,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::event::{Event, Target};
-use crate::hub::Receipt;
+use crate::reply::Receipt;
 use thiserror::Error;
 use tokio::sync::OnceCell;
 

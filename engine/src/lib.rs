@@ -23,36 +23,71 @@
 //!
 //! # Layout
 //!
-//! - [`event`] — event kinds, priorities, targets, names and the publisher's raw `data`.
+//! One line per file, in the order of their imports: each module names only modules above
+//! it (enforced by `engine/tests/layout.rs`; the facades `conn`, `enrich` and `health` hold
+//! the public docs and re-exports, the code is in their files).
+//!
+//! Leaves and value types:
+//! - [`error`] — one error enum per operation.
 //! - [`json`] — sans-IO reading of untrusted JSON (depth check, simd-json validation, raw spans).
-//! - [`publish`] — parsing publish bodies and batches into [`PublishRequest`]s.
-//! - [`client_msg`] — parsing client → server messages into [`ClientMessage`]s.
+//! - [`event`] — event kinds, priorities, targets, names and the publisher's raw `data`.
+//! - `prefetch` (private): the cache prefetch hint of the fan-out loop.
+//! - `handoff` (private): a connection's lock-free single-producer single-consumer queue.
+//! - `slots` (private): the slab of a shard's connections.
 //! - [`frame`] — encoding events once into complete WebSocket frames.
 //! - [`ring`] — a connection's bounded priority ring and its overflow policy.
 //! - [`history`] — a user's bounded history ring, resume and gaps.
-//! - [`shard`] — one worker's connections, user and channel indexes and user state: command
-//!   dispatch, connect and resume, housekeeping in `shard.rs`; the user table in
-//!   `shard/users.rs`; the delivery fast path in `shard/deliver.rs`; counters and table
-//!   sizes in `shard/tally.rs`; cluster mode (events sequenced elsewhere, seeded replays) in
-//!   `shard/sequenced.rs`.
-//! - [`broker`] — what must hold cluster-wide: the [`Broker`] trait, its in-process
-//!   implementation ([`InProcessBroker`]), the [`Seed`] of a connection's replay and the
-//!   [`BrokerHealth`] of the `broker` component (the Redis broker is in the server).
+//! - [`stats`] — delivery statistics.
+//! - [`escalation`] — the hook for critical events not acknowledged in time.
+//! - [`publish`] — parsing publish bodies and batches into [`PublishRequest`]s.
+//! - [`client_msg`] — parsing client → server messages into [`ClientMessage`]s.
+//! - `health/state.rs` — health states, the report, [`HealthConfig`], [`Fault`], what a
+//!   worker tells the monitor, the monotonic clocks ([`health::mono_us`]).
+//! - `broker/seed.rs` — what the engine takes from a broker: the [`Seed`] of a connection's
+//!   replay and the [`BrokerHealth`] of the `broker` component.
+//! - `enrich/catalog.rs` — enrichment's value types: [`ToolInfo`], [`ErrorCategory`],
+//!   [`Severity`], [`Urgency`], [`ManualClock`].
+//! - `conn/shared.rs` — what a connection's shard and transport share: [`ConnId`],
+//!   [`ConnectOptions`], [`Resume`], [`Welcome`], the close codes, the hand-off line.
+//! - `reply` (private; re-exported by [`hub`]): [`Reply`], [`PublishReply`], [`Receipt`].
 //! - [`idempotency`] — the in-process broker's window of idempotency keys.
+//! - `broker/api.rs` — the [`Broker`] trait (publish, open, ack, watch) and its answers.
+//!
+//! Configuration, enrichment and runs:
+//! - [`config`] — [`HubConfig`] and [`EnrichmentConfig`].
+//! - `enrich/rules.rs` — the compiled enrichment rules and the writing of `meta` (no run state).
+//! - `runs` (private): run lifecycle tracking per (user, run) on the home shard;
+//!   `runs/enricher.rs` the standalone [`Enricher`].
+//! - [`enrich`] — the `meta` member added to agent events: the docs, and the public paths.
+//!
+//! The shard and what drives it:
+//! - `command` (private): the `Command`s a worker serves.
+//! - [`shard`] — one worker's connections, user and channel indexes and user state: command
+//!   dispatch, publish to a user and fan-out in `shard.rs`; the user table and eviction in
+//!   `shard/users.rs`; connect (replay), disconnect, subscriptions and acks in
+//!   `shard/conns.rs`; the delivery fast path in `shard/deliver.rs`; deadlines, idle eviction
+//!   and the shutdown steps in `shard/housekeeping.rs`; counters, their flush and table sizes
+//!   in `shard/tally.rs`; cluster mode (events sequenced elsewhere, seeded replays) in
+//!   `shard/sequenced.rs`.
+//! - `worker` (private): the shard threads, their command queues, overload
+//!   and close.
+//! - `conn/handle.rs` — the transport's handle: [`Connection`] (drain frames, ack,
+//!   subscribe, close) and [`Connecting`]; [`conn`] — the docs (hand-off, close).
+//!
+//! Health, through the hub's `Probe`:
+//! - `health/probe.rs` — what the monitor needs of the hub (`Probe`, implemented in `hub.rs`).
+//! - `health/canary.rs` — one shard's canary: its internal connection and events.
+//! - `health/monitor.rs` — the monitor thread: components, transitions, the report.
+//! - [`health`] — the docs of the state machine, the canary and recovery.
+//!
+//! The public face:
+//! - [`hub`] — start, publish, connect, health, statistics, shutdown.
+//! - [`emitter`] — typed per-run publishing for Rust backends ([`Hub::emitter`]).
+//! - `broker/in_process.rs` — [`InProcessBroker`], the embedded broker (the hub's
+//!   owner-mode shards and the idempotency window); [`broker`] — the docs: what must hold
+//!   cluster-wide, and the two implementations (the Redis one is in the server).
 //! - [`sequenced`] — [`Hub::deliver`] of events a broker sequenced, and the payload split
 //!   around the seq ([`UserEventParts`]).
-//! - [`worker`](crate::worker) (private): the shard threads and their command queues.
-//! - `prefetch` (private): the cache prefetch hint of the fan-out loop.
-//! - [`conn`] — the transport's handle: drain frames, ack, subscribe, close.
-//! - [`hub`] — start, publish, connect, statistics.
-//! - [`emitter`] — typed per-run publishing for Rust backends.
-//! - [`enrich`] — the `meta` member added to agent events: rules, catalog, error table.
-//! - `runs` (private): run lifecycle tracking per (user, run) on the home shard.
-//! - [`escalation`] — the hook for critical events not acknowledged in time.
-//! - [`health`] — the health state machine, the canary and worker recovery.
-//! - [`stats`] — delivery statistics.
-//! - [`config`] — [`HubConfig`] and [`EnrichmentConfig`].
-//! - [`error`] — one error enum per operation.
 //!
 //! # Seqs
 //!
@@ -67,6 +102,7 @@
 
 pub mod broker;
 pub mod client_msg;
+mod command;
 pub mod config;
 pub mod conn;
 pub mod emitter;
@@ -83,6 +119,7 @@ pub mod idempotency;
 pub mod json;
 mod prefetch;
 pub mod publish;
+mod reply;
 pub mod ring;
 mod runs;
 pub mod sequenced;

@@ -45,8 +45,10 @@ use ahash::RandomState;
 use bytes::BytesMut;
 
 use crate::config::EnrichmentConfig;
-use crate::enrich::{Lifecycle, MAX_NAME, Rules, RunView, Said, write_meta};
+use crate::enrich::rules::{Lifecycle, MAX_NAME, Rules, RunView, Said, write_meta};
 use crate::event::{Event, EventKind, UserId};
+
+pub(crate) mod enricher;
 
 /// A tool call in progress.
 #[derive(Debug)]

@@ -6,13 +6,15 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+use crate::command::Command;
+use crate::enrich::rules::stateless_meta;
 use crate::error::PublishError;
-use crate::event::UserId;
+use crate::event::{Event, Priority, UserId};
 use crate::frame::{self, EventFields, Origin};
+use crate::health::state as health;
 use crate::history::HistoryEntry;
 use crate::hub::Hub;
-use crate::worker::Command;
-use crate::{Event, Priority, health};
+use crate::shard::coalesce_run;
 
 /// A user event serialized once on the publishing node, split around its seq, which only the
 /// broker knows: `head` ends with `"seq":`, `tail` begins right after the number.
@@ -34,8 +36,7 @@ impl Hub {
     /// cluster mode is not on this node: only the stateless part is added.
     pub fn encode_user_parts(&self, event: &Event, ts_ms: u64) -> UserEventParts {
         let priority = self.priority_of(event);
-        let meta =
-            crate::enrich::stateless_meta(self.inner_rules(), &event.kind, event.data.as_bytes());
+        let meta = stateless_meta(self.inner_rules(), &event.kind, event.data.as_bytes());
         let f = frame::encode_event(&EventFields {
             kind: &event.kind,
             origin: Origin::User { seq: 0 },
@@ -58,7 +59,7 @@ impl Hub {
             head: Bytes::copy_from_slice(&payload[..split]),
             tail: Bytes::copy_from_slice(&payload[split + 1..]),
             priority,
-            coalesce_run: crate::shard::coalesce_run(event),
+            coalesce_run: coalesce_run(event),
         }
     }
 

@@ -48,7 +48,9 @@ use std::sync::Arc;
 use ahash::RandomState;
 use bytes::{BufMut, Bytes, BytesMut};
 
+mod conns;
 mod deliver;
+mod housekeeping;
 mod sequenced;
 mod tally;
 mod users;
@@ -58,21 +60,20 @@ pub use tally::Footprint;
 use tally::Tally;
 use users::{UserState, UserTable, ukey, user_state, wait_for_seq_clock};
 
-use crate::HubConfig;
-use crate::conn::{ConnId, ConnShared, ConnectOptions, Resume, Welcome, close_code};
-use crate::error::SubscribeError;
-use crate::escalation::{EscalationSender, UnackedCritical};
+use crate::command::Command;
+use crate::config::HubConfig;
+use crate::conn::shared::{ConnId, ConnShared, close_code};
+use crate::escalation::EscalationSender;
 use crate::event::{ChannelName, Event, EventKind, Priority, UserId};
 use crate::frame::{self, EventFields, Frame, FramePool, Origin, now_ms};
-use crate::health::{Fault, HealthConfig};
+use crate::health::state::{Fault, HealthConfig};
 use crate::history::{Gap, HistoryEntry};
-use crate::hub::Receipt;
 use crate::prefetch::prefetch_write;
-use crate::ring::{PriorityRing, Queued};
+use crate::reply::Receipt;
+use crate::ring::PriorityRing;
 use crate::runs::RunTracker;
 use crate::slots::Slots;
 use crate::stats::{KINDS, ShardCounters};
-use crate::worker::{Command, WorkerShared};
 
 /// One connection as its shard sees it.
 struct ConnEntry {
@@ -211,7 +212,7 @@ impl Shard {
         self.cfg.tick
     }
 
-    pub(crate) fn handle(&mut self, cmd: Command, worker: &Arc<WorkerShared>) {
+    pub(crate) fn handle(&mut self, cmd: Command<Shard>, counters: &ShardCounters) {
         match cmd {
             Command::Publish {
                 user,
@@ -271,10 +272,10 @@ impl Shard {
                 // The caller gave up (its `Connecting` was dropped): nobody will ever hold the
                 // `Connection` whose drop unregisters it, so unregister now.
                 if let Err((key, _)) = reply.send(out) {
-                    self.disconnect(key, id, worker);
+                    self.disconnect(key, id, counters);
                 }
             }
-            Command::Disconnect { key, id } => self.disconnect(key, id, worker),
+            Command::Disconnect { key, id } => self.disconnect(key, id, counters),
             Command::Ack { user, seq } => self.ack(&user, seq),
             Command::Subscribe {
                 key,
@@ -300,7 +301,7 @@ impl Shard {
             }
             Command::Inspect(f) => {
                 // Answers reflect every earlier command, counters included.
-                self.flush_counters(&worker.counters);
+                self.flush_counters(counters);
                 f(self)
             }
             Command::Deliver {
@@ -455,68 +456,6 @@ impl Shard {
         }
     }
 
-    /// Evicts the least recently active user without a connection, other than `except`
-    /// (see the module docs). Returns false when there is none. Amortized O(1): an entry is
-    /// re-queued only for activity since it was queued, and stale entries are dropped.
-    fn evict_least_recent_idle(&mut self, except: Option<&UserId>) -> bool {
-        for _ in 0..self.idle.len() {
-            let Some((user, queued)) = self.idle.pop_front() else {
-                break;
-            };
-            let Some(state) = self.users.get(ukey(&user)) else {
-                continue; // evicted already
-            };
-            let Some(since) = state.idle_since else {
-                continue; // connected; a new entry is queued when it leaves
-            };
-            if except == Some(&user) || since > queued {
-                self.idle.push_back((user, since));
-                continue;
-            }
-            self.evict_user(&user);
-            self.tally.users_evicted_over_limit += 1;
-            return true;
-        }
-        false
-    }
-
-    /// A user is about to be created with the table at its bound: evict one if any is idle
-    /// (if every user is connected, none is: connections have their own bound).
-    #[cold]
-    fn make_room_for_user(&mut self) {
-        self.evict_least_recent_idle(None);
-    }
-
-    /// The shard's histories are over their byte bound after a publish to `user`: evict idle
-    /// users, then `user`'s oldest events, until they fit.
-    #[cold]
-    fn shrink_history(&mut self, user: &UserId) {
-        while self.history_bytes > self.history_cap && self.evict_least_recent_idle(Some(user)) {}
-        let Some(state) = self.users.get_mut(ukey(user)) else {
-            return;
-        };
-        while self.history_bytes > self.history_cap {
-            let before = state.history.bytes();
-            if !state.history.evict_oldest() {
-                break;
-            }
-            self.history_bytes -= before - state.history.bytes();
-            self.history_events -= 1;
-        }
-    }
-
-    /// Removes `user`'s whole state (TTL or bound eviction), keeping every total exact.
-    fn evict_user(&mut self, user: &UserId) {
-        if let Some(gone) = self.users.remove(ukey(user)) {
-            self.unacked -= gone.unacked_critical.len();
-            self.history_bytes -= gone.history.bytes();
-            self.history_events -= gone.history.len();
-            self.seq_floor = self.seq_floor.max(gone.last_seq);
-            self.runs.forget_user(&gone.runs);
-        }
-        self.tally.users_evicted += 1;
-    }
-
     fn close_overflowed(&mut self) {
         while let Some(key) = self.overflowed.pop() {
             self.force_close(key);
@@ -590,431 +529,6 @@ impl Shard {
         };
         self.close_overflowed();
         delivered
-    }
-
-    fn force_close(&mut self, key: usize) {
-        self.tally.forced_closes += 1;
-        if let Some(c) = self.conns.get(key) {
-            c.shared.close(close_code::TRY_AGAIN_LATER);
-        }
-        // The entry is removed now so no more frames are queued; the transport's handle
-        // drops later and its Disconnect finds nothing.
-        self.remove(key);
-    }
-
-    fn connect(
-        &mut self,
-        user: UserId,
-        id: ConnId,
-        shared: Arc<ConnShared>,
-        opts: &ConnectOptions,
-        seed: Option<Box<crate::broker::Seed>>,
-    ) -> (usize, Welcome) {
-        let seed_given = seed.is_some();
-        self.tally.connects += 1;
-        let now = now_ms();
-        let key = self.conns.insert(ConnEntry {
-            id,
-            user: user.clone(),
-            next_slot: shared.handoff.next_slot(),
-            shared,
-            ring: PriorityRing::new(self.cfg.ring_capacity),
-            channels: Vec::new(),
-            max_subscriptions: opts.max_subscriptions,
-            internal: opts.internal,
-        });
-        if opts.internal {
-            self.internal_conns += 1;
-            self.canary_user = Some(user.clone());
-        }
-        if self.users.len() >= self.user_cap && !self.users.contains_key(ukey(&user)) {
-            self.make_room_for_user();
-        }
-        let state = user_state(
-            &mut self.users,
-            &mut self.idle,
-            &self.cfg,
-            seed.is_none().then_some(self.seq_floor),
-            &user,
-            now,
-        );
-        state.conns.push(key);
-        state.idle_since = None;
-        let (bytes_before, events_before) = (state.history.bytes(), state.history.len());
-        state.ever_connected = true;
-        if let Some(len) = opts.history_len {
-            state.history.set_max_len(len);
-        }
-        let after = match opts.resume {
-            Resume::FromAck => state.ack,
-            Resume::After(seq) => seq,
-        };
-        if let Some(seed) = seed {
-            sequenced::apply_seed(state, *seed);
-        }
-        state.history.expire(now);
-        self.history_bytes = self.history_bytes - bytes_before + state.history.bytes();
-        self.history_events = self.history_events - events_before + state.history.len();
-        let after = match (opts.resume, seed_given) {
-            // Seeded: the seed's ack cursor is the cluster-wide one.
-            (Resume::FromAck, true) => state.ack,
-            _ => after,
-        };
-        let (gap, events) = state.history.after(after);
-        let c = &mut self.conns[key];
-        if let Some(g) = gap {
-            self.tally.gaps += 1;
-            c.ring.push_unbounded(Queued {
-                frame: gap_frame(g),
-                priority: Priority::Critical,
-                coalesce_run: None,
-            });
-        }
-        // Critical first, then the rest, each in seq order.
-        let mut replayed = 0;
-        for pass in [true, false] {
-            for e in events
-                .clone()
-                .filter(|e| (e.priority == Priority::Critical) == pass)
-            {
-                c.ring.push_unbounded(Queued {
-                    frame: e.frame.clone(),
-                    priority: e.priority,
-                    coalesce_run: None,
-                });
-                replayed += 1;
-            }
-        }
-        self.tally.replayed += replayed as u64;
-        self.backlog += c.ring.len();
-        let moved = refill(c);
-        self.backlog -= moved;
-        self.tally.handed += moved as u64;
-        let welcome = Welcome {
-            conn_id: id,
-            last_seq: state.last_seq,
-            replayed,
-            gap,
-            user_connections: state.conns.len(),
-        };
-        (key, welcome)
-    }
-
-    fn disconnect(&mut self, key: usize, id: ConnId, worker: &WorkerShared) {
-        if self.conns.get(key).is_some_and(|c| c.id == id) {
-            let shared = Arc::clone(&self.conns[key].shared);
-            let internal = self.conns[key].internal;
-            if self.draining && !internal {
-                // The transport gave up during shutdown (grace over, or the client went
-                // away): what it leaves in the ring and the hand-off queue is never written.
-                let left = self.conns[key].ring.len() + shared.handoff.len();
-                self.tally.shutdown_unwritten += left as u64;
-            }
-            self.remove(key);
-            // The transport is gone (its handle sent this command after its last drain): what
-            // it left is discarded with the last reference; count it to keep in-flight
-            // accounting exact.
-            let left = shared.handoff.len() as u64;
-            if !internal {
-                worker
-                    .counters
-                    .drained
-                    .fetch_add(left, std::sync::atomic::Ordering::Relaxed);
-            }
-        }
-    }
-
-    /// Unregisters connection `key` from every index.
-    fn remove(&mut self, key: usize) {
-        let Some(c) = self.conns.try_remove(key) else {
-            return;
-        };
-        self.tally.disconnects += 1;
-        self.internal_conns -= usize::from(c.internal);
-        self.backlog -= c.ring.len();
-        for ch in &c.channels {
-            self.remove_from_channel(ch, key);
-        }
-        let now = now_ms();
-        if let Some(state) = self.users.get_mut(ukey(&c.user)) {
-            state.conns.retain(|k| *k != key);
-            if state.conns.is_empty() {
-                state.idle_since = Some(now);
-                self.idle.push_back((c.user.clone(), now));
-            }
-        }
-    }
-
-    fn remove_from_channel(&mut self, ch: &ChannelName, key: usize) {
-        if let Some(list) = self.channels.get_mut(ch) {
-            if let Some(i) = list.iter().position(|&k| k == key) {
-                list.swap_remove(i);
-            }
-            if list.is_empty() {
-                self.channels.remove(ch);
-            }
-        }
-    }
-
-    fn ack(&mut self, user: &UserId, seq: u64) {
-        self.tally.acks += u64::from(!user.is_internal());
-        if let Some(state) = self.users.get_mut(ukey(user)) {
-            let seq = seq.min(state.last_seq);
-            if seq > state.ack {
-                state.ack = seq;
-            }
-            while state
-                .unacked_critical
-                .front()
-                .is_some_and(|&s| s <= state.ack)
-            {
-                state.unacked_critical.pop_front();
-                self.unacked -= 1;
-            }
-        }
-    }
-
-    fn subscribe(
-        &mut self,
-        key: usize,
-        id: ConnId,
-        channel: ChannelName,
-    ) -> Result<(), SubscribeError> {
-        let c = self
-            .conns
-            .get_mut(key)
-            .filter(|c| c.id == id)
-            .ok_or(SubscribeError::Closed)?;
-        if c.channels.contains(&channel) {
-            return Ok(());
-        }
-        if c.channels.len() >= c.max_subscriptions {
-            return Err(SubscribeError::Limit {
-                max: c.max_subscriptions,
-            });
-        }
-        c.channels.push(channel.clone());
-        self.channels.entry(channel).or_default().push(key);
-        Ok(())
-    }
-
-    fn unsubscribe(&mut self, key: usize, id: ConnId, channel: &ChannelName) {
-        let Some(c) = self.conns.get_mut(key).filter(|c| c.id == id) else {
-            return;
-        };
-        let Some(i) = c.channels.iter().position(|ch| ch == channel) else {
-            return;
-        };
-        c.channels.swap_remove(i);
-        self.remove_from_channel(channel, key);
-    }
-
-    /// Escalates overdue critical events and evicts idle users.
-    pub(crate) fn housekeeping(&mut self) {
-        let now = now_ms();
-        while self.deadlines.front().is_some_and(|d| d.due_ms <= now) {
-            let Some(d) = self.deadlines.pop_front() else {
-                break;
-            };
-            let Some(state) = self.users.get(ukey(&d.user)) else {
-                continue;
-            };
-            if state.ack >= d.seq {
-                continue;
-            }
-            if !state.ever_connected && !self.cfg.escalate_never_connected {
-                self.tally.escalations_skipped += 1;
-                continue;
-            }
-            self.tally.escalated += 1;
-            let e = UnackedCritical {
-                user: d.user,
-                seq: d.seq,
-                run_id: d.run_id,
-                kind: d.kind,
-                published_ms: d.published_ms,
-                connections: state.conns.len(),
-                ever_connected: state.ever_connected,
-            };
-            if !self.escalation.send(e) {
-                self.tally.escalations_dropped += 1;
-            }
-        }
-        let ttl = self.cfg.user_ttl.as_millis() as u64;
-        // Each entry is looked at most once per run: re-queued entries go to the back.
-        for _ in 0..self.idle.len() {
-            if self
-                .idle
-                .front()
-                .is_none_or(|(_, t)| now.saturating_sub(*t) < ttl)
-            {
-                break;
-            }
-            let Some((user, _)) = self.idle.pop_front() else {
-                break;
-            };
-            let Some(state) = self.users.get_mut(ukey(&user)) else {
-                continue;
-            };
-            let Some(since) = state.idle_since else {
-                continue; // connected again; a new entry is queued when it leaves
-            };
-            if now.saturating_sub(since) < ttl {
-                self.idle.push_back((user, since));
-                continue;
-            }
-            let (bytes_before, events_before) = (state.history.bytes(), state.history.len());
-            state.history.expire(now);
-            self.history_bytes = self.history_bytes - bytes_before + state.history.bytes();
-            self.history_events = self.history_events - events_before + state.history.len();
-            if self.cfg.retain_history && !state.history.is_empty() {
-                self.idle.push_back((user, now));
-                continue;
-            }
-            self.evict_user(&user);
-        }
-        self.runs.expire(now, &mut self.users);
-        // Deadlines of evicted users are dropped lazily above; keep the queue bounded by
-        // dropping those whose user is gone when it grows past the live count.
-        if self.deadlines.len() > 4 * self.users.len() + 1024 {
-            let users = &self.users;
-            self.deadlines
-                .retain(|d| users.get(ukey(&d.user)).is_some_and(|s| s.ack < d.seq));
-        }
-    }
-
-    /// Starts a graceful shutdown: a connection whose ring is empty is asked to close with
-    /// 1001 now (its transport writes the hand-off queue first); the others when a refill
-    /// empties their ring (see `Command::Refill`). Idempotent.
-    pub(crate) fn begin_drain(&mut self) {
-        self.draining = true;
-        for (_, c) in self.conns.iter() {
-            if c.ring.is_empty() {
-                c.shared.close(close_code::GOING_AWAY);
-            }
-        }
-    }
-
-    /// Whether [`Shard::begin_drain`] was called.
-    pub(crate) fn is_draining(&self) -> bool {
-        self.draining
-    }
-
-    /// Asks every connection to close with `code` (hub stop). Frames still in a ring are
-    /// discarded with the shard: they are counted as unwritten. The hand-off queue stays with
-    /// the transport, which writes it before the close.
-    pub(crate) fn close_all(&mut self, code: u16) {
-        for (_, c) in self.conns.iter() {
-            if !c.internal {
-                self.tally.shutdown_unwritten += c.ring.len() as u64;
-            }
-            c.shared.close(code);
-        }
-    }
-
-    /// Publishes the batch's counter deltas and the gauges.
-    pub(crate) fn flush_counters(&mut self, counters: &ShardCounters) {
-        use std::sync::atomic::Ordering::Relaxed;
-        let c = &counters.worker;
-        let t = std::mem::take(&mut self.tally);
-        macro_rules! add {
-            ($($f:ident),*) => { $( if t.$f != 0 { c.$f.fetch_add(t.$f, Relaxed); } )* };
-        }
-        add!(
-            published_user,
-            published_channel,
-            published_broadcast,
-            delivered,
-            replayed,
-            handed,
-            gaps,
-            forced_closes,
-            acks,
-            escalated,
-            escalations_dropped,
-            escalations_skipped,
-            restart_closes,
-            shutdown_unwritten,
-            users_evicted,
-            users_evicted_over_limit,
-            seq_clock_waits,
-            sequenced_duplicates,
-            sequenced_holes,
-            connects,
-            disconnects
-        );
-        let r = std::mem::take(&mut self.runs.tally);
-        macro_rules! add_runs {
-            ($($f:ident),*) => { $( if r.$f != 0 { c.$f.fetch_add(r.$f, Relaxed); } )* };
-        }
-        add_runs!(
-            runs_started,
-            runs_finished,
-            runs_evicted,
-            lifecycle_violations
-        );
-        c.runs.store(self.runs.held() as u64, Relaxed);
-        c.learned_tools
-            .store(self.runs.learned_tools() as u64, Relaxed);
-        for i in 0..3 {
-            if t.dropped[i] != 0 {
-                c.dropped[i].fetch_add(t.dropped[i], Relaxed);
-            }
-            if t.coalesced[i] != 0 {
-                c.coalesced[i].fetch_add(t.coalesced[i], Relaxed);
-            }
-            if t.published_by_priority[i] != 0 {
-                c.published_by_priority[i].fetch_add(t.published_by_priority[i], Relaxed);
-            }
-        }
-        for i in 0..KINDS {
-            if t.published_by_kind[i] != 0 {
-                c.published_by_kind[i].fetch_add(t.published_by_kind[i], Relaxed);
-            }
-            if t.delivered_by_kind[i] != 0 {
-                c.delivered_by_kind[i].fetch_add(t.delivered_by_kind[i], Relaxed);
-            }
-        }
-        c.connections
-            .store((self.conns.len() - self.internal_conns) as u64, Relaxed);
-        c.users
-            .store((self.users.len() - self.canary_users()) as u64, Relaxed);
-        c.channels.store(self.channels.len() as u64, Relaxed);
-        c.backlog.store(self.backlog as u64, Relaxed);
-        c.unacked_critical.store(self.unacked as u64, Relaxed);
-        c.history_bytes.store(self.history_bytes as u64, Relaxed);
-        c.history_events.store(self.history_events as u64, Relaxed);
-    }
-
-    /// 1 when the canary's user has state here (it is left out of gauges), else 0.
-    fn canary_users(&self) -> usize {
-        self.canary_user
-            .as_ref()
-            .map_or(0, |u| usize::from(self.users.contains_key(ukey(u))))
-    }
-
-    pub(crate) fn footprint(&self) -> Footprint {
-        let history_events = self.users.values().map(|u| u.history.len()).sum();
-        // The incrementally kept totals agree with the tables (tests read footprints).
-        debug_assert_eq!(self.history_events, history_events);
-        debug_assert_eq!(
-            self.history_bytes,
-            self.users
-                .values()
-                .map(|u| u.history.bytes())
-                .sum::<usize>()
-        );
-        Footprint {
-            connections: self.conns.len() - self.internal_conns,
-            users: self.users.len() - self.canary_users(),
-            history_events,
-            channels: self.channels.len(),
-            idle_queue: self.idle.len(),
-            deadlines: self.deadlines.len(),
-            backlog: self.backlog,
-            runs: self.runs.held(),
-            run_queue: self.runs.queued(),
-        }
     }
 }
 

@@ -62,21 +62,21 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use crossbeam_queue::SegQueue;
 use crossbeam_utils::CachePadded;
 use crossbeam_utils::sync::{Parker, Unparker};
-use tokio::sync::oneshot;
 
-use crate::conn::{ConnId, ConnShared, ConnectOptions, Welcome};
-use crate::error::{HubClosed, PublishError, SubscribeError};
-use crate::event::{ChannelName, Event, Priority, UserId};
-use crate::health::{
-    Fault, PHASE_FAILED, PHASE_RESTARTING, PHASE_RUNNING, PHASE_STOPPED, WorkerHealth, panic_text,
+use crate::command;
+use crate::conn::shared::close_code;
+use crate::error::{HubClosed, PublishError};
+use crate::health::state::{
+    PHASE_FAILED, PHASE_RESTARTING, PHASE_RUNNING, PHASE_STOPPED, WorkerHealth, panic_text,
 };
-use crate::hub::Receipt;
 use crate::shard::Shard;
 use crate::stats::ShardCounters;
+
+/// A request to this crate's shard worker (see [`command::Command`]).
+pub(crate) type Command = command::Command<Shard>;
 
 /// `spin_loop` hints before a worker with nothing to do parks (about 2 µs on x86-64).
 const IDLE_SPINS: u32 = 256;
@@ -87,80 +87,6 @@ const CLOCK_EVERY: u32 = 64;
 
 /// Bounds below this are reported at the end of every burst (see [Overload](self#overload)).
 const SMALL_QUEUE: usize = 4_096;
-
-/// A request to a shard worker.
-pub(crate) enum Command {
-    /// Publish to one user of this shard: assign seq, serialize, record, deliver.
-    Publish {
-        user: UserId,
-        event: Event,
-        priority: Priority,
-        ts_ms: u64,
-        /// [`mono_us`](crate::health::mono_us) at publish.
-        born_us: u64,
-        reply: Option<oneshot::Sender<Receipt>>,
-    },
-    /// Deliver an already serialized channel or broadcast frame to this shard's recipients.
-    Fanout {
-        frame: Bytes,
-        channel: Option<ChannelName>,
-        priority: Priority,
-        coalesce_run: Option<Arc<str>>,
-        /// [`EventKind::index`](crate::EventKind::index) of the event.
-        kind: u8,
-        /// [`mono_us`](crate::health::mono_us) at publish.
-        born_us: u64,
-        reply: Option<oneshot::Sender<usize>>,
-    },
-    /// Deliver an event sequenced by the broker (cluster mode; see [`crate::broker`]).
-    Deliver {
-        user: UserId,
-        entry: crate::history::HistoryEntry,
-        coalesce_run: Option<Arc<str>>,
-        /// [`EventKind::index`](crate::EventKind::index) of the event.
-        kind: u8,
-        /// [`mono_us`](crate::health::mono_us) when it arrived.
-        born_us: u64,
-    },
-    Connect {
-        user: UserId,
-        id: ConnId,
-        shared: Arc<ConnShared>,
-        options: ConnectOptions,
-        reply: oneshot::Sender<(usize, Welcome)>,
-    },
-    Disconnect {
-        key: usize,
-        id: ConnId,
-    },
-    Ack {
-        user: UserId,
-        seq: u64,
-    },
-    Subscribe {
-        key: usize,
-        id: ConnId,
-        channel: ChannelName,
-        reply: oneshot::Sender<Result<(), SubscribeError>>,
-    },
-    Unsubscribe {
-        key: usize,
-        id: ConnId,
-        channel: ChannelName,
-    },
-    Refill {
-        key: usize,
-        id: ConnId,
-    },
-    /// Runs `f` on the worker thread with the shard (tests and introspection).
-    Inspect(Box<dyn FnOnce(&mut Shard) + Send>),
-    /// A fault injected by a test of the health machinery.
-    Fault(Fault),
-    /// Begin a graceful shutdown (see the [module docs](self)).
-    Drain,
-    /// Stop the worker.
-    Shutdown,
-}
 
 /// What other threads hold of a worker.
 pub(crate) struct WorkerShared {
@@ -356,7 +282,7 @@ fn run(mut shard: Shard, shared: &Arc<WorkerShared>, parker: Parker) {
         shared.health.beat();
         shared.health.set_phase(PHASE_RUNNING);
     }
-    shard.close_all(crate::conn::close_code::GOING_AWAY);
+    shard.close_all(close_code::GOING_AWAY);
     shard.flush_counters(&shared.counters);
     shared.health.set_phase(PHASE_STOPPED);
     shared.closed.store(true, Ordering::SeqCst);
@@ -395,7 +321,7 @@ fn serve(shard: &mut Shard, shared: &Arc<WorkerShared>, parker: &Parker, taken: 
                     shard.flush_counters(&shared.counters);
                     return serve_draining(shard, shared, parker, taken);
                 }
-                cmd => shard.handle(cmd, shared),
+                cmd => shard.handle(cmd, &shared.counters),
             }
             n = n.wrapping_add(1);
             if n % CLOCK_EVERY == 0 {
@@ -466,7 +392,7 @@ fn serve_draining(shard: &mut Shard, shared: &Arc<WorkerShared>, parker: &Parker
                 | Command::Subscribe { .. }
                 | Command::Fault(_)
                 | Command::Drain => {}
-                cmd => shard.handle(cmd, shared),
+                cmd => shard.handle(cmd, &shared.counters),
             }
         }
         shared.publishes_out.store(*taken, Ordering::Relaxed);

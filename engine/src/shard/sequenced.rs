@@ -10,7 +10,7 @@
 
 use std::sync::Arc;
 
-use crate::broker::Seed;
+use crate::broker::seed::Seed;
 use crate::event::{Priority, UserId};
 use crate::frame::now_ms;
 use crate::history::{Gap, HistoryEntry};
@@ -19,7 +19,7 @@ use crate::stats::KINDS;
 use super::{Parcel, Shard, UserState, deliver, gap_frame, ukey, user_state};
 
 impl Shard {
-    /// [`Command::Deliver`](crate::worker::Command::Deliver): see the [module docs](self).
+    /// [`Command::Deliver`](crate::command::Command::Deliver): see the [module docs](self).
     pub(super) fn deliver_sequenced(
         &mut self,
         user: UserId,

@@ -1,7 +1,9 @@
 //! What a shard counts: the per-batch counter deltas ([`Tally`], flushed to the shared
 //! counters by `Shard::flush_counters`) and the sizes of its tables ([`Footprint`]).
 
-use crate::stats::KINDS;
+use crate::stats::{KINDS, ShardCounters};
+
+use super::{Shard, ukey};
 
 /// Counter deltas accumulated during a command batch.
 #[derive(Default)]
@@ -71,5 +73,112 @@ impl std::ops::AddAssign for Footprint {
         self.backlog += o.backlog;
         self.runs += o.runs;
         self.run_queue += o.run_queue;
+    }
+}
+
+impl Shard {
+    /// Publishes the batch's counter deltas and the gauges.
+    pub(crate) fn flush_counters(&mut self, counters: &ShardCounters) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let c = &counters.worker;
+        let t = std::mem::take(&mut self.tally);
+        macro_rules! add {
+            ($($f:ident),*) => { $( if t.$f != 0 { c.$f.fetch_add(t.$f, Relaxed); } )* };
+        }
+        add!(
+            published_user,
+            published_channel,
+            published_broadcast,
+            delivered,
+            replayed,
+            handed,
+            gaps,
+            forced_closes,
+            acks,
+            escalated,
+            escalations_dropped,
+            escalations_skipped,
+            restart_closes,
+            shutdown_unwritten,
+            users_evicted,
+            users_evicted_over_limit,
+            seq_clock_waits,
+            sequenced_duplicates,
+            sequenced_holes,
+            connects,
+            disconnects
+        );
+        let r = std::mem::take(&mut self.runs.tally);
+        macro_rules! add_runs {
+            ($($f:ident),*) => { $( if r.$f != 0 { c.$f.fetch_add(r.$f, Relaxed); } )* };
+        }
+        add_runs!(
+            runs_started,
+            runs_finished,
+            runs_evicted,
+            lifecycle_violations
+        );
+        c.runs.store(self.runs.held() as u64, Relaxed);
+        c.learned_tools
+            .store(self.runs.learned_tools() as u64, Relaxed);
+        for i in 0..3 {
+            if t.dropped[i] != 0 {
+                c.dropped[i].fetch_add(t.dropped[i], Relaxed);
+            }
+            if t.coalesced[i] != 0 {
+                c.coalesced[i].fetch_add(t.coalesced[i], Relaxed);
+            }
+            if t.published_by_priority[i] != 0 {
+                c.published_by_priority[i].fetch_add(t.published_by_priority[i], Relaxed);
+            }
+        }
+        for i in 0..KINDS {
+            if t.published_by_kind[i] != 0 {
+                c.published_by_kind[i].fetch_add(t.published_by_kind[i], Relaxed);
+            }
+            if t.delivered_by_kind[i] != 0 {
+                c.delivered_by_kind[i].fetch_add(t.delivered_by_kind[i], Relaxed);
+            }
+        }
+        c.connections
+            .store((self.conns.len() - self.internal_conns) as u64, Relaxed);
+        c.users
+            .store((self.users.len() - self.canary_users()) as u64, Relaxed);
+        c.channels.store(self.channels.len() as u64, Relaxed);
+        c.backlog.store(self.backlog as u64, Relaxed);
+        c.unacked_critical.store(self.unacked as u64, Relaxed);
+        c.history_bytes.store(self.history_bytes as u64, Relaxed);
+        c.history_events.store(self.history_events as u64, Relaxed);
+    }
+
+    /// 1 when the canary's user has state here (it is left out of gauges), else 0.
+    pub(super) fn canary_users(&self) -> usize {
+        self.canary_user
+            .as_ref()
+            .map_or(0, |u| usize::from(self.users.contains_key(ukey(u))))
+    }
+
+    pub(crate) fn footprint(&self) -> Footprint {
+        let history_events = self.users.values().map(|u| u.history.len()).sum();
+        // The incrementally kept totals agree with the tables (tests read footprints).
+        debug_assert_eq!(self.history_events, history_events);
+        debug_assert_eq!(
+            self.history_bytes,
+            self.users
+                .values()
+                .map(|u| u.history.bytes())
+                .sum::<usize>()
+        );
+        Footprint {
+            connections: self.conns.len() - self.internal_conns,
+            users: self.users.len() - self.canary_users(),
+            history_events,
+            channels: self.channels.len(),
+            idle_queue: self.idle.len(),
+            deadlines: self.deadlines.len(),
+            backlog: self.backlog,
+            runs: self.runs.held(),
+            run_queue: self.runs.queued(),
+        }
     }
 }

@@ -7,11 +7,13 @@ use std::collections::{HashMap, VecDeque};
 use ahash::RandomState;
 use smallvec::SmallVec;
 
-use crate::HubConfig;
+use crate::config::HubConfig;
 use crate::event::UserId;
 use crate::frame::now_ms;
 use crate::history::HistoryRing;
 use crate::runs::{RunHost, UserRuns};
+
+use super::Shard;
 
 /// Bytes of a user id held inline in [`UserKey`] (which is then 40 bytes, as UUIDs and
 /// the ids of common auth providers fit).
@@ -159,4 +161,70 @@ pub(super) fn wait_for_seq_clock(seq: u64) -> bool {
         std::thread::yield_now();
     }
     true
+}
+
+/// Eviction: whole user states, least recently active first (see the `shard` module docs,
+/// # Bounds and # Idle users).
+impl Shard {
+    /// Evicts the least recently active user without a connection, other than `except`
+    /// (see the module docs). Returns false when there is none. Amortized O(1): an entry is
+    /// re-queued only for activity since it was queued, and stale entries are dropped.
+    pub(super) fn evict_least_recent_idle(&mut self, except: Option<&UserId>) -> bool {
+        for _ in 0..self.idle.len() {
+            let Some((user, queued)) = self.idle.pop_front() else {
+                break;
+            };
+            let Some(state) = self.users.get(ukey(&user)) else {
+                continue; // evicted already
+            };
+            let Some(since) = state.idle_since else {
+                continue; // connected; a new entry is queued when it leaves
+            };
+            if except == Some(&user) || since > queued {
+                self.idle.push_back((user, since));
+                continue;
+            }
+            self.evict_user(&user);
+            self.tally.users_evicted_over_limit += 1;
+            return true;
+        }
+        false
+    }
+
+    /// A user is about to be created with the table at its bound: evict one if any is idle
+    /// (if every user is connected, none is: connections have their own bound).
+    #[cold]
+    pub(super) fn make_room_for_user(&mut self) {
+        self.evict_least_recent_idle(None);
+    }
+
+    /// The shard's histories are over their byte bound after a publish to `user`: evict idle
+    /// users, then `user`'s oldest events, until they fit.
+    #[cold]
+    pub(super) fn shrink_history(&mut self, user: &UserId) {
+        while self.history_bytes > self.history_cap && self.evict_least_recent_idle(Some(user)) {}
+        let Some(state) = self.users.get_mut(ukey(user)) else {
+            return;
+        };
+        while self.history_bytes > self.history_cap {
+            let before = state.history.bytes();
+            if !state.history.evict_oldest() {
+                break;
+            }
+            self.history_bytes -= before - state.history.bytes();
+            self.history_events -= 1;
+        }
+    }
+
+    /// Removes `user`'s whole state (TTL or bound eviction), keeping every total exact.
+    pub(super) fn evict_user(&mut self, user: &UserId) {
+        if let Some(gone) = self.users.remove(ukey(user)) {
+            self.unacked -= gone.unacked_critical.len();
+            self.history_bytes -= gone.history.bytes();
+            self.history_events -= gone.history.len();
+            self.seq_floor = self.seq_floor.max(gone.last_seq);
+            self.runs.forget_user(&gone.runs);
+        }
+        self.tally.users_evicted += 1;
+    }
 }

@@ -1,196 +1,18 @@
-//! Enrichment: what the engine adds to an agent event, once per publish, under `"meta"`.
-//!
-//! The publisher's `data` is never touched: the engine splices one extra member,
-//! `"meta":{...}`, before `data` in the frame it encodes once (see
-//! [`EventFields::extra`](crate::frame::EventFields)). Every recipient shares that frame, so
-//! enrichment costs once per publish, never per recipient.
-//!
-//! # What is added
-//!
-//! | event | members of `meta` |
-//! |---|---|
-//! | every event of a tracked run | `elapsed_ms` since its `agent_started` |
-//! | any event breaking the lifecycle | `lifecycle`: `unstarted_run`, `after_end`, `already_started` or `tool_not_executing` |
-//! | `agent_thinking` | `progress` (`percent`, `step`, `total` as given) and `urgency` (`low`/`normal`/`high`, tracked runs only) |
-//! | `tool_executing` | `category` and `purpose` from the tool catalog, `estimated_ms` (learned or catalog prior) |
-//! | `tool_completed` | `duration_ms` since the matching `tool_executing` |
-//! | `agent_error` | `severity`, `category`, user-facing `message`, `recovery_suggestions`, `fatal` |
-//!
-//! An event with nothing to add (a custom event outside any tracked run) gets no `meta` at
-//! all. `docs/events.md` shows a delivered example of each type.
-//!
-//! # What the engine reads from `data`
-//!
-//! Only top-level members, all optional; a member of the wrong type is ignored (the event is
-//! still delivered, unenriched in that respect):
-//!
-//! - `agent_started`: `expected_ms` (integer) — the run's expected duration, for `urgency`;
-//! - `agent_thinking`: `progress` (number, percent 0–100), or `step` and `total_steps`
-//!   (integers);
-//! - `tool_executing` / `tool_completed`: `tool` (string), `call_id` (string; pairs
-//!   concurrent calls of the same tool);
-//! - `agent_error`: `code` (string or number), `category` (string), `fatal` (boolean).
-//!
-//! [`UserEmitter`](crate::UserEmitter)'s typed methods write exactly these members.
-//!
-//! # Rules
-//!
-//! - `urgency`: `r = elapsed_ms / expected_ms` (expected: the run's `expected_ms`, else
-//!   [`EnrichmentConfig::expected_run`]); `low` below
-//!   [`urgency_normal_at`](EnrichmentConfig::urgency_normal_at), `high` from
-//!   [`urgency_high_at`](EnrichmentConfig::urgency_high_at), `normal` in between.
-//! - `progress.percent`: the publisher's `progress` clamped to 0–100 and rounded; else
-//!   `100 × min(step, total) / total` rounded down.
-//! - `estimated_ms`: an exponentially weighted moving average of the `duration_ms` observed
-//!   for the tool on this shard: `v ← v + w × (d − v)` with
-//!   [`estimate_weight`](EnrichmentConfig::estimate_weight) `w`, starting from the catalog's
-//!   prior or else the first observation. **Each shard learns independently** (no lock, no
-//!   shared cache line on the publish path); with many users every shard converges on the
-//!   same figures.
-//! - `severity` and `category` of an error: the category named by the data's `category` if
-//!   configured, else the first [`error_patterns`](EnrichmentConfig::error_patterns) entry
-//!   found (case-insensitively) in `code`, then in `category`, else `unknown`.
-//!
-//! Channel and broadcast events carry no per-user run state (their recipients span users and
-//! shards): they get the stateless members only (`progress`, `category`, `purpose`, catalog
-//! `estimated_ms`, the error classification), computed on the publisher's thread.
+//! Enrichment without run state: the compiled [`Rules`], what an event's data says
+//! ([`Said`]), the `meta` member's writing and the stateless `meta` of channel and broadcast
+//! events. Run state is in `crate::runs`. See the [`enrich`](crate::enrich) docs.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::fmt;
 
 use ahash::RandomState;
 use bytes::{BufMut, BytesMut};
 
 use crate::config::EnrichmentConfig;
-use crate::event::{Event, EventKind, UserId};
+use crate::enrich::catalog::{ErrorCategory, ManualClock, Severity, Urgency};
+use crate::event::EventKind;
 use crate::frame::{write_str, write_u64};
 use crate::json::{decode_string, members_lazy};
-use crate::runs::{RunHost, RunTracker, UserRuns};
-
-/// How bad an `agent_error` is, from the user's point of view. Ordered: `Low < … < Critical`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Severity {
-    /// The request was wrong; the user can fix it.
-    Low,
-    /// A transient or partial failure; trying again usually works.
-    Medium,
-    /// The run cannot continue without the user doing something.
-    High,
-    /// The service itself failed.
-    Critical,
-}
-
-impl Severity {
-    /// The wire name (`low`, `medium`, `high`, `critical`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Severity::Low => "low",
-            Severity::Medium => "medium",
-            Severity::High => "high",
-            Severity::Critical => "critical",
-        }
-    }
-
-    /// Parses a wire name.
-    pub fn parse(s: &str) -> Option<Severity> {
-        match s {
-            "low" => Some(Severity::Low),
-            "medium" => Some(Severity::Medium),
-            "high" => Some(Severity::High),
-            "critical" => Some(Severity::Critical),
-            _ => None,
-        }
-    }
-}
-
-impl fmt::Display for Severity {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// How pressing an `agent_thinking` update is (see the [module docs](self) for the rule).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Urgency {
-    /// Well within the run's expected duration.
-    Low,
-    /// Past [`EnrichmentConfig::urgency_normal_at`] of it.
-    Normal,
-    /// Past [`EnrichmentConfig::urgency_high_at`] of it (by default: overdue).
-    High,
-}
-
-impl Urgency {
-    /// The wire name (`low`, `normal`, `high`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Urgency::Low => "low",
-            Urgency::Normal => "normal",
-            Urgency::High => "high",
-        }
-    }
-}
-
-/// A tool catalog entry.
-#[derive(Debug, Clone, PartialEq)]
-#[non_exhaustive]
-pub struct ToolInfo {
-    /// What kind of tool it is (`search`, `code`, …), delivered as `meta.category`.
-    pub category: String,
-    /// What the user is told it does ("Searching the web"), delivered as `meta.purpose`.
-    pub purpose: String,
-    /// Prior duration estimate, used until (and as the start of) learning. Default: none.
-    pub estimated_ms: Option<u64>,
-}
-
-impl ToolInfo {
-    /// An entry with no prior estimate.
-    pub fn new(category: &str, purpose: &str) -> ToolInfo {
-        ToolInfo {
-            category: category.to_owned(),
-            purpose: purpose.to_owned(),
-            estimated_ms: None,
-        }
-    }
-
-    /// The same entry with a prior duration estimate.
-    pub fn with_estimate(mut self, ms: u64) -> ToolInfo {
-        self.estimated_ms = Some(ms);
-        self
-    }
-}
-
-/// An error category: what an `agent_error` of it means to the user.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct ErrorCategory {
-    /// Its severity.
-    pub severity: Severity,
-    /// The user-facing explanation, delivered as `meta.message` (the publisher's own
-    /// `data.message` is left as is).
-    pub message: String,
-    /// What the user can do, delivered as `meta.recovery_suggestions`.
-    pub recovery_suggestions: Vec<String>,
-}
-
-impl ErrorCategory {
-    /// A category with its severity, message and suggestions.
-    pub fn new<'a>(
-        severity: Severity,
-        message: &str,
-        recovery_suggestions: impl IntoIterator<Item = &'a str>,
-    ) -> ErrorCategory {
-        ErrorCategory {
-            severity,
-            message: message.to_owned(),
-            recovery_suggestions: recovery_suggestions
-                .into_iter()
-                .map(str::to_owned)
-                .collect(),
-        }
-    }
-}
 
 /// A way an event breaks its run's lifecycle. The event is delivered anyway, flagged with
 /// `meta.lifecycle` and counted in [`ShardStats::lifecycle_violations`](crate::ShardStats).
@@ -341,37 +163,6 @@ pub(crate) struct CompiledCategory {
     pub(crate) severity: Severity,
     /// `"severity":"…","category":"…","message":"…","recovery_suggestions":[…]`.
     fragment: Box<[u8]>,
-}
-
-/// A clock a test sets by hand, for [`EnrichmentConfig::clock`]: run tracking reads
-/// [`ManualClock::now_ms`] instead of the publish timestamp, so a test can put an event at
-/// any elapsed time without sleeping (and without depending on the machine's speed).
-///
-/// Clones share the time. Reads and writes are `Relaxed`: the value is the only datum
-/// passed, and a test sets it before publishing (the publish's queue hand-off orders it).
-#[derive(Debug, Clone, Default)]
-pub struct ManualClock(std::sync::Arc<std::sync::atomic::AtomicU64>);
-
-impl ManualClock {
-    /// A clock at `ms` (milliseconds since the Unix epoch, or any origin a test picks).
-    pub fn at(ms: u64) -> ManualClock {
-        ManualClock(std::sync::Arc::new(std::sync::atomic::AtomicU64::new(ms)))
-    }
-
-    /// The time, ms.
-    pub fn now_ms(&self) -> u64 {
-        self.0.load(std::sync::atomic::Ordering::Relaxed)
-    }
-
-    /// Sets the time to `ms`.
-    pub fn set(&self, ms: u64) {
-        self.0.store(ms, std::sync::atomic::Ordering::Relaxed);
-    }
-
-    /// Moves the time forward by `ms`.
-    pub fn advance(&self, ms: u64) {
-        self.0.fetch_add(ms, std::sync::atomic::Ordering::Relaxed);
-    }
 }
 
 /// [`EnrichmentConfig`] compiled for the publish path: catalog and error texts pre-encoded
@@ -708,68 +499,6 @@ pub(crate) fn stateless_meta(rules: &Rules, kind: &EventKind, data: &[u8]) -> Op
     }
     let mut out = BytesMut::with_capacity(128);
     write_meta(rules, kind, &said, &view, &mut out).then_some(out)
-}
-
-/// The enrichment a shard applies to each user event, as a standalone single-threaded value
-/// with its own user table: the same code, for benches and for embedders that encode frames
-/// themselves.
-///
-/// ```
-/// use agentcast_engine::{Data, EnrichmentConfig, Enricher, Event, EventKind, UserId};
-///
-/// let mut e = Enricher::new(&EnrichmentConfig::default());
-/// let u = UserId::new("u1").unwrap();
-/// let start = Event::new(EventKind::AgentStarted, "r1", Data::empty());
-/// assert_eq!(e.meta(&u, &start, 1_000), Some(&br#""meta":{"elapsed_ms":0}"#[..]));
-/// let tool = Event::new(
-///     EventKind::ToolExecuting,
-///     "r1",
-///     Data::from_json(r#"{"tool":"web_search"}"#).unwrap(),
-/// );
-/// let meta = String::from_utf8(e.meta(&u, &tool, 1_250).unwrap().to_vec()).unwrap();
-/// assert!(meta.starts_with(r#""meta":{"elapsed_ms":250,"category":"search""#));
-/// ```
-#[derive(Debug)]
-pub struct Enricher {
-    users: HashMap<UserId, UserRuns, RandomState>,
-    tracker: RunTracker,
-}
-
-impl RunHost for HashMap<UserId, UserRuns, RandomState> {
-    fn runs_of(&mut self, user: &UserId) -> Option<&mut UserRuns> {
-        self.get_mut(user)
-    }
-}
-
-impl Enricher {
-    /// Compiles `cfg` (catalog and error texts are pre-encoded once).
-    pub fn new(cfg: &EnrichmentConfig) -> Enricher {
-        Enricher {
-            users: HashMap::default(),
-            tracker: RunTracker::new(cfg),
-        }
-    }
-
-    /// Tracks `event` of `user` published at `ts_ms` (ms since the Unix epoch) and returns
-    /// its `"meta":{…}` member (for [`EventFields::extra`](crate::frame::EventFields)), or
-    /// `None` when there is nothing to add. O(size of `data`'s top level + the user's runs);
-    /// no allocation once warm except for new runs, running tools and unknown tool names.
-    pub fn meta(&mut self, user: &UserId, event: &Event, ts_ms: u64) -> Option<&[u8]> {
-        let runs = self.users.entry(user.clone()).or_default();
-        self.tracker.observe(user, runs, event, ts_ms)
-    }
-
-    /// Evicts runs past their TTLs as of `now_ms` (the shard does this every tick), then
-    /// users left without runs. O(users).
-    pub fn expire(&mut self, now_ms: u64) {
-        self.tracker.expire(now_ms, &mut self.users);
-        self.users.retain(|_, runs| runs.len() > 0);
-    }
-
-    /// Runs held (live or finished, not yet evicted).
-    pub fn runs(&self) -> usize {
-        self.tracker.held()
-    }
 }
 
 #[cfg(test)]
