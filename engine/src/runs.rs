@@ -145,6 +145,9 @@ pub(crate) struct RunTracker {
     pub(crate) tally: RunTally,
     /// The `"meta":{…}` of the event being published; reused (no allocation once warm).
     meta: BytesMut,
+    /// Sees only part of each user's events (a cluster node sees those published through
+    /// it): an event of a run it never saw start is not flagged `unstarted_run`.
+    pub(crate) partial: bool,
 }
 
 impl RunTracker {
@@ -159,6 +162,7 @@ impl RunTracker {
             held: 0,
             tally: RunTally::default(),
             meta: BytesMut::with_capacity(256),
+            partial: false,
         }
     }
 
@@ -242,6 +246,8 @@ impl RunTracker {
             }
             (EventKind::AgentStarted, Some(_)) if finished => Some(Lifecycle::AfterEnd),
             (EventKind::AgentStarted, Some(_)) => Some(Lifecycle::AlreadyStarted),
+            // Only on the violation path: no cost for tracked runs.
+            (_, None) if self.partial => None,
             (_, None) => Some(Lifecycle::UnstartedRun),
             (_, Some(_)) if finished => Some(Lifecycle::AfterEnd),
             (_, Some(i)) => self.advance(user, &mut runs.runs[i], kind, &said, ts_ms, &mut view),

@@ -35,8 +35,20 @@ impl Hub {
     /// payload without the seq. Enrichment's per-run `meta` needs the run's state, which in
     /// cluster mode is not on this node: only the stateless part is added.
     pub fn encode_user_parts(&self, event: &Event, ts_ms: u64) -> UserEventParts {
-        let priority = self.priority_of(event);
         let meta = stateless_meta(self.inner_rules(), &event.kind, event.data.as_bytes());
+        self.encode_user_parts_with(event, ts_ms, meta.as_deref())
+    }
+
+    /// As [`Hub::encode_user_parts`], with the `"meta":{…}` member the caller computed (for
+    /// example with an [`Enricher::partial`](crate::Enricher::partial) that tracks the runs
+    /// published through this node), or none.
+    pub fn encode_user_parts_with(
+        &self,
+        event: &Event,
+        ts_ms: u64,
+        meta: Option<&[u8]>,
+    ) -> UserEventParts {
+        let priority = self.priority_of(event);
         let f = frame::encode_event(&EventFields {
             kind: &event.kind,
             origin: Origin::User { seq: 0 },
@@ -44,7 +56,7 @@ impl Hub {
             ts_ms,
             priority,
             data: event.data.as_bytes(),
-            extra: meta.as_deref(),
+            extra: meta,
         });
         let payload = f.payload();
         // `{"type":"<kind>","seq":0,…`: the kind is a validated name (no quote, no escape),

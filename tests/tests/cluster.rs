@@ -535,3 +535,36 @@ async fn the_dev_simulator_publishes_through_redis_in_cluster_mode() {
     let next = publish(&b, "sim", 0).await["seq"].as_u64().unwrap();
     assert_eq!(next, first + events.len() as u64);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_published_through_one_node_are_enriched_and_unknown_runs_are_not_flagged() {
+    let redis = RedisServer::start();
+    let a = cluster_node(&redis, "a", |_| {}).await;
+    let b = cluster_node(&redis, "b", |_| {}).await;
+    let mut client = b.connect(&token("en")).await;
+    async fn send(node: &TestServer, kind: &str, data: Value) {
+        let body = json!({"user_id": "en", "type": kind, "run_id": "r1", "data": data});
+        let (s, r) = node.publish(&body).await;
+        assert_eq!(s, 200, "{r}");
+    }
+    // The run starts and runs through node A: A tracks it, as an embedded node would.
+    send(&a, "agent_started", json!({"goal": "g"})).await;
+    send(&a, "tool_executing", json!({"tool": "web_search"})).await;
+    send(
+        &a,
+        "tool_completed",
+        json!({"tool": "web_search", "result": {}}),
+    )
+    .await;
+    let got = client.take(3).await;
+    assert_eq!(got[0]["meta"]["elapsed_ms"], 0, "{}", got[0]);
+    assert!(got[1]["meta"]["elapsed_ms"].is_u64(), "{}", got[1]);
+    assert!(got[2]["meta"]["duration_ms"].is_u64(), "{}", got[2]);
+    // Node B never saw the run start: its event of the run is not a lifecycle violation
+    // there (an embedded node would flag `unstarted_run`), and gets the stateless members.
+    send(&b, "tool_executing", json!({"tool": "web_search"})).await;
+    let e = client.next_json().await;
+    assert!(e["meta"].get("lifecycle").is_none(), "{e}");
+    assert!(e["meta"].get("elapsed_ms").is_none(), "{e}");
+    assert_eq!(e["meta"]["category"], "search", "{e}");
+}

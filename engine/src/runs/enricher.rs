@@ -49,6 +49,16 @@ impl Enricher {
         }
     }
 
+    /// An enricher that sees only part of each user's events, as a cluster node does (those
+    /// published through it): a run it never saw start is unknown, not a lifecycle
+    /// violation, so its events get the stateless members only (no `elapsed_ms`, no
+    /// `lifecycle` flag). Runs it saw start are tracked as [`Enricher::new`] tracks them.
+    pub fn partial(cfg: &EnrichmentConfig) -> Enricher {
+        let mut e = Enricher::new(cfg);
+        e.tracker.partial = true;
+        e
+    }
+
     /// Tracks `event` of `user` published at `ts_ms` (ms since the Unix epoch) and returns
     /// its `"meta":{…}` member (for [`EventFields::extra`](crate::frame::EventFields)), or
     /// `None` when there is nothing to add. O(size of `data`'s top level + the user's runs);

@@ -134,14 +134,14 @@ async fn connect(
         .await
         .map_err(|_| timeout("subscriber connection"))??;
     let (mut sink, stream) = pubsub.split();
-    let subs: Vec<(UserId, Arc<super::Sub>)> = cluster
+    let subs: Vec<(UserId, Arc<super::subs::Sub>)> = cluster
         .subs
         .lock()
         .await
         .iter()
         .map(|(u, s)| (u.clone(), Arc::clone(s)))
         .collect();
-    let chans: Vec<(String, Arc<super::Sub>)> = cluster
+    let chans: Vec<(String, Arc<super::subs::Sub>)> = cluster
         .chans
         .lock()
         .await
@@ -154,7 +154,7 @@ async fn connect(
         .await
         .map_err(|_| timeout("subscribe"))??;
     let users = subs.iter().map(|(u, s)| (cluster.key(u, "e"), s));
-    let all: Vec<(String, &Arc<super::Sub>)> = users
+    let all: Vec<(String, &Arc<super::subs::Sub>)> = users
         .chain(chans.iter().map(|(c, s)| (c.clone(), s)))
         .collect();
     for chunk in all.chunks(1000) {
@@ -277,7 +277,7 @@ async fn catch_up(
     cluster: &Cluster,
     conn: &mut MultiplexedConnection,
     user: &UserId,
-    sub: &super::Sub,
+    sub: &super::subs::Sub,
 ) -> redis::RedisResult<()> {
     let top = sub.top.load(Ordering::SeqCst);
     if top == 0 {
@@ -336,6 +336,7 @@ async fn serve(
                 if let Err(e) = r {
                     return format!("ping failed: {e}");
                 }
+                cluster.enrichers.expire(agentcast_engine::frame::now_ms());
                 if ticks % 4 == 0 && let Err(e) = renew_lease(cluster, &mut conn).await {
                     return format!("lease renewal failed: {e}");
                 }

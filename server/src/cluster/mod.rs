@@ -11,6 +11,9 @@
 //!   seq floor), subscribes, dispatches what arrives, reconnects with jittered backoff.
 //! - [`wire`]: what travels on the channels, parsed without trusting it.
 //! - [`health`]: the `broker` component of `/readyz`.
+//! - [`subs`]: this node's subscriptions (users, channels), counted, with their linger.
+//! - [`broker`]: the engine's `Broker` trait over this module (`RedisBroker`).
+//! - [`enrich`]: `meta` of the runs published through this node.
 //!
 //! Fan-out: a node subscribes to `P:{U}:e` while it holds a connection of U, and to
 //! `P:ch:<name>` while a connection here subscribes to channel `name` (each for [`LINGER`]
@@ -18,19 +21,20 @@
 //! serves. Broadcasts go to every node on `P:bc`.
 
 mod broker;
+mod enrich;
 pub(crate) mod health;
 mod link;
 mod scripts;
+mod subs;
 pub(crate) mod wire;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use agentcast_engine::{
-    BrokerError, ChannelName, Event, Frame, HistoryEntry, Hub, Published, Receipt, Resume, Seed,
-    Target, UserId,
+    BrokerError, ChannelName, Event, Frame, HistoryEntry, Hub, Published, Receipt, Target, UserId,
 };
 use redis::aio::{MultiplexedConnection, PubSubSink};
 
@@ -38,6 +42,7 @@ use crate::config::Config;
 pub(crate) use broker::RedisBroker;
 pub(crate) use health::LinkHealth;
 use scripts::Scripts;
+use subs::Sub;
 
 /// How long a node stays subscribed to a user after the user's last connection here closed
 /// (absorbs reconnect loops).
@@ -72,6 +77,8 @@ pub(crate) struct Cluster {
     idempotency_ttl_ms: u64,
     /// Critical events unacknowledged this long are escalated (by exactly one node).
     ack_deadline_ms: u64,
+    /// Run tracking for `meta`, of the runs published through this node.
+    enrichers: enrich::Enrichers,
     /// The escalation hook (log, counter, webhook), as the engine calls it embedded.
     escalation: Option<Arc<dyn agentcast_engine::Escalation>>,
     escalate_never_connected: bool,
@@ -83,60 +90,6 @@ impl std::fmt::Debug for Cluster {
             .field("node", &self.node)
             .field("prefix", &self.prefix)
             .finish_non_exhaustive()
-    }
-}
-
-/// This node's subscription to one user or channel.
-#[derive(Debug, Default)]
-struct Sub {
-    /// The user's (the channel's subscribed) connections on this node.
-    refs: AtomicUsize,
-    /// Set once `SUBSCRIBE` was confirmed on the current subscriber connection.
-    subscribed: tokio::sync::OnceCell<()>,
-    /// The highest seq delivered for the user (where a catch-up read starts; unused for
-    /// channels).
-    top: AtomicU64,
-}
-
-impl Sub {
-    /// The same holders, not yet subscribed on a new subscriber connection.
-    fn unsubscribed(&self) -> Sub {
-        let fresh = Sub::default();
-        fresh
-            .refs
-            .store(self.refs.load(Ordering::SeqCst), Ordering::SeqCst);
-        fresh
-            .top
-            .store(self.top.load(Ordering::SeqCst), Ordering::SeqCst);
-        fresh
-    }
-}
-
-/// Keeps this node subscribed to a user while a connection of the user is open here.
-pub(crate) struct UserGuard {
-    cluster: Arc<Cluster>,
-    user: UserId,
-    /// Whether the open script counted the connection in Redis (so closing uncounts it).
-    counted: bool,
-}
-
-impl Drop for UserGuard {
-    fn drop(&mut self) {
-        let cluster = Arc::clone(&self.cluster);
-        let (user, counted) = (self.user.clone(), self.counted);
-        tokio::spawn(async move { cluster.closed(user, counted).await });
-    }
-}
-
-/// Keeps this node subscribed to a channel while a connection here watches it.
-struct ChannelGuard {
-    cluster: Arc<Cluster>,
-    channel: ChannelName,
-}
-
-impl Drop for ChannelGuard {
-    fn drop(&mut self) {
-        self.cluster.unwatch_channel(self.channel.clone());
     }
 }
 
@@ -180,6 +133,7 @@ impl Cluster {
             state_ttl_ms: (hub_cfg.user_ttl.as_millis() as u64).max(1),
             idempotency_ttl_ms: (cfg.limits.idempotency_window_secs * 1000).max(1),
             ack_deadline_ms: cfg.escalation.ack_deadline_ms,
+            enrichers: enrich::Enrichers::new(&hub_cfg.enrichment),
             escalation,
             escalate_never_connected: cfg.escalation.never_connected
                 == crate::config::NeverConnected::Escalate,
@@ -283,9 +237,11 @@ impl Cluster {
             &Target::User(user.clone()),
             &event,
         );
+        let now = agentcast_engine::frame::now_ms();
+        let meta = self.enrichers.meta(&user, &event, now);
         let parts = self
             .hub
-            .encode_user_parts(&event, agentcast_engine::frame::now_ms());
+            .encode_user_parts_with(&event, now, meta.as_deref());
         let mut inv = self.scripts.publish_user.key(self.key(&user, "m"));
         inv.key(self.key(&user, "h"))
             .key(format!("{}:floor", self.prefix))
@@ -371,175 +327,6 @@ impl Cluster {
                 })
             }
         }
-    }
-
-    /// A new connection of `user` here: subscribes to the user (first connection), counts it
-    /// cluster-wide and reads what to replay: after `resume`'s seq, or after the ack cursor.
-    pub(crate) async fn open_user(
-        self: &Arc<Self>,
-        user: &UserId,
-        resume: Resume,
-        history_len: usize,
-        connection_limit: usize,
-    ) -> Result<agentcast_engine::Opened, BrokerError> {
-        let sub = {
-            let mut subs = self.subs.lock().await;
-            let sub = Arc::clone(subs.entry(user.clone()).or_default());
-            sub.refs.fetch_add(1, Ordering::SeqCst);
-            sub
-        };
-        let mut guard = UserGuard {
-            cluster: Arc::clone(self),
-            user: user.clone(),
-            counted: false,
-        };
-        self.subscribe_once(&sub, &self.key(user, "e")).await?;
-        let mut conn = self.command_conn()?;
-        // A seq beyond what Lua doubles hold exactly is beyond every seq: nothing to replay.
-        let from = match resume {
-            Resume::FromAck => String::new(),
-            Resume::After(n) => n.min(1 << 53).to_string(),
-        };
-        let mut inv = self.scripts.open_user.key(self.key(user, "m"));
-        inv.key(self.key(user, "h"))
-            .key(format!("{}:floor", self.prefix))
-            .key(self.key(user, "n"))
-            .arg(from)
-            .arg(history_len.max(1))
-            .arg(&self.node)
-            .arg(self.state_ttl_ms)
-            .arg(connection_limit)
-            .arg(format!("{}:node:", self.prefix));
-        let answer: redis::Value = self.within(inv.invoke_async(&mut conn)).await?;
-        if matches!(&answer, redis::Value::Array(a) if a.len() == 1) {
-            return Err(BrokerError::ConnectionLimit(connection_limit));
-        }
-        let (s, a, from, entries): (String, String, String, wire::Entries) =
-            redis::FromRedisValue::from_redis_value(answer).map_err(|e| {
-                BrokerError::Unavailable(format!("redis: unexpected answer to open: {e}"))
-            })?;
-        guard.counted = true;
-        let (s, a, from) = (
-            s.parse().unwrap_or(0),
-            a.parse().unwrap_or(0),
-            from.parse().unwrap_or(0),
-        );
-        sub.top.fetch_max(s, Ordering::Relaxed);
-        self.max_seen.fetch_max(s, Ordering::Relaxed);
-        let now = agentcast_engine::frame::now_ms();
-        let entries = if history_len == 0 {
-            Vec::new()
-        } else {
-            entries
-                .iter()
-                .filter_map(|(id, fields)| wire::parse_entry(id, fields))
-                .filter(|e| now.saturating_sub(e.at_ms) <= self.history_max_age_ms)
-                .map(|e| HistoryEntry {
-                    seq: e.seq,
-                    priority: e.priority,
-                    at_ms: e.at_ms,
-                    frame: Frame::text(e.payload).into_bytes(),
-                })
-                .collect()
-        };
-        Ok(agentcast_engine::Opened {
-            resume: Resume::After(from),
-            seed: Some(Seed {
-                last_seq: s,
-                ack: a,
-                entries,
-            }),
-            lease: agentcast_engine::Lease::new(guard),
-        })
-    }
-
-    /// A connection of `user` here closed.
-    async fn closed(self: Arc<Self>, user: UserId, counted: bool) {
-        if counted && let Ok(mut conn) = self.command_conn() {
-            let mut inv = self.scripts.close_user.key(self.key(&user, "n"));
-            inv.arg(&self.node);
-            let _: redis::RedisResult<i64> = inv.invoke_async(&mut conn).await;
-        }
-        let channel = self.key(&user, "e");
-        self.release(&self.subs, &user, channel).await;
-    }
-
-    /// One holder of `key`'s subscription fewer: the last one unsubscribes after [`LINGER`]
-    /// unless a new holder came meanwhile.
-    async fn release<K: std::hash::Hash + Eq>(
-        &self,
-        map: &tokio::sync::Mutex<HashMap<K, Arc<Sub>>>,
-        key: &K,
-        channel: String,
-    ) {
-        let last = map
-            .lock()
-            .await
-            .get(key)
-            .is_some_and(|s| s.refs.fetch_sub(1, Ordering::SeqCst) == 1);
-        if !last {
-            return;
-        }
-        tokio::time::sleep(LINGER).await;
-        let mut subs = map.lock().await;
-        if subs
-            .get(key)
-            .is_some_and(|s| s.refs.load(Ordering::SeqCst) == 0)
-        {
-            subs.remove(key);
-            let sink = self.sink.lock().unwrap_or_else(|e| e.into_inner()).clone();
-            if let Some(mut sink) = sink {
-                let _ = sink.unsubscribe(channel).await;
-            }
-        }
-    }
-
-    /// A connection here watches `channel`: subscribes this node to the channel's events
-    /// (first one), waiting for Redis to confirm, so a `pong` after a `subscribe` still
-    /// proves the subscription is in force cluster-wide. The lease's end unwatches it.
-    pub(crate) async fn watch_channel(
-        self: &Arc<Self>,
-        channel: &ChannelName,
-    ) -> Result<agentcast_engine::Lease, BrokerError> {
-        let sub = {
-            let mut chans = self.chans.lock().await;
-            let sub = Arc::clone(chans.entry(channel.clone()).or_default());
-            sub.refs.fetch_add(1, Ordering::SeqCst);
-            sub
-        };
-        // Counted from here: an error drops the guard, which uncounts it.
-        let guard = ChannelGuard {
-            cluster: Arc::clone(self),
-            channel: channel.clone(),
-        };
-        self.subscribe_once(&sub, &self.channel_key(channel))
-            .await?;
-        Ok(agentcast_engine::Lease::new(guard))
-    }
-
-    /// Subscribes the current subscriber connection to `channel` unless `sub` already is.
-    async fn subscribe_once(&self, sub: &Sub, channel: &str) -> Result<(), BrokerError> {
-        self.within(sub.subscribed.get_or_try_init(|| async {
-            let sink = self.sink.lock().unwrap_or_else(|e| e.into_inner()).clone();
-            match sink {
-                Some(mut sink) => sink.subscribe(channel).await,
-                None => Err(redis::RedisError::from((
-                    redis::ErrorKind::Io,
-                    "no subscriber connection",
-                ))),
-            }
-        }))
-        .await
-        .map(|_| ())
-    }
-
-    /// A connection here no longer watches `channel` (unsubscribed, or closed).
-    fn unwatch_channel(self: &Arc<Self>, channel: ChannelName) {
-        let cluster = Arc::clone(self);
-        tokio::spawn(async move {
-            let key = cluster.channel_key(&channel);
-            cluster.release(&cluster.chans, &channel, key).await;
-        });
     }
 
     /// An ack from a connection here: written to Redis within [`link::ACK_FLUSH`].
