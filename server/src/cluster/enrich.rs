@@ -6,6 +6,11 @@
 //! its events get the stateless members only ([`Enricher::partial`]).
 //!
 //! Striped 64 ways by user, so concurrent publishes of different users rarely share a lock.
+//!
+//! Bounded: runs expire as embedded (`finished_run_ttl`, `idle_run_ttl`), and a stripe that
+//! holds more than its share of `max_users` runs forgets them all at once (their later
+//! events get the stateless members, as for a run started elsewhere), so a publisher that
+//! starts runs for ever new users cannot grow this without bound.
 
 use std::hash::BuildHasher;
 use std::sync::Mutex;
@@ -19,15 +24,21 @@ const STRIPES: usize = 64;
 pub(crate) struct Enrichers {
     stripes: Box<[Mutex<Enricher>]>,
     hasher: std::hash::RandomState,
+    cfg: EnrichmentConfig,
+    /// Runs a stripe may hold.
+    max_runs: usize,
 }
 
 impl Enrichers {
-    pub(crate) fn new(cfg: &EnrichmentConfig) -> Enrichers {
+    /// Stripes holding at most `max_runs` runs in all.
+    pub(crate) fn new(cfg: &EnrichmentConfig, max_runs: usize) -> Enrichers {
         Enrichers {
             stripes: (0..STRIPES)
                 .map(|_| Mutex::new(Enricher::partial(cfg)))
                 .collect(),
             hasher: std::hash::RandomState::new(),
+            cfg: cfg.clone(),
+            max_runs: (max_runs / STRIPES).max(16),
         }
     }
 
@@ -35,7 +46,11 @@ impl Enrichers {
     pub(crate) fn meta(&self, user: &UserId, event: &Event, ts_ms: u64) -> Option<Vec<u8>> {
         let i = self.hasher.hash_one(user.as_str()) as usize % STRIPES;
         let mut e = self.stripes[i].lock().unwrap_or_else(|e| e.into_inner());
-        e.meta(user, event, ts_ms).map(<[u8]>::to_vec)
+        let meta = e.meta(user, event, ts_ms).map(<[u8]>::to_vec);
+        if e.runs() > self.max_runs {
+            *e = Enricher::partial(&self.cfg);
+        }
+        meta
     }
 
     /// Evicts runs past their TTLs (called every few hundred ms by the link).
@@ -43,5 +58,29 @@ impl Enrichers {
         for s in self.stripes.iter() {
             s.lock().unwrap_or_else(|e| e.into_inner()).expire(now_ms);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use agentcast_engine::{Data, EventKind};
+
+    #[test]
+    fn a_stripe_over_its_share_forgets_its_runs() {
+        let e = Enrichers::new(&EnrichmentConfig::default(), 0);
+        let user = UserId::new("u").unwrap();
+        for i in 0..100 {
+            let start = Event::new(EventKind::AgentStarted, format!("r{i}"), Data::empty());
+            assert!(e.meta(&user, &start, 1_000).is_some());
+        }
+        let held: usize = e.stripes.iter().map(|s| s.lock().unwrap().runs()).sum();
+        assert!(held <= 16, "{held} runs held");
+        // A run it still holds is tracked; one it forgot gets no lifecycle flag.
+        let late = Event::new(EventKind::AgentThinking, "r0", Data::empty());
+        let meta = e
+            .meta(&user, &late, 2_000)
+            .map(|m| String::from_utf8(m).unwrap());
+        assert!(!meta.unwrap_or_default().contains("lifecycle"));
     }
 }

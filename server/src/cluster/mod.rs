@@ -133,7 +133,7 @@ impl Cluster {
             state_ttl_ms: (hub_cfg.user_ttl.as_millis() as u64).max(1),
             idempotency_ttl_ms: (cfg.limits.idempotency_window_secs * 1000).max(1),
             ack_deadline_ms: cfg.escalation.ack_deadline_ms,
-            enrichers: enrich::Enrichers::new(&hub_cfg.enrichment),
+            enrichers: enrich::Enrichers::new(&hub_cfg.enrichment, hub_cfg.max_users),
             escalation,
             escalate_never_connected: cfg.escalation.never_connected
                 == crate::config::NeverConnected::Escalate,
