@@ -14,7 +14,8 @@ use redis::Script;
 
 /// The user's state, normalized: a new incarnation (no `m`) starts at `max(now × 1000,
 /// floor)`, a stale one (below the floor: written before a suspected loss) is raised to it.
-/// Defines `now`, `s` and `a`. KEYS[1] = m, KEYS[2] = h, KEYS[3] = floor.
+/// Defines `now`, `s`, `a` and `hb` (the Stream's bytes). KEYS[1] = m, KEYS[2] = h,
+/// KEYS[3] = floor. One `HMGET` reads the state.
 const NORMALIZE: &str = r"
 local function fmt(x) return string.format('%d', x) end
 local function entry_size(p)
@@ -26,15 +27,18 @@ end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local floor = tonumber(redis.call('GET', KEYS[3]) or '0')
-local s = tonumber(redis.call('HGET', KEYS[1], 's') or '-1')
+local state = redis.call('HMGET', KEYS[1], 's', 'a', 'hb')
+local s = tonumber(state[1] or '-1')
 local a
+local hb = tonumber(state[3] or '0')
 if s < 0 then
   s = math.max(now * 1000, floor)
   a = s
+  hb = 0
   redis.call('DEL', KEYS[2])
-  redis.call('HSET', KEYS[1], 's', fmt(s), 'a', fmt(a))
+  redis.call('HSET', KEYS[1], 's', fmt(s), 'a', fmt(a), 'hb', '0')
 else
-  a = tonumber(redis.call('HGET', KEYS[1], 'a') or '0')
+  a = tonumber(state[2] or '0')
   if s < floor then
     s = floor
     redis.call('HSET', KEYS[1], 's', fmt(s))
@@ -70,11 +74,13 @@ local size = entry_size(payload)
 if hl > 0 and size <= maxb then
   -- Trim the front to make room: count and bytes (`hb`), at most 1,000 entries per publish
   -- (XADD's MAXLEN stays the count bound's guard; `hb` can then only overcount).
-  local hb = tonumber(redis.call('HGET', KEYS[1], 'hb') or '0')
   local n = redis.call('XLEN', KEYS[2])
   local removed = 0
+  -- One entry first (the steady state of a full history: one out, one in), then 8 at a time.
+  local batch = 1
   while (n >= hl or hb + size > maxb) and removed < 1000 do
-    local front = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', 8)
+    local front = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', batch)
+    batch = 8
     if #front == 0 then hb = 0 n = 0 break end
     for _, e in ipairs(front) do
       if not (n >= hl or hb + size > maxb) then break end
@@ -89,14 +95,14 @@ if hl > 0 and size <= maxb then
   end
   if hb < 0 then hb = 0 end
   redis.call('XADD', KEYS[2], 'MAXLEN', hl, seq .. '-0', 'p', payload, 't', fmt(now), 'r', ARGV[3])
-  redis.call('HSET', KEYS[1], 'hb', fmt(hb + size))
+  hb = hb + size
 else
   -- Not kept at all (no history, or larger than the byte bound): everything before goes
   -- too, so the held seqs stay a contiguous run and a resume sees one gap (as embedded).
   redis.call('DEL', KEYS[2])
-  redis.call('HSET', KEYS[1], 'hb', '0')
+  hb = 0
 end
-redis.call('HSET', KEYS[1], 's', seq)
+redis.call('HSET', KEYS[1], 's', seq, 'hb', fmt(hb))
 if ARGV[3] == '2' and tonumber(ARGV[12]) > 0 then
   redis.call('ZADD', KEYS[6], now + tonumber(ARGV[12]), seq .. '|' .. ARGV[13])
 end
