@@ -10,6 +10,29 @@ use crate::idempotency::IdempotencyCache;
 
 /// The embedded broker: the hub's shards in owner mode and a per-process idempotency window.
 /// See [`crate::broker`].
+///
+/// ```
+/// use std::sync::Arc;
+/// use std::time::Duration;
+/// use agentcast_engine::idempotency::IdempotencyCache;
+/// use agentcast_engine::{
+///     Broker, BrokerError, Data, Event, EventKind, Hub, HubConfig, InProcessBroker, Target, UserId,
+/// };
+///
+/// let hub = Hub::start(HubConfig::default()).unwrap();
+/// let broker = InProcessBroker::new(hub.clone(), IdempotencyCache::new(Duration::from_secs(60), 1_000));
+/// let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+/// let alice = Target::User(UserId::new("alice").unwrap());
+/// let event = || Event::new(EventKind::AgentStarted, "r1", Data::empty());
+/// let key: Option<Arc<str>> = Some("k1".into());
+/// let first = rt.block_on(broker.publish(alice.clone(), event(), key.clone())).unwrap();
+/// let again = rt.block_on(broker.publish(alice.clone(), event(), key.clone())).unwrap();
+/// assert_eq!((again.receipt.seq, again.replayed), (first.receipt.seq, true));
+/// // The same key with another request publishes nothing.
+/// let other = Event::new(EventKind::AgentCompleted, "r1", Data::empty());
+/// let refused = rt.block_on(broker.publish(alice, other, key));
+/// assert!(matches!(refused, Err(BrokerError::KeyReused(_))));
+/// ```
 #[derive(Debug)]
 pub struct InProcessBroker {
     hub: Hub,
