@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::broker::seed::BrokerHealth;
-use crate::enrich::catalog::{ErrorCategory, ManualClock, Severity, ToolInfo};
+use crate::clock::{Clock, ManualClock, SystemClock};
+use crate::enrich::catalog::{ErrorCategory, Severity, ToolInfo};
 use crate::escalation::Escalation;
 use crate::event::PriorityTable;
 use crate::health::state::HealthConfig;
@@ -84,6 +85,11 @@ pub struct HubConfig {
     /// The health of an external broker (cluster mode; see [`crate::broker`]): reported as the
     /// `broker` component instead of the in-process one. Default: none (embedded).
     pub broker_health: Option<Arc<dyn BrokerHealth>>,
+    /// Where the shards and the publish path read wall-clock time (see [`crate::clock`]):
+    /// publish timestamps, seq bases and the seq clock cap, idle-user TTLs, ack deadlines,
+    /// history and run ages. A test sets a [`ManualClock`] to drive them without sleeping.
+    /// Default: [`SystemClock`].
+    pub clock: Arc<dyn Clock>,
 }
 
 impl Default for HubConfig {
@@ -109,6 +115,7 @@ impl Default for HubConfig {
             command_queue: 1 << 18,
             escalate_never_connected: true,
             broker_health: None,
+            clock: Arc::new(SystemClock),
         }
     }
 }
@@ -202,7 +209,8 @@ pub struct EnrichmentConfig {
     pub max_tools_per_run: usize,
     /// A test hook: when set, run tracking reads the time from this clock instead of the
     /// publish timestamp (so elapsed times and urgency are exact in tests, whatever the
-    /// machine's speed). Default: none.
+    /// machine's speed). Default: none. [`HubConfig::clock`] drives the publish timestamps
+    /// themselves (and so run tracking too); this one moves run tracking alone.
     pub clock: Option<ManualClock>,
 }
 

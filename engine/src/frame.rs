@@ -21,8 +21,6 @@
 //! User events carry `seq`; channel events carry `"channel":"<name>"` and broadcast events
 //! `"channel":"*"` instead. `data` is the publisher's bytes, untouched.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 use crate::event::{EventKind, Priority};
@@ -334,9 +332,7 @@ fn encode_event_in(pool: Option<&mut FramePool>, f: &EventFields<'_>) -> Frame {
 
 /// Milliseconds since the Unix epoch, now.
 pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
+    crate::clock::system_now_ms()
 }
 
 /// Appends `s` as a JSON string (quotes, escapes for `"`, `\` and control characters).

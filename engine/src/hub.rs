@@ -30,7 +30,7 @@ use crate::enrich::rules::{self as enrich, Rules};
 use crate::error::{HubClosed, PublishError};
 use crate::escalation::Dispatcher;
 use crate::event::{Event, Priority, Target, UserId};
-use crate::frame::{self, EventFields, Origin, now_ms};
+use crate::frame::{self, EventFields, Origin};
 use crate::health::monitor::{self, Monitor};
 use crate::health::probe::Probe;
 use crate::health::state::{
@@ -218,7 +218,7 @@ impl Hub {
     /// command queue is full (for a channel or broadcast: any shard's, checked before
     /// anything is queued). Either way nothing was published.
     pub fn publish(&self, target: Target, event: Event) -> Result<PublishReply, PublishError> {
-        let ts_ms = now_ms();
+        let ts_ms = self.inner.cfg.clock.now_ms();
         let priority = event
             .priority
             .unwrap_or_else(|| self.inner.cfg.priorities.priority(&event.kind));
@@ -299,7 +299,7 @@ impl Hub {
     /// Publishes without asking for a receipt: the cheapest form (no reply channel). Refused
     /// as [`Hub::publish`] is.
     pub fn send(&self, target: Target, event: Event) -> Result<(), PublishError> {
-        let ts_ms = now_ms();
+        let ts_ms = self.inner.cfg.clock.now_ms();
         let priority = event
             .priority
             .unwrap_or_else(|| self.inner.cfg.priorities.priority(&event.kind));
@@ -412,7 +412,8 @@ impl Hub {
                 let (tx, reply) = Reply::channel();
                 w.send(Command::Inspect(Box::new(move |s: &mut Shard| {
                     if housekeeping {
-                        s.housekeeping();
+                        let now = s.clock().now_ms();
+                        s.housekeeping(now);
                     }
                     let _ = tx.send(());
                 })))?;

@@ -28,6 +28,8 @@
 //! the public docs and re-exports, the code is in their files).
 //!
 //! Leaves and value types:
+//! - [`clock`] — wall-clock time as an input: [`Clock`], [`SystemClock`] (the default),
+//!   [`ManualClock`] (tests; waits move it), and the per-batch time a worker hands its shard.
 //! - [`error`] — one error enum per operation.
 //! - [`json`] — sans-IO reading of untrusted JSON (depth check, simd-json validation, raw spans).
 //! - [`event`] — event kinds, priorities, targets, names and the publisher's raw `data`.
@@ -46,7 +48,7 @@
 //! - `broker/seed.rs` — what the engine takes from a broker: the [`Seed`] of a connection's
 //!   replay and the [`BrokerHealth`] of the `broker` component.
 //! - `enrich/catalog.rs` — enrichment's value types: [`ToolInfo`], [`ErrorCategory`],
-//!   [`Severity`], [`Urgency`], [`ManualClock`].
+//!   [`Severity`], [`Urgency`].
 //! - `conn/shared.rs` — what a connection's shard and transport share: [`ConnId`],
 //!   [`ConnectOptions`], [`Resume`], [`Welcome`], the close codes, the hand-off line.
 //! - `reply` (private; re-exported by [`hub`]): [`Reply`], [`PublishReply`], [`Receipt`].
@@ -102,6 +104,7 @@
 
 pub mod broker;
 pub mod client_msg;
+pub mod clock;
 mod command;
 pub mod config;
 pub mod conn;
@@ -133,10 +136,11 @@ pub use broker::{
     Seed,
 };
 pub use client_msg::ClientMessage;
+pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{EnrichmentConfig, HubConfig};
 pub use conn::{ConnId, ConnectOptions, Connection, Readiness, Resume, Welcome};
 pub use emitter::UserEmitter;
-pub use enrich::{Enricher, ErrorCategory, ManualClock, Severity, ToolInfo, Urgency};
+pub use enrich::{Enricher, ErrorCategory, Severity, ToolInfo, Urgency};
 pub use error::{HubClosed, InvalidName, ParseError, PublishError, SubscribeError};
 pub use escalation::{Escalation, UnackedCritical};
 pub use event::{ChannelName, Data, Event, EventKind, Priority, PriorityTable, Target, UserId};

@@ -38,9 +38,14 @@
 //! A new user state's seqs start after `max(now_ms × 1000, seq_floor)`, where `seq_floor` is
 //! the highest seq of any state this shard evicted. A seq issued at millisecond `t` is kept
 //! below `(t + 1) × 1000`: a user given more than 1,000 events within one millisecond waits
-//! for the next one (at most 2 ms, counted in `seq_clock_waits`). So every seq this process
+//! for the next one (at most 2 ms with the [`SystemClock`](crate::clock::SystemClock),
+//! counted in `seq_clock_waits`). So every seq this process
 //! issues is below the base of any state created later, by this process or by the next one
 //! after a restart (as long as the wall clock does not step back).
+//!
+//! The shard reads no clock of its own (see [`crate::clock`]): a publish carries the time
+//! its publisher read, the worker hands `Shard::handle` the batch's `Now` and
+//! housekeeping its time, and the seq clock cap waits on [`HubConfig::clock`].
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -58,14 +63,15 @@ mod users;
 use deliver::{Parcel, Push, Wakes, deliver, push_frame, refill};
 pub use tally::Footprint;
 use tally::Tally;
-use users::{UserState, UserTable, ukey, user_state, wait_for_seq_clock};
+use users::{UserState, UserTable, ukey, user_state};
 
+use crate::clock::{Clock, Now};
 use crate::command::Command;
 use crate::config::HubConfig;
 use crate::conn::shared::{ConnId, ConnShared, close_code};
 use crate::escalation::EscalationSender;
 use crate::event::{ChannelName, Event, EventKind, Priority, UserId};
-use crate::frame::{self, EventFields, Frame, FramePool, Origin, now_ms};
+use crate::frame::{self, EventFields, Frame, FramePool, Origin};
 use crate::health::state::{Fault, HealthConfig};
 use crate::history::{Gap, HistoryEntry};
 use crate::prefetch::prefetch_write;
@@ -184,8 +190,7 @@ impl Shard {
 
     /// After a panic: every connection is closed with 1011 and unregistered; user state
     /// (seq, ack cursor, history) is kept so clients resume without loss.
-    pub(crate) fn recover_after_panic(&mut self) {
-        let now = now_ms();
+    pub(crate) fn recover_after_panic(&mut self, now: u64) {
         for (_, c) in self.conns.iter() {
             c.shared.close(close_code::INTERNAL_ERROR);
         }
@@ -212,7 +217,13 @@ impl Shard {
         self.cfg.tick
     }
 
-    pub(crate) fn handle(&mut self, cmd: Command<Shard>, counters: &ShardCounters) {
+    /// The clock the worker reads for this shard ([`HubConfig::clock`]).
+    pub(crate) fn clock(&self) -> Arc<dyn Clock> {
+        Arc::clone(&self.cfg.clock)
+    }
+
+    /// Serves one command at the batch's time `now` (read only by commands that need it).
+    pub(crate) fn handle(&mut self, cmd: Command<Shard>, counters: &ShardCounters, now: &mut Now) {
         match cmd {
             Command::Publish {
                 user,
@@ -232,7 +243,7 @@ impl Shard {
                     }
                     return;
                 }
-                let receipt = self.publish_user(user, &event, priority, ts_ms, born_us);
+                let receipt = self.publish_user(user, &event, priority, ts_ms, born_us, now);
                 if let Some(tx) = reply {
                     let _ = tx.send(receipt);
                 }
@@ -252,6 +263,7 @@ impl Shard {
                     priority,
                     coalesce_run.as_ref(),
                     born_us,
+                    now,
                 );
                 let k = usize::from(kind).min(KINDS - 1);
                 self.tally.published_by_kind[k] += 1;
@@ -268,14 +280,15 @@ impl Shard {
                 reply,
             } => {
                 let seed = options.seed.take();
-                let out = self.connect(user, id, shared, &options, seed);
+                let now = now.ms();
+                let out = self.connect(user, id, shared, &options, seed, now);
                 // The caller gave up (its `Connecting` was dropped): nobody will ever hold the
                 // `Connection` whose drop unregisters it, so unregister now.
                 if let Err((key, _)) = reply.send(out) {
-                    self.disconnect(key, id, counters);
+                    self.disconnect(key, id, counters, now);
                 }
             }
-            Command::Disconnect { key, id } => self.disconnect(key, id, counters),
+            Command::Disconnect { key, id } => self.disconnect(key, id, counters, now.ms()),
             Command::Ack { user, seq } => self.ack(&user, seq),
             Command::Subscribe {
                 key,
@@ -310,7 +323,7 @@ impl Shard {
                 coalesce_run,
                 kind,
                 born_us,
-            } => self.deliver_sequenced(user, entry, coalesce_run, kind, born_us),
+            } => self.deliver_sequenced(user, entry, coalesce_run, kind, born_us, now),
             Command::Fault(fault) => self.inject(fault),
             Command::Drain => self.begin_drain(),
             Command::Shutdown => {}
@@ -324,6 +337,7 @@ impl Shard {
         priority: Priority,
         ts_ms: u64,
         born_us: u64,
+        now: &mut Now,
     ) -> Receipt {
         self.tally.published_user += 1;
         self.tally.published_by_priority[priority as usize] += 1;
@@ -358,7 +372,10 @@ impl Shard {
         state.last_seq += 1;
         let seq = state.last_seq;
         // One compare: the seq stays below the next millisecond's base (see the module docs).
-        if seq >= ts_ms.saturating_add(1).saturating_mul(1000) && wait_for_seq_clock(seq) {
+        // The wait (cold) re-reads the clock: `ts_ms` may be stale.
+        if seq >= ts_ms.saturating_add(1).saturating_mul(1000)
+            && self.cfg.clock.wait_until_ms(seq / 1000)
+        {
             self.tally.seq_clock_waits += 1;
         }
         if state.conns.is_empty() {
@@ -445,7 +462,7 @@ impl Shard {
             self.tally.published_by_kind[k] += 1;
             self.tally.delivered_by_kind[k] += delivered as u64;
         }
-        self.close_overflowed();
+        self.close_overflowed(now);
         // One compare while the shard's histories are within their bound.
         if self.history_bytes > self.history_cap {
             self.shrink_history(&user);
@@ -456,9 +473,9 @@ impl Shard {
         }
     }
 
-    fn close_overflowed(&mut self) {
+    fn close_overflowed(&mut self, now: &mut Now) {
         while let Some(key) = self.overflowed.pop() {
-            self.force_close(key);
+            self.force_close(key, now.ms());
         }
     }
 
@@ -469,6 +486,7 @@ impl Shard {
         priority: Priority,
         coalesce: Option<&Arc<str>>,
         born_us: u64,
+        now: &mut Now,
     ) -> usize {
         self.tally.published_by_priority[priority as usize] += 1;
         let delivered = match channel {
@@ -527,7 +545,7 @@ impl Shard {
                 delivered
             }
         };
-        self.close_overflowed();
+        self.close_overflowed(now);
         delivered
     }
 }
@@ -551,17 +569,4 @@ fn gap_frame(g: Gap) -> Bytes {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_seq_past_the_next_milliseconds_base_waits_for_the_clock() {
-        let now = now_ms();
-        assert!(!wait_for_seq_clock(now * 1000), "within budget: no wait");
-        let ahead = (now + 1) * 1000 + 1;
-        assert!(wait_for_seq_clock(ahead));
-        // Either the clock reached the millisecond whose base is above `ahead`, or the bounded
-        // wait (2 ms) ran out, after which the clock is past it too.
-        assert!(now_ms() > now);
-    }
-}
+mod tests;

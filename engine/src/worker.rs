@@ -4,7 +4,10 @@
 //! `SegQueue`) and wake it with a `Parker`/`Unparker` pair (an atomic swap when the worker is
 //! awake; a futex wake only when it sleeps). The worker pops commands until the queue is
 //! empty, publishes its counters, runs housekeeping once per tick (ack deadlines, idle-user
-//! eviction), and parks until the next command or tick.
+//! eviction), and parks until the next command or tick. The shard's wall-clock time comes
+//! from here ([`HubConfig::clock`](crate::HubConfig::clock)): one read per batch, on the
+//! first command that needs it (and again every [`CLOCK_EVERY`] commands of a long burst),
+//! and one per housekeeping. Ticks are scheduled on the monotonic clock.
 //!
 //! # Overload
 //!
@@ -66,6 +69,7 @@ use crossbeam_queue::SegQueue;
 use crossbeam_utils::CachePadded;
 use crossbeam_utils::sync::{Parker, Unparker};
 
+use crate::clock::Now;
 use crate::command;
 use crate::conn::shared::close_code;
 use crate::error::{HubClosed, PublishError};
@@ -249,7 +253,8 @@ fn run(mut shard: Shard, shared: &Arc<WorkerShared>, parker: Parker) {
         }
         // Whatever the panic interrupted, the connections' state is suspect: close them with
         // 1011 so clients resume from the history, which is kept.
-        shard.recover_after_panic();
+        let now = shard.clock().now_ms();
+        shard.recover_after_panic(now);
         shard.flush_counters(&shared.counters);
         if consecutive >= policy.max_restarts {
             tracing::error!(
@@ -305,10 +310,13 @@ fn serve(shard: &mut Shard, shared: &Arc<WorkerShared>, parker: &Parker, taken: 
         return serve_draining(shard, shared, parker, taken);
     }
     let tick = shard.tick();
+    let clock = shard.clock();
     let mut next_tick = Instant::now() + tick;
     loop {
         shared.health.beat();
         let mut n: u32 = 0;
+        // The batch's wall-clock time, read when a command first needs it (see `crate::clock`).
+        let mut batch = Now::of(&*clock);
         while let Some(cmd) = shared.queue.pop() {
             *taken += u64::from(is_publish(&cmd));
             match cmd {
@@ -321,7 +329,7 @@ fn serve(shard: &mut Shard, shared: &Arc<WorkerShared>, parker: &Parker, taken: 
                     shard.flush_counters(&shared.counters);
                     return serve_draining(shard, shared, parker, taken);
                 }
-                cmd => shard.handle(cmd, &shared.counters),
+                cmd => shard.handle(cmd, &shared.counters, &mut batch),
             }
             n = n.wrapping_add(1);
             if n % CLOCK_EVERY == 0 {
@@ -331,10 +339,12 @@ fn serve(shard: &mut Shard, shared: &Arc<WorkerShared>, parker: &Parker, taken: 
                 // Nor a reason to skip housekeeping (see Overload in the module docs).
                 let now = Instant::now();
                 if now >= next_tick {
-                    shard.housekeeping();
+                    shard.housekeeping(clock.now_ms());
                     shard.flush_counters(&shared.counters);
                     next_tick = now + tick;
                 }
+                // A long burst is many batches: the time moves on.
+                batch = Now::of(&*clock);
             }
         }
         if shared.report_every_burst {
@@ -343,7 +353,7 @@ fn serve(shard: &mut Shard, shared: &Arc<WorkerShared>, parker: &Parker, taken: 
         shard.flush_counters(&shared.counters);
         let now = Instant::now();
         if now >= next_tick {
-            shard.housekeeping();
+            shard.housekeeping(clock.now_ms());
             shard.flush_counters(&shared.counters);
             next_tick = now + tick;
         }
@@ -373,9 +383,11 @@ fn serve(shard: &mut Shard, shared: &Arc<WorkerShared>, parker: &Parker, taken: 
 /// The loop of a draining worker (see the [module docs](self)); returns on shutdown.
 fn serve_draining(shard: &mut Shard, shared: &Arc<WorkerShared>, parker: &Parker, taken: &mut u64) {
     let tick = shard.tick();
+    let clock = shard.clock();
     let mut next_tick = Instant::now() + tick;
     loop {
         shared.health.beat();
+        let mut batch = Now::of(&*clock);
         while let Some(cmd) = shared.queue.pop() {
             *taken += u64::from(is_publish(&cmd));
             match cmd {
@@ -392,14 +404,14 @@ fn serve_draining(shard: &mut Shard, shared: &Arc<WorkerShared>, parker: &Parker
                 | Command::Subscribe { .. }
                 | Command::Fault(_)
                 | Command::Drain => {}
-                cmd => shard.handle(cmd, &shared.counters),
+                cmd => shard.handle(cmd, &shared.counters, &mut batch),
             }
         }
         shared.publishes_out.store(*taken, Ordering::Relaxed);
         shard.flush_counters(&shared.counters);
         let now = Instant::now();
         if now >= next_tick {
-            shard.housekeeping();
+            shard.housekeeping(clock.now_ms());
             shard.flush_counters(&shared.counters);
             next_tick = now + tick;
         }

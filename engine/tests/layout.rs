@@ -18,6 +18,7 @@ use std::path::Path;
 /// file must fall under an entry (add it where it belongs).
 const ORDER: &[&str] = &[
     // Leaves and value types.
+    "clock",
     "error",
     "json",
     "event",

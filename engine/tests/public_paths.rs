@@ -5,6 +5,7 @@
 #![allow(unused_imports)]
 
 use agentcast_engine::broker::{BrokerHealth, Seed};
+use agentcast_engine::clock::{Clock, ManualClock as _, SEQ_CLOCK_WAIT, SystemClock};
 use agentcast_engine::config::{
     EnrichmentConfig, HubConfig, default_error_categories, default_error_patterns,
     default_tool_catalog,
@@ -22,11 +23,11 @@ use agentcast_engine::hub::{Connecting, Hub, PublishReply, Receipt, Reply};
 use agentcast_engine::sequenced::UserEventParts;
 use agentcast_engine::shard::Footprint;
 use agentcast_engine::{
-    BrokerHealth as _, Connecting as _, Connection as _, Enricher as _, ErrorCategory as _,
-    Fault as _, FaultRefused as _, Footprint as _, HealthConfig as _, HealthReport as _,
-    HealthState as _, ManualClock as _, PublishReply as _, Readiness as _, Receipt as _,
-    Reply as _, Resume as _, Seed as _, Severity as _, ToolInfo as _, Urgency as _,
-    UserEmitter as _, UserEventParts as _, Welcome as _,
+    BrokerHealth as _, Clock as _, Connecting as _, Connection as _, Enricher as _,
+    ErrorCategory as _, Fault as _, FaultRefused as _, Footprint as _, HealthConfig as _,
+    HealthReport as _, HealthState as _, ManualClock as _, PublishReply as _, Readiness as _,
+    Receipt as _, Reply as _, Resume as _, Seed as _, Severity as _, SystemClock as _,
+    ToolInfo as _, Urgency as _, UserEmitter as _, UserEventParts as _, Welcome as _,
 };
 
 #[test]

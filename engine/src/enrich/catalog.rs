@@ -1,5 +1,6 @@
 //! The value types of enrichment's configuration, below [`config`](crate::config): tool
-//! catalog entries, error categories and their severities, urgency, and the test clock. See
+//! catalog entries, error categories and their severities, and urgency (the test clock
+//! [`ManualClock`](crate::clock::ManualClock) is in [`clock`](crate::clock)). See
 //! the [`enrich`](crate::enrich) docs.
 
 use std::fmt;
@@ -125,36 +126,5 @@ impl ErrorCategory {
                 .map(str::to_owned)
                 .collect(),
         }
-    }
-}
-
-/// A clock a test sets by hand, for [`EnrichmentConfig::clock`](crate::EnrichmentConfig::clock): run tracking reads
-/// [`ManualClock::now_ms`] instead of the publish timestamp, so a test can put an event at
-/// any elapsed time without sleeping (and without depending on the machine's speed).
-///
-/// Clones share the time. Reads and writes are `Relaxed`: the value is the only datum
-/// passed, and a test sets it before publishing (the publish's queue hand-off orders it).
-#[derive(Debug, Clone, Default)]
-pub struct ManualClock(std::sync::Arc<std::sync::atomic::AtomicU64>);
-
-impl ManualClock {
-    /// A clock at `ms` (milliseconds since the Unix epoch, or any origin a test picks).
-    pub fn at(ms: u64) -> ManualClock {
-        ManualClock(std::sync::Arc::new(std::sync::atomic::AtomicU64::new(ms)))
-    }
-
-    /// The time, ms.
-    pub fn now_ms(&self) -> u64 {
-        self.0.load(std::sync::atomic::Ordering::Relaxed)
-    }
-
-    /// Sets the time to `ms`.
-    pub fn set(&self, ms: u64) {
-        self.0.store(ms, std::sync::atomic::Ordering::Relaxed);
-    }
-
-    /// Moves the time forward by `ms`.
-    pub fn advance(&self, ms: u64) {
-        self.0.fetch_add(ms, std::sync::atomic::Ordering::Relaxed);
     }
 }

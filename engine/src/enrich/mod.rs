@@ -58,5 +58,6 @@
 pub(crate) mod catalog;
 pub(crate) mod rules;
 
+pub use crate::clock::ManualClock;
 pub use crate::runs::enricher::Enricher;
-pub use catalog::{ErrorCategory, ManualClock, Severity, ToolInfo, Urgency};
+pub use catalog::{ErrorCategory, Severity, ToolInfo, Urgency};

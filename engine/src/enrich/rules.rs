@@ -8,8 +8,9 @@ use std::collections::HashMap;
 use ahash::RandomState;
 use bytes::{BufMut, BytesMut};
 
+use crate::clock::ManualClock;
 use crate::config::EnrichmentConfig;
-use crate::enrich::catalog::{ErrorCategory, ManualClock, Severity, Urgency};
+use crate::enrich::catalog::{ErrorCategory, Severity, Urgency};
 use crate::event::EventKind;
 use crate::frame::{write_str, write_u64};
 use crate::json::{decode_string, members_lazy};

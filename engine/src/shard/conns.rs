@@ -7,21 +7,20 @@ use crate::broker::seed::Seed;
 use crate::conn::shared::{ConnId, ConnShared, ConnectOptions, Resume, Welcome, close_code};
 use crate::error::SubscribeError;
 use crate::event::{ChannelName, Priority, UserId};
-use crate::frame::now_ms;
 use crate::ring::{PriorityRing, Queued};
 use crate::stats::ShardCounters;
 
 use super::{ConnEntry, Shard, gap_frame, refill, sequenced, ukey, user_state};
 
 impl Shard {
-    pub(super) fn force_close(&mut self, key: usize) {
+    pub(super) fn force_close(&mut self, key: usize, now: u64) {
         self.tally.forced_closes += 1;
         if let Some(c) = self.conns.get(key) {
             c.shared.close(close_code::TRY_AGAIN_LATER);
         }
         // The entry is removed now so no more frames are queued; the transport's handle
         // drops later and its Disconnect finds nothing.
-        self.remove(key);
+        self.remove(key, now);
     }
 
     pub(super) fn connect(
@@ -31,10 +30,10 @@ impl Shard {
         shared: Arc<ConnShared>,
         opts: &ConnectOptions,
         seed: Option<Box<Seed>>,
+        now: u64,
     ) -> (usize, Welcome) {
         let seed_given = seed.is_some();
         self.tally.connects += 1;
-        let now = now_ms();
         let key = self.conns.insert(ConnEntry {
             id,
             user: user.clone(),
@@ -122,7 +121,13 @@ impl Shard {
         (key, welcome)
     }
 
-    pub(super) fn disconnect(&mut self, key: usize, id: ConnId, counters: &ShardCounters) {
+    pub(super) fn disconnect(
+        &mut self,
+        key: usize,
+        id: ConnId,
+        counters: &ShardCounters,
+        now: u64,
+    ) {
         if self.conns.get(key).is_some_and(|c| c.id == id) {
             let shared = Arc::clone(&self.conns[key].shared);
             let internal = self.conns[key].internal;
@@ -132,7 +137,7 @@ impl Shard {
                 let left = self.conns[key].ring.len() + shared.handoff.len();
                 self.tally.shutdown_unwritten += left as u64;
             }
-            self.remove(key);
+            self.remove(key, now);
             // The transport is gone (its handle sent this command after its last drain): what
             // it left is discarded with the last reference; count it to keep in-flight
             // accounting exact.
@@ -146,7 +151,7 @@ impl Shard {
     }
 
     /// Unregisters connection `key` from every index.
-    pub(super) fn remove(&mut self, key: usize) {
+    pub(super) fn remove(&mut self, key: usize, now: u64) {
         let Some(c) = self.conns.try_remove(key) else {
             return;
         };
@@ -156,7 +161,6 @@ impl Shard {
         for ch in &c.channels {
             self.remove_from_channel(ch, key);
         }
-        let now = now_ms();
         if let Some(state) = self.users.get_mut(ukey(&c.user)) {
             state.conns.retain(|k| *k != key);
             if state.conns.is_empty() {

@@ -3,14 +3,12 @@
 
 use crate::conn::shared::close_code;
 use crate::escalation::UnackedCritical;
-use crate::frame::now_ms;
 
 use super::{Shard, ukey};
 
 impl Shard {
-    /// Escalates overdue critical events and evicts idle users.
-    pub(crate) fn housekeeping(&mut self) {
-        let now = now_ms();
+    /// Escalates critical events overdue at `now` and evicts users idle for their TTL.
+    pub(crate) fn housekeeping(&mut self, now: u64) {
         while self.deadlines.front().is_some_and(|d| d.due_ms <= now) {
             let Some(d) = self.deadlines.pop_front() else {
                 break;

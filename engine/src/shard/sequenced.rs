@@ -11,8 +11,8 @@
 use std::sync::Arc;
 
 use crate::broker::seed::Seed;
+use crate::clock::Now;
 use crate::event::{Priority, UserId};
-use crate::frame::now_ms;
 use crate::history::{Gap, HistoryEntry};
 use crate::stats::KINDS;
 
@@ -27,8 +27,9 @@ impl Shard {
         coalesce: Option<Arc<str>>,
         kind: u8,
         born_us: u64,
+        batch: &mut Now,
     ) {
-        let now = now_ms();
+        let now = batch.ms();
         if self.users.len() >= self.user_cap && !self.users.contains_key(ukey(&user)) {
             self.make_room_for_user();
         }
@@ -95,7 +96,7 @@ impl Shard {
         let k = usize::from(kind).min(KINDS - 1);
         self.tally.published_by_kind[k] += 1;
         self.tally.delivered_by_kind[k] += delivered as u64;
-        self.close_overflowed();
+        self.close_overflowed(batch);
         if self.history_bytes > self.history_cap {
             self.shrink_history(&user);
         }

@@ -1,6 +1,6 @@
 //! The shard's user table: keys held inline, each user's state (connections, seq, ack
 //! cursor, history, runs), and how a new state starts (its seq base; see the `shard` module
-//! docs for the seq clock).
+//! docs for the seq clock, whose wait is [`Clock::wait_until_ms`](crate::clock::Clock)).
 
 use std::collections::{HashMap, VecDeque};
 
@@ -9,7 +9,6 @@ use smallvec::SmallVec;
 
 use crate::config::HubConfig;
 use crate::event::UserId;
-use crate::frame::now_ms;
 use crate::history::HistoryRing;
 use crate::runs::{RunHost, UserRuns};
 
@@ -141,26 +140,6 @@ pub(super) fn user_state<'a>(
             ever_connected: false,
         }
     })
-}
-
-/// Longest a publish waits for the clock (see the module docs): past it the clock is taken
-/// to have stepped back, and the seq is issued anyway.
-const SEQ_CLOCK_WAIT: std::time::Duration = std::time::Duration::from_millis(2);
-
-/// Waits until `seq` is below the next millisecond's seq base, at most [`SEQ_CLOCK_WAIT`].
-/// Returns whether it had to wait (the caller's timestamp may be stale; the clock is read
-/// again first).
-#[cold]
-pub(super) fn wait_for_seq_clock(seq: u64) -> bool {
-    let below_next_base = || now_ms().saturating_add(1).saturating_mul(1000) > seq;
-    if below_next_base() {
-        return false;
-    }
-    let start = std::time::Instant::now();
-    while !below_next_base() && start.elapsed() < SEQ_CLOCK_WAIT {
-        std::thread::yield_now();
-    }
-    true
 }
 
 /// Eviction: whole user states, least recently active first (see the `shard` module docs,
