@@ -568,3 +568,25 @@ async fn runs_published_through_one_node_are_enriched_and_unknown_runs_are_not_f
     assert!(e["meta"].get("elapsed_ms").is_none(), "{e}");
     assert_eq!(e["meta"]["category"], "search", "{e}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscribe_over_the_tiers_limit_subscribes_nothing_in_redis() {
+    let redis = RedisServer::start();
+    let a = cluster_node(&redis, "a", |c| {
+        c.tiers.free.subscriptions_per_connection = 1
+    })
+    .await;
+    let mut c = a
+        .connect(&token_with("lim", json!({"channels": ["room:*"]})))
+        .await;
+    c.send_json(&json!({"type": "subscribe", "channel": "room:1"}))
+        .await;
+    assert!(c.sync().await.is_empty());
+    c.send_json(&json!({"type": "subscribe", "channel": "room:2"}))
+        .await;
+    let refused = c.sync().await;
+    assert_eq!(refused[0]["code"], "subscription_limit", "{refused:?}");
+    // Only the channel the engine accepted is subscribed in Redis.
+    assert_eq!(subscribed_nodes(&redis, "ac:ch:room:1"), 1);
+    assert_eq!(subscribed_nodes(&redis, "ac:ch:room:2"), 0);
+}

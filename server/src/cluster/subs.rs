@@ -65,6 +65,17 @@ impl Drop for ChannelGuard {
     }
 }
 
+/// One more holder of `key`'s subscription (created unsubscribed if new).
+async fn hold<K: std::hash::Hash + Eq + Clone>(
+    map: &tokio::sync::Mutex<HashMap<K, Arc<Sub>>>,
+    key: &K,
+) -> Arc<Sub> {
+    let mut subs = map.lock().await;
+    let sub = Arc::clone(subs.entry(key.clone()).or_default());
+    sub.refs.fetch_add(1, Ordering::SeqCst);
+    sub
+}
+
 impl Cluster {
     /// A new connection of `user` here: subscribes to the user (first connection), counts it
     /// cluster-wide and reads what to replay: after `resume`'s seq, or after the ack cursor.
@@ -75,12 +86,7 @@ impl Cluster {
         history_len: usize,
         connection_limit: usize,
     ) -> Result<agentcast_engine::Opened, BrokerError> {
-        let sub = {
-            let mut subs = self.subs.lock().await;
-            let sub = Arc::clone(subs.entry(user.clone()).or_default());
-            sub.refs.fetch_add(1, Ordering::SeqCst);
-            sub
-        };
+        let sub = hold(&self.subs, user).await;
         let mut guard = UserGuard {
             cluster: Arc::clone(self),
             user: user.clone(),
@@ -194,12 +200,7 @@ impl Cluster {
         self: &Arc<Self>,
         channel: &ChannelName,
     ) -> Result<agentcast_engine::Lease, BrokerError> {
-        let sub = {
-            let mut chans = self.chans.lock().await;
-            let sub = Arc::clone(chans.entry(channel.clone()).or_default());
-            sub.refs.fetch_add(1, Ordering::SeqCst);
-            sub
-        };
+        let sub = hold(&self.chans, channel).await;
         // Counted from here: an error drops the guard, which uncounts it.
         let guard = ChannelGuard {
             cluster: Arc::clone(self),

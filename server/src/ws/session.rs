@@ -360,19 +360,22 @@ impl Session {
                     let msg = format!("not allowed to subscribe to `{channel}`");
                     return self.reply_error("forbidden", &msg);
                 }
-                // The broker first (cluster mode: this node subscribes to the channel in
-                // Redis), so events published on other nodes reach this connection before
-                // its next message is read.
-                let lease = match self.watches.remove(&channel) {
-                    Some(lease) => lease,
-                    None => match self.state.broker.watch(&channel).await {
-                        Ok(lease) => lease,
-                        Err(e) => return self.reply_error("unavailable", &e.to_string()),
-                    },
-                };
+                // The engine first (it refuses past the tier's limit), then the broker
+                // (cluster mode: this node subscribes to the channel in Redis), both before
+                // the next message is read, so events published on other nodes reach this
+                // connection once the subscribe is answered. A refused subscribe costs Redis
+                // nothing.
                 let answer = conn.subscribe(channel.clone()).await;
-                if matches!(answer, Ok(Ok(()))) {
-                    self.watches.insert(channel, lease);
+                if matches!(answer, Ok(Ok(()))) && !self.watches.contains_key(&channel) {
+                    match self.state.broker.watch(&channel).await {
+                        Ok(lease) => {
+                            self.watches.insert(channel, lease);
+                        }
+                        Err(e) => {
+                            conn.unsubscribe(channel);
+                            return self.reply_error("unavailable", &e.to_string());
+                        }
+                    }
                 }
                 match answer {
                     Ok(Ok(())) => Flow::Continue,
