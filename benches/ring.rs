@@ -16,11 +16,7 @@ fn ring(c: &mut Criterion) {
     g.bench_function("push_pop_with_room", |b| {
         let mut r = PriorityRing::new(256);
         b.iter(|| {
-            r.push(Queued {
-                frame: frame.clone(),
-                priority: Priority::Normal,
-                coalesce_run: None,
-            });
+            r.push(Queued::new(frame.clone(), Priority::Normal));
             black_box(r.pop())
         })
     });
@@ -32,42 +28,26 @@ fn ring(c: &mut Criterion) {
             } else {
                 Priority::Normal
             };
-            r.push(Queued {
-                frame: frame.clone(),
-                priority: p,
-                coalesce_run: (p == Priority::Low).then(|| run.clone()),
-            });
+            r.push(
+                Queued::new(frame.clone(), p).coalescing((p == Priority::Low).then(|| run.clone())),
+            );
         }
         b.iter(|| {
-            black_box(r.push(Queued {
-                frame: frame.clone(),
-                priority: Priority::Low,
-                coalesce_run: Some(run.clone()),
-            }))
+            black_box(
+                r.push(Queued::new(frame.clone(), Priority::Low).coalescing(Some(run.clone()))),
+            )
         })
     });
     g.bench_function("push_full_256_evict_low_for_critical", |b| {
         let mut r = PriorityRing::new(256);
         for _ in 0..256 {
-            r.push(Queued {
-                frame: frame.clone(),
-                priority: Priority::Low,
-                coalesce_run: None,
-            });
+            r.push(Queued::new(frame.clone(), Priority::Low));
         }
         b.iter(|| {
-            black_box(r.push(Queued {
-                frame: frame.clone(),
-                priority: Priority::Normal,
-                coalesce_run: None,
-            }));
+            black_box(r.push(Queued::new(frame.clone(), Priority::Normal)));
             // Put a low frame back so every iteration evicts one.
             r.pop();
-            r.push(Queued {
-                frame: frame.clone(),
-                priority: Priority::Low,
-                coalesce_run: None,
-            });
+            r.push(Queued::new(frame.clone(), Priority::Low));
         })
     });
     g.finish();

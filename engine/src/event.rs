@@ -9,6 +9,9 @@
 //! Priorities decide what a full connection ring gives up first (see [`crate::ring`]):
 //! [`Priority::Low`] (coalesced or dropped), then [`Priority::Normal`] (dropped), while a
 //! [`Priority::Critical`] event is never dropped silently: the connection is closed instead.
+//! The message-stream kinds (`message_started`, `message_delta`, `message_completed`) are
+//! `normal` but never dropped either: deltas merge, and what cannot be queued closes the
+//! connection like a critical event.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -78,6 +81,13 @@ pub enum EventKind {
     AgentCompleted,
     /// The run failed.
     AgentError,
+    /// A message (the answer, usually) begins: `data` has `message_id` and `role`.
+    MessageStarted,
+    /// A fragment of a message's text: `data` has `message_id` and `delta`. Never dropped:
+    /// merged with the next ones of its message instead (see [`crate::delta`]).
+    MessageDelta,
+    /// A message is complete: `data` has `message_id`.
+    MessageCompleted,
     /// Any other type a publisher chooses (validated like a name: see [`EventKind::parse`]).
     Custom(Arc<str>),
 }
@@ -105,6 +115,9 @@ impl EventKind {
             "tool_completed" => EventKind::ToolCompleted,
             "agent_completed" => EventKind::AgentCompleted,
             "agent_error" => EventKind::AgentError,
+            "message_started" => EventKind::MessageStarted,
+            "message_delta" => EventKind::MessageDelta,
+            "message_completed" => EventKind::MessageCompleted,
             "welcome" | "gap" | "error" | "pong" => return Err(InvalidName::Reserved),
             other => {
                 validate_name(other, 64, |b| {
@@ -115,10 +128,18 @@ impl EventKind {
         })
     }
 
-    /// Slots of [`EventKind::index`].
-    pub const SLOTS: usize = 7;
+    /// The three message-stream kinds, in stream order.
+    pub const MESSAGE: [EventKind; 3] = [
+        EventKind::MessageStarted,
+        EventKind::MessageDelta,
+        EventKind::MessageCompleted,
+    ];
 
-    /// 0..=5 for the six agent events in lifecycle order, 6 for every custom type.
+    /// Slots of [`EventKind::index`].
+    pub const SLOTS: usize = 10;
+
+    /// 0..=5 for the six agent events in lifecycle order, 6..=8 for the message events, 9 for
+    /// every custom type.
     pub fn index(&self) -> usize {
         match self {
             EventKind::AgentStarted => 0,
@@ -127,11 +148,14 @@ impl EventKind {
             EventKind::ToolCompleted => 3,
             EventKind::AgentCompleted => 4,
             EventKind::AgentError => 5,
-            EventKind::Custom(_) => 6,
+            EventKind::MessageStarted => 6,
+            EventKind::MessageDelta => 7,
+            EventKind::MessageCompleted => 8,
+            EventKind::Custom(_) => 9,
         }
     }
 
-    /// The label of slot `i` of [`EventKind::index`] (`"custom"` for 6).
+    /// The label of slot `i` of [`EventKind::index`] (`"custom"` for 9).
     pub fn slot_name(i: usize) -> &'static str {
         [
             "agent_started",
@@ -140,6 +164,9 @@ impl EventKind {
             "tool_completed",
             "agent_completed",
             "agent_error",
+            "message_started",
+            "message_delta",
+            "message_completed",
         ]
         .get(i)
         .copied()
@@ -155,12 +182,28 @@ impl EventKind {
             EventKind::ToolCompleted => "tool_completed",
             EventKind::AgentCompleted => "agent_completed",
             EventKind::AgentError => "agent_error",
+            EventKind::MessageStarted => "message_started",
+            EventKind::MessageDelta => "message_delta",
+            EventKind::MessageCompleted => "message_completed",
             EventKind::Custom(s) => s,
         }
     }
 
-    /// Whether this is one of the six agent lifecycle kinds (which require a `run_id`).
+    /// Whether this is one of the six agent lifecycle kinds.
     pub fn is_agent(&self) -> bool {
+        self.index() < 6
+    }
+
+    /// Whether this is one of the three message-stream kinds.
+    pub fn is_message(&self) -> bool {
+        matches!(
+            self,
+            EventKind::MessageStarted | EventKind::MessageDelta | EventKind::MessageCompleted
+        )
+    }
+
+    /// Whether a publish of this kind must name its `run_id` (agent and message kinds).
+    pub fn requires_run(&self) -> bool {
         !matches!(self, EventKind::Custom(_))
     }
 
@@ -171,9 +214,12 @@ impl EventKind {
                 Priority::Critical
             }
             EventKind::AgentThinking => Priority::Low,
-            EventKind::ToolExecuting | EventKind::ToolCompleted | EventKind::Custom(_) => {
-                Priority::Normal
-            }
+            EventKind::ToolExecuting
+            | EventKind::ToolCompleted
+            | EventKind::MessageStarted
+            | EventKind::MessageDelta
+            | EventKind::MessageCompleted
+            | EventKind::Custom(_) => Priority::Normal,
         }
     }
 }

@@ -11,6 +11,16 @@
 //! bounded by the byte limit too. The ring keeps the sum ([`HistoryRing::bytes`]) as it pushes
 //! and evicts: reading it is O(1).
 //!
+//! Consecutive `message_delta` events of one message are kept as one entry (a
+//! [`DeltaRun`], see [`crate::delta`]): a push whose previous entry is a delta of the same
+//! message, at the seq before it, is appended to that entry (bounded by
+//! [`MAX_MERGED_BYTES`](crate::delta::MAX_MERGED_BYTES) of text; then a new entry starts).
+//! The entry's seq is the last it covers, its time the last piece's (so a message ages out
+//! as a whole, after its newest piece), and it is replayed as one frame cut to what the
+//! client lacks ([`HistoryEntry::replay_frame`]): a resume in the middle of a message gets
+//! the rest of the text held as one delta. A thousand tokens cost one entry and their text,
+//! not a thousand frames.
+//!
 //! Seqs only increase within a ring. A ring starts with `evicted_upto` equal to the seq before
 //! its first event (the user's seq base): a client resuming from an older incarnation of the
 //! user's state, evicted after its TTL, is told of the gap too.
@@ -19,6 +29,7 @@ use std::collections::VecDeque;
 
 use bytes::Bytes;
 
+use crate::delta::{self, DeltaRun};
 use crate::event::Priority;
 use crate::frame::FramePool;
 
@@ -31,8 +42,56 @@ pub struct HistoryEntry {
     pub priority: Priority,
     /// When it was published, ms since the Unix epoch.
     pub at_ms: u64,
-    /// The wire frame, shared with the live delivery.
+    /// The wire frame, shared with the live delivery (for a merged entry: empty, see
+    /// [`replay_frame`](Self::replay_frame)).
     pub frame: Bytes,
+    /// The deltas merged into this entry (see the [module docs](self)).
+    pub(crate) merged: Option<Box<DeltaRun>>,
+}
+
+impl HistoryEntry {
+    /// An entry for the event of `seq` whose wire frame is `frame`.
+    pub fn new(seq: u64, priority: Priority, at_ms: u64, frame: Bytes) -> HistoryEntry {
+        HistoryEntry {
+            seq,
+            priority,
+            at_ms,
+            frame,
+            merged: None,
+        }
+    }
+
+    /// The first seq this entry covers (below [`seq`](Self::seq) for merged deltas).
+    pub fn seq_from(&self) -> u64 {
+        self.merged.as_ref().map_or(self.seq, |r| r.seq_from())
+    }
+
+    /// The frame to replay to a client that holds every seq up to `after`: the frame itself,
+    /// or for merged deltas the text after `after`, encoded now. O(1), or O(text) merged.
+    pub fn replay_frame(&self, after: u64) -> Bytes {
+        match &self.merged {
+            None => self.frame.clone(),
+            Some(run) => run
+                .cut_after(after)
+                .unwrap_or_else(|| (**run).clone())
+                .encode(),
+        }
+    }
+
+    /// Keeps only what comes after `after` (the part of a merged entry above it); `None`
+    /// when nothing does.
+    pub(crate) fn cut_after(self, after: u64) -> Option<HistoryEntry> {
+        if self.seq <= after {
+            return None;
+        }
+        match &self.merged {
+            Some(run) if run.seq_from() <= after => Some(HistoryEntry {
+                merged: run.cut_after(after).map(Box::new),
+                ..self
+            }),
+            _ => Some(self),
+        }
+    }
 }
 
 /// Seqs a resume asked for that are no longer held: `from..=to`.
@@ -73,7 +132,7 @@ pub const ENTRY_OVERHEAD: usize = 96;
 
 /// The bytes `e` is counted for.
 fn entry_bytes(e: &HistoryEntry) -> usize {
-    e.frame.len() + ENTRY_OVERHEAD
+    e.frame.len() + ENTRY_OVERHEAD + e.merged.as_ref().map_or(0, |r| r.heap_bytes())
 }
 
 impl HistoryRing {
@@ -97,17 +156,81 @@ impl HistoryRing {
     }
 
     /// Appends an event (its seq must exceed every held seq), evicting the oldest when full.
-    pub fn push(&mut self, entry: HistoryEntry) {
-        self.push_with(entry, drop);
+    /// Returns true when the event was a delta merged into the previous entry.
+    pub fn push(&mut self, entry: HistoryEntry) -> bool {
+        self.push_with(entry, drop)
     }
 
     /// [`push`](Self::push), handing evicted frames to `pool` for reuse.
-    pub fn push_recycling(&mut self, entry: HistoryEntry, pool: &mut FramePool) {
-        self.push_with(entry, |f| pool.recycle(f));
+    pub fn push_recycling(&mut self, entry: HistoryEntry, pool: &mut FramePool) -> bool {
+        self.push_with(entry, |f| pool.recycle(f))
     }
 
-    fn push_with(&mut self, entry: HistoryEntry, mut evicted: impl FnMut(Bytes)) {
+    /// Merges delta `entry` into the newest entry if that is the previous delta of its
+    /// message (see the [module docs](self)). Returns the entry back when it does not merge.
+    /// Amortized O(the entry's text): the newest entry's run is extended in place.
+    fn try_merge(&mut self, mut entry: HistoryEntry) -> Result<(), HistoryEntry> {
+        let Some(back) = self.entries.back_mut() else {
+            return Err(entry);
+        };
+        if back.seq + 1 != entry.seq_from()
+            || !delta::is_delta(&back.frame) && back.merged.is_none()
+            || entry.merged.is_none() && !delta::is_delta(&entry.frame)
+        {
+            return Err(entry);
+        }
+        let next = match entry.merged.take() {
+            Some(r) => *r,
+            None => match DeltaRun::from_frame(&entry.frame) {
+                Some(r) => r,
+                None => return Err(entry),
+            },
+        };
+        let before = entry_bytes(back);
+        let mut run = match back.merged.take() {
+            Some(r) => r,
+            None => match DeltaRun::from_frame(&back.frame) {
+                Some(r) => Box::new(r),
+                None => {
+                    entry.merged = entry.frame.is_empty().then(|| Box::new(next));
+                    return Err(entry);
+                }
+            },
+        };
+        if !run.can_absorb(&next) {
+            if back.frame.is_empty() {
+                back.merged = Some(run);
+            }
+            entry.merged = entry.frame.is_empty().then(|| Box::new(next));
+            return Err(entry);
+        }
+        run.absorb(next, true);
+        back.seq = entry.seq;
+        back.at_ms = back.at_ms.max(entry.at_ms);
+        back.priority = back.priority.max(entry.priority);
+        back.frame = Bytes::new();
+        back.merged = Some(run);
+        let after = entry_bytes(back);
+        self.bytes = sat32((self.bytes as usize - before + after) as u64);
+        Ok(())
+    }
+
+    fn push_with(&mut self, entry: HistoryEntry, mut evicted: impl FnMut(Bytes)) -> bool {
         debug_assert!(self.entries.back().is_none_or(|e| e.seq < entry.seq));
+        let entry = match self.try_merge(entry) {
+            Ok(()) => {
+                // The merged entry grew: older entries make room for it (the newest stays
+                // unless it alone exceeds the bound; then nothing is kept, as for any event).
+                while self.bytes > self.max_bytes && self.entries.len() > 1 {
+                    self.evict_front(&mut evicted);
+                }
+                if self.bytes > self.max_bytes {
+                    self.evict_front(&mut evicted);
+                }
+                return true;
+            }
+            Err(entry) => entry,
+        };
         let size = entry_bytes(&entry);
         if self.max_len == 0 || size > self.max_bytes as usize {
             // Not kept at all: everything before it goes too, so the held seqs stay a
@@ -117,7 +240,7 @@ impl HistoryRing {
             }
             self.evicted_upto = entry.seq;
             evicted(entry.frame);
-            return;
+            return false;
         }
         while self.entries.len() >= self.max_len as usize
             || self.bytes as usize + size > self.max_bytes as usize
@@ -127,6 +250,7 @@ impl HistoryRing {
         // Within `max_bytes`, a `u32`, after the loop.
         self.bytes += size as u32;
         self.entries.push_back(entry);
+        false
     }
 
     fn evict_front(&mut self, evicted: &mut impl FnMut(Bytes)) {
@@ -203,6 +327,7 @@ impl HistoryRing {
             from: last_seq + 1,
             to: self.evicted_upto,
         });
+        // A merged entry covering `last_seq` is included: its replay frame is cut after it.
         let start = self.entries.partition_point(|e| e.seq <= last_seq);
         (gap, self.entries.range(start..))
     }
@@ -245,12 +370,7 @@ mod tests {
     use super::*;
 
     fn entry(seq: u64, at_ms: u64) -> HistoryEntry {
-        HistoryEntry {
-            seq,
-            priority: Priority::Normal,
-            at_ms,
-            frame: Bytes::new(),
-        }
+        HistoryEntry::new(seq, Priority::Normal, at_ms, Bytes::new())
     }
 
     #[test]

@@ -37,6 +37,7 @@
 //! - `handoff` (private): a connection's lock-free single-producer single-consumer queue.
 //! - `slots` (private): the slab of a shard's connections.
 //! - [`frame`] — encoding events once into complete WebSocket frames.
+//! - [`delta`] — merging consecutive `message_delta` frames of one message (rings, history).
 //! - [`ring`] — a connection's bounded priority ring and its overflow policy.
 //! - [`history`] — a user's bounded history ring, resume and gaps.
 //! - [`stats`] — delivery statistics.
@@ -108,6 +109,7 @@ pub mod clock;
 mod command;
 pub mod config;
 pub mod conn;
+pub mod delta;
 pub mod emitter;
 pub mod enrich;
 pub mod error;

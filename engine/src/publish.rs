@@ -8,7 +8,9 @@
 //! ```
 //!
 //! Fields: exactly one target (`user_id`, `channel`, or `broadcast: true`); `type` (required);
-//! `run_id` (required for the six agent types, optional for custom types); `data` (any JSON,
+//! `run_id` (required for the six agent types and the three message types, optional for custom
+//! types); for the message types `data` must carry `message_id` (and `delta` for
+//! `message_delta`, see [`crate::delta`]); `data` (any JSON,
 //! default `{}`, kept byte for byte); `priority` (optional override: `low|normal|critical`);
 //! `idempotency_key` (optional, 1 to 128 bytes). Unknown fields are ignored so publishers can
 //! add their own bookkeeping; duplicate fields are refused. A refused request names its field
@@ -50,13 +52,16 @@ impl PublishRequest {
                 return Err(ParseError::invalid("run_id", "must be 1 to 256 bytes"));
             }
             Some(r) => Some(Arc::<str>::from(r.as_ref())),
-            None if kind.is_agent() => return Err(ParseError::Missing("run_id")),
+            None if kind.requires_run() => return Err(ParseError::Missing("run_id")),
             None => None,
         };
         let data = match m.raw("data") {
             Some(raw) => Data::from_validated(whole.slice_ref(raw)),
             None => Data::empty(),
         };
+        if kind.is_message() {
+            check_message_data(&kind, data.as_bytes())?;
+        }
         let priority = match m.str("priority")? {
             Some(p) => Some(Priority::parse(&p).ok_or_else(|| {
                 ParseError::invalid("priority", "must be one of low, normal, critical")
@@ -102,6 +107,44 @@ impl PublishRequest {
             .map(|s| Self::parse_validated(body, &body[s.start..s.end]))
             .collect())
     }
+}
+
+/// The members a message event's `data` must have: `message_id` (1 to 256 bytes), a string
+/// `delta` for `message_delta`, a string `role` if `message_started` gives one.
+fn check_message_data(kind: &EventKind, data: &[u8]) -> Result<(), ParseError> {
+    let d = Members::scan_validated(data).map_err(|_| ParseError::WrongType {
+        field: "data",
+        expected: "an object with `message_id`",
+    })?;
+    let id = d
+        .str("message_id")
+        .map_err(|_| ParseError::WrongType {
+            field: "data.message_id",
+            expected: "a string",
+        })?
+        .ok_or(ParseError::Missing("data.message_id"))?;
+    if id.is_empty() || id.len() > 256 {
+        return Err(ParseError::invalid(
+            "data.message_id",
+            "must be 1 to 256 bytes",
+        ));
+    }
+    let string = |field: &'static str, key: &'static str| match d.raw(key) {
+        Some(raw) if raw.first() != Some(&b'"') => Err(ParseError::WrongType {
+            field,
+            expected: "a string",
+        }),
+        other => Ok(other.is_some()),
+    };
+    let (field, key, required) = match kind {
+        EventKind::MessageDelta => ("data.delta", "delta", true),
+        EventKind::MessageStarted => ("data.role", "role", false),
+        _ => return Ok(()),
+    };
+    if !string(field, key)? && required {
+        return Err(ParseError::Missing(field));
+    }
+    Ok(())
 }
 
 fn parse_target(m: &Members<'_>) -> Result<Target, ParseError> {

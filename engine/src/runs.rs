@@ -216,7 +216,8 @@ impl RunTracker {
         event: &Event,
         ts_ms: u64,
     ) -> Option<&[u8]> {
-        if !self.rules.enabled {
+        // Message events carry no `meta` (and a token stream pays no run lookup).
+        if !self.rules.enabled || event.kind.is_message() {
             return None;
         }
         let run_id = event.run_id.as_ref()?;
@@ -374,7 +375,12 @@ impl RunTracker {
                 }
                 None
             }
-            EventKind::AgentStarted | EventKind::AgentThinking | EventKind::Custom(_) => None,
+            EventKind::AgentStarted
+            | EventKind::AgentThinking
+            | EventKind::MessageStarted
+            | EventKind::MessageDelta
+            | EventKind::MessageCompleted
+            | EventKind::Custom(_) => None,
         }
     }
 

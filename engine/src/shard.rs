@@ -406,15 +406,12 @@ impl Shard {
             &mut self.frame_pool,
         )
         .into_bytes();
-        state.history.push_recycling(
-            HistoryEntry {
-                seq,
-                priority,
-                at_ms: ts_ms,
-                frame: frame.clone(),
-            },
+        if state.history.push_recycling(
+            HistoryEntry::new(seq, priority, ts_ms, frame.clone()),
             &mut self.frame_pool,
-        );
+        ) {
+            self.tally.history_merged += 1;
+        }
         self.history_bytes = self.history_bytes - bytes_before + state.history.bytes();
         self.history_events = self.history_events - events_before + state.history.len();
         if priority == Priority::Critical {

@@ -156,6 +156,12 @@ counters! {
     /// Publishes whose seq had to wait for the clock to stay below the next millisecond's
     /// seq base (a user given more than 1,000 events in one millisecond; see the crate docs).
     seq_clock_waits,
+    /// `message_delta` frames merged into a queued delta of the same message because a
+    /// connection's ring was full (see [`crate::ring`]): each merge saved a frame, lost no text.
+    deltas_merged,
+    /// `message_delta` events merged into the previous history entry of their message (see
+    /// [`crate::history`]).
+    history_deltas_merged,
     /// Frames queued to a connection (ring or hand-off queue) that were never handed to a
     /// socket because the hub stopped, or the transport gave up, during a graceful shutdown.
     shutdown_unwritten,

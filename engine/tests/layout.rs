@@ -26,6 +26,7 @@ const ORDER: &[&str] = &[
     "handoff",
     "slots",
     "frame",
+    "delta",
     "ring",
     "history",
     "stats",

@@ -78,11 +78,10 @@ proptest! {
             match op {
                 Op::Push { priority, thinking_run } => {
                     next_id += 1;
-                    let got = ring.push(Queued {
-                        frame: Bytes::from(next_id.to_be_bytes().to_vec()),
-                        priority,
-                        coalesce_run: thinking_run.map(|r| Arc::clone(&runs[r as usize])),
-                    });
+                    let got = ring.push(
+                        Queued::new(Bytes::from(next_id.to_be_bytes().to_vec()), priority)
+                            .coalescing(thinking_run.map(|r| Arc::clone(&runs[r as usize]))),
+                    );
                     let want = model.push(cap, next_id, priority, thinking_run);
                     prop_assert_eq!(got, want);
                 }
@@ -106,11 +105,7 @@ proptest! {
 #[test]
 fn critical_is_never_dropped_silently() {
     let mut ring = PriorityRing::new(2);
-    let crit = || Queued {
-        frame: Bytes::new(),
-        priority: Priority::Critical,
-        coalesce_run: None,
-    };
+    let crit = || Queued::new(Bytes::new(), Priority::Critical);
     assert_eq!(ring.push(crit()), PushOutcome::Queued);
     assert_eq!(ring.push(crit()), PushOutcome::Queued);
     assert_eq!(ring.push(crit()), PushOutcome::Overflow);
@@ -120,10 +115,8 @@ fn critical_is_never_dropped_silently() {
 #[test]
 fn newer_thinking_replaces_older_of_same_run_keeping_order() {
     let run: Arc<str> = Arc::from("r");
-    let q = |b: &'static [u8], p, run: Option<Arc<str>>| Queued {
-        frame: Bytes::from_static(b),
-        priority: p,
-        coalesce_run: run,
+    let q = |b: &'static [u8], p, run: Option<Arc<str>>| {
+        Queued::new(Bytes::from_static(b), p).coalescing(run)
     };
     let mut ring = PriorityRing::new(2);
     ring.push(q(b"think-1", Priority::Low, Some(run.clone())));

@@ -405,6 +405,18 @@ impl Collector for Snapshot {
                 t.history_events,
             ),
             (
+                "deltas_merged",
+                Counter,
+                "message_delta frames merged into a queued delta of their message (full ring).",
+                t.deltas_merged,
+            ),
+            (
+                "history_deltas_merged",
+                Counter,
+                "message_delta events merged into their message's previous history entry.",
+                t.history_deltas_merged,
+            ),
+            (
                 "seq_clock_waits",
                 Counter,
                 "Publishes whose seq waited for the next millisecond.",

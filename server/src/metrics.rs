@@ -216,6 +216,8 @@ pub fn render_json(m: &ServerMetrics, stats: &Stats) -> serde_json::Value {
             "drained": t.drained,
             "dropped": by_p(&t.dropped),
             "coalesced": by_p(&t.coalesced),
+            "deltas_merged": t.deltas_merged,
+            "history_deltas_merged": t.history_deltas_merged,
             "restart_closes": t.restart_closes,
             "published_by_type": by_kind(&t.published_by_kind),
             "delivered_by_type": by_kind(&t.delivered_by_kind),

@@ -78,7 +78,7 @@ impl<'a> Said<'a> {
     /// [`Data`]: crate::Data
     pub(crate) fn read(kind: &EventKind, data: &'a [u8]) -> Said<'a> {
         let mut said = Said::default();
-        if matches!(kind, EventKind::Custom(_) | EventKind::AgentCompleted) {
+        if !kind.is_agent() || matches!(kind, EventKind::AgentCompleted) {
             return said;
         }
         // One lazy pass over the top level, no allocation (unless a key or value is escaped).
@@ -465,7 +465,12 @@ pub(crate) fn write_meta(
                     .put_slice(if fatal { b"true" } else { b"false" });
             }
         }
-        EventKind::AgentStarted | EventKind::AgentCompleted | EventKind::Custom(_) => {}
+        EventKind::AgentStarted
+        | EventKind::AgentCompleted
+        | EventKind::MessageStarted
+        | EventKind::MessageDelta
+        | EventKind::MessageCompleted
+        | EventKind::Custom(_) => {}
     }
     if out.len() == start {
         out.clear();

@@ -85,11 +85,8 @@ impl Shard {
         let c = &mut self.conns[key];
         if let Some(g) = gap {
             self.tally.gaps += 1;
-            c.ring.push_unbounded(Queued {
-                frame: gap_frame(g),
-                priority: Priority::Critical,
-                coalesce_run: None,
-            });
+            c.ring
+                .push_unbounded(Queued::new(gap_frame(g), Priority::Critical));
         }
         // Critical first, then the rest, each in seq order.
         let mut replayed = 0;
@@ -98,11 +95,8 @@ impl Shard {
                 .clone()
                 .filter(|e| (e.priority == Priority::Critical) == pass)
             {
-                c.ring.push_unbounded(Queued {
-                    frame: e.frame.clone(),
-                    priority: e.priority,
-                    coalesce_run: None,
-                });
+                c.ring
+                    .push_unbounded(Queued::new(e.replay_frame(after), e.priority));
                 replayed += 1;
             }
         }

@@ -134,16 +134,18 @@ pub(super) fn push_frame(
         return Push::Ok;
     }
     let before = c.ring.len();
-    let outcome = c.ring.push(Queued {
-        frame: frame.clone(),
-        priority,
-        coalesce_run: coalesce.cloned(),
-    });
+    let outcome = c
+        .ring
+        .push(Queued::new(frame.clone(), priority).coalescing(coalesce.cloned()));
     *backlog = *backlog + c.ring.len() - before;
     let result = match outcome {
         PushOutcome::Queued => Push::Ok,
         PushOutcome::Coalesced => {
             tally.coalesced[Priority::Low as usize] += 1;
+            Push::Ok
+        }
+        PushOutcome::Merged => {
+            tally.merged += 1;
             Push::Ok
         }
         PushOutcome::Evicted(p) => {

@@ -57,7 +57,9 @@ impl Shard {
         }
         state.history.expire(now);
         let (frame, priority) = (entry.frame.clone(), entry.priority);
-        state.history.push(entry);
+        if state.history.push(entry) {
+            self.tally.history_merged += 1;
+        }
         self.history_bytes = self.history_bytes - bytes_before + state.history.bytes();
         self.history_events = self.history_events - events_before + state.history.len();
         if let Some(g) = gap {
@@ -107,11 +109,13 @@ impl Shard {
 /// since (above `seed.last_seq`): the read and the live subscription overlap, so the union
 /// by seq misses nothing and holds nothing twice.
 pub(super) fn apply_seed(state: &mut UserState, seed: Seed) {
+    // A merged entry straddling `seed.last_seq` keeps only its part above it.
     let later: Vec<HistoryEntry> = state
         .history
         .iter()
         .filter(|e| e.seq > seed.last_seq)
         .cloned()
+        .filter_map(|e| e.cut_after(seed.last_seq))
         .collect();
     let base = seed
         .entries

@@ -28,6 +28,8 @@ pub(super) struct Tally {
     pub(super) users_evicted: u64,
     pub(super) users_evicted_over_limit: u64,
     pub(super) seq_clock_waits: u64,
+    pub(super) merged: u64,
+    pub(super) history_merged: u64,
     pub(super) connects: u64,
     pub(super) disconnects: u64,
     pub(super) dropped: [u64; 3],
@@ -108,6 +110,12 @@ impl Shard {
             connects,
             disconnects
         );
+        if t.merged != 0 {
+            c.deltas_merged.fetch_add(t.merged, Relaxed);
+        }
+        if t.history_merged != 0 {
+            c.history_deltas_merged.fetch_add(t.history_merged, Relaxed);
+        }
         let r = std::mem::take(&mut self.runs.tally);
         macro_rules! add_runs {
             ($($f:ident),*) => { $( if r.$f != 0 { c.$f.fetch_add(r.$f, Relaxed); } )* };

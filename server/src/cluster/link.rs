@@ -289,12 +289,12 @@ async fn catch_up(
     for (id, fields) in &entries {
         if let Some(e) = wire::parse_entry(id, fields) {
             sub.top.fetch_max(e.seq, Ordering::SeqCst);
-            let entry = HistoryEntry {
-                seq: e.seq,
-                priority: e.priority,
-                at_ms: e.at_ms,
-                frame: Frame::text(e.payload).into_bytes(),
-            };
+            let entry = HistoryEntry::new(
+                e.seq,
+                e.priority,
+                e.at_ms,
+                Frame::text(e.payload).into_bytes(),
+            );
             // The kind index is for counters only; a catch-up counts as a custom type.
             cluster.deliver(user.clone(), entry, u8::MAX, None).await;
         }

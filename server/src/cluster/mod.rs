@@ -351,12 +351,12 @@ impl Cluster {
         self.max_seen.fetch_max(m.seq, Ordering::Relaxed);
         self.deliver(
             user,
-            HistoryEntry {
-                seq: m.seq,
-                priority: m.priority,
-                at_ms: m.at_ms,
-                frame: Frame::text(m.payload).into_bytes(),
-            },
+            HistoryEntry::new(
+                m.seq,
+                m.priority,
+                m.at_ms,
+                Frame::text(m.payload).into_bytes(),
+            ),
             m.kind,
             m.coalesce_run.map(Arc::from),
         )

@@ -133,11 +133,13 @@ impl Cluster {
                 .iter()
                 .filter_map(|(id, fields)| wire::parse_entry(id, fields))
                 .filter(|e| now.saturating_sub(e.at_ms) <= self.history_max_age_ms)
-                .map(|e| HistoryEntry {
-                    seq: e.seq,
-                    priority: e.priority,
-                    at_ms: e.at_ms,
-                    frame: Frame::text(e.payload).into_bytes(),
+                .map(|e| {
+                    HistoryEntry::new(
+                        e.seq,
+                        e.priority,
+                        e.at_ms,
+                        Frame::text(e.payload).into_bytes(),
+                    )
                 })
                 .collect()
         };
