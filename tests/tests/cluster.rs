@@ -590,3 +590,46 @@ async fn a_subscribe_over_the_tiers_limit_subscribes_nothing_in_redis() {
     assert_eq!(subscribed_nodes(&redis, "ac:ch:room:1"), 1);
     assert_eq!(subscribed_nodes(&redis, "ac:ch:room:2"), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_streamed_through_one_node_resumes_mid_message_on_another_as_one_delta() {
+    let redis = RedisServer::start();
+    let a = cluster_node(&redis, "a", |_| {}).await;
+    let b = cluster_node(&redis, "b", |_| {}).await;
+    let c = cluster_node(&redis, "c", |_| {}).await;
+    let t = token("streamer");
+    let mut on_b = b.connect(&t).await;
+    let delta = |i: usize| {
+        json!({"user_id": "streamer", "type": "message_delta", "run_id": "r1",
+               "data": {"message_id": "m1", "delta": format!("tok{i} ")}})
+    };
+    let mut seqs = Vec::new();
+    for i in 0..40 {
+        let (s, v) = a.publish(&delta(i)).await;
+        assert_eq!(s, 200, "{v}");
+        seqs.push(v["seq"].as_u64().unwrap());
+    }
+    let mut text = String::new();
+    for _ in 0..10 {
+        text.push_str(on_b.next_json().await["data"]["delta"].as_str().unwrap());
+    }
+    on_b.close().await;
+    // The client comes back on a third node, which never saw the message: its replay comes
+    // from Redis, merged, and cut after what the client holds.
+    let mut on_c = c
+        .connect_query(&format!("token={t}&last_seq={}", seqs[9]))
+        .await
+        .unwrap();
+    let rest = on_c.next_json().await;
+    assert_eq!(rest["type"], "message_delta", "{rest}");
+    assert_eq!(rest["seq_from"].as_u64(), Some(seqs[10]), "{rest}");
+    assert_eq!(rest["seq"].as_u64(), Some(seqs[39]));
+    text.push_str(rest["data"]["delta"].as_str().unwrap());
+    let want: String = (0..40).map(|i| format!("tok{i} ")).collect();
+    assert_eq!(text, want);
+    // And live deltas follow on the new node.
+    let (_, v) = b.publish(&delta(40)).await;
+    let live = on_c.next_json().await;
+    assert_eq!(live["seq"], v["seq"]);
+    assert_eq!(live["data"]["delta"], "tok40 ");
+}
