@@ -11,6 +11,8 @@
 //       agent_thinking(ev) { ... },
 //     },
 //     onAny(ev) { ... },                    // every event, after its typed callback
+//     onMessage(m) { ... },                 // a streamed message changed: {message_id, run_id,
+//                                           //   role, text, done}
 //     onGap(gap) { ... },                   // {from, to}: events no longer held
 //     onError(err) { ... },                 // {code, message} from the server, or a local error
 //     onStatus(status, detail) { ... },     // connecting | open | reconnecting | closed
@@ -44,6 +46,12 @@
 //   `expired` is true when the previous connection ended with 4001, so the page fetches a
 //   fresh token from its backend. Without `getToken`, `token` (a function is called each
 //   time) is used as before; a fixed string token that expired is then refused with 401.
+// - Message streams: `message_started`, `message_delta`, `message_completed` of one
+//   `data.message_id` are assembled into `client.messages` (text so far, `done`), and
+//   `onMessage(m)` is called after each. A merged delta (the server merges consecutive deltas
+//   under backpressure and in history) covers `seq_from`..`seq`; every seq of the range counts
+//   as seen. A delta overlapping text already held (a resume after a hole) is cut to its new
+//   part before any callback sees it, so the text is never duplicated nor missing.
 // - Liveness: an application ping ({"type":"ping"}) every `pingIntervalMs`; when nothing at
 //   all arrives for `pingIntervalMs + pongTimeoutMs`, the socket is considered dead and the
 //   client reconnects.
@@ -90,6 +98,8 @@ export class AgentcastClient {
     this._firstSeenAt = 0;
     /** Highest seq acknowledged to the server. */
     this.ackedSeq = null;
+    /** Streamed messages by message_id: {message_id, run_id, role, text, done}. */
+    this.messages = new Map();
     /** The last welcome message. */
     this.welcome = null;
     /** Completed reconnects (welcomes after the first). */
@@ -270,10 +280,23 @@ export class AgentcastClient {
     if (hasSeq && ((this.lastSeq !== null && ev.seq <= this.lastSeq) || this._seen.has(ev.seq))) {
       return; // already handed out (replayed after a resume)
     }
-    this._call(this.handlers[ev.type], ev);
-    this._call(this.options.onAny, ev);
+    const message = this._message(ev);
+    if (message) {
+      ev = message.ev;
+      if (message.fresh) {
+        this._call(this.handlers[ev.type], ev);
+        this._call(this.options.onAny, ev);
+        this._call(this.options.onMessage, message.m);
+      }
+    } else {
+      this._call(this.handlers[ev.type], ev);
+      this._call(this.options.onAny, ev);
+    }
     if (!hasSeq) return;
-    this._seen.add(ev.seq);
+    const from = typeof ev.seq_from === 'number' && ev.seq_from <= ev.seq ? ev.seq_from : ev.seq;
+    for (let s = Math.max(from, this.lastSeq === null ? from : this.lastSeq + 1); s <= ev.seq; s++) {
+      this._seen.add(s);
+    }
     if (this.maxSeq === null || ev.seq > this.maxSeq) this.maxSeq = ev.seq;
     if (!this._firstSeenAt) this._firstSeenAt = Date.now();
     this._advance();
@@ -282,6 +305,54 @@ export class AgentcastClient {
     } else if (!this._ackTimer) {
       this._ackTimer = setTimeout(() => this._flushAck(), this.options.ackDelayMs);
     }
+  }
+
+  /**
+   * Applies a message event to `this.messages`. Returns null for other events, else
+   * {ev, m, fresh}: `ev` cut to its new text (a delta overlapping what is held), `fresh`
+   * false when it brought nothing new.
+   */
+  _message(ev) {
+    if (!ev.type || !ev.type.startsWith('message_')) return null;
+    const d = ev.data && typeof ev.data === 'object' ? ev.data : {};
+    if (typeof d.message_id !== 'string') return null;
+    let m = this.messages.get(d.message_id);
+    if (!m) {
+      m = { message_id: d.message_id, run_id: ev.run_id ?? null, role: null, text: '', done: false };
+      Object.defineProperty(m, 'marks', { value: [], writable: true });
+      this.messages.set(d.message_id, m);
+      // Bounded: the oldest completed messages go first.
+      for (const [id, old] of this.messages) {
+        if (this.messages.size <= 256) break;
+        if (old.done) this.messages.delete(id);
+      }
+    }
+    if (ev.type === 'message_started') {
+      if (typeof d.role === 'string') m.role = d.role;
+    } else if (ev.type === 'message_completed') {
+      m.done = true;
+      m.marks = [];
+    } else if (ev.type === 'message_delta') {
+      let delta = typeof d.delta === 'string' ? d.delta : '';
+      const last = m.marks.length ? m.marks[m.marks.length - 1][0] : null;
+      if (typeof ev.seq === 'number' && last !== null) {
+        if (ev.seq <= last) return { ev, m, fresh: false };
+        const from = typeof ev.seq_from === 'number' ? ev.seq_from : ev.seq;
+        if (from <= last) {
+          // Text of seqs from..last is held already: skip it.
+          let before = 0;
+          for (const [s, len] of m.marks) {
+            if (s >= from) break;
+            before = len;
+          }
+          delta = delta.slice(m.text.length - before);
+          ev = { ...ev, seq_from: last + 1, data: { ...d, delta } };
+        }
+      }
+      m.text += delta;
+      if (typeof ev.seq === 'number') m.marks.push([ev.seq, m.text.length]);
+    }
+    return { ev, m, fresh: true };
   }
 
   /** Moves the resume point over every seq seen contiguously after it. */

@@ -13,6 +13,7 @@ const LABELS = {
   tool_completed: 'Tool finished',
   agent_completed: 'Completed',
   agent_error: 'Error',
+  message: 'Answer',
 };
 
 let client = null;
@@ -134,7 +135,31 @@ function updateRun(run, ev) {
   }
 }
 
+/** One row per streamed message, its text growing as deltas arrive (see client.onMessage). */
+function showMessage(m) {
+  const run = runFor({ run_id: m.run_id });
+  let li = run.list.querySelector(`li[data-message="${CSS.escape(m.message_id)}"]`);
+  if (!li) {
+    li = el('li', 'event message fresh');
+    li.dataset.message = m.message_id;
+    li.dataset.type = 'message';
+    li.append(el('span', 'dot'), el('span', 'type', LABELS.message), el('span', 'text'), el('span', 'meta'));
+    run.list.append(li);
+    setTimeout(() => li.classList.remove('fresh'), 1300);
+  }
+  li.querySelector('.text').textContent = m.text;
+  li.querySelector('.meta').textContent = m.done ? `${m.text.length} chars` : 'writing…';
+  li.dataset.done = String(m.done);
+  li.scrollIntoView({ block: 'nearest' });
+}
+
 function show(ev) {
+  if (typeof ev.type === 'string' && ev.type.startsWith('message_')) {
+    // Rendered as one growing row by showMessage.
+    shown += 1;
+    $('kv-count').textContent = String(shown);
+    return;
+  }
   const run = runFor(ev);
   const li = el('li', `event ${ev.type} fresh`);
   if (typeof ev.seq === 'number') li.dataset.seq = String(ev.seq);
@@ -192,6 +217,7 @@ function connect() {
     url: '/ws',
     token,
     onAny: show,
+    onMessage: showMessage,
     onAck,
     onGap(g) {
       gaps += 1;

@@ -190,14 +190,20 @@ async function demoRun(browser, errors) {
 
   // The dev-mode button starts a simulated run through the engine.
   await page.click('#simulate');
-  await until('the simulated run (7 more events)', async () => (await shownEvents(page)).length === 12, 15_000);
+  // Six events, the answer streamed token by token into one row, then agent_completed.
+  await until('the simulated run (8 more rows)', async () => (await shownEvents(page)).length === 13, 15_000);
   const sim = (await shownEvents(page)).slice(5);
   const expected = ['agent_started', 'agent_thinking', 'agent_thinking', 'tool_executing',
-    'tool_completed', 'agent_thinking', 'agent_completed'];
+    'tool_completed', 'agent_thinking', 'message', 'agent_completed'];
   check(JSON.stringify(sim.map((e) => e.type)) === JSON.stringify(expected),
     `simulated run shows ${sim.map((e) => e.type)}`);
-  sim.forEach((e, i) => check(e.seq === seqs[4] + 1 + i, `simulated event ${i} has seq ${e.seq}`));
+  sim.slice(0, 6).forEach((e, i) => check(e.seq === seqs[4] + 1 + i, `simulated event ${i} has seq ${e.seq}`));
   check(sim.every((e) => e.run && e.run.startsWith('sim-')), 'simulated events are not in a sim- run');
+  const answer = await page.$eval('li.event.message', (li) => ({ text: li.querySelector('.text').textContent, done: li.dataset.done }));
+  check(answer.text === '12 open tickets: 7 billing, 3 login, 2 export. Billing spike since Tuesday.' && answer.done === 'true',
+    `the streamed answer reads ${JSON.stringify(answer)}`);
+  // message_started, 12 deltas and message_completed come between the last thought and the end.
+  check(sim[7].seq === seqs[4] + 1 + 6 + 14, `agent_completed has seq ${sim[7].seq}`);
   await page.waitForTimeout(1400); // let the highlight fade for the screenshot
   await screenshot(page, 'demo-run.png');
   await docsPicture(page, 'demo.png');

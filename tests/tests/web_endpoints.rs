@@ -118,7 +118,8 @@ async fn dev_token_connects_and_simulate_publishes_a_whole_run_in_order() {
     let run: Value = serde_json::from_str(&body).expect("json");
     let started = Instant::now();
     let mut events = Vec::new();
-    while events.len() < 7 {
+    let total = run["events"].as_u64().expect("events") as usize;
+    while events.len() < total {
         let v = client.next_json().await;
         assert_eq!(v["run_id"], run["run_id"], "{v}");
         events.push(v);
@@ -128,7 +129,7 @@ async fn dev_token_connects_and_simulate_publishes_a_whole_run_in_order() {
         .map(|e| e["type"].as_str().unwrap_or(""))
         .collect();
     assert_eq!(
-        types,
+        types[..7],
         [
             "agent_started",
             "agent_thinking",
@@ -136,15 +137,27 @@ async fn dev_token_connects_and_simulate_publishes_a_whole_run_in_order() {
             "tool_executing",
             "tool_completed",
             "agent_thinking",
-            "agent_completed"
+            "message_started",
         ]
+    );
+    // The answer, token by token, then the completions.
+    assert!(types[7..total - 2].iter().all(|t| *t == "message_delta"));
+    assert!(total - 9 > 5, "streamed in several deltas: {types:?}");
+    assert_eq!(types[total - 2..], ["message_completed", "agent_completed"]);
+    let answer: String = events[7..total - 2]
+        .iter()
+        .map(|e| e["data"]["delta"].as_str().expect("delta"))
+        .collect();
+    assert_eq!(
+        answer,
+        events[total - 1]["data"]["summary"].as_str().unwrap()
     );
     let seqs: Vec<u64> = events
         .iter()
         .map(|e| e["seq"].as_u64().expect("seq"))
         .collect();
     assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "{seqs:?}");
-    // Six steps of 300 ms between the first and the last event.
+    // Six steps of 300 ms (and the tokens, 40 ms apart) between the first and last event.
     assert!(
         started.elapsed() >= Duration::from_millis(1500),
         "{:?}",

@@ -27,11 +27,12 @@
 //!
 //! # Simulated run
 //!
-//! Seven events of one run (`sim-xxxxxx`), [`STEP`] apart, published through the same engine
-//! path as `POST /api/v1/publish` (so they get seqs, wait in history and resume like any
-//! other): `agent_started`, `agent_thinking` (step 1/3), `agent_thinking` (2/3),
-//! `tool_executing`, `tool_completed`, `agent_thinking` (3/3), `agent_completed`. The run
-//! stops early if the hub shuts down.
+//! One run (`sim-xxxxxx`) published through the same broker path as `POST /api/v1/publish`
+//! (so its events get seqs, wait in history and resume like any other): `agent_started`,
+//! `agent_thinking` (step 1/3), `agent_thinking` (2/3), `tool_executing`, `tool_completed`,
+//! `agent_thinking` (3/3), [`STEP`] apart; then the answer streamed token by token
+//! (`message_started`, one `message_delta` per word [`TOKEN_STEP`] apart,
+//! `message_completed`) and `agent_completed`. The run stops early if the hub shuts down.
 //!
 //! # Disconnect
 //!
@@ -60,6 +61,12 @@ pub(crate) const KICK_CODE: u16 = 1012;
 
 /// Time between two events of a simulated run.
 pub(crate) const STEP: Duration = Duration::from_millis(300);
+
+/// The pause between two tokens of the simulated answer.
+pub(crate) const TOKEN_STEP: Duration = Duration::from_millis(40);
+
+/// The simulated answer, streamed one word (and its trailing space) per `message_delta`.
+const ANSWER: &str = "12 open tickets: 7 billing, 3 login, 2 export. Billing spike since Tuesday.";
 
 /// Lifetime of a dev token.
 const TOKEN_TTL_SECS: u64 = 24 * 3600;
@@ -274,9 +281,9 @@ async fn user_of(req: Request<Incoming>, state: &AppState) -> Result<UserId, Res
     }
 }
 
-/// The events of a simulated run, in order.
-fn script() -> [(EventKind, Value); 7] {
-    [
+/// The events of a simulated run, in order, each with the pause before it.
+fn script() -> Vec<(EventKind, Value, Duration)> {
+    let mut steps = vec![
         (
             EventKind::AgentStarted,
             json!({"agent": "research-assistant", "goal": "Summarize this week's open support tickets"}),
@@ -301,11 +308,35 @@ fn script() -> [(EventKind, Value); 7] {
             EventKind::AgentThinking,
             json!({"step": 3, "of": 3, "progress": 0.85, "text": "Writing the summary"}),
         ),
-        (
-            EventKind::AgentCompleted,
-            json!({"summary": "12 open tickets: 7 billing, 3 login, 2 export. Billing spike since Tuesday.", "tokens": 1834}),
-        ),
     ]
+    .into_iter()
+    .map(|(k, v)| (k, v, STEP))
+    .collect::<Vec<_>>();
+    steps[0].2 = Duration::ZERO;
+    let m = "answer";
+    steps.push((
+        EventKind::MessageStarted,
+        json!({"message_id": m, "role": "assistant"}),
+        STEP,
+    ));
+    for word in ANSWER.split_inclusive(' ') {
+        steps.push((
+            EventKind::MessageDelta,
+            json!({"message_id": m, "delta": word}),
+            TOKEN_STEP,
+        ));
+    }
+    steps.push((
+        EventKind::MessageCompleted,
+        json!({"message_id": m, "length": ANSWER.len()}),
+        TOKEN_STEP,
+    ));
+    steps.push((
+        EventKind::AgentCompleted,
+        json!({"summary": ANSWER, "tokens": 1834}),
+        TOKEN_STEP,
+    ));
+    steps
 }
 
 fn simulate(user: UserId, state: &Arc<AppState>) -> Response<Body> {
@@ -318,9 +349,9 @@ fn simulate(user: UserId, state: &Arc<AppState>) -> Response<Body> {
         Arc::clone(&run_id),
     );
     tokio::spawn(async move {
-        for (i, (kind, data)) in steps.into_iter().enumerate() {
-            if i > 0 {
-                tokio::time::sleep(STEP).await;
+        for (kind, data, pause) in steps {
+            if !pause.is_zero() {
+                tokio::time::sleep(pause).await;
             }
             let Ok(data) = Data::from_json(data.to_string()) else {
                 continue;
