@@ -170,12 +170,17 @@ impl HistoryRing {
     /// message (see the [module docs](self)). Returns the entry back when it does not merge.
     /// Amortized O(the entry's text): the newest entry's run is extended in place.
     fn try_merge(&mut self, mut entry: HistoryEntry) -> Result<(), HistoryEntry> {
+        // The new frame first: it is in cache (just encoded), and a non-delta (every event
+        // of a run but its tokens) then costs one prefix compare, without loading the
+        // previous entry's frame.
+        if entry.merged.is_none() && !delta::is_delta(&entry.frame) {
+            return Err(entry);
+        }
         let Some(back) = self.entries.back_mut() else {
             return Err(entry);
         };
         if back.seq + 1 != entry.seq_from()
-            || !delta::is_delta(&back.frame) && back.merged.is_none()
-            || entry.merged.is_none() && !delta::is_delta(&entry.frame)
+            || back.merged.is_none() && !delta::is_delta(&back.frame)
         {
             return Err(entry);
         }
