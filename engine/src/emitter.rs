@@ -24,6 +24,12 @@
 //! drop(run.agent_thinking(Data::empty()).unwrap());
 //! drop(run.thinking(2, 5, "Comparing flights").unwrap());
 //! drop(run.tool_started("web_search", Data::from_json(r#"{"q":"flights"}"#).unwrap()).unwrap());
+//! // An answer, token by token.
+//! drop(run.message_started("m1", "assistant").unwrap());
+//! for token in ["Three ", "options ", "found."] {
+//!     drop(run.message_delta("m1", token).unwrap());
+//! }
+//! drop(run.message_completed("m1", 19).unwrap());
 //! ```
 
 use std::sync::Arc;
@@ -220,6 +226,31 @@ impl UserEmitter {
             b.raw("fatal", if f { b"true" } else { b"false" });
         }
         self.emit(EventKind::AgentError, b.finish())
+    }
+
+    /// `message_started` with `{"message_id": id, "role": role}`: a streamed message begins.
+    pub fn message_started(&self, id: &str, role: &str) -> Result<PublishReply, PublishError> {
+        let mut b = JsonObject::new();
+        b.str("message_id", id);
+        b.str("role", role);
+        self.emit(EventKind::MessageStarted, b.finish())
+    }
+
+    /// `message_delta` with `{"message_id": id, "delta": text}`: one fragment of the message.
+    /// Never dropped; merged with the next ones under backpressure (see [`crate::delta`]).
+    pub fn message_delta(&self, id: &str, text: &str) -> Result<PublishReply, PublishError> {
+        let mut b = JsonObject::new();
+        b.str("message_id", id);
+        b.str("delta", text);
+        self.emit(EventKind::MessageDelta, b.finish())
+    }
+
+    /// `message_completed` with `{"message_id": id, "length": chars}`.
+    pub fn message_completed(&self, id: &str, chars: u64) -> Result<PublishReply, PublishError> {
+        let mut b = JsonObject::new();
+        b.str("message_id", id);
+        b.u64("length", chars);
+        self.emit(EventKind::MessageCompleted, b.finish())
     }
 
     /// An event of any kind (custom types included) for this run.
