@@ -20,6 +20,10 @@
 //! - [`http`](crate::http) (private): routing, the publish API, operations endpoints.
 //! - [`ws`]: the upgrade handshake, the sans-IO frame [`codec`](ws::codec), abuse guards and
 //!   the per-connection session task.
+//! - `client` (private): what both client transports share: the token and `last_seq` of a
+//!   connect request, admission (limits, tiers, the broker's open), the welcome, token
+//!   expiry, subscriptions.
+//! - `sse` (private): `GET /sse`, server-sent events as a second client transport.
 //! - [`auth`]: client JWT verification, token minting, the API key.
 //! - [`tier`]: per-tier limits and the per-user connection registry.
 //! - [`limits`]: the node's protective limits.
@@ -35,6 +39,7 @@
 pub mod auth;
 pub mod bench;
 pub mod cli;
+mod client;
 mod cluster;
 pub mod config;
 pub mod enrichment;
@@ -46,6 +51,7 @@ pub mod logging;
 pub mod metrics;
 mod pending;
 pub mod server;
+mod sse;
 mod state;
 pub mod tier;
 pub mod ws;
@@ -103,6 +109,6 @@ pub mod fuzzing {
 
     /// The percent-decoded value of `name` in a query string (first occurrence).
     pub fn query_param(query: &str, name: &str) -> Option<String> {
-        crate::ws::handshake::query_param(query, name).map(|c| c.into_owned())
+        crate::client::request::query_param(query, name).map(|c| c.into_owned())
     }
 }
