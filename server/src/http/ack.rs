@@ -41,7 +41,6 @@ use bytes::Bytes;
 use http::{Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::body::Incoming;
-use serde::Deserialize;
 use serde_json::json;
 
 use super::{Body, Refusal, error_response, json_response};
@@ -51,12 +50,6 @@ use crate::state::AppState;
 
 /// Largest ack body read: `{"seq": 18446744073709551615}` with room for whitespace.
 pub(crate) const MAX_ACK_BODY: usize = 1024;
-
-/// The body: other members are ignored (a client may send its WebSocket ack as it is).
-#[derive(Debug, Deserialize)]
-struct AckBody {
-    seq: u64,
-}
 
 /// Handles `POST /api/v1/ack`. See the [module docs](self).
 pub(crate) async fn ack(req: Request<Incoming>, state: &Arc<AppState>) -> Response<Body> {
@@ -83,15 +76,21 @@ pub(crate) async fn ack(req: Request<Incoming>, state: &Arc<AppState>) -> Respon
 
 /// The seq of an ack body. Sans-IO, so it is fuzzed with the SSE request
 /// (`fuzz/fuzz_targets/sse_request.rs`).
+/// Other members are ignored (a client may send its WebSocket ack as it is).
 pub(crate) fn parse_ack(body: &[u8]) -> Result<u64, Refusal> {
-    serde_json::from_slice::<AckBody>(body)
-        .map(|b| b.seq)
-        .map_err(|e| {
-            Refusal::new(
-                StatusCode::BAD_REQUEST,
-                format!("the body must be {{\"seq\": N}} with N a non-negative integer: {e}"),
-            )
-        })
+    let refuse = |why: &str| {
+        Refusal::new(
+            StatusCode::BAD_REQUEST,
+            format!("the body must be {{\"seq\": N}} with N a non-negative integer: {why}"),
+        )
+    };
+    let v: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| refuse(&e.to_string()))?;
+    let obj = v.as_object().ok_or_else(|| refuse("not a JSON object"))?;
+    match obj.get("seq") {
+        None => Err(refuse("missing field `seq`")),
+        Some(s) => s.as_u64().ok_or_else(|| refuse("`seq` is not a non-negative integer")),
+    }
 }
 
 async fn read_body(req: Request<Incoming>, state: &AppState) -> Result<Bytes, Refusal> {
@@ -136,6 +135,7 @@ mod tests {
         for bad in [
             &b""[..],
             b"7",
+            b"[1]",
             b"{}",
             br#"{"seq":-1}"#,
             br#"{"seq":1.5}"#,
