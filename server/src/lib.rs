@@ -107,6 +107,31 @@ pub mod fuzzing {
         n
     }
 
+    /// What `GET /sse` extracts before authentication: where delivery resumes (`None` = from
+    /// the ack cursor), the token and the channel names of `?channels=`.
+    pub type SseParts = (Option<u64>, String, Vec<String>);
+
+    /// Runs the sans-IO part of `GET /sse`: `Ok` with what it extracted, or the refusal's
+    /// HTTP status and `error` message.
+    pub fn sse_request<B>(req: &http::Request<B>) -> Result<SseParts, (u16, String)> {
+        match crate::sse::request::parse_sse(req) {
+            Ok(r) => {
+                let resume = match r.resume {
+                    agentcast_engine::Resume::After(n) => Some(n),
+                    _ => None,
+                };
+                let channels = r.channels.iter().map(|c| c.as_str().to_owned()).collect();
+                Ok((resume, r.token, channels))
+            }
+            Err(r) => Err((r.status.as_u16(), r.message)),
+        }
+    }
+
+    /// Parses a `POST /api/v1/ack` body: the seq, or the refusal's status and message.
+    pub fn ack_body(body: &[u8]) -> Result<u64, (u16, String)> {
+        crate::http::ack::parse_ack(body).map_err(|r| (r.status.as_u16(), r.message))
+    }
+
     /// The percent-decoded value of `name` in a query string (first occurrence).
     pub fn query_param(query: &str, name: &str) -> Option<String> {
         crate::client::request::query_param(query, name).map(|c| c.into_owned())

@@ -84,12 +84,13 @@ pub(crate) fn parse_ack(body: &[u8]) -> Result<u64, Refusal> {
             format!("the body must be {{\"seq\": N}} with N a non-negative integer: {why}"),
         )
     };
-    let v: serde_json::Value =
-        serde_json::from_slice(body).map_err(|e| refuse(&e.to_string()))?;
+    let v: serde_json::Value = serde_json::from_slice(body).map_err(|e| refuse(&e.to_string()))?;
     let obj = v.as_object().ok_or_else(|| refuse("not a JSON object"))?;
     match obj.get("seq") {
         None => Err(refuse("missing field `seq`")),
-        Some(s) => s.as_u64().ok_or_else(|| refuse("`seq` is not a non-negative integer")),
+        Some(s) => s
+            .as_u64()
+            .ok_or_else(|| refuse("`seq` is not a non-negative integer")),
     }
 }
 
