@@ -558,3 +558,46 @@ async fn python_httpx_reads_the_stream_and_acks() {
     let next = server.publish_user("py-sse", json!({})).await;
     assert_eq!(again.next_json().await.0, Some(next.to_string()));
 }
+
+/// Cluster mode: a stream on one node gets what another node publishes, and an ack posted to
+/// a third node holds for the next stream (the broker moves the cursor in Redis).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_cluster_mode_events_and_post_acks_cross_nodes() {
+    let redis = agentcast_tests::RedisServer::start();
+    let a = agentcast_tests::cluster_node(&redis, "a", |_| {}).await;
+    let b = agentcast_tests::cluster_node(&redis, "b", |_| {}).await;
+    let c = agentcast_tests::cluster_node(&redis, "c", |_| {}).await;
+    let t = token("roamer");
+    let (mut on_a, _) = open(&a, &t, "").await;
+    let mut seqs = Vec::new();
+    for i in 0..3 {
+        seqs.push(b.publish_user("roamer", json!({"i": i})).await);
+    }
+    for s in &seqs {
+        assert_eq!(on_a.next_json().await.0, Some(s.to_string()));
+    }
+    let (s, body) = ack(&c, Some(&t), &format!("{{\"seq\": {}}}", seqs[1])).await;
+    assert_eq!(s, 200, "{body}");
+    drop(on_a);
+    // The broker flushes acks to Redis asynchronously: reconnect until the replay starts
+    // after the ack (bounded by the wait).
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let (mut on_b, _) = open(&b, &t, "").await;
+        let first = on_b.next_json().await.0;
+        if first == Some(seqs[2].to_string()) {
+            break;
+        }
+        assert_eq!(
+            first,
+            Some(seqs[0].to_string()),
+            "replay starts at the ack or before"
+        );
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the ack posted to node c never held on node b"
+        );
+        drop(on_b);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
