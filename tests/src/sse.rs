@@ -223,6 +223,20 @@ impl SseClient {
         }
     }
 
+    /// Reads and discards bytes until the server closes the connection (EOF or reset);
+    /// `false` if it is still open after `d`.
+    pub async fn discard_until_closed(&mut self, d: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + d;
+        let mut buf = vec![0u8; 1 << 16];
+        loop {
+            match tokio::time::timeout_at(deadline, self.stream.read(&mut buf)).await {
+                Err(_) => return false,
+                Ok(Ok(0) | Err(_)) => return true,
+                Ok(Ok(_)) => {}
+            }
+        }
+    }
+
     /// One complete line of decoded text, without its line ending.
     fn line(&mut self) -> Option<String> {
         let i = self.text.iter().position(|&b| b == b'\n')?;

@@ -601,3 +601,64 @@ async fn in_cluster_mode_events_and_post_acks_cross_nodes() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// Publishes `n` normal events of 60 KiB to `user` (far more than socket and hyper buffers
+/// hold together with the engine's ring).
+async fn flood(server: &TestServer, user: &str, n: usize) {
+    let blob = "x".repeat(60 * 1024);
+    for i in 0..n {
+        server
+            .publish_user(user, json!({"i": i, "blob": blob}))
+            .await;
+    }
+}
+
+/// Polls `/api/v1/stats` until no client connection is open; panics after `d`.
+async fn wait_no_connections(server: &TestServer, d: Duration) {
+    let deadline = tokio::time::Instant::now() + d;
+    while stats(server).await["server"]["ws_open"] != 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "a connection is still open"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A reader that reads nothing for `write_timeout_ms` is dropped, as a WebSocket client is:
+/// its slot is freed and the server closes the TCP connection (hyper could not end the
+/// response on its own while the socket is full).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_that_reads_nothing_for_the_write_timeout_is_dropped() {
+    let server = TestServer::start_with(|c| c.limits.write_timeout_ms = 300).await;
+    let (mut c, _) = open(&server, &token("ot"), "").await;
+    flood(&server, "ot", 600).await;
+    wait_no_connections(&server, WAIT).await;
+    let (_, metrics) = server.http("GET", "/metrics", None, b"").await;
+    assert!(
+        metrics.contains("agentcast_forced_closes_total{reason=\"write_timeout\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        c.discard_until_closed(WAIT).await,
+        "the TCP connection stays open"
+    );
+}
+
+/// A graceful shutdown does not wait for a reader that reads nothing past
+/// `shutdown_grace_ms`: the stream is given up and `run` returns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_gives_up_a_blocked_reader_after_the_grace_period() {
+    let mut server = TestServer::start_with(|c| {
+        c.shutdown_grace_ms = 300;
+        c.limits.write_timeout_ms = 120_000;
+    })
+    .await;
+    let (mut c, _) = open(&server, &token("pat"), "").await;
+    flood(&server, "pat", 600).await;
+    server.shutdown().await.expect("run returns Ok");
+    assert!(
+        c.discard_until_closed(WAIT).await,
+        "the TCP connection stays open"
+    );
+}
