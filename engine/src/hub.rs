@@ -322,6 +322,25 @@ impl Hub {
         }
     }
 
+    /// Confirms every event of `user` up to `seq` without a connection: the user-level form
+    /// of [`Connection::ack`](crate::Connection::ack), for transports whose acks do not
+    /// travel on the connection (server-sent events acknowledge with an HTTP request).
+    /// Acknowledged events are never replayed again and critical ones stop being tracked; a
+    /// seq past the user's latest counts as the latest; a user the home shard does not hold
+    /// (never published to, or evicted) is a no-op. Fire-and-forget, O(1): one command to the
+    /// home shard, queued after every earlier command of this thread to that shard (so a
+    /// later [`Hub::connect`] of the user sees it).
+    ///
+    /// # Errors
+    ///
+    /// [`HubClosed`] after shutdown.
+    pub fn ack(&self, user: &UserId, seq: u64) -> Result<(), HubClosed> {
+        self.inner.workers[self.shard_of(user)].send(Command::Ack {
+            user: user.clone(),
+            seq,
+        })
+    }
+
     /// Registers a connection of `user` on its home shard. Replayed history (and a gap, if
     /// any) is queued to it before any live event.
     pub fn connect(&self, user: UserId, options: ConnectOptions) -> Connecting {

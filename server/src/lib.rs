@@ -20,6 +20,10 @@
 //! - [`http`](crate::http) (private): routing, the publish API, operations endpoints.
 //! - [`ws`]: the upgrade handshake, the sans-IO frame [`codec`](ws::codec), abuse guards and
 //!   the per-connection session task.
+//! - `client` (private): what both client transports share: the token and `last_seq` of a
+//!   connect request, admission (limits, tiers, the broker's open), the welcome, token
+//!   expiry, subscriptions.
+//! - `sse` (private): `GET /sse`, server-sent events as a second client transport.
 //! - [`auth`]: client JWT verification, token minting, the API key.
 //! - [`tier`]: per-tier limits and the per-user connection registry.
 //! - [`limits`]: the node's protective limits.
@@ -35,6 +39,7 @@
 pub mod auth;
 pub mod bench;
 pub mod cli;
+mod client;
 mod cluster;
 pub mod config;
 pub mod enrichment;
@@ -46,6 +51,7 @@ pub mod logging;
 pub mod metrics;
 mod pending;
 pub mod server;
+mod sse;
 mod state;
 pub mod tier;
 pub mod ws;
@@ -101,8 +107,33 @@ pub mod fuzzing {
         n
     }
 
+    /// What `GET /sse` extracts before authentication: where delivery resumes (`None` = from
+    /// the ack cursor), the token and the channel names of `?channels=`.
+    pub type SseParts = (Option<u64>, String, Vec<String>);
+
+    /// Runs the sans-IO part of `GET /sse`: `Ok` with what it extracted, or the refusal's
+    /// HTTP status and `error` message.
+    pub fn sse_request<B>(req: &http::Request<B>) -> Result<SseParts, (u16, String)> {
+        match crate::sse::request::parse_sse(req) {
+            Ok(r) => {
+                let resume = match r.resume {
+                    agentcast_engine::Resume::After(n) => Some(n),
+                    _ => None,
+                };
+                let channels = r.channels.iter().map(|c| c.as_str().to_owned()).collect();
+                Ok((resume, r.token, channels))
+            }
+            Err(r) => Err((r.status.as_u16(), r.message)),
+        }
+    }
+
+    /// Parses a `POST /api/v1/ack` body: the seq, or the refusal's status and message.
+    pub fn ack_body(body: &[u8]) -> Result<u64, (u16, String)> {
+        crate::http::ack::parse_ack(body).map_err(|r| (r.status.as_u16(), r.message))
+    }
+
     /// The percent-decoded value of `name` in a query string (first occurrence).
     pub fn query_param(query: &str, name: &str) -> Option<String> {
-        crate::ws::handshake::query_param(query, name).map(|c| c.into_owned())
+        crate::client::request::query_param(query, name).map(|c| c.into_owned())
     }
 }

@@ -35,16 +35,22 @@ server_counters! {
     http_requests: "counter",
     /// WebSocket upgrades completed.
     ws_accepted: "counter",
-    /// Gauge: WebSocket connections open.
+    /// Gauge: client connections open (WebSocket and SSE).
     ws_open: "gauge",
-    /// Upgrades refused with 401 (token).
+    /// Connects (WebSocket and SSE) refused with 401 (token).
     ws_rejected_auth: "counter",
-    /// Upgrades refused with 400/405/426 (bad handshake or last_seq).
+    /// Connects (WebSocket and SSE) refused with 400/403/405/426 (bad handshake, last_seq, Last-Event-ID or channels).
     ws_rejected_handshake: "counter",
-    /// Upgrades refused with 503 (node connection limit or shutting down).
+    /// Connects (WebSocket and SSE) refused with 503 (node connection limit or shutting down).
     ws_rejected_capacity: "counter",
-    /// Upgrades refused with 429 (per-user connection limit of the tier).
+    /// Connects (WebSocket and SSE) refused with 429 (per-user connection limit of the tier).
     ws_rejected_user_limit: "counter",
+    /// Server-sent event streams opened (GET /sse).
+    sse_accepted: "counter",
+    /// Gauge: server-sent event streams open (also counted in ws_open).
+    sse_open: "gauge",
+    /// Acks received through POST /api/v1/ack.
+    http_acks: "counter",
     /// Connections dropped because the request head did not arrive in time.
     handshake_timeouts: "counter",
     /// Client messages received (text and binary).
@@ -65,7 +71,7 @@ server_counters! {
     webhook_failed: "counter",
     /// Escalations not posted because the webhook queue was full.
     webhook_dropped: "counter",
-    /// WebSocket upgrades refused with 503 because the node is failed.
+    /// Connects (WebSocket and SSE) refused with 503 because the node is failed.
     ws_rejected_failed: "counter",
     /// Connections closed with 1002/1007 for WebSocket protocol violations.
     protocol_errors: "counter",
@@ -73,7 +79,7 @@ server_counters! {
     idle_timeouts: "counter",
     /// Connections dropped because a socket write exceeded write_timeout.
     write_timeouts: "counter",
-    /// Frames written to WebSocket clients (events, welcome, replies).
+    /// Frames written to clients (events, welcome, replies; SSE: events handed to the response body).
     frames_written: "counter",
     /// Publish items accepted (single and batch).
     publish_accepted: "counter",

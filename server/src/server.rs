@@ -228,9 +228,12 @@ async fn serve_http(
 ) {
     let svc_state = Arc::clone(&state);
     let svc_ticket = Arc::clone(&ticket);
-    let svc = service_fn(move |req| {
+    let abort = Abort::default();
+    let svc_abort = abort.clone();
+    let svc = service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
         let st = Arc::clone(&svc_state);
         let ticket = Arc::clone(&svc_ticket);
+        req.extensions_mut().insert(svc_abort.clone());
         async move {
             ticket.head_arrived();
             let keep_alive = wants_keep_alive(&req);
@@ -260,6 +263,8 @@ async fn serve_http(
         r = conn.as_mut() => r,
         // Closed without an answer: it has not sent a complete request.
         () = ticket.evicted() => return,
+        // A streamed response gave up on a client that stopped reading (see `Abort`).
+        () = abort.0.notified() => return,
         () = stopped(&mut stop) => {
             conn.as_mut().graceful_shutdown();
             conn.as_mut().await
@@ -272,6 +277,21 @@ async fn serve_http(
             inc(&state.metrics.request_head_too_large);
         }
         tracing::debug!(error = %e, "http connection ended with an error");
+    }
+}
+
+/// Closes one HTTP connection at once, from a handler: given to every request in its
+/// extensions. A streamed response (`GET /sse`) whose client stopped reading cannot end
+/// itself (hyper stops polling a body while the socket is full), so when its write timeout
+/// or the shutdown grace period passes it aborts the connection; the socket and hyper's
+/// buffers are freed then rather than when the client finally reads or goes away.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Abort(Arc<tokio::sync::Notify>);
+
+impl Abort {
+    /// Drops the connection (now, or as soon as its task next runs: the permit is stored).
+    pub(crate) fn abort(&self) {
+        self.0.notify_one();
     }
 }
 

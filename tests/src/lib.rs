@@ -21,10 +21,12 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 mod binary;
 mod redis;
+mod sse;
 mod webhook;
 mod wedge;
 pub use binary::{BinaryServer, strip_ansi};
 pub use redis::{RedisServer, cluster_node};
+pub use sse::{SseClient, SseItem, SseRefusal};
 pub use webhook::webhook_receiver;
 pub use wedge::WedgeProxy;
 

@@ -205,7 +205,7 @@ fn valid_port(p: &str) -> bool {
 
 fn token<B>(req: &Request<B>, state: &AppState) -> Response<Body> {
     let query = req.uri().query().unwrap_or("");
-    let name = crate::ws::handshake::query_param(query, "user");
+    let name = crate::client::request::query_param(query, "user");
     let name = name.as_deref().unwrap_or("demo-user");
     let user = match UserId::new(name) {
         Ok(u) => u,

@@ -1,9 +1,11 @@
 //! HTTP routing on the one port: every request is answered here, except `GET /ws`, which
-//! the [`crate::ws`] handshake upgrades.
+//! the [`crate::ws`] handshake upgrades, and `GET /sse`, whose body `crate::sse` streams.
 //!
 //! | route | answer |
 //! |---|---|
 //! | `GET /ws` | WebSocket upgrade (see [`crate::ws::handshake`](crate::ws)) |
+//! | `GET /sse` | server-sent events, the second client transport (see `crate::sse`) |
+//! | `POST /api/v1/ack` | a client's ack, authenticated by its JWT (see [`ack`]) |
 //! | `POST /api/v1/publish`, `POST /api/v1/publish/batch` | see [`publish`] |
 //! | `GET /healthz` | 200 `{"status":"ok"}` while the process runs |
 //! | `GET /readyz` | 200 with component states when healthy or degraded; 503 when failed or shutting down |
@@ -17,6 +19,7 @@
 //! Unknown paths get 404 and a known path with the wrong method 405, both with a JSON
 //! `{"error": ...}` body.
 
+pub(crate) mod ack;
 pub(crate) mod assets;
 pub(crate) mod debug;
 pub(crate) mod dev;
@@ -109,6 +112,8 @@ pub(crate) async fn route(req: Request<Incoming>, state: Arc<AppState>) -> Respo
     let path = req.uri().path();
     match (req.method(), path) {
         (_, "/ws") => crate::ws::handshake::upgrade(req, state).await,
+        (_, "/sse") => crate::sse::open(req, state).await,
+        (&Method::POST, "/api/v1/ack") => ack::ack(req, &state).await,
         (&Method::POST, "/api/v1/publish") => publish::single(req, &state).await,
         (&Method::POST, "/api/v1/publish/batch") => publish::batch(req, &state).await,
         (&Method::GET, "/healthz") => ops::healthz(),
@@ -123,6 +128,7 @@ pub(crate) async fn route(req: Request<Incoming>, state: Arc<AppState>) -> Respo
             _,
             "/api/v1/publish"
             | "/api/v1/publish/batch"
+            | "/api/v1/ack"
             | "/healthz"
             | "/readyz"
             | "/metrics"

@@ -13,15 +13,17 @@
 //! | `?last_seq` is not a non-negative integer | 400 |
 //! | `?last_seq` or `?token` has a malformed percent-escape (`%` not followed by two hex digits) or decodes to invalid UTF-8 | 400 |
 //! | token missing, malformed, expired, not yet valid, wrongly signed, `alg: none`, wrong algorithm, wrong aud/iss, too long | 401 |
-//! | server shutting down, or `max_connections` sessions open | 503 |
-//! | the user holds its tier's `connections_per_user` | 429 |
+//! | server shutting down, node failed, or `max_connections` connections open (WebSocket and SSE together) | 503 |
+//! | the user holds its tier's `connections_per_user` (WebSocket and SSE together) | 429 |
+//!
+//! The token, `?last_seq` and admission (the last two rows) are shared with `GET /sse`: see
+//! [`crate::client`].
 //!
 //! No subprotocol and no extension is negotiated (so RSV bits must stay clear).
 
-use std::borrow::Cow;
 use std::sync::Arc;
 
-use agentcast_engine::{BrokerError, ConnectOptions, HealthState, Resume};
+use agentcast_engine::Resume;
 use base64::Engine as _;
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
@@ -30,6 +32,8 @@ use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
+use crate::client::admit::{Admitted, admit};
+use crate::client::request;
 use crate::http::{Body, Refusal, error_response};
 use crate::metrics::inc;
 use crate::state::AppState;
@@ -51,90 +55,14 @@ pub(crate) async fn upgrade(mut req: Request<Incoming>, state: Arc<AppState>) ->
             return error_response(StatusCode::UNAUTHORIZED, &e.to_string());
         }
     };
-    if state.is_shutting_down() {
-        inc(&m.ws_rejected_capacity);
-        return error_response(StatusCode::SERVICE_UNAVAILABLE, "server is shutting down");
-    }
-    if state.hub.health_status() == HealthState::Failed {
-        inc(&m.ws_rejected_failed);
-        let why = state.hub.health().failure_reasons();
-        return error_response(
-            StatusCode::SERVICE_UNAVAILABLE,
-            &format!("this node is failed and refuses new connections: {why}"),
-        );
-    }
-    let Some(session_slot) = state.sessions.try_acquire() else {
-        inc(&m.ws_rejected_capacity);
-        return error_response(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "this node is at its connection limit; retry later or elsewhere",
-        );
-    };
-    let tier = *state.cfg.tiers.get(identity.tier);
-    let Some(user_slot) = state
-        .users
-        .try_acquire(&identity.user, tier.connections_per_user)
-    else {
-        inc(&m.ws_rejected_user_limit);
-        return error_response(
-            StatusCode::TOO_MANY_REQUESTS,
-            &format!(
-                "connection limit of {} for tier {} reached",
-                tier.connections_per_user, identity.tier
-            ),
-        );
-    };
-    let mut opts = ConnectOptions::default();
-    opts.resume = resume;
-    opts.max_subscriptions = tier.subscriptions_per_connection;
-    opts.history_len = Some(tier.history_len);
-    // Registered in a task of its own: hyper drops this future when the client goes away
-    // mid-request, and a `Connecting` dropped after the shard registered the connection
-    // would leave it registered with no `Connection` to unregister it (found by
-    // `tests/tests/hostile_connections.rs`: connect/reset storms leaked engine
-    // connections). The spawned task always finishes; if nobody awaits it any more, the
-    // `Connection` it yields is dropped with it, which unregisters it.
-    // The broker opens the connection first (cluster mode: subscribe to the user, count the
-    // connection cluster-wide and read the replay from Redis; see `crate::cluster`).
-    let lease = match state
-        .broker
-        .open(
-            &identity.user,
-            opts.resume,
-            tier.history_len,
-            tier.connections_per_user,
-        )
-        .await
-    {
-        Ok(opened) => {
-            opts.resume = opened.resume;
-            opts.seed = opened.seed.map(Box::new);
-            opened.lease
-        }
-        Err(e @ BrokerError::ConnectionLimit(_)) => {
-            inc(&m.ws_rejected_user_limit);
-            return error_response(
-                StatusCode::TOO_MANY_REQUESTS,
-                &format!("{e} for tier {}", identity.tier),
-            );
-        }
-        Err(e) => {
-            inc(&m.ws_rejected_capacity);
-            return error_response(StatusCode::SERVICE_UNAVAILABLE, &e.to_string());
-        }
-    };
-    let connecting = state.hub.connect(identity.user.clone(), opts);
-    let conn = match tokio::spawn(connecting).await {
-        Ok(Ok(c)) => c,
-        Ok(Err(_)) | Err(_) => {
-            inc(&m.ws_rejected_capacity);
-            return error_response(StatusCode::SERVICE_UNAVAILABLE, "server is shutting down");
-        }
+    let Admitted { conn, admission } = match admit(&state, &identity, resume).await {
+        Ok(a) => a,
+        Err(refusal) => return refusal,
     };
     let on_upgrade = hyper::upgrade::on(&mut req);
     let task_state = Arc::clone(&state);
     tokio::spawn(async move {
-        let _slots = (session_slot, user_slot, lease);
+        let _admission = admission;
         let upgraded = match on_upgrade.await {
             Ok(u) => u,
             Err(e) => {
@@ -180,32 +108,8 @@ pub(crate) struct UpgradeRequest {
 pub(crate) fn parse_upgrade<B>(req: &Request<B>) -> Result<UpgradeRequest, Refusal> {
     let key = check_request(req)?;
     let query = req.uri().query().unwrap_or("");
-    let bad_escape = |name: &str| {
-        Refusal::new(
-            StatusCode::BAD_REQUEST,
-            format!("`{name}` in the query string has a malformed percent-escape"),
-        )
-    };
-    let last_seq = try_query_param(query, "last_seq").map_err(|_| bad_escape("last_seq"))?;
-    let resume = match last_seq {
-        None => Resume::FromAck,
-        Some(s) => match s.parse::<u64>() {
-            Ok(n) => Resume::After(n),
-            Err(_) => {
-                return Err(Refusal::new(
-                    StatusCode::BAD_REQUEST,
-                    "last_seq must be a non-negative integer",
-                ));
-            }
-        },
-    };
-    let token = match bearer(req.headers()) {
-        Some(t) => t.to_owned(),
-        None => try_query_param(query, "token")
-            .map_err(|_| bad_escape("token"))?
-            .unwrap_or_default()
-            .into_owned(),
-    };
+    let resume = request::last_seq(query)?;
+    let token = request::client_token(req.headers(), query)?;
     Ok(UpgradeRequest { key, resume, token })
 }
 
@@ -256,86 +160,4 @@ fn has_token(h: &HeaderMap, name: header::HeaderName, token: &str) -> bool {
         v.to_str()
             .is_ok_and(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
     })
-}
-
-/// The token of `Authorization: Bearer <token>`.
-fn bearer(h: &HeaderMap) -> Option<&str> {
-    let v = h.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, rest) = v.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
-}
-
-/// A query value that cannot be decoded: a `%` not followed by two hex digits, or bytes that
-/// are not UTF-8 once decoded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct BadEscape;
-
-/// The decoded value of `name` in a query string (first occurrence), or `None`; a malformed
-/// value is `None` too. See [`try_query_param`].
-pub(crate) fn query_param<'a>(query: &'a str, name: &str) -> Option<Cow<'a, str>> {
-    try_query_param(query, name).ok().flatten()
-}
-
-/// The decoded value of `name` in a query string (first occurrence): `+` is a space
-/// (`application/x-www-form-urlencoded`), `%XX` a byte (decoded by the `percent-encoding`
-/// crate); a malformed escape or non-UTF-8 result is [`BadEscape`].
-pub(crate) fn try_query_param<'a>(
-    query: &'a str,
-    name: &str,
-) -> Result<Option<Cow<'a, str>>, BadEscape> {
-    let Some(raw) = query.split('&').find_map(|pair| {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        (k == name).then_some(v)
-    }) else {
-        return Ok(None);
-    };
-    form_decode(raw).map(Some)
-}
-
-fn form_decode(s: &str) -> Result<Cow<'_, str>, BadEscape> {
-    let b = s.as_bytes();
-    // `percent-encoding` passes a malformed escape through as it is; the client gets a 400
-    // instead, rather than a token or seq silently different from what it meant.
-    let well_formed = b.iter().enumerate().all(|(i, &c)| {
-        c != b'%'
-            || (b.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
-                && b.get(i + 2).is_some_and(u8::is_ascii_hexdigit))
-    });
-    if !well_formed {
-        return Err(BadEscape);
-    }
-    let spaced: Cow<'_, str> = if s.contains('+') {
-        Cow::Owned(s.replace('+', " "))
-    } else {
-        Cow::Borrowed(s)
-    };
-    match spaced {
-        Cow::Borrowed(s) => percent_encoding::percent_decode_str(s)
-            .decode_utf8()
-            .map_err(|_| BadEscape),
-        Cow::Owned(s) => percent_encoding::percent_decode_str(&s)
-            .decode_utf8()
-            .map(|c| Cow::Owned(c.into_owned()))
-            .map_err(|_| BadEscape),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn query_params_are_percent_decoded() {
-        assert_eq!(
-            query_param("a=1&token=x%2Ey&last_seq=5", "token").as_deref(),
-            Some("x.y")
-        );
-        assert_eq!(query_param("last_seq=5", "last_seq").as_deref(), Some("5"));
-        assert_eq!(try_query_param("x=%zz", "x"), Err(BadEscape));
-        assert_eq!(try_query_param("x=ab%4", "x"), Err(BadEscape));
-        assert_eq!(try_query_param("x=%ff", "x"), Err(BadEscape));
-        assert_eq!(query_param("x=%41", "x").as_deref(), Some("A"));
-        assert_eq!(query_param("x=a+b%2B", "x").as_deref(), Some("a b+"));
-        assert_eq!(query_param("tokenx=1", "token"), None);
-    }
 }

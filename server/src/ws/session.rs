@@ -50,15 +50,12 @@
 //! Socket writes never block the task beyond `write_timeout_ms`: a client that stops reading
 //! is dropped.
 
-use std::collections::HashMap;
 use std::io::{self, IoSlice};
 use std::sync::Arc;
 use std::time::Duration;
 
 use agentcast_engine::frame::Opcode;
-use agentcast_engine::{
-    ChannelName, ClientMessage, Connection, Frame, Lease, ParseError, Readiness, SubscribeError,
-};
+use agentcast_engine::{ClientMessage, Connection, Frame, ParseError, Readiness};
 use bytes::{Buf, Bytes};
 use serde_json::json;
 use tokio::io::AsyncWriteExt;
@@ -68,6 +65,11 @@ use tokio::time::Instant;
 use super::codec::{Decoder, Message};
 use super::guard::{StrikeWindow, TokenBucket};
 use crate::auth::Identity;
+use crate::client::admit::TierGauge;
+use crate::client::lifecycle::{
+    Subscribed, TOKEN_EXPIRED, Watches, abandoned, engine_close_reason, subscribe, token_deadline,
+    welcome_json,
+};
 use crate::metrics::inc;
 use crate::state::AppState;
 
@@ -83,10 +85,6 @@ const MAX_IOV: usize = 64;
 /// "1008 indicates that an endpoint is terminating the connection because it has received a
 /// message that violates its policy".
 const POLICY_VIOLATION: u16 = 1008;
-
-/// Close code of a session whose token expired (`exp` + leeway): "4000-4999 … available
-/// for use by applications" (RFC 6455 §7.4.2). Reason: `token expired`.
-pub(crate) const TOKEN_EXPIRED: u16 = 4001;
 
 /// What handling input decided.
 enum Flow {
@@ -111,10 +109,9 @@ struct Session {
     stamp: Option<u64>,
     /// Turns `true` when the shutdown grace period is over (see the [module docs](self)).
     abandon: tokio::sync::watch::Receiver<bool>,
-    /// The broker's lease on each channel this connection subscribed to (cluster mode: this
-    /// node receives the channel from Redis while one is held). At most the tier's
-    /// subscriptions per connection.
-    watches: HashMap<ChannelName, Lease>,
+    /// The broker's lease on each channel this connection subscribed to (see
+    /// [`Watches`]).
+    watches: Watches,
 }
 
 /// Runs the connection to its end. See the [module docs](self).
@@ -139,15 +136,14 @@ pub(crate) async fn run(
         last_heard: now,
         stamp: None,
         abandon: state.abandon.subscribe(),
-        watches: HashMap::new(),
+        watches: Watches::new(),
         id,
         state,
     };
     // The pre-read bytes may share hyper's whole read buffer: feed them and let go at once.
     s.decoder.feed(&pre_read);
     drop(pre_read);
-    let tier_open = &s.state.metrics.tier_open[s.id.tier as usize];
-    tier_open.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let _tier_gauge = TierGauge::open(&s.state.metrics, &s.id);
     let flow = s.drive(&stream, &mut conn).await;
     if let Flow::Close(code, reason) = flow {
         s.out.push(Frame::close(code, reason).into_bytes());
@@ -166,8 +162,6 @@ pub(crate) async fn run(
             .shutdown_unwritten
             .fetch_add(s.out.len() as u64, std::sync::atomic::Ordering::Relaxed);
     }
-    s.state.metrics.tier_open[s.id.tier as usize]
-        .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
     // Dropping `conn` unregisters it from the engine.
     drop(conn);
 }
@@ -186,7 +180,7 @@ impl Session {
         }
         let ping = tokio::time::sleep(heartbeat);
         tokio::pin!(ping);
-        let expiry = tokio::time::sleep_until(self.token_deadline());
+        let expiry = tokio::time::sleep_until(token_deadline(&self.state, &self.id));
         tokio::pin!(expiry);
         let mut kicks = self.state.dev_kicks.as_ref().map(|k| k.subscribe());
         loop {
@@ -201,13 +195,7 @@ impl Session {
                     }
                     Readiness::Closed(code) => {
                         while conn.drain_into(&mut self.out, batch) > 0 {}
-                        let reason = match code {
-                            1001 => "server shutting down",
-                            1011 => "internal error: reconnect and resume",
-                            1013 => "too slow: reconnect and resume",
-                            _ => "closed by server",
-                        };
-                        return Flow::Close(code, reason);
+                        return Flow::Close(code, engine_close_reason(code));
                     }
                 },
                 readable = stream.readable() => {
@@ -244,23 +232,6 @@ impl Session {
                 return Flow::Gone;
             }
         }
-    }
-
-    /// When the token stops being valid: `exp` + leeway, from the wall clock (capped at a
-    /// year so the deadline never overflows).
-    fn token_deadline(&self) -> Instant {
-        let end = std::time::UNIX_EPOCH
-            + Duration::from_secs(
-                self.id
-                    .expires_at
-                    .saturating_add(self.state.auth.leeway_secs())
-                    .min(u64::from(u32::MAX) * 4),
-            );
-        let left = end
-            .duration_since(std::time::SystemTime::now())
-            .unwrap_or(Duration::ZERO)
-            .min(Duration::from_secs(365 * 24 * 3600));
-        Instant::now() + left
     }
 
     /// One non-blocking read into the decoder. `Ok(0)` is EOF.
@@ -356,41 +327,22 @@ impl Session {
                 Flow::Continue
             }
             ClientMessage::Subscribe { channel } => {
-                if !self.id.channels.allows(&channel) {
-                    let msg = format!("not allowed to subscribe to `{channel}`");
-                    return self.reply_error("forbidden", &msg);
-                }
-                // The engine first (it refuses past the tier's limit), then the broker
-                // (cluster mode: this node subscribes to the channel in Redis), both before
-                // the next message is read, so events published on other nodes reach this
-                // connection once the subscribe is answered. A refused subscribe costs Redis
-                // nothing.
-                let answer = conn.subscribe(channel.clone()).await;
-                if matches!(answer, Ok(Ok(()))) && !self.watches.contains_key(&channel) {
-                    match self.state.broker.watch(&channel).await {
-                        Ok(lease) => {
-                            self.watches.insert(channel, lease);
-                        }
-                        Err(e) => {
-                            conn.unsubscribe(channel);
-                            return self.reply_error("unavailable", &e.to_string());
-                        }
-                    }
-                }
-                match answer {
-                    Ok(Ok(())) => Flow::Continue,
-                    Ok(Err(SubscribeError::Limit { max })) => self.reply_error(
+                let shown = channel.to_string();
+                match subscribe(&self.state, &self.id, conn, &mut self.watches, channel).await {
+                    Subscribed::Yes => Flow::Continue,
+                    Subscribed::Forbidden => self.reply_error(
+                        "forbidden",
+                        &format!("not allowed to subscribe to `{shown}`"),
+                    ),
+                    Subscribed::Limit { max } => self.reply_error(
                         "subscription_limit",
                         &format!("subscription limit of {max} reached"),
                     ),
-                    // Refused because a shutdown began: the frames still queued to this
-                    // connection keep flowing, and the engine asks for the 1001 after them.
-                    Ok(Err(SubscribeError::Closed)) | Err(_) if self.state.is_shutting_down() => {
+                    Subscribed::Unavailable(e) => self.reply_error("unavailable", &e),
+                    Subscribed::ShuttingDown => {
                         self.reply_error("shutting_down", "server is shutting down")
                     }
-                    Ok(Err(SubscribeError::Closed)) | Err(_) => {
-                        Flow::Close(1001, "server shutting down")
-                    }
+                    Subscribed::Closed => Flow::Close(1001, "server shutting down"),
                 }
             }
             ClientMessage::Unsubscribe { channel } => {
@@ -415,16 +367,7 @@ impl Session {
     }
 
     fn welcome(&self, conn: &Connection) -> Frame {
-        let w = conn.welcome();
-        let body = json!({
-            "type": "welcome",
-            "conn_id": w.conn_id.0,
-            "user_id": self.id.user.as_str(),
-            "tier": self.id.tier.as_str(),
-            "last_seq": w.last_seq,
-            "heartbeat_ms": self.state.cfg.heartbeat_ms,
-        });
-        Frame::text(body.to_string().as_bytes())
+        Frame::text(welcome_json(&self.state, &self.id, conn).as_bytes())
     }
 
     /// Keeps the oldest publish stamp of the frames waiting in `out`.
@@ -482,13 +425,6 @@ fn parse_error_code(e: &ParseError) -> &'static str {
         | ParseError::Invalid { .. }
         | ParseError::Duplicate(_) => "invalid_field",
         _ => "bad_message",
-    }
-}
-
-/// Resolves once the shutdown grace period is over (never if the signal's sender is gone).
-async fn abandoned(abandon: &mut tokio::sync::watch::Receiver<bool>) {
-    if abandon.wait_for(|a| *a).await.is_err() {
-        std::future::pending::<()>().await;
     }
 }
 
