@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use agentcast_tests::{Client, TestServer, token};
+use agentcast_tests::{Client, SseClient, SseItem, TestServer, token};
 use serde_json::{Value, json};
 
 fn delta(user: &str, msg: &str, text: &str) -> Value {
@@ -227,4 +227,49 @@ async fn message_events_are_validated() {
             "{body}: the error names `{field}`: {v}"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_sse_reader_resumes_mid_message_with_last_event_id_and_gets_exactly_the_rest() {
+    let server = TestServer::start().await;
+    let t = token("sse-reader");
+    let mut c = SseClient::open(&server, &format!("/sse?token={t}"), &[])
+        .await
+        .expect("200");
+    assert_eq!(c.next().await, SseItem::Retry(2000));
+    assert_eq!(c.next_json().await.1.as_deref(), Some("welcome"));
+    let mid = publish_tokens(&server, "sse-reader", "m1", 0..40, 0).await;
+    let (mut text, mut last_id) = (String::new(), String::new());
+    loop {
+        let (id, event, v) = c.next_json().await;
+        assert_eq!(event.as_deref(), Some("message_delta"));
+        assert_eq!(id, Some(v["seq"].to_string()), "id: is the seq");
+        text.push_str(v["data"]["delta"].as_str().unwrap());
+        last_id = id.unwrap();
+        if v["seq"].as_u64() == Some(mid) {
+            break;
+        }
+    }
+    drop(c);
+    let last = publish_tokens(&server, "sse-reader", "m1", 40..100, 0).await;
+    // What `EventSource` sends on its reconnect: the last id it saw.
+    let mut c = SseClient::open(
+        &server,
+        &format!("/sse?token={t}"),
+        &[("Last-Event-ID", &last_id)],
+    )
+    .await
+    .expect("200");
+    assert_eq!(c.next().await, SseItem::Retry(2000));
+    assert_eq!(c.next_json().await.1.as_deref(), Some("welcome"));
+    let (id, event, v) = c.next_json().await;
+    assert_eq!(event.as_deref(), Some("message_delta"));
+    assert_eq!(
+        id,
+        Some(last.to_string()),
+        "a merged delta's id is its last seq"
+    );
+    assert_eq!(v["seq_from"].as_u64(), Some(mid + 1), "{v}");
+    text.push_str(v["data"]["delta"].as_str().unwrap());
+    assert_eq!(text, expected(0..100, 0));
 }
