@@ -312,7 +312,55 @@ async function dashboard(browser, errors) {
   await docsPicture(page, 'dashboard.png');
 }
 
-const CASES = { 'demo-run': demoRun, 'demo-resume': demoResume, dashboard };
+/** The browser's own EventSource on GET /sse: a streamed message arrives as `message_*`
+ * events with `id:` = seq; the server drops the stream mid-message (dev disconnect, 1012);
+ * EventSource reconnects by itself with Last-Event-ID, and what was published meanwhile
+ * follows exactly (one merged delta, or live deltas): the reassembled text equals the text
+ * published, nothing duplicated or missing. */
+async function sseEventSource(browser, errors) {
+  const user = 'browser-sse';
+  const page = await openPage(browser, '/dashboard', errors);
+  const r = await fetch(`${BASE}/api/v1/dev/token?user=${user}`);
+  const { token } = await r.json();
+  await page.evaluate((token) => {
+    const sse = { events: [], opens: 0, welcomes: 0, closes: [] };
+    window.sse = sse;
+    const es = new EventSource(`/sse?token=${encodeURIComponent(token)}`);
+    es.onopen = () => { sse.opens += 1; };
+    es.addEventListener('welcome', () => { sse.welcomes += 1; });
+    es.addEventListener('close', (e) => { sse.closes.push(JSON.parse(e.data)); });
+    for (const t of ['message_started', 'message_delta', 'message_completed']) {
+      es.addEventListener(t, (e) => sse.events.push({ id: e.lastEventId, type: t, data: JSON.parse(e.data) }));
+    }
+  }, token);
+  await until('the EventSource welcome', () => page.evaluate(() => window.sse.welcomes === 1));
+  const ev = (type, data) => ({ user_id: user, type, run_id: 'r1', data: { message_id: 'm1', ...data } });
+  const tok = (i) => `w${i} "ü" `;
+  await publish(ev('message_started', { role: 'assistant' }));
+  for (let i = 0; i < 20; i++) await publish(ev('message_delta', { delta: tok(i) }));
+  await until('20 deltas over SSE', () => page.evaluate(() => window.sse.events.length === 21));
+  const before = await page.evaluate(() => window.sse.events.at(-1));
+  check(before.id === String(before.data.seq), `id: is the seq (${before.id} vs ${before.data.seq})`);
+  step('streamed over EventSource, id = seq');
+
+  await post('/api/v1/dev/disconnect', { user_id: user });
+  for (let i = 20; i < 60; i++) await publish(ev('message_delta', { delta: tok(i) }));
+  await publish(ev('message_completed', {}));
+  await until('the completion after the reconnect', () => page.evaluate(() => window.sse.events.some((e) => e.type === 'message_completed')), 15_000);
+  const got = await page.evaluate(() => window.sse);
+  check(got.welcomes === 2 && got.opens === 2, `one automatic reconnect (${got.opens} opens, ${got.welcomes} welcomes)`);
+  check(got.closes.length === 1 && got.closes[0].code === 1012, `the stream was closed with 1012: ${JSON.stringify(got.closes)}`);
+  const after = got.events[21];
+  const from = after.data.seq_from ?? after.data.seq;
+  check(from === before.data.seq + 1, `the resume continues after Last-Event-ID ${before.id}: ${JSON.stringify(after)}`);
+  const text = got.events.filter((e) => e.type === 'message_delta').map((e) => e.data.data.delta).join('');
+  const want = Array.from({ length: 60 }, (_, i) => tok(i)).join('');
+  check(text === want, `reassembled text ${JSON.stringify(text)}`);
+  const merged = got.events.filter((e) => e.data.seq_from !== undefined).length;
+  step(`resumed with Last-Event-ID: exact text (${merged} merged deltas)`);
+}
+
+const CASES = { 'demo-run': demoRun, 'demo-resume': demoResume, dashboard, 'sse-eventsource': sseEventSource };
 
 async function main() {
   check(CASES[caseName], `unknown case "${caseName}"; use one of ${Object.keys(CASES).join(', ')}`);

@@ -121,3 +121,8 @@ async fn demo_page_resumes_after_the_server_drops_it_and_shows_every_event_publi
 async fn dashboard_shows_live_connections_throughput_and_health() {
     run_case("dashboard").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_browsers_event_source_streams_a_message_and_resumes_it_with_last_event_id() {
+    run_case("sse-eventsource").await;
+}
