@@ -5,6 +5,7 @@
 //! |---|---|
 //! | `GET /ws` | WebSocket upgrade (see [`crate::ws::handshake`](crate::ws)) |
 //! | `POST /api/v1/publish`, `POST /api/v1/publish/batch` | see [`publish`] |
+//! | `POST /api/v1/publish/stream` | NDJSON in, NDJSON receipts out, full duplex: see [`publish_stream`] |
 //! | `GET /healthz` | 200 `{"status":"ok"}` while the process runs |
 //! | `GET /readyz` | 200 with component states when healthy or degraded; 503 when failed or shutting down |
 //! | `GET /metrics` | Prometheus text |
@@ -22,6 +23,7 @@ pub(crate) mod debug;
 pub(crate) mod dev;
 pub(crate) mod ops;
 pub(crate) mod publish;
+pub(crate) mod publish_stream;
 pub(crate) mod stats_stream;
 
 use std::convert::Infallible;
@@ -111,6 +113,7 @@ pub(crate) async fn route(req: Request<Incoming>, state: Arc<AppState>) -> Respo
         (_, "/ws") => crate::ws::handshake::upgrade(req, state).await,
         (&Method::POST, "/api/v1/publish") => publish::single(req, &state).await,
         (&Method::POST, "/api/v1/publish/batch") => publish::batch(req, &state).await,
+        (&Method::POST, "/api/v1/publish/stream") => publish_stream::open(req, state).await,
         (&Method::GET, "/healthz") => ops::healthz(),
         (&Method::GET, "/readyz") => ops::readyz(&state),
         (&Method::GET, "/metrics") => ops::metrics(&state),
@@ -123,6 +126,7 @@ pub(crate) async fn route(req: Request<Incoming>, state: Arc<AppState>) -> Respo
             _,
             "/api/v1/publish"
             | "/api/v1/publish/batch"
+            | "/api/v1/publish/stream"
             | "/healthz"
             | "/readyz"
             | "/metrics"
