@@ -21,10 +21,12 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 mod binary;
 mod redis;
+mod stream;
 mod webhook;
 mod wedge;
 pub use binary::{BinaryServer, strip_ansi};
 pub use redis::{RedisServer, cluster_node};
+pub use stream::{StreamReader, StreamWriter, open_stream, open_stream_on};
 pub use webhook::webhook_receiver;
 pub use wedge::WedgeProxy;
 
