@@ -187,7 +187,7 @@ pub(crate) fn run(args: &BenchArgs, cfg: &Config) -> anyhow::Result<Report> {
         .build()?;
     let drain = Duration::from_secs_f64(args.drain.max(0.0));
     let mode = args.token_publish;
-    let (received, before, after, window) = rt.block_on(async {
+    let (received, before, after, window, (load_before, load_after)) = rt.block_on(async {
         // Receivers first, so no token is published to a user without a connection.
         let mut sockets = Vec::with_capacity(runs);
         for r in 0..runs {
@@ -255,6 +255,7 @@ pub(crate) fn run(args: &BenchArgs, cfg: &Config) -> anyhow::Result<Report> {
             }));
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
+        let load_before = procfs::load_average();
         let before = cpu_snapshot(server_pid, &[]);
         let window_start = std::time::Instant::now();
         let start = Instant::now() + Duration::from_millis(20);
@@ -302,7 +303,8 @@ pub(crate) fn run(args: &BenchArgs, cfg: &Config) -> anyhow::Result<Report> {
             }
         }
         let after = cpu_snapshot(server_pid, &[]);
-        Ok::<_, anyhow::Error>((received, before, after, window))
+        let load = (load_before, procfs::load_average());
+        Ok::<_, anyhow::Error>((received, before, after, window, load))
     })?;
 
     let expected: String = (0..per_run).map(token).collect();
@@ -356,6 +358,8 @@ pub(crate) fn run(args: &BenchArgs, cfg: &Config) -> anyhow::Result<Report> {
         disconnects,
         latency: Latency::of(&hist),
         server_pid,
+        load_before,
+        load_after,
         ..Report::default()
     };
     if let (Some(a), Some(b)) = (before.server, after.server) {
