@@ -23,15 +23,16 @@ pub struct StreamReader {
     raw: Vec<u8>,
     /// Decoded body bytes not yet split into lines.
     body: Vec<u8>,
-    /// The response's status.
-    pub status: u16,
+    /// The response's status (0 until the head is read).
+    status: u16,
     /// Whether the last chunk (`0\r\n\r\n`) was read.
     pub ended: bool,
 }
 
 /// Opens a stream with `Authorization: Bearer {key}` (none when `None`) on `path_query`
-/// (`/api/v1/publish/stream?...`), sending `first` as the first chunk (may be empty), and
-/// reads the response head.
+/// (`/api/v1/publish/stream?...`), sending `first` as the first chunk (may be empty). The
+/// response head is read when first asked for (the server sends it once the body's first
+/// chunk arrives).
 pub async fn open_stream(
     addr: SocketAddr,
     key: Option<&str>,
@@ -69,14 +70,13 @@ pub async fn open_stream_on(
     if !first.is_empty() {
         writer.chunk(first).await;
     }
-    let mut reader = StreamReader {
+    let reader = StreamReader {
         r,
         raw: Vec::new(),
         body: Vec::new(),
         status: 0,
         ended: false,
     };
-    reader.read_head().await;
     (writer, reader)
 }
 
@@ -104,6 +104,14 @@ impl StreamWriter {
 }
 
 impl StreamReader {
+    /// The response's status (reads the head if needed).
+    pub async fn status(&mut self) -> u16 {
+        if self.status == 0 {
+            self.read_head().await;
+        }
+        self.status
+    }
+
     async fn fill(&mut self) -> bool {
         let mut buf = [0u8; 8192];
         match tokio::time::timeout(WAIT, self.r.read(&mut buf)).await {
@@ -168,7 +176,8 @@ impl StreamReader {
         }
     }
 
-    /// The whole body of a refusal (not chunked), as text.
+    /// The whole body of a refusal (not chunked), as text; call after
+    /// [`StreamReader::status`].
     pub fn refusal_body(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
@@ -176,6 +185,9 @@ impl StreamReader {
     /// The next response line as JSON; `None` when the response ended first. Panics after
     /// [`WAIT`] without one.
     pub async fn line(&mut self) -> Option<Value> {
+        if self.status().await != 200 {
+            return None;
+        }
         loop {
             self.decode();
             if let Some(i) = self.body.iter().position(|&b| b == b'\n') {

@@ -29,7 +29,7 @@ async fn lines_are_delivered_in_order_with_one_receipt_per_line() {
     let mut c = server.connect(&token("u1")).await;
     let body: String = (1..=5).map(|i| delta("u1", i)).collect();
     let (mut w, mut r) = open_stream(server.addr, Some(API_KEY), PATH, body.as_bytes()).await;
-    assert_eq!(r.status, 200);
+    assert_eq!(r.status().await, 200);
     let mut seqs = Vec::new();
     for line in 1..=5u64 {
         let receipt = r.expect_line().await;
@@ -167,8 +167,8 @@ async fn wrong_or_missing_api_key_is_401() {
     let server = TestServer::start().await;
     let mut c = server.connect(&token("u1")).await;
     for key in [None, Some("wrong"), Some("")] {
-        let (_w, r) = open_stream(server.addr, key, PATH, delta("u1", 1).as_bytes()).await;
-        assert_eq!(r.status, 401, "{key:?}");
+        let (_w, mut r) = open_stream(server.addr, key, PATH, delta("u1", 1).as_bytes()).await;
+        assert_eq!(r.status().await, 401, "{key:?}");
         assert!(r.refusal_body().contains("API key"), "{}", r.refusal_body());
     }
     // The wrong content type is refused too, before anything is read.
@@ -176,14 +176,14 @@ async fn wrong_or_missing_api_key_is_401() {
         .http("POST", PATH, Some(API_KEY), delta("u1", 1).as_bytes())
         .await;
     assert_eq!(s, 415, "{b}");
-    let (_w, r) = open_stream(
+    let (_w, mut r) = open_stream(
         server.addr,
         Some(API_KEY),
         &format!("{PATH}?receipts=some"),
         b"",
     )
     .await;
-    assert_eq!(r.status, 400, "{}", r.refusal_body());
+    assert_eq!(r.status().await, 400, "{}", r.refusal_body());
     c.expect_silence(Duration::from_millis(100)).await;
 }
 
@@ -377,4 +377,93 @@ async fn shutdown_ends_the_stream_with_a_final_line_and_delivers_every_receipted
         .await
         .expect("run returns")
         .expect("shutdown task");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idempotency_keys_hold_across_lines_of_a_stream() {
+    let server = TestServer::start().await;
+    let mut c = server.connect(&token("u1")).await;
+    let keyed = |data: &str| {
+        let mut s =
+            json!({"user_id": "u1", "type": "x", "idempotency_key": "k1", "data": {"d": data}})
+                .to_string();
+        s.push('\n');
+        s
+    };
+    let body = [keyed("a"), delta("u1", 2), keyed("a"), keyed("b")].concat();
+    let (mut w, mut r) = open_stream(server.addr, Some(API_KEY), PATH, body.as_bytes()).await;
+    w.finish().await;
+    let first = r.expect_line().await;
+    let second = r.expect_line().await;
+    let replay = r.expect_line().await;
+    let conflict = r.expect_line().await;
+    assert_eq!(first["line"], 1);
+    assert!(
+        second["seq"].as_u64() > first["seq"].as_u64(),
+        "{first} {second}"
+    );
+    assert_eq!(replay["line"], 3);
+    assert_eq!(
+        replay["seq"], first["seq"],
+        "the first receipt again: {replay}"
+    );
+    assert_eq!(conflict["line"], 4);
+    assert_eq!(conflict["error"]["status"], 409, "{conflict}");
+    assert_eq!(r.expect_line().await["end"], "eof");
+    // Delivered once each: line 1, then line 2, and nothing else.
+    assert_eq!(c.next_json().await["data"]["d"], "a");
+    assert_eq!(c.next_json().await["data"]["delta"], "tok2 ");
+    c.expect_silence(Duration::from_millis(200)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_overloaded_shard_answers_its_lines_503_and_the_stream_goes_on() {
+    // One shard with room for 4 queued publishes, stalled: the first 4 lines queue, the
+    // others are refused at once. 503s are not the publisher's fault: with an abuse limit of
+    // 2 the 6 refusals in a row do not close the stream.
+    let server = TestServer::start_with(|cfg| {
+        cfg.shards = Some(1);
+        cfg.command_queue_capacity = 4;
+        cfg.health.fault_injection = true;
+        cfg.health.canary = false;
+        cfg.limits.abuse_max_errors = 2;
+    })
+    .await;
+    let (status, body) = server
+        .http(
+            "POST",
+            "/api/v1/debug/fault",
+            Some(API_KEY),
+            json!({"shard": 0, "fault": "stall", "ms": 1000})
+                .to_string()
+                .as_bytes(),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let body: String = (1..=10).map(|i| delta("u1", i)).collect();
+    let (mut w, mut r) = open_stream(server.addr, Some(API_KEY), PATH, body.as_bytes()).await;
+    let mut ok = 0;
+    for line in 1..=10u64 {
+        let l = r.expect_line().await;
+        assert_eq!(l["line"], line, "{l}");
+        if l["seq"].is_u64() {
+            ok += 1;
+        } else {
+            assert_eq!(l["error"]["status"], 503, "{l}");
+            let msg = l["error"]["message"].as_str().unwrap_or_default();
+            assert!(msg.contains("overloaded"), "{l}");
+        }
+    }
+    assert_eq!(ok, 4, "exactly the queue's room was published");
+    // The stall is over: the stream still publishes.
+    w.chunk(delta("u1", 11).as_bytes()).await;
+    let l = r.expect_line().await;
+    assert_eq!(l["line"], 11, "{l}");
+    assert!(l["seq"].is_u64(), "{l}");
+    w.finish().await;
+    let end = r.expect_line().await;
+    assert_eq!(
+        end,
+        json!({"end": "eof", "last_line": 11, "published": 5, "failed": 6})
+    );
 }

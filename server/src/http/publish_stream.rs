@@ -22,6 +22,11 @@
 //! with an `"error"` member); lines after `last_line` were not read and nothing of them was
 //! published.
 //!
+//! The response head (`200`) is sent once the body's first chunk has arrived, or after
+//! `handshake_timeout_ms` without one: hyper answers `Expect: 100-continue` with
+//! `100 Continue` only while no response is under way, so a client that asks for it (curl
+//! does with `-T`) gets it, instead of waiting out its own timeout.
+//!
 //! # Why NDJSON over HTTP, not a publisher WebSocket
 //!
 //! Any HTTP client can use it (`curl -N -T -`, a `requests` generator, `fetch` with a
@@ -131,7 +136,17 @@ pub(crate) async fn open(req: Request<Incoming>, state: Arc<AppState>) -> Respon
         Ok(mode) => {
             let (tx, rx) = mpsc::channel(RESPONSE_CHUNKS);
             let guard = StreamGuard::new(&state);
-            tokio::spawn(pump(state, req.into_body(), mode, tx, guard));
+            let mut body = req.into_body();
+            // The response head waits for the first body chunk (at most the handshake
+            // timeout): hyper answers an `Expect: 100-continue` (curl sends one with `-T`)
+            // with `100 Continue` only while no response is under way, and a client that
+            // waits for it would otherwise wait for its own timeout (1 s for curl).
+            let limit = state.cfg.limits.handshake_timeout();
+            let first = tokio::time::timeout(limit, body.frame())
+                .await
+                .ok()
+                .flatten();
+            tokio::spawn(pump(state, body, first, mode, tx, guard));
             let mut r = Response::new(Body::streaming(ReceiptBody(rx)));
             let h = r.headers_mut();
             h.insert(
@@ -216,6 +231,7 @@ struct Tally {
 async fn pump(
     state: Arc<AppState>,
     mut body: Incoming,
+    first: Option<Result<Frame<Bytes>, hyper::Error>>,
     mode: Receipts,
     tx: mpsc::Sender<Bytes>,
     _guard: StreamGuard,
@@ -226,6 +242,17 @@ async fn pump(
     let mut stop = state.stop.subscribe();
     let mut abandon = state.abandon.subscribe();
     let mut splitter = LineSplitter::new(max);
+    let mut eof = false;
+    let mut end: Option<End> = None;
+    match first {
+        Some(Ok(f)) => {
+            if let Ok(data) = f.into_data() {
+                splitter.push(data);
+            }
+        }
+        Some(Err(_)) => end = Some(End::Aborted),
+        None => {}
+    }
     let mut window: FuturesOrdered<Pending<'_>> = FuturesOrdered::new();
     let mut tally = Tally::default();
     let mut out: Vec<u8> = Vec::with_capacity(1024);
@@ -233,8 +260,6 @@ async fn pump(
     let mut held: Option<(u64, PublishRequest)> = None;
     // A keyed line is in the window: read nothing until it is answered.
     let mut serial = false;
-    let mut eof = false;
-    let mut end: Option<End> = None;
     loop {
         // Receipts already answered, without waiting.
         while let Some(Some(a)) = window.next().now_or_never() {
