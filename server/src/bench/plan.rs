@@ -360,6 +360,26 @@ mod tests {
     }
 
     #[test]
+    fn tokens_flags_are_checked_and_name_themselves() {
+        let (a, c) = parse(&["--scenario", "tokens", "--token-publish", "requests"]);
+        assert_eq!(a.token_publish, TokenPublish::Requests);
+        assert!(Plan::new(&a, &c).is_ok());
+        for (flags, needle) in [
+            (&["--runs", "0"][..], "--runs"),
+            (&["--tokens-per-sec", "0"][..], "--tokens-per-sec"),
+            (
+                &["--tokens-per-sec", "10000", "--duration", "7"][..],
+                "tokens per run",
+            ),
+        ] {
+            let mut f = vec!["--scenario", "tokens"];
+            f.extend_from_slice(flags);
+            let e = plan(&f).unwrap_err();
+            assert!(e.contains(needle), "{flags:?}: {e}");
+        }
+    }
+
+    #[test]
     fn bad_flags_name_themselves() {
         for (flags, needle) in [
             (&["--connections", "0"][..], "--connections"),
