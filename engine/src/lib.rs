@@ -43,6 +43,7 @@
 //! - [`stats`] — delivery statistics.
 //! - [`escalation`] — the hook for critical events not acknowledged in time.
 //! - [`publish`] — parsing publish bodies and batches into [`PublishRequest`]s.
+//! - [`ndjson`] — sans-IO splitting of an NDJSON stream into bounded lines (streaming publish).
 //! - [`client_msg`] — parsing client → server messages into [`ClientMessage`]s.
 //! - `health/state.rs` — health states, the report, [`HealthConfig`], [`Fault`], what a
 //!   worker tells the monitor, the monotonic clocks ([`health::mono_us`]).
@@ -122,6 +123,7 @@ pub mod history;
 pub mod hub;
 pub mod idempotency;
 pub mod json;
+pub mod ndjson;
 mod prefetch;
 pub mod publish;
 mod reply;

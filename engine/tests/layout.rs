@@ -32,6 +32,7 @@ const ORDER: &[&str] = &[
     "stats",
     "escalation",
     "publish",
+    "ndjson",
     "client_msg",
     "health::state",
     "broker::seed",

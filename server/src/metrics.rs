@@ -112,6 +112,19 @@ server_counters! {
     webhook_in_flight: "gauge",
     /// Escalation log lines written (aggregated: at most one per log_interval_ms).
     escalation_log_lines: "counter",
+    // Streaming publish (issue 14.4, `POST /api/v1/publish/stream`).
+    /// Streaming publish connections opened.
+    publish_streams: "counter",
+    /// Gauge: streaming publish connections open.
+    publish_streams_open: "gauge",
+    /// Non-empty lines read by streaming publish connections.
+    publish_stream_lines: "counter",
+    /// Stream lines published (ok receipt).
+    publish_stream_published: "counter",
+    /// Stream lines refused (error receipt: 400, 409, 413, 503).
+    publish_stream_refused: "counter",
+    /// Streams ended for more than abuse_max_errors consecutive bad lines.
+    publish_stream_abuse_closes: "counter",
 }
 
 /// Upper bounds (µs) of the publish → socket-write latency buckets; the last bucket is +Inf.

@@ -150,13 +150,15 @@ pub async fn run(
         shutting_down: Default::default(),
         dev_kicks: config.dev_mode.then(crate::http::dev::DevKicks::new),
         abandon: watch::channel(false).0,
+        stop: watch::channel(false).0,
+        streams: Default::default(),
         cfg: config,
     });
     let pending = PendingHeads::new(
         state.cfg.limits.max_pending_connections,
         Arc::clone(&state.metrics),
     );
-    let (stop_tx, stop_rx) = watch::channel(false);
+    let stop_rx = state.stop.subscribe();
     tokio::pin!(shutdown);
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "agentcast listening");
@@ -182,20 +184,30 @@ pub async fn run(
     tracing::info!("shutting down: closing connections with 1001");
     drop(listener);
     state.shutting_down.store(true, Ordering::Relaxed);
-    let _ = stop_tx.send(true);
+    let _ = state.stop.send(true);
     let grace = Duration::from_millis(state.cfg.shutdown_grace_ms);
     let deadline = tokio::time::Instant::now() + grace;
     let hub = state.hub.clone();
     // Joins the health monitor's thread: off the runtime's threads.
     let _ = tokio::task::spawn_blocking(move || hub.begin_shutdown()).await;
-    let drained = tokio::time::timeout_at(deadline, state.sessions.wait_idle())
+    // Publish streams first: each writes the receipts of what it published, then its last
+    // line (their publishes were queued before the hub's shutdown began).
+    let streams_ended = tokio::time::timeout_at(deadline, state.streams.wait_idle())
         .await
         .is_ok();
+    let drained = streams_ended
+        && tokio::time::timeout_at(deadline, state.sessions.wait_idle())
+            .await
+            .is_ok();
     if !drained {
         // Sessions count what they took from the engine but did not write, and drop their
         // connection, whose queued frames the engine counts.
         let _ = state.abandon.send(true);
-        let _ = tokio::time::timeout(ABANDON_WAIT, state.sessions.wait_idle()).await;
+        let _ = tokio::time::timeout(ABANDON_WAIT, async {
+            state.streams.wait_idle().await;
+            state.sessions.wait_idle().await;
+        })
+        .await;
     }
     let hub = state.hub.clone();
     let _ = tokio::task::spawn_blocking(move || hub.shutdown()).await;

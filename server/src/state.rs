@@ -35,6 +35,11 @@ pub(crate) struct AppState {
     /// Set to `true` when the shutdown grace period is over: every session stops writing,
     /// counts the frames it still holds and ends (see `crate::ws::session`).
     pub(crate) abandon: tokio::sync::watch::Sender<bool>,
+    /// Set to `true` when shutdown begins (after `shutting_down`): HTTP connections finish
+    /// their request and close, publish streams stop reading lines.
+    pub(crate) stop: tokio::sync::watch::Sender<bool>,
+    /// The open publish streams (`POST /api/v1/publish/stream`), which shutdown waits for.
+    pub(crate) streams: crate::http::publish_stream::OpenStreams,
 }
 
 impl AppState {

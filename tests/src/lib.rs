@@ -22,11 +22,13 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 mod binary;
 mod redis;
 mod sse;
+mod stream;
 mod webhook;
 mod wedge;
 pub use binary::{BinaryServer, strip_ansi};
 pub use redis::{RedisServer, cluster_node};
 pub use sse::{SseClient, SseItem, SseRefusal};
+pub use stream::{StreamReader, StreamWriter, open_stream, open_stream_on};
 pub use webhook::webhook_receiver;
 pub use wedge::WedgeProxy;
 

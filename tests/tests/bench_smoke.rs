@@ -150,3 +150,40 @@ async fn a_wrong_secret_fails_every_connection_and_the_run_is_not_clean() {
     );
     assert!(!r.clean());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_streamed_or_requested_rebuild_every_text_exactly() {
+    let server = TestServer::start().await;
+    for mode in ["stream", "requests"] {
+        let (args, cfg) = bench_args(
+            &server,
+            &[
+                "--scenario",
+                "tokens",
+                "--runs",
+                "8",
+                "--tokens-per-sec",
+                "50",
+                "--duration",
+                "1",
+                "--publishers",
+                "3",
+                "--token-publish",
+                mode,
+            ],
+        );
+        let r = run_bench(args, cfg).await;
+        let table = r.table();
+        let t = r.tokens.clone().expect("token figures");
+        assert_eq!(t.publish, mode, "{table}");
+        assert_eq!(r.publish_errors, 0, "{table}");
+        assert_eq!(t.tokens_sent, 8 * 50, "{table}");
+        assert_eq!(t.chars_sent, 8 * 50 * 8, "{table}");
+        assert_eq!(t.chars_lost, 0, "{table}");
+        assert_eq!(t.runs_complete, 8, "{table}");
+        // One latency sample per token, merged or not.
+        assert_eq!(r.latency.count, 8 * 50, "{table}");
+        assert!(t.server_cpu_us_per_token.is_some(), "{table}");
+        assert!(r.clean(), "{table}");
+    }
+}

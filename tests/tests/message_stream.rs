@@ -239,17 +239,16 @@ async fn an_sse_reader_resumes_mid_message_with_last_event_id_and_gets_exactly_t
     assert_eq!(c.next().await, SseItem::Retry(2000));
     assert_eq!(c.next_json().await.1.as_deref(), Some("welcome"));
     let mid = publish_tokens(&server, "sse-reader", "m1", 0..40, 0).await;
-    let (mut text, mut last_id) = (String::new(), String::new());
-    loop {
+    let mut text = String::new();
+    let last_id = loop {
         let (id, event, v) = c.next_json().await;
         assert_eq!(event.as_deref(), Some("message_delta"));
         assert_eq!(id, Some(v["seq"].to_string()), "id: is the seq");
         text.push_str(v["data"]["delta"].as_str().unwrap());
-        last_id = id.unwrap();
         if v["seq"].as_u64() == Some(mid) {
-            break;
+            break id.unwrap();
         }
-    }
+    };
     drop(c);
     let last = publish_tokens(&server, "sse-reader", "m1", 40..100, 0).await;
     // What `EventSource` sends on its reconnect: the last id it saw.

@@ -9,7 +9,11 @@
 //! the measurement window, and the server's memory before and after connecting.
 //!
 //! Scenarios: `per-user` sends `--rate` events/s, each to a user drawn uniformly at random;
-//! `broadcast` sends one `{"broadcast": true}` event every `--interval-ms`.
+//! `broadcast` sends one `{"broadcast": true}` event every `--interval-ms`; `tokens` streams
+//! AI answers token by token through the streaming publish connection (or, with
+//! `--token-publish requests`, one request per token) and checks that every receiver
+//! rebuilds the exact text (see [`tokens`]; it has its own receivers and publishers, in this
+//! process).
 //!
 //! ```text
 //! agentcast --jwt-secret S --api-key K bench --connections 15000 --users 7500 \
@@ -47,6 +51,7 @@
 //! - [`client`]: the minimal WebSocket client and the receiver groups;
 //! - [`publisher`]: the minimal HTTP publisher and its schedule;
 //! - [`report`]: histograms, the report, the table;
+//! - [`tokens`]: the tokens scenario (streamed answers, text reassembly, merges);
 //! - [`procfs`]: CPU, memory, pid lookup from `/proc`.
 
 mod children;
@@ -56,6 +61,7 @@ mod plan;
 pub mod procfs;
 pub mod publisher;
 pub mod report;
+pub mod tokens;
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -68,7 +74,7 @@ use tokio::time::Instant;
 use crate::auth::Authenticator;
 use crate::config::Config;
 use children::Group;
-pub use plan::{BenchArgs, Plan, Scenario};
+pub use plan::{BenchArgs, Plan, Scenario, TokenPublish};
 use publisher::PublishProgress;
 use report::{Latency, Report};
 
@@ -151,6 +157,9 @@ fn total(groups: &[Group]) -> [u64; 4] {
 /// Runs a whole benchmark (see the [module docs](self)) and returns its report. Blocks the
 /// calling thread, which must not be inside a tokio runtime.
 pub fn run(args: &BenchArgs, cfg: &Config) -> anyhow::Result<Report> {
+    if args.scenario == Scenario::Tokens {
+        return tokens::run(args, cfg);
+    }
     let plan = Plan::new(args, cfg).map_err(|e| anyhow!(e))?;
     let auth = Arc::new(Authenticator::from_config(cfg)?);
     let server_pid = args

@@ -22,6 +22,27 @@ pub enum Scenario {
     PerUser,
     /// One broadcast every `--interval-ms`; every connection must receive it.
     Broadcast,
+    /// AI answers streamed token by token: `--runs` runs × `--tokens-per-sec` tokens, one
+    /// receiver per run, which must rebuild the exact text (see `bench/tokens.rs`).
+    Tokens,
+}
+
+/// How the tokens scenario publishes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TokenPublish {
+    /// NDJSON lines over streaming publish connections (`POST /api/v1/publish/stream`).
+    Stream,
+    /// One `POST /api/v1/publish` per event over keep-alive connections (for comparison).
+    Requests,
+}
+
+impl TokenPublish {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            TokenPublish::Stream => "stream",
+            TokenPublish::Requests => "requests",
+        }
+    }
 }
 
 impl Scenario {
@@ -29,6 +50,7 @@ impl Scenario {
         match self {
             Scenario::PerUser => "per-user",
             Scenario::Broadcast => "broadcast",
+            Scenario::Tokens => "tokens",
         }
     }
 }
@@ -55,6 +77,16 @@ pub struct BenchArgs {
     /// Events per second (per-user scenario).
     #[arg(long, default_value_t = 1000.0)]
     pub rate: f64,
+    /// Concurrent runs, one receiver each (tokens scenario).
+    #[arg(long, default_value_t = 10)]
+    pub runs: usize,
+    /// Tokens per second of each run (tokens scenario).
+    #[arg(long, default_value_t = 20.0)]
+    pub tokens_per_sec: f64,
+    /// How the tokens scenario publishes: `stream` (one NDJSON line per event) or `requests`
+    /// (one HTTP request per event).
+    #[arg(long, value_enum, default_value_t = TokenPublish::Stream)]
+    pub token_publish: TokenPublish,
     /// Milliseconds between two broadcasts (broadcast scenario).
     #[arg(long, default_value_t = 100)]
     pub interval_ms: u64,
@@ -176,6 +208,13 @@ impl Plan {
                 }
                 (Duration::from_secs_f64(1.0 / args.rate), Some(users))
             }
+            Scenario::Tokens => {
+                super::tokens::validate(args, cfg)?;
+                (
+                    Duration::from_secs_f64(1.0 / args.tokens_per_sec),
+                    Some(users),
+                )
+            }
             Scenario::Broadcast => {
                 if args.interval_ms == 0 {
                     return Err("--interval-ms must be at least 1".into());
@@ -260,7 +299,7 @@ impl Plan {
 }
 
 /// `(socket address, Host header)` of an `http://` or `ws://` base URL.
-fn parse_url(url: &str) -> Result<(SocketAddr, String), String> {
+pub(crate) fn parse_url(url: &str) -> Result<(SocketAddr, String), String> {
     let uri: http::Uri = url.parse().map_err(|e| format!("--url {url:?}: {e}"))?;
     match uri.scheme_str() {
         Some("http" | "ws") => {}
@@ -318,6 +357,26 @@ mod tests {
         assert_eq!(p.groups, 1);
         assert_eq!(p.publish.warmup_events, 2000);
         assert_eq!(p.publish.measured_events, 10_000);
+    }
+
+    #[test]
+    fn tokens_flags_are_checked_and_name_themselves() {
+        let (a, c) = parse(&["--scenario", "tokens", "--token-publish", "requests"]);
+        assert_eq!(a.token_publish, TokenPublish::Requests);
+        assert!(Plan::new(&a, &c).is_ok());
+        for (flags, needle) in [
+            (&["--runs", "0"][..], "--runs"),
+            (&["--tokens-per-sec", "0"][..], "--tokens-per-sec"),
+            (
+                &["--tokens-per-sec", "10000", "--duration", "7"][..],
+                "tokens per run",
+            ),
+        ] {
+            let mut f = vec!["--scenario", "tokens"];
+            f.extend_from_slice(flags);
+            let e = plan(&f).unwrap_err();
+            assert!(e.contains(needle), "{flags:?}: {e}");
+        }
     }
 
     #[test]

@@ -224,7 +224,7 @@ fn error(st: &State, e: String) {
 
 /// Sends one request on the keep-alive connection (opening it if needed) and reads the
 /// response: `(status, receipt connections)`; the body is left in `resp`.
-async fn send(
+pub(crate) async fn send(
     conn: &mut Option<TcpStream>,
     addr: SocketAddr,
     req: &[u8],

@@ -195,6 +195,9 @@ pub struct Report {
     pub load_before: Option<String>,
     /// `/proc/loadavg` at the end of the window.
     pub load_after: Option<String>,
+    /// The tokens scenario's figures (`None` for the others).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens: Option<super::tokens::TokenReport>,
 }
 
 impl Report {
@@ -309,6 +312,31 @@ impl Report {
                 ),
             ),
         ];
+        let mut rows = rows;
+        if let Some(t) = &self.tokens {
+            rows.push((
+                "tokens",
+                format!(
+                    "{} runs × {:.0}/s by {}: {} tokens accepted, {} runs complete",
+                    t.runs, t.tokens_per_sec, t.publish, t.tokens_sent, t.runs_complete
+                ),
+            ));
+            rows.push((
+                "text",
+                format!(
+                    "{} chars sent, {} received, {} lost; {} merged frames ({} tokens)",
+                    t.chars_sent, t.chars_received, t.chars_lost, t.merged_frames, t.merged_tokens
+                ),
+            ));
+            rows.push((
+                "cpu per token",
+                format!(
+                    "server {} µs, bench {} µs",
+                    f1(t.server_cpu_us_per_token),
+                    f1(t.client_cpu_us_per_token)
+                ),
+            ));
+        }
         let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
         let mut out = String::new();
         for (k, v) in rows {

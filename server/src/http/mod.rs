@@ -7,6 +7,7 @@
 //! | `GET /sse` | server-sent events, the second client transport (see `crate::sse`) |
 //! | `POST /api/v1/ack` | a client's ack, authenticated by its JWT (see [`ack`]) |
 //! | `POST /api/v1/publish`, `POST /api/v1/publish/batch` | see [`publish`] |
+//! | `POST /api/v1/publish/stream` | NDJSON in, NDJSON receipts out, full duplex: see [`publish_stream`] |
 //! | `GET /healthz` | 200 `{"status":"ok"}` while the process runs |
 //! | `GET /readyz` | 200 with component states when healthy or degraded; 503 when failed or shutting down |
 //! | `GET /metrics` | Prometheus text |
@@ -25,6 +26,7 @@ pub(crate) mod debug;
 pub(crate) mod dev;
 pub(crate) mod ops;
 pub(crate) mod publish;
+pub(crate) mod publish_stream;
 pub(crate) mod stats_stream;
 
 use std::convert::Infallible;
@@ -116,6 +118,7 @@ pub(crate) async fn route(req: Request<Incoming>, state: Arc<AppState>) -> Respo
         (&Method::POST, "/api/v1/ack") => ack::ack(req, &state).await,
         (&Method::POST, "/api/v1/publish") => publish::single(req, &state).await,
         (&Method::POST, "/api/v1/publish/batch") => publish::batch(req, &state).await,
+        (&Method::POST, "/api/v1/publish/stream") => publish_stream::open(req, state).await,
         (&Method::GET, "/healthz") => ops::healthz(),
         (&Method::GET, "/readyz") => ops::readyz(&state),
         (&Method::GET, "/metrics") => ops::metrics(&state),
@@ -129,6 +132,7 @@ pub(crate) async fn route(req: Request<Incoming>, state: Arc<AppState>) -> Respo
             "/api/v1/publish"
             | "/api/v1/publish/batch"
             | "/api/v1/ack"
+            | "/api/v1/publish/stream"
             | "/healthz"
             | "/readyz"
             | "/metrics"

@@ -116,8 +116,28 @@ pub(crate) async fn batch(req: Request<Incoming>, state: &AppState) -> Response<
     json_response(StatusCode::OK, &Value::Array(results))
 }
 
+/// Checks `Authorization: Bearer <api key>` (every publish route): 401 when missing or wrong,
+/// counted in `publish_rejected`.
+pub(crate) fn check_api_key<B>(req: &Request<B>, state: &AppState) -> Result<(), Refusal> {
+    let presented = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, k)| k.trim());
+    if presented.is_some_and(|k| state.auth.check_api_key(k.as_bytes())) {
+        return Ok(());
+    }
+    inc(&state.metrics.publish_rejected);
+    Err(Refusal::new(
+        StatusCode::UNAUTHORIZED,
+        "missing or invalid API key: send `Authorization: Bearer <api key>`",
+    ))
+}
+
 /// Counts a publish's outcome and turns it into a receipt or a status and error text.
-fn outcome(
+pub(crate) fn outcome(
     state: &AppState,
     published: Result<Published, BrokerError>,
 ) -> Result<Receipt, (StatusCode, String)> {
@@ -152,7 +172,8 @@ fn refusal_text(e: PublishError) -> &'static str {
     }
 }
 
-fn receipt_json(r: Receipt) -> Value {
+/// The receipt of one publish: `{"seq": N | null, "connections": K}`.
+pub(crate) fn receipt_json(r: Receipt) -> Value {
     json!({"seq": r.seq, "connections": r.connections})
 }
 
@@ -161,21 +182,8 @@ pub(crate) async fn authorized_body(
     req: Request<Incoming>,
     state: &AppState,
 ) -> Result<Bytes, Refusal> {
+    check_api_key(&req, state)?;
     let m = &state.metrics;
-    let presented = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, k)| k.trim());
-    if !presented.is_some_and(|k| state.auth.check_api_key(k.as_bytes())) {
-        inc(&m.publish_rejected);
-        return Err(Refusal::new(
-            StatusCode::UNAUTHORIZED,
-            "missing or invalid API key: send `Authorization: Bearer <api key>`",
-        ));
-    }
     let max = state.cfg.limits.max_body_bytes;
     let too_large = || {
         inc(&m.publish_rejected);
