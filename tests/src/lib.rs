@@ -21,12 +21,14 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 mod binary;
 mod redis;
+mod scripts;
 mod sse;
 mod stream;
 mod webhook;
 mod wedge;
 pub use binary::{BinaryServer, strip_ansi};
 pub use redis::{RedisServer, cluster_node};
+pub use scripts::{PyClient, run_node_script};
 pub use sse::{SseClient, SseItem, SseRefusal};
 pub use stream::{StreamReader, StreamWriter, open_stream, open_stream_on};
 pub use webhook::webhook_receiver;

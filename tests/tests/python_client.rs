@@ -2,45 +2,15 @@
 //! order, acks and pings. Requires `python3` with `websockets` (`pip install websockets`):
 //! the test fails, loudly, when they are missing.
 
-use std::process::Stdio;
-
-use agentcast_tests::{TestServer, WAIT, token};
+use agentcast_tests::{PyClient, TestServer, token};
 use serde_json::json;
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::Command;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_websockets_client_receives_acks_and_pings() {
     let server = TestServer::start().await;
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/py/client.py");
     let url = server.ws_url(&format!("token={}", token("py-user")));
-    let mut child = Command::new("python3")
-        .arg(script)
-        .arg(&url)
-        .arg("3")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap_or_else(|e| {
-            panic!("cannot run python3 ({e}): install Python 3 and `pip install websockets`")
-        });
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut next_line = async || {
-        tokio::time::timeout(WAIT, lines.next_line())
-            .await
-            .expect("python client timed out")
-            .expect("read python stdout")
-    };
-    let first = next_line().await;
-    if first.as_deref() != Some("WELCOME py-user") {
-        let out = child.wait_with_output().await.unwrap();
-        panic!(
-            "python client failed (exit {:?}): {first:?}\n{}\nThis test needs python3 with the `websockets` package: pip install websockets",
-            out.status.code(),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    let mut py = PyClient::spawn("client.py", &[&url, "3"], "websockets");
+    py.expect_first("WELCOME py-user").await;
     let mut seqs = Vec::new();
     for (i, kind) in ["agent_started", "tool_executing", "agent_completed"]
         .iter()
@@ -57,19 +27,15 @@ async fn python_websockets_client_receives_acks_and_pings() {
         .zip(&seqs)
         .enumerate()
     {
-        let line = next_line().await.expect("event line");
+        let line = py.next_line().await.expect("event line");
         assert_eq!(
             line,
             format!("EVENT {kind} {seq} {{\"i\": {i}, \"text\": \"h\\u00e9llo\"}}")
         );
     }
-    assert_eq!(next_line().await.as_deref(), Some("PONG"));
-    assert_eq!(next_line().await.as_deref(), Some("DONE"));
-    let status = tokio::time::timeout(WAIT, child.wait())
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(status.success());
+    assert_eq!(py.next_line().await.as_deref(), Some("PONG"));
+    assert_eq!(py.next_line().await.as_deref(), Some("DONE"));
+    assert!(py.wait_success().await);
     // The ack was applied: a new connection gets no replay.
     let mut again = server.connect(&token("py-user")).await;
     assert!(again.sync().await.is_empty());

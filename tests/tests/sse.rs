@@ -5,16 +5,14 @@
 //! WebSocket connections, the closes (token expiry, shutdown, slow consumer) and refusals;
 //! and one third-party client (Python `httpx`).
 
-use std::process::Stdio;
 use std::time::Duration;
 
 use agentcast_tests::{
-    API_KEY, SECRET, SseClient, SseItem, TestServer, WAIT, now, sign_hs256, token, token_with,
+    API_KEY, PyClient, SECRET, SseClient, SseItem, TestServer, WAIT, now, sign_hs256, token,
+    token_with,
 };
 use futures_util::StreamExt;
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::Command;
 use tokio_tungstenite::tungstenite::Message;
 
 /// Opens `/sse?token=...{extra}` and reads through the welcome.
@@ -501,36 +499,10 @@ async fn a_bad_token_is_401_and_a_bad_resume_400() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_httpx_reads_the_stream_and_acks() {
     let server = TestServer::start().await;
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/py/sse_client.py");
     let t = token("py-sse");
-    let mut child = Command::new("python3")
-        .arg(script)
-        .arg(format!("http://{}", server.addr))
-        .arg(&t)
-        .arg("2")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap_or_else(|e| {
-            panic!("cannot run python3 ({e}): install Python 3 and `pip install httpx`")
-        });
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut next_line = async || {
-        tokio::time::timeout(WAIT, lines.next_line())
-            .await
-            .expect("python client timed out")
-            .expect("read python stdout")
-    };
-    let first = next_line().await;
-    if first.as_deref() != Some("WELCOME py-sse") {
-        let out = child.wait_with_output().await.unwrap();
-        panic!(
-            "python client failed (exit {:?}): {first:?}\n{}\nThis test needs python3 with the `httpx` package: pip install httpx",
-            out.status.code(),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    let base = format!("http://{}", server.addr);
+    let mut py = PyClient::spawn("sse_client.py", &[&base, &t, "2"], "httpx");
+    py.expect_first("WELCOME py-sse").await;
     let a = server
         .publish_user("py-sse", json!({"text": "héllo"}))
         .await;
@@ -540,19 +512,15 @@ async fn python_httpx_reads_the_stream_and_acks() {
     assert_eq!(s, 200);
     let b = r["seq"].as_u64().unwrap();
     assert_eq!(
-        next_line().await,
+        py.next_line().await,
         Some(format!("EVENT {a} tool_executing {a}"))
     );
     assert_eq!(
-        next_line().await,
+        py.next_line().await,
         Some(format!("EVENT {b} agent_completed {b}"))
     );
-    assert_eq!(next_line().await, Some(format!("ACKED {b}")));
-    let status = tokio::time::timeout(WAIT, child.wait())
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(status.success());
+    assert_eq!(py.next_line().await, Some(format!("ACKED {b}")));
+    assert!(py.wait_success().await);
     // The ack was applied: a new stream replays nothing.
     let (mut again, _) = open(&server, &t, "").await;
     let next = server.publish_user("py-sse", json!({})).await;
