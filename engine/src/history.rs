@@ -34,14 +34,17 @@ use crate::event::Priority;
 use crate::frame::FramePool;
 
 /// One event kept for a user.
+///
+/// 56 bytes: the publish time and the priority share one word ([`at_ms`](Self::at_ms) in the
+/// high bits, [`priority`](Self::priority) in the low 2), so the merged-delta pointer costs
+/// no size. A user's history is read and written by every publish to the user; a bigger
+/// entry measured +5% on criterion's per-user bursts.
 #[derive(Debug, Clone)]
 pub struct HistoryEntry {
     /// The per-user seq.
     pub seq: u64,
-    /// Its priority (replay sends critical first).
-    pub priority: Priority,
-    /// When it was published, ms since the Unix epoch.
-    pub at_ms: u64,
+    /// `at_ms << 2 | priority`.
+    stamp: u64,
     /// The wire frame, shared with the live delivery (for a merged entry: empty, see
     /// [`replay_frame`](Self::replay_frame)).
     pub frame: Bytes,
@@ -49,16 +52,27 @@ pub struct HistoryEntry {
     pub(crate) merged: Option<Box<DeltaRun>>,
 }
 
+const _: () = assert!(size_of::<HistoryEntry>() == 56);
+
 impl HistoryEntry {
     /// An entry for the event of `seq` whose wire frame is `frame`.
     pub fn new(seq: u64, priority: Priority, at_ms: u64, frame: Bytes) -> HistoryEntry {
         HistoryEntry {
             seq,
-            priority,
-            at_ms,
+            stamp: stamp(at_ms, priority),
             frame,
             merged: None,
         }
+    }
+
+    /// Its priority (replay sends critical first).
+    pub fn priority(&self) -> Priority {
+        Priority::ALL[(self.stamp & 3) as usize % 3]
+    }
+
+    /// When it was published (for merged deltas: the newest), ms since the Unix epoch.
+    pub fn at_ms(&self) -> u64 {
+        self.stamp >> 2
     }
 
     /// The first seq this entry covers (below [`seq`](Self::seq) for merged deltas).
@@ -92,6 +106,10 @@ impl HistoryEntry {
             _ => Some(self),
         }
     }
+}
+
+fn stamp(at_ms: u64, priority: Priority) -> u64 {
+    (at_ms.min(u64::MAX >> 2) << 2) | priority as u64
 }
 
 /// Seqs a resume asked for that are no longer held: `from..=to`.
@@ -211,8 +229,10 @@ impl HistoryRing {
         }
         run.absorb(next, true);
         back.seq = entry.seq;
-        back.at_ms = back.at_ms.max(entry.at_ms);
-        back.priority = back.priority.max(entry.priority);
+        back.stamp = stamp(
+            back.at_ms().max(entry.at_ms()),
+            back.priority().max(entry.priority()),
+        );
         back.frame = Bytes::new();
         back.merged = Some(run);
         let after = entry_bytes(back);
@@ -306,7 +326,7 @@ impl HistoryRing {
     fn expire_with(&mut self, now_ms: u64, mut evicted: impl FnMut(Bytes)) {
         while self.entries.front().is_some_and(|e| {
             self.max_age_ms != u32::MAX
-                && now_ms.saturating_sub(e.at_ms) > u64::from(self.max_age_ms)
+                && now_ms.saturating_sub(e.at_ms()) > u64::from(self.max_age_ms)
         }) {
             self.evict_front(&mut evicted);
         }

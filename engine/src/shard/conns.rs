@@ -93,10 +93,10 @@ impl Shard {
         for pass in [true, false] {
             for e in events
                 .clone()
-                .filter(|e| (e.priority == Priority::Critical) == pass)
+                .filter(|e| (e.priority() == Priority::Critical) == pass)
             {
                 c.ring
-                    .push_unbounded(Queued::new(e.replay_frame(after), e.priority));
+                    .push_unbounded(Queued::new(e.replay_frame(after), e.priority()));
                 replayed += 1;
             }
         }

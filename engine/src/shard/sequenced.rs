@@ -56,7 +56,7 @@ impl Shard {
             state.idle_since = Some(now);
         }
         state.history.expire(now);
-        let (frame, priority) = (entry.frame.clone(), entry.priority);
+        let (frame, priority) = (entry.frame.clone(), entry.priority());
         if state.history.push(entry) {
             self.tally.history_merged += 1;
         }
