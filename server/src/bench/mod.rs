@@ -119,7 +119,7 @@ pub fn main(args: &BenchArgs, cfg: &Config) -> anyhow::Result<ExitCode> {
 
 /// CPU seconds of the server and of the load generator (this process and its children).
 #[derive(Debug, Clone, Copy)]
-struct CpuSnapshot {
+pub(crate) struct CpuSnapshot {
     server: Option<f64>,
     client: Option<f64>,
     server_wait: Option<f64>,

@@ -83,6 +83,13 @@ pub struct BenchArgs {
     /// Tokens per second of each run (tokens scenario).
     #[arg(long, default_value_t = 20.0)]
     pub tokens_per_sec: f64,
+    /// WebSocket receivers per run, like a user's open tabs (tokens scenario).
+    #[arg(long, default_value_t = 1)]
+    pub tabs: usize,
+    /// Runs that get one more receiver, stalled until every token is published (tokens
+    /// scenario): its deltas merge in the server's ring.
+    #[arg(long, default_value_t = 0)]
+    pub stalled: usize,
     /// How the tokens scenario publishes: `stream` (one NDJSON line per event) or `requests`
     /// (one HTTP request per event).
     #[arg(long, value_enum, default_value_t = TokenPublish::Stream)]

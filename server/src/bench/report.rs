@@ -328,6 +328,24 @@ impl Report {
                     t.chars_sent, t.chars_received, t.chars_lost, t.merged_frames, t.merged_tokens
                 ),
             ));
+            if t.stalled > 0 {
+                rows.push((
+                    "stalled",
+                    format!(
+                        "{} stalled receivers: {} merged frames ({} tokens)",
+                        t.stalled, t.stalled_merged_frames, t.stalled_merged_tokens
+                    ),
+                ));
+            }
+            rows.push((
+                "server memory",
+                format!(
+                    "{} KiB at the first token, peak {} KiB, {} KiB at the end",
+                    na(t.server_rss_kib_start.map(|v| v.to_string())),
+                    na(t.server_rss_kib_peak.map(|v| v.to_string())),
+                    na(t.server_rss_kib_end.map(|v| v.to_string()))
+                ),
+            ));
             rows.push((
                 "cpu per token",
                 format!(

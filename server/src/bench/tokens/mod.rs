@@ -1,5 +1,5 @@
 //! The `tokens` scenario: AI answers streamed token by token. `--runs R` concurrent runs,
-//! each one user with one WebSocket receiver, each publishing `--tokens-per-sec T` tokens
+//! each one user with `--tabs` WebSocket receivers (default 1), each publishing `--tokens-per-sec T` tokens
 //! for `--duration` seconds: `message_started`, `T × duration` `message_delta` events whose
 //! `data.delta` is an 8-character token (`"tok0001 "`), then `message_completed`.
 //!
@@ -20,27 +20,33 @@
 //! width), so a merged frame gives one sample per token it carries. Merged frames are counted
 //! (`merged_frames`, `merged_tokens`).
 //!
+//! `--stalled S` gives the first `S` runs one more receiver that reads nothing until every
+//! token is published (see [`receive`]): its ring fills, its deltas merge, and it must still
+//! rebuild the exact text. Its merges are reported apart (`stalled_merged_*`), and the
+//! server's resident memory is sampled every 100 ms during the run (`server_rss_kib_*`), so
+//! a reader can see that merging keeps memory bounded.
+//!
 //! CPU seconds of the server and of the bench process are read from `/proc` just before the
 //! first token and after the last receiver is done; per token they are the figures to
-//! compare between the two publish modes. `--warmup`, `--connections`, `--users` and
-//! `--payload-bytes` do not apply.
+//! compare between the two publish modes. `--warmup`, `--connections`, `--users`,
+//! `--procs` and `--payload-bytes` do not apply (the connections are `runs × tabs +
+//! stalled`, all in this process).
 
-use std::net::SocketAddr;
+mod publish;
+mod receive;
+
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use anyhow::{Context as _, anyhow};
-use futures_util::StreamExt as _;
+use anyhow::anyhow;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-use tokio::net::TcpStream;
-use tokio::net::tcp::OwnedReadHalf;
+use tokio::sync::watch;
 use tokio::time::Instant;
-use tokio_tungstenite::tungstenite::Message;
 
-use super::client::unix_nanos;
+use self::publish::Publisher;
+use self::receive::Received;
 use super::plan::{BenchArgs, TokenPublish};
 use super::report::{Latency, Report, new_histogram};
 use super::{cpu_snapshot, procfs, round2};
@@ -80,6 +86,27 @@ pub struct TokenReport {
     pub server_cpu_us_per_token: Option<f64>,
     /// Bench CPU microseconds per token.
     pub client_cpu_us_per_token: Option<f64>,
+    /// Receivers per run (`--tabs`).
+    #[serde(default)]
+    pub tabs: u64,
+    /// Runs with one more, stalled receiver (`--stalled`).
+    #[serde(default)]
+    pub stalled: u64,
+    /// Frames of the stalled receivers that merged several deltas.
+    #[serde(default)]
+    pub stalled_merged_frames: u64,
+    /// Tokens those frames carried.
+    #[serde(default)]
+    pub stalled_merged_tokens: u64,
+    /// The server's resident memory just before the first token, KiB.
+    #[serde(default)]
+    pub server_rss_kib_start: Option<u64>,
+    /// Its largest sample during the run (every 100 ms), KiB.
+    #[serde(default)]
+    pub server_rss_kib_peak: Option<u64>,
+    /// After the last receiver was done, KiB.
+    #[serde(default)]
+    pub server_rss_kib_end: Option<u64>,
 }
 
 /// Checks the scenario's flags; every refusal names its flag.
@@ -104,10 +131,30 @@ pub(crate) fn validate(args: &BenchArgs, cfg: &Config) -> Result<(), String> {
     if !(1..=256).contains(&args.publishers) {
         return Err("--publishers must be in [1, 256]".into());
     }
+    if !(1..=64).contains(&args.tabs) {
+        return Err("--tabs must be in [1, 64]".into());
+    }
+    if args.stalled > args.runs {
+        return Err("--stalled must be at most --runs".into());
+    }
+    let sockets = (receivers(args) + args.publishers.min(args.runs) + 64) as u64;
+    if let Some(limit) = procfs::open_files_limit()
+        && sockets > limit
+    {
+        return Err(format!(
+            "--runs × --tabs + --stalled needs about {sockets} open files, over this process's \
+             limit of {limit}"
+        ));
+    }
     if cfg.api_key.is_none() || cfg.jwt_secret.is_none() {
         return Err("the server's --api-key and --jwt-secret are needed".into());
     }
     Ok(())
+}
+
+/// Receiver connections: `tabs` per run, plus the stalled ones.
+fn receivers(args: &BenchArgs) -> usize {
+    args.runs * args.tabs + args.stalled
 }
 
 fn tokens_per_run(args: &BenchArgs) -> u64 {
@@ -139,17 +186,6 @@ impl Shared {
     }
 }
 
-/// What one receiver saw.
-#[derive(Debug, Default)]
-struct Received {
-    text: String,
-    completed: bool,
-    merged_frames: u64,
-    merged_tokens: u64,
-    latencies_ns: Vec<u64>,
-    disconnected: bool,
-}
-
 /// Runs the scenario and returns its report. Blocks; must not be called inside a runtime.
 pub(crate) fn run(args: &BenchArgs, cfg: &Config) -> anyhow::Result<Report> {
     validate(args, cfg).map_err(|e| anyhow!(e))?;
@@ -167,10 +203,12 @@ pub(crate) fn run(args: &BenchArgs, cfg: &Config) -> anyhow::Result<Report> {
     let period = Duration::from_secs_f64(1.0 / args.tokens_per_sec);
     eprintln!(
         "bench {}: tokens scenario, {runs} runs × {} tokens/s for {:.1} s ({per_run} tokens each), \
-         publish by {}, {streams} connections, run {run_tag:08x}",
+         {} receivers per run + {} stalled, publish by {}, {streams} connections, run {run_tag:08x}",
         args.url,
         args.tokens_per_sec,
         args.duration,
+        args.tabs,
+        args.stalled,
         args.token_publish.as_str()
     );
     let shared = Arc::new(Shared {
@@ -187,76 +225,35 @@ pub(crate) fn run(args: &BenchArgs, cfg: &Config) -> anyhow::Result<Report> {
         .build()?;
     let drain = Duration::from_secs_f64(args.drain.max(0.0));
     let mode = args.token_publish;
-    let (received, before, after, window, (load_before, load_after)) = rt.block_on(async {
-        // Receivers first, so no token is published to a user without a connection.
-        let mut sockets = Vec::with_capacity(runs);
-        for r in 0..runs {
-            let user = user_of(run_tag, r);
+    let (tabs, stalled) = (args.tabs, args.stalled);
+    let measured = rt.block_on(async {
+        // Receivers first, so no token is published to a user without a connection. Receiver
+        // `i` belongs to run `i % runs`; the last `stalled` are the stalled ones.
+        let total = receivers(args);
+        let (published_tx, published_rx) = watch::channel(false);
+        let mut receivers = Vec::with_capacity(total);
+        for i in 0..total {
+            let r = i % runs;
+            let is_stalled = i >= runs * tabs;
             let token = auth
-                .mint(&user, Tier::Enterprise, 24 * 3600, &[])
+                .mint(&user_of(run_tag, r), Tier::Enterprise, 24 * 3600, &[])
                 .map_err(|e| anyhow!("minting a token: {e}"))?;
-            let tcp = TcpStream::connect(addr)
-                .await
-                .with_context(|| format!("connect {addr}"))?;
-            let url = format!("ws://{host}/ws?token={token}");
-            let (ws, _) = tokio_tungstenite::client_async(url, tcp)
-                .await
-                .map_err(|e| anyhow!("WebSocket upgrade: {e}"))?;
-            sockets.push(ws);
-        }
-        let mut receivers = Vec::with_capacity(runs);
-        for (r, mut ws) in sockets.into_iter().enumerate() {
-            let shared = Arc::clone(&shared);
-            receivers.push(tokio::spawn(async move {
-                let mut got = Received::default();
-                let message = message_of(r);
-                loop {
-                    let Some(Ok(msg)) = ws.next().await else {
-                        got.disconnected = true;
-                        break;
-                    };
-                    let Message::Text(t) = msg else { continue };
-                    let now = unix_nanos();
-                    let Ok(v) = serde_json::from_str::<Value>(&t) else {
-                        continue;
-                    };
-                    if v["data"]["message_id"] != message.as_str() {
-                        continue;
-                    }
-                    match v["type"].as_str() {
-                        Some("message_delta") => {
-                            let Some(d) = v["data"]["delta"].as_str() else {
-                                continue;
-                            };
-                            let first = got.text.len() / TOKEN_CHARS;
-                            got.text.push_str(d);
-                            let end = got.text.len() / TOKEN_CHARS;
-                            if v.get("seq_from").is_some() {
-                                got.merged_frames += 1;
-                                got.merged_tokens += (end - first) as u64;
-                            }
-                            for k in first..end {
-                                let at = shared.sent_at[r]
-                                    .get(k)
-                                    .map_or(0, |a| a.load(Ordering::Relaxed));
-                                if at > 0 {
-                                    got.latencies_ns.push(now.saturating_sub(at));
-                                }
-                            }
-                        }
-                        Some("message_completed") => {
-                            got.completed = true;
-                            break;
-                        }
-                        _ => {}
-                    }
-                }
-                got
-            }));
+            let ws = receive::connect(addr, &host, &token, is_stalled).await?;
+            let stall = is_stalled.then(|| published_rx.clone());
+            receivers.push(tokio::spawn(receive::receive(
+                ws,
+                r,
+                message_of(r),
+                Arc::clone(&shared),
+                stall,
+            )));
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
         let load_before = procfs::load_average();
         let before = cpu_snapshot(server_pid, &[]);
+        let rss_start = server_pid.and_then(procfs::rss_kib);
+        let sampling = Arc::new(AtomicBool::new(true));
+        let sampler = tokio::spawn(sample_peak_rss(server_pid, Arc::clone(&sampling)));
         let window_start = std::time::Instant::now();
         let start = Instant::now() + Duration::from_millis(20);
         let mut publishers = Vec::with_capacity(streams);
@@ -286,10 +283,11 @@ pub(crate) fn run(args: &BenchArgs, cfg: &Config) -> anyhow::Result<Report> {
         for p in publishers {
             let _ = p.await;
         }
+        let _ = published_tx.send(true);
         let window = window_start.elapsed().as_secs_f64();
-        let mut received = Vec::with_capacity(runs);
+        let mut received = Vec::with_capacity(total);
         let deadline = Instant::now() + drain;
-        for h in receivers {
+        for (i, h) in receivers.into_iter().enumerate() {
             let abort = h.abort_handle();
             match tokio::time::timeout_at(deadline, h).await {
                 Ok(Ok(got)) => received.push(got),
@@ -297,15 +295,33 @@ pub(crate) fn run(args: &BenchArgs, cfg: &Config) -> anyhow::Result<Report> {
                     abort.abort();
                     received.push(Received {
                         disconnected: true,
+                        stalled: i >= runs * tabs,
                         ..Received::default()
                     });
                 }
             }
         }
         let after = cpu_snapshot(server_pid, &[]);
-        let load = (load_before, procfs::load_average());
-        Ok::<_, anyhow::Error>((received, before, after, window, load))
+        sampling.store(false, Ordering::Relaxed);
+        let rss_peak = sampler.await.unwrap_or(None);
+        let rss_end = server_pid.and_then(procfs::rss_kib);
+        Ok::<_, anyhow::Error>(Measured {
+            received,
+            before,
+            after,
+            window,
+            load: (load_before, procfs::load_average()),
+            rss: (rss_start, rss_peak, rss_end),
+        })
     })?;
+    let Measured {
+        received,
+        before,
+        after,
+        window,
+        load: (load_before, load_after),
+        rss: (rss_start, rss_peak, rss_end),
+    } = measured;
 
     let expected: String = (0..per_run).map(token).collect();
     let mut hist = new_histogram();
@@ -314,7 +330,12 @@ pub(crate) fn run(args: &BenchArgs, cfg: &Config) -> anyhow::Result<Report> {
         runs: runs as u64,
         tokens_per_sec: args.tokens_per_sec,
         tokens_sent: tokens_only(shared.accepted.load(Ordering::Relaxed), runs as u64),
-        chars_sent: (expected.len() * runs) as u64,
+        chars_sent: (expected.len() * received.len()) as u64,
+        tabs: tabs as u64,
+        stalled: stalled as u64,
+        server_rss_kib_start: rss_start,
+        server_rss_kib_peak: rss_peak.max(rss_start).max(rss_end),
+        server_rss_kib_end: rss_end,
         ..TokenReport::default()
     };
     let mut disconnects = 0;
@@ -331,8 +352,13 @@ pub(crate) fn run(args: &BenchArgs, cfg: &Config) -> anyhow::Result<Report> {
         if got.disconnected {
             disconnects += 1;
         }
-        t.merged_frames += got.merged_frames;
-        t.merged_tokens += got.merged_tokens;
+        if got.stalled {
+            t.stalled_merged_frames += got.merged_frames;
+            t.stalled_merged_tokens += got.merged_tokens;
+        } else {
+            t.merged_frames += got.merged_frames;
+            t.merged_tokens += got.merged_tokens;
+        }
         for &ns in &got.latencies_ns {
             let _ = hist.record(ns.max(1));
         }
@@ -343,8 +369,8 @@ pub(crate) fn run(args: &BenchArgs, cfg: &Config) -> anyhow::Result<Report> {
         scenario: "tokens".into(),
         url: args.url.clone(),
         run_id: format!("{run_tag:08x}"),
-        connections_requested: runs as u64,
-        connections: runs as u64,
+        connections_requested: received.len() as u64,
+        connections: received.len() as u64,
         users: runs as u64,
         duration_secs: window,
         target_rate: args.tokens_per_sec * runs as f64,
@@ -352,7 +378,7 @@ pub(crate) fn run(args: &BenchArgs, cfg: &Config) -> anyhow::Result<Report> {
         events_per_sec: t.tokens_sent as f64 / window.max(1e-3),
         publish_errors: shared.errors.load(Ordering::Relaxed),
         publish_error: shared.first_error.lock().ok().and_then(|e| e.clone()),
-        deliveries_expected: per_run * runs as u64,
+        deliveries_expected: per_run * received.len() as u64,
         deliveries_received: t.chars_received / TOKEN_CHARS as u64,
         loss: t.chars_lost,
         disconnects,
@@ -374,6 +400,27 @@ pub(crate) fn run(args: &BenchArgs, cfg: &Config) -> anyhow::Result<Report> {
     Ok(r)
 }
 
+/// What the runtime part of [`run`] measured.
+struct Measured {
+    received: Vec<Received>,
+    before: super::CpuSnapshot,
+    after: super::CpuSnapshot,
+    window: f64,
+    load: (Option<String>, Option<String>),
+    rss: (Option<u64>, Option<u64>, Option<u64>),
+}
+
+/// The largest resident memory of `pid` sampled every 100 ms while `on` holds, KiB.
+async fn sample_peak_rss(pid: Option<u32>, on: Arc<AtomicBool>) -> Option<u64> {
+    let pid = pid?;
+    let mut peak = None;
+    while on.load(Ordering::Relaxed) {
+        peak = peak.max(procfs::rss_kib(pid));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    peak
+}
+
 fn user_of(tag: u32, r: usize) -> String {
     format!("tok-{tag:08x}-{r}")
 }
@@ -393,180 +440,6 @@ fn event(tag: u32, r: usize, k: Option<u64>, per_run: u64) -> Value {
             "data": {"message_id": m, "delta": token(k)}}),
         Some(_) => json!({"user_id": user, "type": "message_completed", "run_id": run,
             "data": {"message_id": m}}),
-    }
-}
-
-/// One publishing connection and the runs it carries.
-struct Publisher {
-    addr: SocketAddr,
-    host: String,
-    api_key: String,
-    run_tag: u32,
-    owned: Vec<usize>,
-    per_run: u64,
-    period: Duration,
-    start: Instant,
-    shared: Arc<Shared>,
-}
-
-impl Publisher {
-    /// The events of step `i` (0: started, 1..=per_run: token i-1, per_run+1: completed),
-    /// one per owned run, stamping the tokens.
-    fn step(&self, i: u64) -> Vec<Value> {
-        let k = i.checked_sub(1);
-        self.owned
-            .iter()
-            .map(|&r| {
-                if let Some(a) = k.and_then(|k| self.shared.sent_at[r].get(k as usize)) {
-                    a.store(unix_nanos(), Ordering::Relaxed);
-                }
-                event(self.run_tag, r, k, self.per_run)
-            })
-            .collect()
-    }
-
-    /// When step `i` is due: tokens one period apart; started just before the first.
-    fn due(&self, i: u64) -> Instant {
-        self.start + self.period.mul_f64(i.saturating_sub(1) as f64)
-    }
-
-    /// Every step over one streaming publish connection.
-    async fn stream(&self) -> Result<(), String> {
-        let s = TcpStream::connect(self.addr)
-            .await
-            .map_err(|e| format!("connect {}: {e}", self.addr))?;
-        let _ = s.set_nodelay(true);
-        let (r, mut w) = s.into_split();
-        let head = format!(
-            "POST /api/v1/publish/stream HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {}\r\n\
-             Content-Type: application/x-ndjson\r\nTransfer-Encoding: chunked\r\n\r\n",
-            self.host, self.api_key
-        );
-        w.write_all(head.as_bytes())
-            .await
-            .map_err(|e| format!("sending the head: {e}"))?;
-        let shared = Arc::clone(&self.shared);
-        let reader = tokio::spawn(read_receipts(r, shared));
-        let mut chunk = Vec::with_capacity(4096);
-        for i in 0..=self.per_run + 1 {
-            tokio::time::sleep_until(self.due(i)).await;
-            let mut body = Vec::with_capacity(128 * self.owned.len());
-            for v in self.step(i) {
-                let _ = serde_json::to_writer(&mut body, &v);
-                body.push(b'\n');
-            }
-            chunk.clear();
-            chunk.extend_from_slice(format!("{:x}\r\n", body.len()).as_bytes());
-            chunk.extend_from_slice(&body);
-            chunk.extend_from_slice(b"\r\n");
-            w.write_all(&chunk)
-                .await
-                .map_err(|e| format!("writing lines: {e}"))?;
-        }
-        w.write_all(b"0\r\n\r\n")
-            .await
-            .map_err(|e| format!("ending the body: {e}"))?;
-        match reader.await {
-            Ok(r) => r,
-            Err(e) => Err(format!("receipt reader: {e}")),
-        }
-    }
-
-    /// Every step as one `POST /api/v1/publish` per event over one keep-alive connection.
-    async fn requests(&self) -> Result<(), String> {
-        let mut conn = None;
-        let mut resp = Vec::with_capacity(512);
-        let mut req = Vec::with_capacity(512);
-        for i in 0..=self.per_run + 1 {
-            tokio::time::sleep_until(self.due(i)).await;
-            for v in self.step(i) {
-                let body = v.to_string();
-                req.clear();
-                req.extend_from_slice(
-                    format!(
-                        "POST /api/v1/publish HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {}\r\n\
-                         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
-                        self.host,
-                        self.api_key,
-                        body.len()
-                    )
-                    .as_bytes(),
-                );
-                req.extend_from_slice(body.as_bytes());
-                match super::publisher::send(&mut conn, self.addr, &req, &mut resp).await {
-                    Ok((200, _)) => {
-                        self.shared.accepted.fetch_add(1, Ordering::Relaxed);
-                    }
-                    Ok((s, _)) => self
-                        .shared
-                        .error(format!("HTTP {s}: {}", String::from_utf8_lossy(&resp))),
-                    Err(e) => {
-                        conn = None;
-                        self.shared.error(e);
-                    }
-                }
-            }
-        }
-        Ok(())
-    }
-}
-
-/// Reads a stream's chunked NDJSON receipts to the final line: counts ok receipts of deltas
-/// (every line but a run's first and last is a delta) and errors.
-async fn read_receipts(mut r: OwnedReadHalf, shared: Arc<Shared>) -> Result<(), String> {
-    let mut raw = Vec::with_capacity(16 * 1024);
-    let mut body = Vec::with_capacity(16 * 1024);
-    let mut head_done = false;
-    let mut buf = vec![0u8; 16 * 1024];
-    loop {
-        let n = r
-            .read(&mut buf)
-            .await
-            .map_err(|e| format!("reading receipts: {e}"))?;
-        if n == 0 {
-            return Err("the server closed the stream before its final line".into());
-        }
-        raw.extend_from_slice(&buf[..n]);
-        if !head_done {
-            let Some(i) = raw.windows(4).position(|w| w == b"\r\n\r\n") else {
-                continue;
-            };
-            let head = String::from_utf8_lossy(&raw[..i]).into_owned();
-            if !head.starts_with("HTTP/1.1 200") {
-                return Err(format!(
-                    "stream refused: {}",
-                    head.lines().next().unwrap_or("")
-                ));
-            }
-            raw.drain(..i + 4);
-            head_done = true;
-        }
-        // Chunks.
-        while let Some(i) = raw.windows(2).position(|w| w == b"\r\n") {
-            let size = std::str::from_utf8(&raw[..i])
-                .ok()
-                .and_then(|s| usize::from_str_radix(s.trim(), 16).ok())
-                .ok_or("bad chunk size in the receipts")?;
-            if raw.len() < i + 2 + size + 2 {
-                break;
-            }
-            body.extend_from_slice(&raw[i + 2..i + 2 + size]);
-            raw.drain(..i + 2 + size + 2);
-            if size == 0 {
-                break;
-            }
-        }
-        while let Some(i) = body.iter().position(|&b| b == b'\n') {
-            let line: Vec<u8> = body.drain(..=i).collect();
-            let v: Value = serde_json::from_slice(&line).map_err(|e| format!("receipt: {e}"))?;
-            if let Some(e) = v.get("error") {
-                shared.error(format!("line {}: {e}", v["line"]));
-            } else if v.get("end").is_some() {
-                return Ok(());
-            } else if v.get("line").is_some() {
-                shared.accepted.fetch_add(1, Ordering::Relaxed);
-            }
-        }
     }
 }
 
