@@ -82,6 +82,13 @@ pub enum LogFormat {
 pub struct Config {
     /// Address and port of the one HTTP + WebSocket listener. Default: `127.0.0.1:8080`.
     pub listen: SocketAddr,
+    /// `SO_REUSEPORT` on the listener, so several node processes on one host share `listen`
+    /// and the kernel spreads connections over them (every one of them must set it; see
+    /// [`crate::listener`]). Default: false.
+    pub reuse_port: bool,
+    /// The listener's backlog: connections the kernel queues before they are accepted (a
+    /// reconnect storm lands here; capped by `net.core.somaxconn`). Default: 4,096.
+    pub listen_backlog: u32,
     /// HS256 secret for client JWTs. Default: none.
     pub jwt_secret: Option<String>,
     /// Publish API key (`Authorization: Bearer <key>`). Default: none.
@@ -308,6 +315,8 @@ impl Default for Config {
     fn default() -> Config {
         Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            reuse_port: false,
+            listen_backlog: 4096,
             jwt_secret: None,
             api_key: None,
             jwt_public_key: None,
@@ -353,6 +362,19 @@ pub struct Overrides {
     /// Listen address (address:port).
     #[arg(long, env = "AGENTCAST_LISTEN", global = true)]
     pub listen: Option<SocketAddr>,
+    /// Share the listen port with other agentcast processes (SO_REUSEPORT); `--reuse-port`
+    /// alone means true.
+    #[arg(
+        long,
+        env = "AGENTCAST_REUSE_PORT",
+        global = true,
+        num_args = 0..=1,
+        default_missing_value = "true"
+    )]
+    pub reuse_port: Option<bool>,
+    /// The listener's backlog (connections queued before accept).
+    #[arg(long, env = "AGENTCAST_LISTEN_BACKLOG", global = true)]
+    pub listen_backlog: Option<u32>,
     /// HS256 secret for client JWTs.
     #[arg(
         long,
@@ -481,6 +503,8 @@ impl Config {
         }
         set!(
             listen,
+            reuse_port,
+            listen_backlog,
             jwt_leeway_secs,
             log_format,
             log_level,

@@ -47,6 +47,7 @@ pub mod escalation;
 pub mod exposition;
 mod http;
 pub mod limits;
+pub mod listener;
 pub mod logging;
 pub mod metrics;
 mod pending;

@@ -45,9 +45,17 @@ fn serve(mut cfg: Config) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("starting the tokio runtime")?;
+    match agentcast_server::listener::raise_open_files_limit() {
+        Ok(l) => tracing::info!(
+            soft = l.soft,
+            hard = l.hard,
+            was = l.before,
+            "open files limit (each connection holds one; raise the hard limit with LimitNOFILE)"
+        ),
+        Err(e) => tracing::warn!(error = %e, "cannot read or raise the open files limit"),
+    }
     rt.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(cfg.listen)
-            .await
+        let listener = agentcast_server::listener::bind(&cfg)
             .with_context(|| format!("binding {}", cfg.listen))?;
         let addr = listener.local_addr()?;
         if let Some((secret, key)) = &dev {

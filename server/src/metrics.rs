@@ -51,6 +51,8 @@ server_counters! {
     sse_open: "gauge",
     /// Acks received through POST /api/v1/ack.
     http_acks: "counter",
+    /// Connections answered 503 at accept: the process had no file descriptor left (raise the open-files limit).
+    accept_out_of_files: "counter",
     /// Connections dropped because the request head did not arrive in time.
     handshake_timeouts: "counter",
     /// Client messages received (text and binary).

@@ -163,6 +163,7 @@ pub async fn run(
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "agentcast listening");
     }
+    let mut reserve = crate::listener::FdReserve::new();
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -172,6 +173,13 @@ pub async fn run(
                     // accepts are queued.
                     let ticket = PendingTicket::new(&pending);
                     tokio::spawn(serve_http(stream, Arc::clone(&state), stop_rx.clone(), ticket));
+                }
+                Err(e) if crate::listener::is_out_of_files(&e) => {
+                    if reserve.answer_one(&listener).await {
+                        crate::metrics::inc(&state.metrics.accept_out_of_files);
+                    } else {
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "accept failed; retrying");
