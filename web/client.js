@@ -57,17 +57,11 @@
 // - Liveness: an application ping ({"type":"ping"}) every `pingIntervalMs`; when nothing at
 //   all arrives for `pingIntervalMs + pongTimeoutMs`, the socket is considered dead and the
 //   client reconnects. (WebSocket only: see web/sse.js.)
-// - Transport: "websocket", "sse" or "auto" (the default). "auto" starts on WebSocket; when
-//   `fallbackAfter` (2) WebSocket attempts in a row end before a `welcome` (the upgrade was
-//   refused, or a proxy dropped the socket) and no WebSocket of this client was ever
-//   welcomed, it switches to server-sent events at once and stays there until `close()`
-//   (`onTransport("sse", {reason})`, `client.transport`). Over SSE everything above holds
-//   (the same messages, dedupe, resume point, callbacks, backoff, 4001 refresh), with these
-//   differences: the stream opens with `?channels=` and `?last_seq=` (the resume point);
-//   acks are `POST /api/v1/ack` with the token as Bearer, batched as above; `subscribe` and
-//   `unsubscribe` reconnect with the new channel list and `last_seq` (channel events sent in
-//   between are missed: channels have no history); no ping; only known event types are seen
-//   (see web/sse.js).
+// - Transport: "websocket", "sse" or "auto" (default): WebSocket, and after `fallbackAfter`
+//   (2) WebSocket attempts in a row that end before a `welcome`, in a client never welcomed
+//   over WebSocket, SSE for the rest of the session (`onTransport`, `client.transport`).
+//   Over SSE (web/sse.js) all of the above holds, except: `?channels=` at connect, so
+//   subscribe/unsubscribe reconnect with `?last_seq=`; acks are `POST /api/v1/ack`; no ping.
 
 import { SseStream, postAck, sseUrl } from './sse.js';
 
@@ -143,6 +137,7 @@ export class AgentcastClient {
     /** Whether a WebSocket of this client was ever welcomed ("auto" then never falls back). */
     this._wsWelcomed = false;
     this._resubTimer = null;
+    this._generation = 0;
     this._attempt = 0;
     this._welcomed = 0;
     this._stopped = true;
@@ -199,6 +194,8 @@ export class AgentcastClient {
   async _open() {
     clearTimeout(this._retryTimer);
     this._dropConnection();
+    // Only the latest of overlapping calls (a retry, `online`, a resubscribe) connects.
+    const generation = ++this._generation;
     this._setStatus(this._welcomed ? 'reconnecting' : 'connecting', { attempt: this._attempt });
     let token = this.options.token;
     const expired = this._tokenExpired;
@@ -214,7 +211,7 @@ export class AgentcastClient {
       this._scheduleRetry(null);
       return;
     }
-    if (this._stopped) return;
+    if (this._stopped || generation !== this._generation) return;
     this._token = token || null;
     this._settleFloor();
     if (this.transport === 'sse') this._openSse(token);
@@ -285,7 +282,7 @@ export class AgentcastClient {
     const url = sseUrl(this._sseUrls().sse, { token, channels: this.channels, lastSeq: this.lastSeq });
     const types = [...Object.keys(this.handlers), ...this.options.eventTypes];
     let stream;
-    stream = new SseStream(url, types, {
+    const hooks = {
       onMessage: (msg) => {
         if (stream === this._sse) this._dispatch(msg);
       },
@@ -301,7 +298,14 @@ export class AgentcastClient {
         this._ended(code, reason, welcomed);
       },
       canAutoReconnect: () => !this._stopped && this._seen.size === 0,
-    });
+    };
+    try {
+      stream = new SseStream(url, types, hooks);
+    } catch (e) {
+      this._error({ code: 'connect', message: String(e && e.message || e) });
+      this._scheduleRetry(null);
+      return;
+    }
     this._sse = stream;
   }
 
