@@ -14,6 +14,9 @@
 //    one published next, at the seq after the acknowledged one.
 // 3. `subscribe()` over SSE reconnects with `?channels=` and `?last_seq=`; a channel event
 //    published after that arrives.
+// 4. A stream lost without `event: close` (the test ends the response body) while the client
+//    has no hole: the EventSource reconnects by itself with `Last-Event-ID` (the client
+//    reports `reconnecting` with `auto`), and an event published meanwhile arrives once.
 // Exits 0 printing {"ok":true,...} on success, 1 with a reason otherwise.
 //
 //   node client_sse.mjs <http://host:port> <hs256 secret> <api key>
@@ -37,15 +40,45 @@ try {
   fail(`this test needs the eventsource package: run \`npm ci --prefix tests/browser\` (${e.message})`);
 }
 
-/** Every stream opened: {url, lastEventId}. */
+/** Every stream opened: {url, lastEventId, cut()}; `cut()` ends the response body as a
+ * dropped connection would (the EventSource sees the stream end, the socket is closed). */
 const opened = [];
 globalThis.EventSource = class RecordingEventSource extends EventSource {
   constructor(url, init) {
     super(url, {
       ...init,
-      fetch: (u, o) => {
-        opened.push({ url: new URL(String(u)), lastEventId: o.headers['Last-Event-ID'] ?? null });
-        return fetch(u, o);
+      fetch: async (u, o) => {
+        const rec = { url: new URL(String(u)), lastEventId: o.headers['Last-Event-ID'] ?? null, cut: null };
+        opened.push(rec);
+        const r = await fetch(u, o);
+        if (!r.body) return r;
+        const reader = r.body.getReader();
+        let ctl;
+        let cut = false;
+        const body = new ReadableStream({
+          start(c) {
+            ctl = c;
+          },
+          async pull(c) {
+            let next;
+            try {
+              next = await reader.read();
+            } catch (e) {
+              if (!cut) c.error(e);
+              return;
+            }
+            if (cut) return;
+            if (next.done) c.close();
+            else c.enqueue(next.value);
+          },
+          cancel: (why) => reader.cancel(why),
+        });
+        rec.cut = () => {
+          cut = true;
+          ctl.close();
+          reader.cancel().catch(() => {});
+        };
+        return new Response(body, { status: r.status, headers: r.headers });
       },
     });
   }
@@ -175,6 +208,7 @@ if (a.ackedSeq !== completedSeq) fail(`ackedSeq ${a.ackedSeq}, completed at ${co
 
 // ---- 2: the ack reached the server: a connect from the ack cursor replays nothing -------
 const seen = [];
+const bStatus = [];
 let bWelcomes = 0;
 let channelEvent = null;
 const b = new AgentcastClient({
@@ -184,6 +218,9 @@ const b = new AgentcastClient({
   eventTypes: ['custom.progress'],
   onWelcome() {
     bWelcomes += 1;
+  },
+  onStatus(status, detail) {
+    bStatus.push({ status, ...detail });
   },
   onAny(e) {
     if (e.channel) channelEvent = e;
@@ -213,6 +250,22 @@ await post('/api/v1/publish', { channel: 'job:7', type: 'custom.progress', run_i
 await until('the channel event', () => channelEvent);
 if (channelEvent.data.pct !== 50 || channelEvent.channel !== 'job:7') fail(`channel event ${JSON.stringify(channelEvent)}`);
 if (seen.length !== 1) fail(`the resubscribe replayed events: ${seen}`);
+
+// ---- 4: a lost stream: the EventSource's own reconnect with Last-Event-ID ---------------
+// A user event on this stream first, so its EventSource has a last event id (the channel
+// event has none).
+const mid = await post('/api/v1/publish', { user_id: user, type: 'tool_executing', run_id: 'r2', data: { tool: 'u' } });
+await until('the event before the loss', () => seen.length === 2);
+third.cut();
+await until('the client to see the stream lost', () => bStatus.some((s) => s.status === 'reconnecting' && s.auto));
+const away = await post('/api/v1/publish', { user_id: user, type: 'tool_completed', run_id: 'r2', data: { tool: 't' } });
+await until('the event published while the stream was lost', () => seen.length === 3, 10000);
+await sleep(300); // a duplicate would arrive now
+const fourth = opened[4];
+if (opened.length !== 5 || fourth.lastEventId !== String(mid.seq) || fourth.url.toString() !== third.url.toString()) {
+  fail(`not the EventSource's own reconnect: ${opened.length} streams, Last-Event-ID ${fourth && fourth.lastEventId}`);
+}
+if (seen[2] !== away.seq || seen.length !== 3 || bWelcomes !== 3) fail(`after the lost stream: seen ${seen}, welcomes ${bWelcomes}`);
 b.close();
 console.log(JSON.stringify({ ok: true, welcomes, merged, chars: m.text.length, resumedAt, completedSeq, streams: opened.length }));
 process.exit(0);

@@ -5,7 +5,9 @@
 //! unless a streamed message arrives byte-exact; a server close mid-message (1012) makes the
 //! client open a fresh stream with `?last_seq=` that delivers exactly the rest; its acks reach
 //! `POST /api/v1/ack` (a second client connecting from the ack cursor gets no replay); and
-//! `subscribe()` reconnects with `?channels=` and `?last_seq=` and then receives the channel.
+//! `subscribe()` reconnects with `?channels=` and `?last_seq=` and then receives the channel;
+//! and a stream lost without `event: close` is resumed by the `EventSource`'s own reconnect
+//! with `Last-Event-ID`, the event published meanwhile arriving once.
 
 use agentcast_tests::{TestServer, run_node_script};
 
