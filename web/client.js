@@ -4,6 +4,7 @@
 //   import { AgentcastClient } from '/client.js';
 //   const client = new AgentcastClient({
 //     url: '/ws',
+//     transport: 'auto',                    // or 'websocket', 'sse' (GET /sse, see web/sse.js)
 //     token: () => fetchMyToken(),          // a string, or a (possibly async) function
 //     getToken: async ({ expired }) => ..., // optional: a fresh token before every connect
 //     on: {
@@ -16,6 +17,7 @@
 //     onGap(gap) { ... },                   // {from, to}: events no longer held
 //     onError(err) { ... },                 // {code, message} from the server, or a local error
 //     onStatus(status, detail) { ... },     // connecting | open | reconnecting | closed
+//     onTransport(transport, detail) { ... }, // "auto" switched to "sse"
 //   });
 //   client.connect();
 //
@@ -54,7 +56,14 @@
 //   part before any callback sees it, so the text is never duplicated nor missing.
 // - Liveness: an application ping ({"type":"ping"}) every `pingIntervalMs`; when nothing at
 //   all arrives for `pingIntervalMs + pongTimeoutMs`, the socket is considered dead and the
-//   client reconnects.
+//   client reconnects. (WebSocket only: see web/sse.js.)
+// - Transport: "websocket", "sse" or "auto" (default): WebSocket, and after `fallbackAfter`
+//   (2) WebSocket attempts in a row that end before a `welcome`, in a client never welcomed
+//   over WebSocket, SSE for the rest of the session (`onTransport`, `client.transport`).
+//   Over SSE (web/sse.js) all of the above holds, except: `?channels=` at connect, so
+//   subscribe/unsubscribe reconnect with `?last_seq=`; acks are `POST /api/v1/ack`; no ping.
+
+import { SseStream, postAck, sseUrl } from './sse.js';
 
 /** Close codes the server sends on purpose; the first retry then waits longer. */
 const SERVER_CLOSES = new Set([1001, 1012, 1013]);
@@ -62,9 +71,17 @@ const SERVER_CLOSES = new Set([1001, 1012, 1013]);
 /** The server's close code for a session whose token expired (reason `token expired`). */
 export const TOKEN_EXPIRED = 4001;
 
+/** The transports of the `transport` option. */
+const TRANSPORTS = new Set(['websocket', 'sse', 'auto']);
+
 /** Default options. Every one can be given to the constructor. */
 export const DEFAULTS = Object.freeze({
   url: '/ws',
+  transport: 'auto',
+  sseUrl: null,
+  ackUrl: null,
+  fallbackAfter: 2,
+  eventTypes: [],
   token: null,
   getToken: null,
   lastSeq: null,
@@ -84,6 +101,11 @@ export class AgentcastClient {
    */
   constructor(options = {}) {
     this.options = { ...DEFAULTS, ...options };
+    if (!TRANSPORTS.has(this.options.transport)) {
+      throw new TypeError(`transport must be "websocket", "sse" or "auto", not ${JSON.stringify(this.options.transport)}`);
+    }
+    /** The transport in use: "websocket" or "sse" ("auto" starts on WebSocket). */
+    this.transport = this.options.transport === 'sse' ? 'sse' : 'websocket';
     this.handlers = options.on || {};
     this.status = 'idle';
     /** Resume point: every seq up to it was handed out (null before the first event). */
@@ -106,6 +128,16 @@ export class AgentcastClient {
     this.reconnects = 0;
     this.channels = new Set(this.options.channels);
     this._ws = null;
+    /** The SseStream while the transport is SSE (see web/sse.js). */
+    this._sse = null;
+    /** The token of the current connection (SSE acks are authenticated with it). */
+    this._token = null;
+    /** WebSocket attempts in a row that ended before a welcome ("auto" falls back on them). */
+    this._wsFailures = 0;
+    /** Whether a WebSocket of this client was ever welcomed ("auto" then never falls back). */
+    this._wsWelcomed = false;
+    this._resubTimer = null;
+    this._generation = 0;
     this._attempt = 0;
     this._welcomed = 0;
     this._stopped = true;
@@ -135,31 +167,35 @@ export class AgentcastClient {
     this._stopped = true;
     if (typeof window !== 'undefined') window.removeEventListener('online', this._onOnline);
     clearTimeout(this._retryTimer);
+    clearTimeout(this._resubTimer);
     this._flushAck();
     this._stopTimers();
-    if (this._ws) {
-      this._ws.close(1000, 'client closed');
-      this._ws = null;
-    }
+    this._dropConnection();
     this._setStatus('closed', {});
   }
 
-  /** Subscribes to a channel now and after every reconnect. */
+  /** Subscribes to a channel now and after every reconnect (over SSE: by reconnecting). */
   subscribe(channel) {
+    if (this.channels.has(channel)) return;
     this.channels.add(channel);
-    this._send({ type: 'subscribe', channel });
+    if (this.transport === 'sse') this._resubscribe();
+    else this._send({ type: 'subscribe', channel });
   }
 
-  /** Unsubscribes from a channel. */
+  /** Unsubscribes from a channel (over SSE: by reconnecting). */
   unsubscribe(channel) {
-    this.channels.delete(channel);
-    this._send({ type: 'unsubscribe', channel });
+    if (!this.channels.delete(channel)) return;
+    if (this.transport === 'sse') this._resubscribe();
+    else this._send({ type: 'unsubscribe', channel });
   }
 
   // ---- connection ------------------------------------------------------------------------
 
   async _open() {
     clearTimeout(this._retryTimer);
+    this._dropConnection();
+    // Only the latest of overlapping calls (a retry, `online`, a resubscribe) connects.
+    const generation = ++this._generation;
     this._setStatus(this._welcomed ? 'reconnecting' : 'connecting', { attempt: this._attempt });
     let token = this.options.token;
     const expired = this._tokenExpired;
@@ -175,12 +211,24 @@ export class AgentcastClient {
       this._scheduleRetry(null);
       return;
     }
-    if (this._stopped) return;
-    const url = new URL(this.options.url, typeof location !== 'undefined' ? location.href : undefined);
-    if (url.protocol === 'http:') url.protocol = 'ws:';
-    if (url.protocol === 'https:') url.protocol = 'wss:';
-    if (token) url.searchParams.set('token', token);
+    if (this._stopped || generation !== this._generation) return;
+    this._token = token || null;
     this._settleFloor();
+    if (this.transport === 'sse') this._openSse(token);
+    else this._openWs(token);
+  }
+
+  /** The `url` option resolved against the page, with `scheme` (ws or http) kept secure. */
+  _url(option, scheme) {
+    const url = new URL(option, typeof location !== 'undefined' ? location.href : undefined);
+    const secure = url.protocol === 'https:' || url.protocol === 'wss:';
+    url.protocol = `${scheme}${secure ? 's' : ''}:`;
+    return url;
+  }
+
+  _openWs(token) {
+    const url = this._url(this.options.url, 'ws');
+    if (token) url.searchParams.set('token', token);
     if (this.lastSeq !== null) {
       url.searchParams.set('last_seq', String(this.lastSeq));
     } else {
@@ -206,25 +254,113 @@ export class AgentcastClient {
         this._error({ code: 'bad_frame', message: 'server sent a frame that is not JSON' });
         return;
       }
-      if (msg.type === 'welcome') welcomed = true;
+      if (msg.type === 'welcome') {
+        welcomed = true;
+        this._wsWelcomed = true;
+        this._wsFailures = 0;
+      }
       this._dispatch(msg);
     };
     ws.onclose = (e) => {
       if (ws !== this._ws) return;
       this._ws = null;
-      this._stopTimers();
-      if (this._stopped) return;
-      if (e.code === TOKEN_EXPIRED) this._tokenExpired = true;
-      if (!welcomed) {
-        this._error({
-          code: 'connect_failed',
-          message: `connection refused or lost before welcome (close ${e.code}); check the token`,
-        });
+      if (!welcomed) this._wsFailures += 1;
+      const fallback = !welcomed && this.options.transport === 'auto' && !this._wsWelcomed
+        && this._wsFailures >= this.options.fallbackAfter && typeof EventSource === 'function';
+      if (fallback && !this._stopped) {
+        this._stopTimers();
+        this._switchToSse(e.code);
+        return;
       }
-      this._scheduleRetry(e.code, e.reason);
+      this._ended(e.code, e.reason, welcomed);
     };
     // `error` is always followed by `close`, which does the work.
     ws.onerror = () => {};
+  }
+
+  _openSse(token) {
+    const url = sseUrl(this._sseUrls().sse, { token, channels: this.channels, lastSeq: this.lastSeq });
+    const types = [...Object.keys(this.handlers), ...this.options.eventTypes];
+    let stream;
+    const hooks = {
+      onMessage: (msg) => {
+        if (stream === this._sse) this._dispatch(msg);
+      },
+      onBadData: () => this._error({ code: 'bad_frame', message: 'server sent an event whose data is not JSON' }),
+      onAutoReconnect: () => {
+        if (stream !== this._sse) return;
+        this._stopTimers();
+        this._setStatus('reconnecting', { reason: 'stream lost', auto: true });
+      },
+      onEnd: ({ code, reason, welcomed }) => {
+        if (stream !== this._sse) return;
+        this._sse = null;
+        this._ended(code, reason, welcomed);
+      },
+      canAutoReconnect: () => !this._stopped && this._seen.size === 0,
+    };
+    try {
+      stream = new SseStream(url, types, hooks);
+    } catch (e) {
+      this._error({ code: 'connect', message: String(e && e.message || e) });
+      this._scheduleRetry(null);
+      return;
+    }
+    this._sse = stream;
+  }
+
+  /** `sseUrl` (default: `sse` beside `url`) and `ackUrl` (default: `api/v1/ack` beside it). */
+  _sseUrls() {
+    const o = this.options;
+    const sse = o.sseUrl ? this._url(o.sseUrl, 'http') : new URL('sse', this._url(o.url, 'http'));
+    return { sse, ack: o.ackUrl ? this._url(o.ackUrl, 'http') : new URL('api/v1/ack', sse) };
+  }
+
+  /** "auto": the WebSocket upgrade keeps failing; move to SSE for the rest of the session. */
+  _switchToSse(code) {
+    this.transport = 'sse';
+    this._attempt = 0;
+    this._call(this.options.onTransport, 'sse', {
+      reason: `${this._wsFailures} WebSocket attempt(s) ended before a welcome (last close ${code})`,
+    });
+    this._open();
+  }
+
+  /** SSE: reconnects (once per tick) so the stream carries the new channel list. */
+  _resubscribe() {
+    if (this._stopped || !this._sse || this._resubTimer) return;
+    this._resubTimer = setTimeout(() => {
+      this._resubTimer = null;
+      if (!this._stopped && this._sse) this._open();
+    }, 0);
+  }
+
+  /** Closes the current WebSocket or event stream without reporting it. */
+  _dropConnection() {
+    if (this._ws) {
+      const ws = this._ws;
+      this._ws = null;
+      ws.close(1000, 'client closed');
+    }
+    if (this._sse) {
+      this._sse.close();
+      this._sse = null;
+    }
+    this._stopTimers();
+  }
+
+  /** A connection ended (a WebSocket close, or an event stream's end). */
+  _ended(code, reason, welcomed) {
+    this._stopTimers();
+    if (this._stopped) return;
+    if (code === TOKEN_EXPIRED) this._tokenExpired = true;
+    if (!welcomed) {
+      this._error({
+        code: 'connect_failed',
+        message: `connection refused or lost before welcome (close ${code}); check the token`,
+      });
+    }
+    this._scheduleRetry(code, reason);
   }
 
   _scheduleRetry(code, reason) {
@@ -257,8 +393,9 @@ export class AgentcastClient {
         if (this._welcomed > 0) this.reconnects += 1;
         this._welcomed += 1;
         this._attempt = 0;
+        // Over SSE the channels were given at connect (`_send` does nothing there).
         for (const channel of this.channels) this._send({ type: 'subscribe', channel });
-        this._startPing(msg.heartbeat_ms);
+        this._startTimers(msg.heartbeat_ms);
         this._setStatus('open', { welcome: msg, resumedFrom: this.lastSeq });
         this._call(this.options.onWelcome, msg);
         return;
@@ -392,10 +529,27 @@ export class AgentcastClient {
     this._ackTimer = null;
     const seq = this.maxSeq;
     if (seq === null || (this.ackedSeq !== null && seq <= this.ackedSeq)) return;
+    if (this.transport === 'sse') {
+      if (this._token && this.welcome) this._ackOverHttp(seq);
+      return;
+    }
     if (this._send({ type: 'ack', seq })) {
       this.ackedSeq = seq;
       this._call(this.options.onAck, seq);
     }
+  }
+
+  /** SSE: `POST /api/v1/ack`; a failed ack is reported and sent again with the next one. */
+  _ackOverHttp(seq) {
+    const before = this.ackedSeq;
+    this.ackedSeq = seq;
+    postAck(this._sseUrls().ack, this._token, seq).then(
+      () => this._call(this.options.onAck, seq),
+      (e) => {
+        if (this.ackedSeq === seq) this.ackedSeq = before;
+        this._error({ code: 'ack_failed', message: String(e && e.message || e) });
+      },
+    );
   }
 
   _send(obj) {
@@ -407,12 +561,13 @@ export class AgentcastClient {
 
   // ---- liveness ----------------------------------------------------------------------------
 
-  _startPing(heartbeatMs) {
+  _startTimers(heartbeatMs) {
     this._stopTimers();
     const every = Math.min(this.options.pingIntervalMs, heartbeatMs || Infinity);
     this._lastHeard = Date.now();
     this._holeSince = this._seen.size ? Date.now() : 0;
     this._holeTimer = setInterval(() => this._checkHole(), 1000);
+    if (this.transport === 'sse') return; // no client → server direction: no ping
     this._pingTimer = setInterval(() => {
       if (Date.now() - this._lastHeard > every + this.options.pongTimeoutMs) {
         // Nothing heard, not even the pong of the last ping: the socket is dead.

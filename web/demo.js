@@ -5,6 +5,11 @@ import { AgentcastClient } from '/client.js';
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
 const devUser = params.get('user') || 'demo-user';
+// ?transport=websocket|sse|auto (default auto); ?ws=/path points the WebSocket elsewhere, e.g.
+// at a path that does not upgrade, to watch "auto" fall back to SSE.
+const transport = ['websocket', 'sse', 'auto'].includes(params.get('transport')) ? params.get('transport') : 'auto';
+const wsUrl = params.get('ws') || '/ws';
+const TRANSPORT_NAMES = { websocket: 'WebSocket', sse: 'SSE' };
 
 const LABELS = {
   agent_started: 'Agent started',
@@ -214,7 +219,9 @@ function connect() {
   }
   if (client) client.close();
   client = new AgentcastClient({
-    url: '/ws',
+    url: wsUrl,
+    sseUrl: '/sse',
+    transport,
     token,
     onAny: show,
     onMessage: showMessage,
@@ -227,6 +234,10 @@ function connect() {
     onError(e) {
       log(`error ${e.code}: ${e.message}`, 'bad');
     },
+    onTransport(t, detail) {
+      showTransport(t);
+      log(`switched to ${TRANSPORT_NAMES[t]}: ${detail.reason}`, 'warn');
+    },
     onStatus(status, detail) {
       if (status === 'open') {
         const w = detail.welcome;
@@ -235,7 +246,8 @@ function connect() {
         $('kv-conn').textContent = String(w.conn_id);
         $('kv-reconnects').textContent = String(client.reconnects);
         const resumed = detail.resumedFrom !== null && detail.resumedFrom !== undefined;
-        log(resumed ? `connected (conn ${w.conn_id}), resumed after seq ${detail.resumedFrom}` : `connected as ${w.user_id} (conn ${w.conn_id})`, 'ok');
+        const over = TRANSPORT_NAMES[client.transport];
+        log(resumed ? `connected over ${over} (conn ${w.conn_id}), resumed after seq ${detail.resumedFrom}` : `connected over ${over} as ${w.user_id} (conn ${w.conn_id})`, 'ok');
         setButtons(true);
       } else if (status === 'reconnecting') {
         setStatus('reconnecting', 'reconnecting…');
@@ -253,7 +265,14 @@ function connect() {
       }
     },
   });
+  showTransport(client.transport);
   client.connect();
+}
+
+function showTransport(t) {
+  const name = TRANSPORT_NAMES[t] || t;
+  $('kv-transport').textContent = transport === 'auto' ? `${name} (auto)` : name;
+  $('kv-transport').dataset.transport = t;
 }
 
 function setButtons(connected) {

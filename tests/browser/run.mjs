@@ -9,7 +9,7 @@
 // (demo.png, dashboard.png), taken from the live pages once their data has arrived, so the
 // pictures in docs/img/ are rewritten by every run of the browser tests and cannot go stale.
 //
-// Cases: demo-run, demo-resume, dashboard. Exit status 0 = pass; anything else = fail, with
+// Cases: demo-run, demo-resume, dashboard, sse-eventsource, sse-fallback. Exit status 0 = pass; anything else = fail, with
 // the reason on stderr. Every wait is bounded. Any console error or uncaught exception in a
 // page (a CSP violation included) fails the case.
 
@@ -96,11 +96,15 @@ const statusOf = (page) => page.$eval('#status', (e) => e.dataset.status);
 
 const pages = [];
 
-async function openPage(browser, path, errors) {
+/** Opens `path`. A console error matching `expected` (a RegExp) is collected into
+ * `expected.seen` instead of failing the case. */
+async function openPage(browser, path, errors, expected = null) {
   const page = await browser.newPage({ viewport: { width: 1360, height: 900 }, deviceScaleFactor: 1 });
   pages.push(page);
   page.on('console', (m) => {
-    if (m.type() === 'error') errors.push(`console error on ${path}: ${m.text()}`);
+    if (m.type() !== 'error') return;
+    if (expected && expected.test(m.text())) (expected.seen ||= []).push(m.text());
+    else errors.push(`console error on ${path}: ${m.text()}`);
   });
   page.on('pageerror', (e) => errors.push(`uncaught exception on ${path}: ${e.message}`));
   const resp = await page.goto(`${BASE}${path}`, { waitUntil: 'load', timeout: WAIT });
@@ -360,7 +364,70 @@ async function sseEventSource(browser, errors) {
   step(`resumed with Last-Event-ID: exact text (${merged} merged deltas)`);
 }
 
-const CASES = { 'demo-run': demoRun, 'demo-resume': demoResume, dashboard, 'sse-eventsource': sseEventSource };
+/** The WebSocket upgrade fails (the page's `?ws=` points the client at `/api/v1/stats`, a
+ * plain JSON route that answers the upgrade request with 200, as a proxy that strips
+ * `Upgrade` would): the client's default transport "auto" falls back to SSE, the page says
+ * so, a published run shows in order with its critical events acknowledged over
+ * `POST /api/v1/ack`, the simulated run's streamed answer renders exactly, and after the
+ * server drops the stream the page resumes over SSE with the event published meanwhile. */
+async function sseFallback(browser, errors) {
+  const user = 'browser-fallback';
+  const wsFailed = /WebSocket connection to 'ws:\/\/[^']*\/api\/v1\/stats[^']*' failed/;
+  const page = await openPage(browser, `/?user=${user}&ws=/api/v1/stats`, errors, wsFailed);
+  await waitOpen(page);
+  const transport = await page.$eval('#kv-transport', (e) => ({ t: e.dataset.transport, text: e.textContent }));
+  check(transport.t === 'sse' && transport.text === 'SSE (auto)', `the page shows transport ${JSON.stringify(transport)}`);
+  check((wsFailed.seen || []).length >= 1, 'no failed WebSocket upgrade was seen: the case proves nothing');
+  const log = await page.$eval('#log', (e) => e.textContent);
+  check(log.includes('switched to SSE') && log.includes('connected over SSE'), `the log does not show the fallback: ${log}`);
+  step(`WebSocket upgrade failed ${wsFailed.seen.length} time(s); connected over SSE`);
+
+  const seqs = [];
+  for (const [type, data] of RUN) {
+    const r = await publish({ user_id: user, type, run_id: 'trip-9', data });
+    check(r.connections === 1, `expected the page's 1 connection, publish reached ${r.connections}`);
+    seqs.push(r.seq);
+  }
+  await until('5 events on the page', async () => (await shownEvents(page)).length === 5);
+  const shown = await shownEvents(page);
+  check(JSON.stringify(shown.map((e) => e.seq)) === JSON.stringify(seqs), `page shows seqs ${shown.map((e) => e.seq)}; published ${seqs}`);
+  await until('critical events marked acknowledged', async () => {
+    const ev = await shownEvents(page);
+    return ev.filter((e) => e.type === 'agent_started' || e.type === 'agent_completed').every((e) => e.acked);
+  });
+  await until('the server to count no unacked critical event', async () => {
+    const s = await stats();
+    return s.engine.unacked_critical === 0 && s.engine.acks >= 2;
+  });
+  step('run shown in order over SSE; critical events acked through POST /api/v1/ack');
+
+  await page.click('#simulate');
+  await until('the simulated answer to complete', async () => page.$eval('li.event.message', (li) => li.dataset.done === 'true').catch(() => false), 15_000);
+  const answer = await page.$eval('li.event.message .text', (t) => t.textContent);
+  check(answer === '12 open tickets: 7 billing, 3 login, 2 export. Billing spike since Tuesday.', `the streamed answer reads ${JSON.stringify(answer)}`);
+  await until('agent_completed of the simulated run', async () => (await shownEvents(page)).length === 13, 15_000);
+  step('the streamed answer renders exactly over SSE');
+
+  const kick = await post('/api/v1/dev/disconnect', { user_id: user });
+  check(kick.connections === 1, `disconnect saw ${kick.connections} connections`);
+  await until('the page to notice the drop', async () => (await statusOf(page)) === 'reconnecting');
+  const late = await publish({ user_id: user, type: 'agent_started', run_id: 'trip-10', data: { goal: 'published while away' } });
+  await waitOpen(page);
+  await until('the event published while away', async () => (await shownEvents(page)).some((e) => e.seq === late.seq));
+  const all = await shownEvents(page);
+  check(new Set(all.map((e) => e.seq)).size === all.length, 'an event is shown twice after the resume');
+  const after = await page.$eval('#log', (e) => e.textContent);
+  check(after.includes('closed 1012') && after.includes('connected over SSE (conn'), `the log does not show the SSE resume: ${after}`);
+  check(await page.$eval('#kv-transport', (e) => e.dataset.transport) === 'sse', 'the page left SSE');
+  step('resumed over SSE after the server dropped the stream');
+  await page.waitForTimeout(1400);
+  await screenshot(page, 'sse-fallback.png');
+}
+
+const CASES = {
+  'demo-run': demoRun, 'demo-resume': demoResume, dashboard,
+  'sse-eventsource': sseEventSource, 'sse-fallback': sseFallback,
+};
 
 async function main() {
   check(CASES[caseName], `unknown case "${caseName}"; use one of ${Object.keys(CASES).join(', ')}`);

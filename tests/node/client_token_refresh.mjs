@@ -2,12 +2,27 @@
 // --experimental-websocket): a session whose 2-second token expires is closed with 4001; the
 // client then calls `getToken({expired: true})`, reconnects with the fresh token, resumes, and
 // receives an event published after the expiry. Exits 0 on success, 1 with a reason otherwise.
+// With a fourth argument `sse`, the client runs with `transport: "sse"` (the `eventsource`
+// package of tests/browser as its EventSource): the server ends the stream with `event: close`
+// 4001, and the client opens a fresh stream with the new token.
 //
-//   node --experimental-websocket client_token_refresh.mjs <http://host:port> <hs256 secret> <api key>
+//   node --experimental-websocket client_token_refresh.mjs <http://host:port> <hs256 secret> <api key> [sse]
 import { createHmac } from 'node:crypto';
+import { createRequire } from 'node:module';
 import { AgentcastClient, TOKEN_EXPIRED } from '../../web/client.js';
 
-const [base, secret, apiKey] = process.argv.slice(2);
+const [base, secret, apiKey, transport = 'websocket'] = process.argv.slice(2);
+const streams = [];
+if (transport === 'sse') {
+  const { EventSource } = createRequire(new URL('../browser/package.json', import.meta.url))('eventsource');
+  globalThis.EventSource = class extends EventSource {
+    constructor(url, init) {
+      streams.push(new URL(url).searchParams.get('token'));
+      super(url, init);
+    }
+  };
+  globalThis.WebSocket = undefined;
+}
 const b64 = (s) => Buffer.from(s).toString('base64url');
 
 function mint(user, ttlSecs) {
@@ -41,6 +56,7 @@ let welcomes = 0;
 const done = new Promise((resolve) => {
   const client = new AgentcastClient({
     url: `${base.replace(/^http/, 'ws')}/ws`,
+    transport,
     // The first token lives 2 s; every later one an hour.
     getToken: async (info) => {
       calls.push(info);
@@ -77,5 +93,8 @@ if (calls[0].expired !== false || calls[1].expired !== true) {
   fail(`getToken not told about the expiry: ${JSON.stringify(calls)}`);
 }
 if (JSON.stringify(events) !== '[1,2]') fail(`events ${JSON.stringify(events)}`);
-console.log(JSON.stringify({ ok: true, calls, closes, events }));
+if (transport === 'sse' && (streams.length !== 2 || streams[0] === streams[1])) {
+  fail(`expected two event streams with different tokens, saw ${streams.length}`);
+}
+console.log(JSON.stringify({ ok: true, transport, calls, closes, events, streams: streams.length }));
 process.exit(0);

@@ -79,6 +79,11 @@ impl PyClient {
 /// Runs `node --experimental-websocket tests/node/<script> <http base> <secret> <api key>`
 /// against `server` and asserts it exits 0 printing `"ok":true`.
 pub async fn run_node_script(server: &TestServer, script: &str) {
+    run_node_script_with(server, script, &[]).await;
+}
+
+/// [`run_node_script`] with `extra` arguments after the API key.
+pub async fn run_node_script_with(server: &TestServer, script: &str, extra: &[&str]) {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("node")
         .join(script);
@@ -88,6 +93,7 @@ pub async fn run_node_script(server: &TestServer, script: &str) {
         .arg("--no-warnings")
         .arg(&path)
         .args([&base, SECRET, API_KEY])
+        .args(extra)
         .kill_on_drop(true)
         .output();
     let out = tokio::time::timeout(Duration::from_secs(60), child)

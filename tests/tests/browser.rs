@@ -126,3 +126,8 @@ async fn dashboard_shows_live_connections_throughput_and_health() {
 async fn the_browsers_event_source_streams_a_message_and_resumes_it_with_last_event_id() {
     run_case("sse-eventsource").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_page_falls_back_to_sse_when_the_websocket_upgrade_fails_and_streams_an_answer() {
+    run_case("sse-fallback").await;
+}

@@ -1,5 +1,6 @@
 //! The web assets compiled into the binary (`include_str!` of `web/`): the demo page at `/`,
-//! the operator dashboard at `/dashboard`, and the browser client at `/client.js`.
+//! the operator dashboard at `/dashboard`, and the browser client at `/client.js` (with its
+//! server-sent events transport at `/sse.js`, which `client.js` imports as `./sse.js`).
 //!
 //! No file is read at run time and nothing is fetched from elsewhere (no CDN): the binary
 //! alone serves a working UI, also on a machine without internet.
@@ -65,6 +66,7 @@ assets! {
     "/" => "demo.html", "text/html; charset=utf-8";
     "/dashboard" => "dashboard.html", "text/html; charset=utf-8";
     "/client.js" => "client.js", "text/javascript; charset=utf-8";
+    "/sse.js" => "sse.js", "text/javascript; charset=utf-8";
     "/demo.js" => "demo.js", "text/javascript; charset=utf-8";
     "/dashboard.js" => "dashboard.js", "text/javascript; charset=utf-8";
     "/style.css" => "style.css", "text/css; charset=utf-8";
