@@ -252,6 +252,59 @@ mod tests {
         }
     }
 
+    fn fields(pairs: &[(&str, &str)]) -> Vec<(Vec<u8>, Vec<u8>)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec()))
+            .collect()
+    }
+
+    const LAST: &str = r#"{"type":"message_delta","seq":13,"ts":"t","priority":"normal","data":{"message_id":"m","delta":"fgh"}}"#;
+
+    #[test]
+    fn a_merged_entry_reads_back_with_its_cuts() {
+        let f = fields(&[
+            ("p", LAST),
+            ("t", "5"),
+            ("r", "1"),
+            ("sf", "10"),
+            ("x", "abcde"),
+            ("l", "2,2,1"),
+        ]);
+        let e = parse_entry("13-0", &f).unwrap().into_history();
+        assert_eq!((e.seq_from(), e.seq), (10, 13));
+        let cut: serde_json::Value =
+            serde_json::from_slice(agentcast_engine::frame::payload_of(&e.replay_frame(11)))
+                .unwrap();
+        assert_eq!(cut["seq_from"], 12);
+        assert_eq!(cut["data"]["delta"], "efgh");
+    }
+
+    #[test]
+    fn a_corrupt_merged_entry_falls_back_to_its_newest_piece() {
+        for (sf, x, l) in [
+            ("10", "abcde", "2,2"),
+            ("10", "abcde", "2,x,1"),
+            ("10", "abcde", ""),
+            ("11", "abcde", "2,2,1"),
+            ("10", r"ab\de", "2,2,1"),
+        ] {
+            let f = fields(&[
+                ("p", LAST),
+                ("t", "5"),
+                ("r", "1"),
+                ("sf", sf),
+                ("x", x),
+                ("l", l),
+            ]);
+            let e = parse_entry("13-0", &f).unwrap().into_history();
+            assert_eq!((e.seq_from(), e.seq), (13, 13), "{sf} {x} {l}");
+        }
+        // A merged entry without its text is malformed altogether.
+        let f = fields(&[("p", LAST), ("t", "5"), ("r", "1"), ("sf", "10")]);
+        assert!(parse_entry("13-0", &f).is_none());
+    }
+
     #[test]
     fn channel_names_give_their_user() {
         assert_eq!(user_of_channel("ac", "ac:{u:1}:e"), Some("u:1"));
