@@ -120,6 +120,58 @@ impl DeltaRun {
         })
     }
 
+    /// Rebuilds a run a broker stored in pieces (the cluster's merged Stream entries, see
+    /// `docs/cluster.md` §3.2): `last` is the newest piece's frame (complete wire bytes,
+    /// giving `ts`, `priority`, `run_id` and `message_id`), `earlier` the escaped text of the
+    /// pieces before it, concatenated, and `lens` their lengths, oldest first; the pieces'
+    /// seqs are `seq_from`, `seq_from + 1`, … up to the last piece's. The cuts are kept, so
+    /// [`cut_after`](Self::cut_after) is exact at every piece. O(text).
+    ///
+    /// `None` when the parts do not fit together (the lengths do not add up, the seqs do not
+    /// end at the last piece's, or a piece is not the escaped content of a JSON string):
+    /// stored bytes are not trusted to make valid JSON.
+    pub fn from_stored(
+        last: &[u8],
+        seq_from: u64,
+        earlier: &[u8],
+        lens: &[u32],
+    ) -> Option<DeltaRun> {
+        let last = DeltaRun::from_frame(last)?;
+        if last.channel.is_some()
+            || last.seq_from != last.seq
+            || seq_from.checked_add(lens.len() as u64)? != last.seq
+            || lens.iter().map(|&l| l as usize).sum::<usize>() != earlier.len()
+            || earlier.len() + last.text.len() > MAX_MERGED_BYTES
+        {
+            return None;
+        }
+        let mut text = Vec::with_capacity(earlier.len() + last.text.len());
+        let mut cuts = Vec::with_capacity(lens.len());
+        let mut at = 0usize;
+        for (i, &len) in lens.iter().enumerate() {
+            let piece = &earlier[at..at + len as usize];
+            if !is_string_content(piece) {
+                return None;
+            }
+            if i > 0 {
+                cuts.push((seq_from + i as u64, at as u32));
+            }
+            text.extend_from_slice(piece);
+            at += len as usize;
+        }
+        if !lens.is_empty() {
+            cuts.push((last.seq, at as u32));
+        }
+        text.extend_from_slice(&last.text);
+        Some(DeltaRun {
+            seq_from,
+            text,
+            cuts,
+            pieces: lens.len() as u32 + 1,
+            ..last
+        })
+    }
+
     /// The last seq covered (0 for a channel event).
     pub fn seq(&self) -> u64 {
         self.seq
@@ -258,6 +310,46 @@ impl DeltaRun {
     }
 }
 
+/// The raw JSON of `message_id` (quoted) and the escaped contents of `delta` (without its
+/// quotes) of a `message_delta` event's `data`, as [`DeltaRun::from_frame`] reads them from
+/// its frame: what a broker needs to merge a delta without parsing JSON itself. `None` when
+/// either is not a string (such a delta merges with nothing). O(data).
+pub fn merge_parts(data: &[u8]) -> Option<(&[u8], &[u8])> {
+    let data = Members::scan_validated(data).ok()?;
+    let message_id = data
+        .raw("message_id")
+        .filter(|r| r.first() == Some(&b'"'))?;
+    let delta = data.raw("delta").filter(|r| r.first() == Some(&b'"'))?;
+    Some((message_id, &delta[1..delta.len() - 1]))
+}
+
+/// Whether `b` is the escaped content of a JSON string: UTF-8, no control character, no
+/// bare quote, and every backslash starts a whole escape. O(n).
+fn is_string_content(b: &[u8]) -> bool {
+    if std::str::from_utf8(b).is_err() {
+        return false;
+    }
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'"' | 0..=0x1f => return false,
+            b'\\' => match b.get(i + 1) {
+                Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => i += 2,
+                Some(b'u') => {
+                    let hex = b.get(i + 2..i + 6);
+                    if !hex.is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)) {
+                        return false;
+                    }
+                    i += 6;
+                }
+                _ => return false,
+            },
+            _ => i += 1,
+        }
+    }
+    true
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -333,6 +425,56 @@ mod tests {
         assert_eq!(text(&c.cut_after(12).unwrap()), "fgh");
         assert!(run.cut_after(13).is_none());
         assert_eq!(json(&c.encode())["seq_from"], 12);
+    }
+
+    #[test]
+    fn a_stored_run_rebuilds_with_every_cut() {
+        let mut whole = DeltaRun::from_frame(&delta(10, "m", "ab")).unwrap();
+        for (s, t) in [(11, "c\\\"d"), (12, "e"), (13, "fgh")] {
+            whole.absorb(DeltaRun::from_frame(&delta(s, "m", t)).unwrap(), true);
+        }
+        let stored =
+            DeltaRun::from_stored(&delta(13, "m", "fgh"), 10, b"abc\\\"de", &[2, 4, 1]).unwrap();
+        assert_eq!(stored.encode(), whole.encode());
+        for after in 9..=13 {
+            assert_eq!(
+                stored.cut_after(after).map(|r| r.encode()),
+                whole.cut_after(after).map(|r| r.encode()),
+                "after {after}"
+            );
+        }
+        // One piece: no earlier text.
+        let one = DeltaRun::from_stored(&delta(5, "m", "x"), 5, b"", &[]).unwrap();
+        assert_eq!(one, DeltaRun::from_frame(&delta(5, "m", "x")).unwrap());
+    }
+
+    #[test]
+    fn stored_parts_that_do_not_fit_are_refused() {
+        let last = delta(13, "m", "z");
+        for (from, earlier, lens) in [
+            (10, &b"abc"[..], &[1u32, 1, 2][..]), // lengths do not add up
+            (9, b"abc", &[1, 1, 1]),              // seqs do not end at the last piece's
+            (11, b"a\\", &[1, 1]),                // a cut inside an escape
+            (11, b"a\"", &[1, 1]),                // a bare quote
+            (11, b"a\n", &[1, 1]),                // a control character
+            (12, b"\\u12", &[4]),                 // a short \u escape
+            (12, b"\xff", &[1]),                  // not UTF-8
+        ] {
+            assert!(
+                DeltaRun::from_stored(&last, from, earlier, lens).is_none(),
+                "{from} {earlier:?} {lens:?}"
+            );
+        }
+        assert!(DeltaRun::from_stored(b"nope", 1, b"", &[]).is_none());
+    }
+
+    #[test]
+    fn merge_parts_reads_what_from_frame_reads() {
+        let data = br#"{"message_id":"m1","delta":"a\"b","extra":1}"#;
+        assert_eq!(merge_parts(data), Some((&b"\"m1\""[..], &br#"a\"b"#[..])));
+        assert_eq!(merge_parts(br#"{"message_id":1,"delta":"x"}"#), None);
+        assert_eq!(merge_parts(br#"{"message_id":"m","delta":2}"#), None);
+        assert_eq!(merge_parts(b"not json"), None);
     }
 
     #[test]

@@ -65,6 +65,19 @@ impl HistoryEntry {
         }
     }
 
+    /// An entry holding the merged deltas `run` (as the ring keeps them: see the
+    /// [module docs](self)); its seq is the last the run covers. For a broker that stores
+    /// merged deltas itself ([`DeltaRun::from_stored`]). `priority` is the highest of the
+    /// pieces' and `at_ms` the newest piece's, as a merge in the ring sets them.
+    pub fn from_run(run: DeltaRun, priority: Priority, at_ms: u64) -> HistoryEntry {
+        HistoryEntry {
+            seq: run.seq(),
+            stamp: stamp(at_ms, priority),
+            frame: Bytes::new(),
+            merged: Some(Box::new(run)),
+        }
+    }
+
     /// Its priority (replay sends critical first).
     pub fn priority(&self) -> Priority {
         Priority::ALL[(self.stamp & 3) as usize % 3]

@@ -1,6 +1,6 @@
 //! The Redis broker and the in-process one give the same observable results. Random
-//! sequences of publish, connect (with or without `last_seq`), ack and disconnect over three
-//! users run on an embedded node and on a two-node cluster on a real `redis-server`; each
+//! sequences of publish (events and the deltas of two messages, which the histories merge),
+//! connect (with or without `last_seq`), ack and disconnect over three users run on an embedded node and on a two-node cluster on a real `redis-server`; each
 //! step's observations (receipts, welcomes, every frame each connection reads, gaps) are
 //! compared, with seqs taken relative to each user's seq base (the two systems start their
 //! bases from different clocks). Seeded, so a failure names its case and replays.
@@ -30,6 +30,10 @@ enum Op {
         user: usize,
         node: usize,
         critical: bool,
+        /// A `message_delta` of message `m<k>` (its text names the op), merged in the
+        /// history with the user's previous event when that is a delta of the same message.
+        delta: Option<u8>,
+        op: usize,
     },
     Connect {
         user: usize,
@@ -53,15 +57,24 @@ fn ops(seed: u64, n: usize) -> Vec<Op> {
     let mut seen = [false; USERS];
     let mut open = 0usize;
     (0..n)
-        .map(|_| match rng.below(10) {
+        .map(|op| match rng.below(10) {
             0..=3 => {
                 let user = rng.below(USERS as u64) as usize;
                 published[user] += 1;
                 seen[user] = true;
+                let critical = rng.below(4) == 0;
+                // Half the others are deltas of one of two messages.
+                let delta = match rng.below(4) {
+                    _ if critical => None,
+                    0 | 1 => None,
+                    k => Some(k as u8 - 1),
+                };
                 Op::Publish {
                     user,
                     node: rng.below(2) as usize,
-                    critical: rng.below(4) == 0,
+                    critical,
+                    delta,
+                    op,
                 }
             }
             4..=6 => {
@@ -86,6 +99,8 @@ fn ops(seed: u64, n: usize) -> Vec<Op> {
                 user: 0,
                 node: 0,
                 critical: false,
+                delta: None,
+                op,
             },
         })
         .collect()
@@ -129,7 +144,18 @@ impl System {
                     }
                     _ => {
                         let seq = v["seq"].as_u64().unwrap();
-                        out.push(format!("c{i} event {} {}", self.rel(user, seq), v["type"]));
+                        let mut line = format!("c{i} event {} {}", self.rel(user, seq), v["type"]);
+                        if v["type"] == "message_delta" {
+                            // Merged deltas: the range they cover and their text.
+                            let from = v["seq_from"].as_u64().unwrap_or(seq);
+                            line.push_str(&format!(
+                                " from {} {} {}",
+                                self.rel(user, from),
+                                v["data"]["message_id"],
+                                v["data"]["delta"]
+                            ));
+                        }
+                        out.push(line);
                         last = Some(seq);
                     }
                 }
@@ -144,6 +170,8 @@ impl System {
                 user,
                 node,
                 critical,
+                delta,
+                op,
             } => {
                 let node = &self.nodes[node % self.nodes.len()];
                 let kind = if critical {
@@ -151,9 +179,14 @@ impl System {
                 } else {
                     "tool_executing"
                 };
-                let (s, r) = node
-                    .publish(&json!({"user_id": format!("m{user}"), "type": kind, "run_id": "r", "data": {}}))
-                    .await;
+                let body = match delta {
+                    Some(m) => json!({"user_id": format!("m{user}"), "type": "message_delta",
+                        "run_id": "r", "data": {"message_id": format!("m{m}"), "delta": format!("t{op} ")}}),
+                    None => {
+                        json!({"user_id": format!("m{user}"), "type": kind, "run_id": "r", "data": {}})
+                    }
+                };
+                let (s, r) = node.publish(&body).await;
                 assert_eq!(s, 200, "{r}");
                 let rel = self.rel(user, r["seq"].as_u64().unwrap());
                 out.push(format!(

@@ -7,6 +7,9 @@
 //! a seq further up means events were lost on the way, and the user's connections get a
 //! `gap` frame before it, as a resume would (a state without connections only restarts its
 //! cache: the node was not subscribed meanwhile, and the next connection's seed fills it).
+//! An entry of merged deltas (a broker that stores them merged, read back) covers a range of
+//! seqs and counts from its first: the part at or below the last seq is a duplicate and cut
+//! off, the rest is delivered as one delta with `seq_from`.
 
 use std::sync::Arc;
 
@@ -35,28 +38,38 @@ impl Shard {
         }
         let state = user_state(&mut self.users, &mut self.idle, &self.cfg, None, &user, now);
         let known = state.last_seq != 0;
-        if known && entry.seq <= state.last_seq {
-            self.tally.sequenced_duplicates += 1;
-            return;
-        }
-        let jump = known && entry.seq > state.last_seq + 1;
+        // Merged deltas (a catch-up read of a broker that stores them merged) cover a range
+        // of seqs: what of it is at or below the last seq is a duplicate, the rest is new.
+        let entry = match known && entry.seq_from() <= state.last_seq {
+            false => entry,
+            true => match entry.cut_after(state.last_seq) {
+                Some(rest) => rest,
+                None => {
+                    self.tally.sequenced_duplicates += 1;
+                    return;
+                }
+            },
+        };
+        let first = entry.seq_from();
+        let jump = known && first > state.last_seq + 1;
         // Without a connection the cache is merely stale (the node was not subscribed): the
         // next connection's seed fills it. With one, events were lost on the way: say so.
         let gap = (jump && !state.conns.is_empty()).then(|| Gap {
             from: state.last_seq + 1,
-            to: entry.seq - 1,
+            to: first - 1,
         });
         let (bytes_before, events_before) = (state.history.bytes(), state.history.len());
         if !known || jump {
             // The held seqs stay one contiguous run: a resume from before the hole sees it.
-            state.history = state.history.emptied(entry.seq - 1);
+            state.history = state.history.emptied(first - 1);
         }
         state.last_seq = entry.seq;
         if state.conns.is_empty() {
             state.idle_since = Some(now);
         }
         state.history.expire(now);
-        let (frame, priority) = (entry.frame.clone(), entry.priority());
+        // A merged entry has no frame of its own: it is encoded now, whole (O(its text)).
+        let (frame, priority) = (entry.replay_frame(0), entry.priority());
         if state.history.push(entry) {
             self.tally.history_merged += 1;
         }
@@ -117,10 +130,11 @@ pub(super) fn apply_seed(state: &mut UserState, seed: Seed) {
         .cloned()
         .filter_map(|e| e.cut_after(seed.last_seq))
         .collect();
+    // The first held seq is the first entry's first (a merged entry covers several).
     let base = seed
         .entries
         .first()
-        .map_or(seed.last_seq, |e| e.seq.saturating_sub(1));
+        .map_or(seed.last_seq, |e| e.seq_from().saturating_sub(1));
     let mut ring = state.history.emptied(base);
     let mut top = base;
     for e in seed.entries.into_iter().chain(later) {

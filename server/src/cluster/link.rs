@@ -29,7 +29,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use agentcast_engine::{Frame, HistoryEntry, UserId};
+use agentcast_engine::UserId;
 use futures_util::StreamExt;
 use redis::AsyncConnectionConfig;
 use redis::aio::{MultiplexedConnection, PubSubStream};
@@ -78,6 +78,9 @@ async fn send_canary(
         .arg(0)
         .arg("")
         .arg(u32::MAX)
+        .arg(0)
+        .arg("")
+        .arg("")
         .arg(0);
     let _: (u8, String, String) = inv.invoke_async(conn).await?;
     Ok(())
@@ -289,12 +292,8 @@ async fn catch_up(
     for (id, fields) in &entries {
         if let Some(e) = wire::parse_entry(id, fields) {
             sub.top.fetch_max(e.seq, Ordering::SeqCst);
-            let entry = HistoryEntry::new(
-                e.seq,
-                e.priority,
-                e.at_ms,
-                Frame::text(e.payload).into_bytes(),
-            );
+            // Merged deltas straddling `top` are cut by the shard (it drops what it has).
+            let entry = e.into_history();
             // The kind index is for counters only; a catch-up counts as a custom type.
             cluster.deliver(user.clone(), entry, u8::MAX, None).await;
         }

@@ -242,6 +242,19 @@ impl Cluster {
         let parts = self
             .hub
             .encode_user_parts_with(&event, now, meta.as_deref());
+        // A delta carries what the script needs to merge it, so the script parses no JSON.
+        let (merge_key, delta_text) = match event.kind {
+            agentcast_engine::EventKind::MessageDelta => {
+                match agentcast_engine::delta::merge_parts(event.data.as_bytes()) {
+                    Some((message_id, text)) => (
+                        scripts::merge_key(event.run_id.as_deref(), message_id),
+                        text,
+                    ),
+                    None => (Vec::new(), &b""[..]),
+                }
+            }
+            _ => (Vec::new(), &b""[..]),
+        };
         let mut inv = self.scripts.publish_user.key(self.key(&user, "m"));
         inv.key(self.key(&user, "h"))
             .key(format!("{}:floor", self.prefix))
@@ -262,7 +275,10 @@ impl Cluster {
             .arg(self.ack_deadline_ms)
             .arg(user.as_str())
             .arg(self.history_bytes)
-            .arg(agentcast_engine::history::ENTRY_OVERHEAD);
+            .arg(agentcast_engine::history::ENTRY_OVERHEAD)
+            .arg(merge_key)
+            .arg(delta_text)
+            .arg(scripts::MAX_STORED_MERGE_BYTES);
         let (code, seq, connections): (u8, String, String) =
             self.within(inv.invoke_async(&mut conn)).await?;
         if code == 2 {

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
-use agentcast_engine::{BrokerError, ChannelName, Frame, HistoryEntry, Resume, Seed, UserId};
+use agentcast_engine::{BrokerError, ChannelName, Resume, Seed, UserId};
 
 use super::{Cluster, LINGER, wire};
 
@@ -133,14 +133,7 @@ impl Cluster {
                 .iter()
                 .filter_map(|(id, fields)| wire::parse_entry(id, fields))
                 .filter(|e| now.saturating_sub(e.at_ms) <= self.history_max_age_ms)
-                .map(|e| {
-                    HistoryEntry::new(
-                        e.seq,
-                        e.priority,
-                        e.at_ms,
-                        Frame::text(e.payload).into_bytes(),
-                    )
-                })
+                .map(wire::StoredEntry::into_history)
                 .collect()
         };
         Ok(agentcast_engine::Opened {

@@ -8,8 +8,11 @@
 //! - A channel event on `<prefix>:ch:<name>`, a broadcast on `<prefix>:bc`: `<origin node id>\n<publish request JSON>`;
 //!   each node publishes it to its own connections (the origin already has).
 //! - The request hash stored with an idempotency key: the same on every node.
+//! - A Stream entry (`XRANGE`'s fields), including merged deltas, read back into a
+//!   [`HistoryEntry`].
 
-use agentcast_engine::{Event, Priority, Target};
+use agentcast_engine::delta::DeltaRun;
+use agentcast_engine::{Event, Frame, HistoryEntry, Priority, Target};
 use sha2::{Digest, Sha256};
 
 /// A user event as a node receives it.
@@ -102,10 +105,24 @@ pub(crate) struct StoredEntry<'a> {
     pub(crate) seq: u64,
     pub(crate) priority: Priority,
     pub(crate) at_ms: u64,
+    /// The event's payload; for merged deltas, the newest piece's.
     pub(crate) payload: &'a [u8],
+    /// Set when the entry holds merged deltas (fields `sf`, `x`, `l`; see `scripts.rs`).
+    pub(crate) merged: Option<StoredMerge<'a>>,
 }
 
-/// Reads one entry: its id `<seq>-0` and its fields `p`, `t`, `r`. `None` if malformed.
+/// The pieces of a merged delta entry before its newest (whose frame is the payload).
+pub(crate) struct StoredMerge<'a> {
+    /// The first seq the entry covers.
+    pub(crate) seq_from: u64,
+    /// The earlier pieces' escaped text, concatenated.
+    pub(crate) earlier: &'a [u8],
+    /// Their lengths, comma-separated decimal, oldest first.
+    pub(crate) lens: &'a [u8],
+}
+
+/// Reads one entry: its id `<seq>-0` and its fields `p`, `t`, `r` (and `sf`, `x`, `l` of
+/// merged deltas). `None` if malformed.
 pub(crate) fn parse_entry<'a>(
     id: &str,
     fields: &'a [(Vec<u8>, Vec<u8>)],
@@ -117,12 +134,49 @@ pub(crate) fn parse_entry<'a>(
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.as_slice())
     };
+    let merged = match field(b"sf") {
+        None => None,
+        Some(sf) => Some(StoredMerge {
+            seq_from: number(sf)?,
+            earlier: field(b"x")?,
+            lens: field(b"l")?,
+        }),
+    };
     Some(StoredEntry {
         seq,
         priority: priority_of(field(b"r")?)?,
         at_ms: number(field(b"t")?)?,
         payload: field(b"p")?,
+        merged,
     })
+}
+
+impl StoredEntry<'_> {
+    /// The entry as the engine's history holds it: one event's frame, or merged deltas
+    /// rebuilt with their cuts (so a resume inside them gets exactly the rest). Merged parts
+    /// that do not fit together (a corrupt entry) fall back to the newest piece alone: the
+    /// seqs before it are then missing, and a resume over them gets a `gap`.
+    pub(crate) fn into_history(self) -> HistoryEntry {
+        let frame = Frame::text(self.payload).into_bytes();
+        if let Some(m) = &self.merged {
+            let lens: Option<Vec<u32>> = m
+                .lens
+                .split(|&b| b == b',')
+                .map(|l| number(l).and_then(|n| u32::try_from(n).ok()))
+                .collect();
+            let run =
+                lens.and_then(|lens| DeltaRun::from_stored(&frame, m.seq_from, m.earlier, &lens));
+            match run {
+                Some(run) if run.seq() == self.seq => {
+                    return HistoryEntry::from_run(run, self.priority, self.at_ms);
+                }
+                _ => {
+                    tracing::warn!(target: "agentcast::cluster", seq = self.seq, "malformed merged delta entry in redis: its newest piece alone is replayed");
+                }
+            }
+        }
+        HistoryEntry::new(self.seq, self.priority, self.at_ms, frame)
+    }
 }
 
 /// The request hash of idempotency keys: the same on every node (SHA-256 over each field,
@@ -196,6 +250,59 @@ mod tests {
                 String::from_utf8_lossy(bad)
             );
         }
+    }
+
+    fn fields(pairs: &[(&str, &str)]) -> Vec<(Vec<u8>, Vec<u8>)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec()))
+            .collect()
+    }
+
+    const LAST: &str = r#"{"type":"message_delta","seq":13,"ts":"t","priority":"normal","data":{"message_id":"m","delta":"fgh"}}"#;
+
+    #[test]
+    fn a_merged_entry_reads_back_with_its_cuts() {
+        let f = fields(&[
+            ("p", LAST),
+            ("t", "5"),
+            ("r", "1"),
+            ("sf", "10"),
+            ("x", "abcde"),
+            ("l", "2,2,1"),
+        ]);
+        let e = parse_entry("13-0", &f).unwrap().into_history();
+        assert_eq!((e.seq_from(), e.seq), (10, 13));
+        let cut: serde_json::Value =
+            serde_json::from_slice(agentcast_engine::frame::payload_of(&e.replay_frame(11)))
+                .unwrap();
+        assert_eq!(cut["seq_from"], 12);
+        assert_eq!(cut["data"]["delta"], "efgh");
+    }
+
+    #[test]
+    fn a_corrupt_merged_entry_falls_back_to_its_newest_piece() {
+        for (sf, x, l) in [
+            ("10", "abcde", "2,2"),
+            ("10", "abcde", "2,x,1"),
+            ("10", "abcde", ""),
+            ("11", "abcde", "2,2,1"),
+            ("10", r"ab\de", "2,2,1"),
+        ] {
+            let f = fields(&[
+                ("p", LAST),
+                ("t", "5"),
+                ("r", "1"),
+                ("sf", sf),
+                ("x", x),
+                ("l", l),
+            ]);
+            let e = parse_entry("13-0", &f).unwrap().into_history();
+            assert_eq!((e.seq_from(), e.seq), (13, 13), "{sf} {x} {l}");
+        }
+        // A merged entry without its text is malformed altogether.
+        let f = fields(&[("p", LAST), ("t", "5"), ("r", "1"), ("sf", "10")]);
+        assert!(parse_entry("13-0", &f).is_none());
     }
 
     #[test]
