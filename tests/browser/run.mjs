@@ -81,6 +81,19 @@ async function until(what, fn, timeout = WAIT) {
   fail(`timed out waiting for ${what} (last: ${JSON.stringify(last)})`);
 }
 
+/** Critical events (started, completed) are marked acknowledged on the page, and the
+ * server's unacked-critical gauge returns to 0. */
+async function criticalAcked(page) {
+  await until('critical events marked acknowledged', async () => {
+    const ev = await shownEvents(page);
+    return ev.filter((e) => e.type === 'agent_started' || e.type === 'agent_completed').every((e) => e.acked);
+  });
+  await until('the server to count no unacked critical event', async () => {
+    const s = await stats();
+    return s.engine.unacked_critical === 0 && s.engine.acks >= 2;
+  });
+}
+
 /** The events the demo page shows, in DOM order. */
 function shownEvents(page) {
   return page.$$eval('li.event', (lis) => lis.map((li) => ({
@@ -182,14 +195,7 @@ async function demoRun(browser, errors) {
     'the run card does not say completed');
   // Critical events (started, completed) are acknowledged: marked on the page and the
   // server's unacked-critical gauge returns to 0.
-  await until('critical events marked acknowledged', async () => {
-    const ev = await shownEvents(page);
-    return ev.filter((e) => e.type === 'agent_started' || e.type === 'agent_completed').every((e) => e.acked);
-  });
-  await until('the server to count no unacked critical event', async () => {
-    const s = await stats();
-    return s.engine.unacked_critical === 0 && s.engine.acks >= 2;
-  });
+  await criticalAcked(page);
   step('in order, timestamped, critical events acked');
 
   // The dev-mode button starts a simulated run through the engine.
@@ -391,14 +397,7 @@ async function sseFallback(browser, errors) {
   await until('5 events on the page', async () => (await shownEvents(page)).length === 5);
   const shown = await shownEvents(page);
   check(JSON.stringify(shown.map((e) => e.seq)) === JSON.stringify(seqs), `page shows seqs ${shown.map((e) => e.seq)}; published ${seqs}`);
-  await until('critical events marked acknowledged', async () => {
-    const ev = await shownEvents(page);
-    return ev.filter((e) => e.type === 'agent_started' || e.type === 'agent_completed').every((e) => e.acked);
-  });
-  await until('the server to count no unacked critical event', async () => {
-    const s = await stats();
-    return s.engine.unacked_critical === 0 && s.engine.acks >= 2;
-  });
+  await criticalAcked(page);
   step('run shown in order over SSE; critical events acked through POST /api/v1/ack');
 
   await page.click('#simulate');
