@@ -1,5 +1,6 @@
 //! A reconnect storm, scaled down to run in CI: Redis and three nodes on one port
-//! (`--reuse-port`), 3,000 WebSocket connections (1,500 users × 2 devices) through that port,
+//! (`--reuse-port`), 3,060 WebSocket connections (1,480 users × 2 devices, 20 users × 5, the
+//! free tier's `connections_per_user`) through that port,
 //! a publisher sending per-user events to the same port for the whole test, and the node
 //! holding the most connections killed with SIGKILL mid-load. Every device whose connection
 //! died reconnects to the same port (the kernel hands it to a survivor) with jittered
@@ -26,6 +27,11 @@ use tokio::sync::{Semaphore, watch};
 
 const USERS: usize = 1_500;
 const DEVICES_PER_USER: usize = 2;
+/// Users 0..FULL_USERS hold the free tier's `connections_per_user` (5) devices instead: their
+/// devices on the killed node are refused with 429 until its lease lapses (≤ 10 s), since its
+/// connections still count cluster-wide until then.
+const FULL_USERS: usize = 20;
+const FULL_DEVICES: usize = 5;
 /// Devices opening their first connection at once.
 const OPEN_CONCURRENCY: usize = 64;
 /// Publishes per second, over the whole test.
@@ -97,8 +103,15 @@ async fn a_killed_nodes_clients_reconnect_and_resume_every_event_exactly_once() 
     );
     let gate = Arc::new(Semaphore::new(OPEN_CONCURRENCY));
     let (stop_devices, devices_stop) = watch::channel(false);
-    let devices: Vec<Arc<Device>> = (0..USERS * DEVICES_PER_USER)
-        .map(|i| Device::new(i / DEVICES_PER_USER))
+    let devices: Vec<Arc<Device>> = (0..USERS)
+        .flat_map(|u| {
+            let n = if u < FULL_USERS {
+                FULL_DEVICES
+            } else {
+                DEVICES_PER_USER
+            };
+            (0..n).map(move |_| Device::new(u))
+        })
         .collect();
     let tasks: Vec<_> = devices
         .iter()
@@ -153,11 +166,15 @@ async fn a_killed_nodes_clients_reconnect_and_resume_every_event_exactly_once() 
         .iter()
         .filter(|d| d.drops.load(Relaxed) > 0)
         .collect();
-    let last_resume = dropped
-        .iter()
-        .filter_map(|d| *d.resumed_at.lock().unwrap())
-        .max()
-        .map(|t| t - killed_at);
+    let last_resume = |full: bool| {
+        dropped
+            .iter()
+            .filter(|d| (d.user < FULL_USERS) == full)
+            .filter_map(|d| *d.resumed_at.lock().unwrap())
+            .max()
+            .map(|t| t - killed_at)
+    };
+    let (last_resume, last_full_resume) = (last_resume(false), last_resume(true));
     let attempts = storm.reconnect_attempts.load(Relaxed);
 
     // Load after the storm, then everything published must arrive.
@@ -189,8 +206,8 @@ async fn a_killed_nodes_clients_reconnect_and_resume_every_event_exactly_once() 
     eprintln!(
         "reconnect storm: {total} connections opened in {opened_in:?} (at most \
          {OPEN_CONCURRENCY} at once); per node before the kill {per_node:?}, killed node \
-         {victim} ({} connections); {} devices dropped; kill to last resumed {last_resume:?}; \
-         kill to all caught up {caught_up:?}; reconnect attempts {attempts}; refusals 503 {}, \
+         {victim} ({} connections); {} devices dropped; kill to last resumed {last_resume:?} (devices of users at their \
+         connection limit: {last_full_resume:?}); kill to all caught up {caught_up:?}; reconnect attempts {attempts}; refusals 503 {}, \
          429 {}, other {}; connect errors {}; events accepted {} ({events_before_kill} before \
          the kill), publish attempts retried {}; test {:?}",
         per_node[victim],
@@ -210,6 +227,10 @@ async fn a_killed_nodes_clients_reconnect_and_resume_every_event_exactly_once() 
             .iter()
             .all(|d| d.resumed_at.lock().unwrap().is_some()),
         "every dropped device reconnected"
+    );
+    assert!(
+        storm.refused_429.load(Relaxed) > 0,
+        "a user at its limit is refused while the dead node's connections still count"
     );
     let mut failures = Vec::new();
     for (i, d) in devices.iter().enumerate() {
