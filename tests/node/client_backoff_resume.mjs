@@ -21,6 +21,8 @@ const INITIAL = 100;
 const MAX = 800;
 /** Retries to watch while the port refuses: 100, 200, 400, 800, then 800 at the cap. */
 const RETRIES_WHILE_DOWN = 6;
+/** `connectTimeoutMs`: a refused attempt is given up after it. */
+const CONNECT_TIMEOUT = 300;
 
 function fail(why) {
   console.error(`FAIL: ${why}`);
@@ -100,6 +102,9 @@ const client = new AgentcastClient({
   token: mint(user),
   initialDelayMs: INITIAL,
   maxDelayMs: MAX,
+  // Node 20's WebSocket fires `error` but never `close` on a refused connection: the
+  // client's connect timeout is what retries it here (a browser fires `close` at once).
+  connectTimeoutMs: CONNECT_TIMEOUT,
   onStatus(status, detail) {
     if (status === 'reconnecting' && detail.delayMs != null) {
       retries.push({ attempt: detail.attempt, delayMs: detail.delayMs, at: Date.now() });
@@ -130,7 +135,7 @@ await until(() => seqs.length === 3, 'the first three events');
 serverGone();
 const meanwhile = [];
 for (let n = 4; n <= 8; n++) meanwhile.push(await publish(user, n));
-await until(() => retries.length >= RETRIES_WHILE_DOWN, `${RETRIES_WHILE_DOWN} retries while down`);
+await until(() => retries.length >= RETRIES_WHILE_DOWN, `${RETRIES_WHILE_DOWN} retries while down`, 20000);
 // It comes back on the same port.
 await listen(port);
 const backAt = Date.now();
@@ -164,7 +169,7 @@ for (let i = 1; i < checked.length; i++) {
   if (waited + 5 < checked[i - 1].delayMs) fail(`attempt ${i} came ${waited} ms after a ${checked[i - 1].delayMs} ms delay`);
 }
 // A welcome within the next delay once the port accepts again.
-if (resumedAfterMs > MAX + 2000) fail(`resumed ${resumedAfterMs} ms after the server came back`);
+if (resumedAfterMs > MAX + CONNECT_TIMEOUT + 2000) fail(`resumed ${resumedAfterMs} ms after the server came back`);
 
 // 2. Resumed from its last seq; every event once, in order.
 const resume = urls[urls.length - 1];
