@@ -178,7 +178,6 @@ pub(crate) async fn run_device(
             }
         };
         drop(permit.take());
-        failures = 0;
         if ever_connected {
             *d.resumed_at.lock().unwrap() = Some(Instant::now());
         }
@@ -201,6 +200,7 @@ pub(crate) async fn run_device(
         d.up.store(false, Relaxed);
         storm.connected.fetch_sub(1, Relaxed);
         d.drops.fetch_add(1, Relaxed);
+        // The first retry after a drop waits `backoff(0)`; the count restarts from there.
         tokio::time::sleep(backoff(0)).await;
         failures = 1;
     }
