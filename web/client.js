@@ -41,7 +41,10 @@
 //   jitter: attempt k waits a random time in [d/2, d], d = min(maxDelayMs, initialDelayMs·2^k).
 //   A close the server chose (1001 going away, 1012 restart, 1013 try again later) waits
 //   `serverCloseDelayMs` to twice that first, so a restarting node is not hit by every client
-//   at once. The attempt counter resets on each `welcome`.
+//   at once. The attempt counter resets on each `welcome`. A WebSocket attempt without a
+//   `welcome` within `connectTimeoutMs` is abandoned and retried the same way (a black-holed
+//   SYN, a stalled handshake, or a refused connection on runtimes that fire `error` but never
+//   `close`, as Node 20's WebSocket does).
 // - Token expiry: the server closes a session whose token expired with 4001 `token expired`.
 //   The client then reconnects at once (a random delay up to `initialDelayMs`, no backoff)
 //   and, before every connection attempt, calls `getToken({ expired, attempt })` when given:
@@ -87,6 +90,7 @@ export const DEFAULTS = Object.freeze({
   lastSeq: null,
   channels: [],
   initialDelayMs: 250,
+  connectTimeoutMs: 10000,
   maxDelayMs: 15000,
   serverCloseDelayMs: 1000,
   ackDelayMs: 200,
@@ -244,6 +248,13 @@ export class AgentcastClient {
     }
     this._ws = ws;
     let welcomed = false;
+    const connectTimer = setTimeout(() => {
+      if (ws !== this._ws || welcomed) return;
+      const onclose = ws.onclose;
+      try { ws.close(); } catch { /* still connecting: nothing to close */ }
+      // A later real close finds `this._ws` changed and is ignored.
+      onclose({ code: 1006, reason: 'no welcome within connectTimeoutMs' });
+    }, this.options.connectTimeoutMs);
     ws.onmessage = (m) => {
       if (ws !== this._ws) return;
       this._lastHeard = Date.now();
@@ -256,12 +267,14 @@ export class AgentcastClient {
       }
       if (msg.type === 'welcome') {
         welcomed = true;
+        clearTimeout(connectTimer);
         this._wsWelcomed = true;
         this._wsFailures = 0;
       }
       this._dispatch(msg);
     };
     ws.onclose = (e) => {
+      clearTimeout(connectTimer);
       if (ws !== this._ws) return;
       this._ws = null;
       if (!welcomed) this._wsFailures += 1;

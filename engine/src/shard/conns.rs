@@ -10,7 +10,7 @@ use crate::event::{ChannelName, Priority, UserId};
 use crate::ring::{PriorityRing, Queued};
 use crate::stats::ShardCounters;
 
-use super::{ConnEntry, Shard, gap_frame, refill, sequenced, ukey, user_state};
+use super::{ConnEntry, Parcel, Shard, deliver, gap_frame, refill, sequenced, ukey, user_state};
 
 impl Shard {
     pub(super) fn force_close(&mut self, key: usize, now: u64) {
@@ -59,7 +59,9 @@ impl Shard {
             &user,
             now,
         );
-        state.conns.push(key);
+        // Registered among the user's connections only after the seed's catch-up below, which
+        // goes to the connections already here.
+        let known_before = state.last_seq;
         state.idle_since = None;
         let (bytes_before, events_before) = (state.history.bytes(), state.history.len());
         state.ever_connected = true;
@@ -73,6 +75,35 @@ impl Shard {
         if let Some(seed) = seed {
             sequenced::apply_seed(state, *seed);
         }
+        // The broker's read travels apart from the live subscription and may hold events
+        // this shard has not received live yet. Their live copies are duplicates now (the
+        // user's last seq covers them), so the connections already here get them from the
+        // seed, in seq order, after a `gap` if the read starts past what they had.
+        if seed_given && known_before != 0 && state.last_seq > known_before {
+            let (gap, events) = state.history.after(known_before);
+            self.tally.gaps += u64::from(gap.is_some());
+            let frames: Vec<_> = gap
+                .map(|g| (gap_frame(g), Priority::Critical))
+                .into_iter()
+                .chain(events.map(|e| (e.replay_frame(known_before), e.priority())))
+                .collect();
+            for (frame, priority) in &frames {
+                deliver(
+                    &mut self.conns,
+                    &mut self.tally,
+                    &mut self.backlog,
+                    &mut self.overflowed,
+                    &state.conns,
+                    Parcel {
+                        frame,
+                        priority: *priority,
+                        coalesce: None,
+                        born_us: now.saturating_mul(1_000),
+                    },
+                );
+            }
+        }
+        state.conns.push(key);
         state.history.expire(now);
         self.history_bytes = self.history_bytes - bytes_before + state.history.bytes();
         self.history_events = self.history_events - events_before + state.history.len();
@@ -112,6 +143,11 @@ impl Shard {
             gap,
             user_connections: state.conns.len(),
         };
+        // A connection whose ring the seed's catch-up overflowed is closed, as a live
+        // delivery would close it.
+        while let Some(k) = self.overflowed.pop() {
+            self.force_close(k, now);
+        }
         (key, welcome)
     }
 
