@@ -2,6 +2,9 @@
 //! the operator dashboard at `/dashboard`, and the browser client at `/client.js` (with its
 //! server-sent events transport at `/sse.js`, which `client.js` imports as `./sse.js`).
 //!
+//! The OpenAPI document of the HTTP API (`docs/openapi.json`) is compiled in the same way and
+//! served at `/api/v1/openapi.json` ([`OPENAPI`]).
+//!
 //! No file is read at run time and nothing is fetched from elsewhere (no CDN): the binary
 //! alone serves a working UI, also on a machine without internet.
 //!
@@ -72,6 +75,22 @@ assets! {
     "/style.css" => "style.css", "text/css; charset=utf-8";
 }
 
+/// The OpenAPI 3.1 document of the HTTP API (`docs/openapi.json`), at `GET /api/v1/openapi.json`.
+/// Served like the web assets (`no-cache`, `ETag`, 304), but routed by [`super::route`] itself:
+/// it is an API description, not part of the pages.
+pub(crate) static OPENAPI: Asset = Asset {
+    path: "/api/v1/openapi.json",
+    content_type: "application/json",
+    body: include_str!("../../../docs/openapi.json"),
+    etag: {
+        const HEX: [u8; 18] = etag_of(include_str!("../../../docs/openapi.json"));
+        match std::str::from_utf8(&HEX) {
+            Ok(s) => s,
+            Err(_) => panic!("etag is ASCII"),
+        }
+    },
+};
+
 /// `"` + 16 hex digits of FNV-1a 64 of `s` + `"`, at compile time.
 const fn etag_of(s: &str) -> [u8; 18] {
     let bytes = s.as_bytes();
@@ -99,9 +118,14 @@ pub(crate) fn find(path: &str) -> Option<&'static Asset> {
 
 /// Answers a `GET` of an asset path (200 with the file, or 304); 404 for any other path.
 pub(crate) fn serve<B>(req: &Request<B>) -> Response<Body> {
-    let Some(asset) = find(req.uri().path()) else {
-        return super::error_response(StatusCode::NOT_FOUND, "not found");
-    };
+    match find(req.uri().path()) {
+        Some(asset) => serve_asset(req, asset),
+        None => super::error_response(StatusCode::NOT_FOUND, "not found"),
+    }
+}
+
+/// Answers a `GET` of `asset`: 200 with it, or 304 when `If-None-Match` names its `ETag`.
+pub(crate) fn serve_asset<B>(req: &Request<B>, asset: &Asset) -> Response<Body> {
     let fresh = req
         .headers()
         .get_all(header::IF_NONE_MATCH)

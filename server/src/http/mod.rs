@@ -14,6 +14,7 @@
 //! | `GET /api/v1/stats` | JSON statistics |
 //! | `POST /api/v1/debug/fault` | fault injection, only when enabled (see [`debug`]) |
 //! | `GET /api/v1/stats/stream` | the same, once a second, as server-sent events (see [`stats_stream`]) |
+//! | `GET /api/v1/openapi.json` | the OpenAPI 3.1 document of this API, `docs/openapi.json` (see [`assets::OPENAPI`]) |
 //! | `GET /`, `GET /dashboard`, `GET /client.js`, page assets | compiled-in web assets (see [`assets`]) |
 //! | `/api/v1/dev/*` | dev mode only, else 404 (see [`dev`]) |
 //!
@@ -125,6 +126,7 @@ pub(crate) async fn route(req: Request<Incoming>, state: Arc<AppState>) -> Respo
         (&Method::GET, "/api/v1/stats") => ops::stats(&state),
         (&Method::POST, "/api/v1/debug/fault") => debug::fault(req, &state).await,
         (&Method::GET, "/api/v1/stats/stream") => stats_stream::open(state),
+        (&Method::GET, "/api/v1/openapi.json") => assets::serve_asset(&req, &assets::OPENAPI),
         (_, p) if p.starts_with("/api/v1/dev/") => dev::route(req, &state).await,
         (&Method::GET, p) if assets::find(p).is_some() => assets::serve(&req),
         (
@@ -137,7 +139,8 @@ pub(crate) async fn route(req: Request<Incoming>, state: Arc<AppState>) -> Respo
             | "/readyz"
             | "/metrics"
             | "/api/v1/stats"
-            | "/api/v1/stats/stream",
+            | "/api/v1/stats/stream"
+            | "/api/v1/openapi.json",
         ) => error_response(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
         (_, p) if assets::find(p).is_some() => {
             error_response(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
