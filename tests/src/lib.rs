@@ -21,6 +21,7 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 mod binary;
 mod redis;
+pub mod schema;
 mod scripts;
 mod sse;
 mod stream;
