@@ -18,8 +18,8 @@
 //! | `GET /`, `GET /dashboard`, `GET /client.js`, page assets | compiled-in web assets (see [`assets`]) |
 //! | `/api/v1/dev/*` | dev mode only, else 404 (see [`dev`]) |
 //!
-//! Unknown paths get 404 and a known path with the wrong method 405, both with a JSON
-//! `{"error": ...}` body.
+//! Unknown paths get 404 and a known path with the wrong method 405 (with `Allow` naming the
+//! method it takes), both with a JSON `{"error": ...}` body.
 
 pub(crate) mod ack;
 pub(crate) mod assets;
@@ -129,23 +129,32 @@ pub(crate) async fn route(req: Request<Incoming>, state: Arc<AppState>) -> Respo
         (&Method::GET, "/api/v1/openapi.json") => assets::serve_asset(&req, &assets::OPENAPI),
         (_, p) if p.starts_with("/api/v1/dev/") => dev::route(req, &state).await,
         (&Method::GET, p) if assets::find(p).is_some() => assets::serve(&req),
-        (
-            _,
-            "/api/v1/publish"
-            | "/api/v1/publish/batch"
-            | "/api/v1/ack"
-            | "/api/v1/publish/stream"
-            | "/healthz"
-            | "/readyz"
-            | "/metrics"
-            | "/api/v1/stats"
-            | "/api/v1/stats/stream"
-            | "/api/v1/openapi.json",
-        ) => error_response(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
-        (_, p) if assets::find(p).is_some() => {
-            error_response(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
+        (_, p) => match allowed_method(p) {
+            Some(allow) => Refusal::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
+                .with_header(header::ALLOW, allow)
+                .into_response(),
+            None => error_response(StatusCode::NOT_FOUND, "not found"),
+        },
+    }
+}
+
+/// The one method a known path takes, for the `Allow` header of its 405 (RFC 9110 §15.5.6:
+/// a 405 must list the methods the resource supports); `None` for an unknown path. `/ws`,
+/// `/sse` and `/api/v1/dev/*` answer their own 405s; `/api/v1/debug/fault` is unknown (404)
+/// to other methods, as it is when fault injection is off.
+fn allowed_method(path: &str) -> Option<&'static str> {
+    match path {
+        "/api/v1/publish" | "/api/v1/publish/batch" | "/api/v1/ack" | "/api/v1/publish/stream" => {
+            Some("POST")
         }
-        _ => error_response(StatusCode::NOT_FOUND, "not found"),
+        "/healthz"
+        | "/readyz"
+        | "/metrics"
+        | "/api/v1/stats"
+        | "/api/v1/stats/stream"
+        | "/api/v1/openapi.json" => Some("GET"),
+        p if assets::find(p).is_some() => Some("GET"),
+        _ => None,
     }
 }
 
