@@ -48,6 +48,11 @@ pub struct ConnectOptions {
     /// Cluster mode: what the broker read for this connection (see [`crate::broker`]); the
     /// replay comes from it instead of the shard's own history. Default: none.
     pub seed: Option<Box<crate::broker::seed::Seed>>,
+    /// Replays in seq order only. By default a replay sends the critical events first, then
+    /// the rest, each in seq order (a client learns of every run's start and end first); a
+    /// protocol whose streams are only valid in order (AG-UI: a `TOOL_CALL_END` before its
+    /// `TOOL_CALL_ARGS` fails verification) sets this. Default: `false`.
+    pub replay_in_seq_order: bool,
     /// An internal connection (the health canary): sent no broadcasts, left out of gauges.
     pub(crate) internal: bool,
 }
@@ -59,6 +64,7 @@ impl Default for ConnectOptions {
             max_subscriptions: 64,
             history_len: None,
             seed: None,
+            replay_in_seq_order: false,
             internal: false,
         }
     }

@@ -119,13 +119,17 @@ impl Shard {
             c.ring
                 .push_unbounded(Queued::new(gap_frame(g), Priority::Critical));
         }
-        // Critical first, then the rest, each in seq order.
+        // Critical first, then the rest, each in seq order; or all in seq order when asked.
         let mut replayed = 0;
+        let in_order = opts.replay_in_seq_order;
         for pass in [true, false] {
-            for e in events
-                .clone()
-                .filter(|e| (e.priority() == Priority::Critical) == pass)
-            {
+            for e in events.clone().filter(|e| {
+                if in_order {
+                    pass
+                } else {
+                    (e.priority() == Priority::Critical) == pass
+                }
+            }) {
                 c.ring
                     .push_unbounded(Queued::new(e.replay_frame(after), e.priority()));
                 replayed += 1;

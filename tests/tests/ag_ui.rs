@@ -1,0 +1,185 @@
+//! AG-UI in and out (`docs/ag-ui.md`), end to end against a real server:
+//!
+//! - `tests/node/ag_ui_stream.mjs` publishes a realistic AG-UI run through the single, batch
+//!   and streaming publish endpoints and checks what `?protocol=ag-ui` delivers over
+//!   WebSocket and SSE with the official `@ag-ui/core` schemas and `@ag-ui/client`'s
+//!   `verifyEvents`, across a disconnect mid-message and a resume (`last_seq`,
+//!   `Last-Event-ID`). Needs Node.js >= 20 and `npm ci --prefix tests/browser`.
+//! - A malformed AG-UI event is answered 400 naming its field, on each publish endpoint, and
+//!   changes nothing.
+//! - An unknown `?protocol=` is refused 400 naming it, on `/ws` and `/sse`.
+//! - A native connection of the same user still receives native frames.
+
+use agentcast_tests::{API_KEY, SseClient, TestServer, open_stream, run_node_script, token};
+use serde_json::{Value, json};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ag_ui_run_passes_the_official_schemas_and_verifier_over_ws_and_sse_across_a_resume() {
+    let server = TestServer::start().await;
+    run_node_script(&server, "ag_ui_stream.mjs").await;
+}
+
+/// Each malformed event, and the field its 400 must name.
+fn malformed() -> Vec<(Value, &'static str)> {
+    vec![
+        (
+            json!({"type": "TEXT_MESSAGE_CONTENT", "delta": "x"}),
+            "ag_ui.messageId",
+        ),
+        (
+            json!({"type": "TEXT_MESSAGE_CONTENT", "messageId": "m", "delta": 5}),
+            "ag_ui.delta",
+        ),
+        (
+            json!({"type": "TOOL_CALL_START", "toolCallId": "c"}),
+            "ag_ui.toolCallName",
+        ),
+        (
+            json!({"type": "RUN_STARTED", "runId": "r"}),
+            "ag_ui.threadId",
+        ),
+        (
+            json!({"type": "RUN_STARTED", "threadId": "t", "runId": ""}),
+            "ag_ui.runId",
+        ),
+        (
+            json!({"type": "STATE_DELTA", "delta": {"op": "add"}}),
+            "ag_ui.delta",
+        ),
+        (
+            json!({"type": "TEXT_MESSAGE_START", "messageId": "m", "role": "tool"}),
+            "ag_ui.role",
+        ),
+        (
+            json!({"type": "TEXT_MESSAGE_BEGIN", "messageId": "m"}),
+            "TEXT_MESSAGE_BEGIN",
+        ),
+        (json!({"messageId": "m"}), "ag_ui.type"),
+        (
+            json!({"type": "RUN_ERROR", "message": "x", "seq": 1}),
+            "ag_ui.seq",
+        ),
+        (json!("TEXT_MESSAGE_END"), "ag_ui"),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_ag_ui_event_is_refused_naming_its_field_on_every_publish_endpoint() {
+    let server = TestServer::start().await;
+    let mut c = server.connect(&token("u1")).await;
+    let cases = malformed();
+    for (ev, field) in &cases {
+        let (status, body) = server.publish(&json!({"user_id": "u1", "ag_ui": ev})).await;
+        assert_eq!(status, 400, "{ev} → {body}");
+        let msg = body["error"].as_str().unwrap_or_default();
+        assert!(msg.contains(field), "{ev}: `{msg}` does not name {field}");
+    }
+    let clash =
+        json!({"user_id": "u1", "type": "x", "ag_ui": {"type": "RUN_ERROR", "message": "m"}});
+    let (status, body) = server.publish(&clash).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"].as_str().unwrap_or_default().contains("ag_ui"),
+        "{body}"
+    );
+
+    let items: Vec<Value> = cases
+        .iter()
+        .map(|(ev, _)| json!({"user_id": "u1", "ag_ui": ev}))
+        .collect();
+    for (answer, (ev, field)) in server.publish_batch(&items).await.iter().zip(&cases) {
+        let msg = answer["error"].to_string();
+        assert!(
+            msg.contains(field),
+            "batch {ev}: {answer} does not name {field}"
+        );
+    }
+
+    let mut body = String::new();
+    for (ev, _) in &cases {
+        body.push_str(&json!({"user_id": "u1", "ag_ui": ev}).to_string());
+        body.push('\n');
+    }
+    let (mut w, mut r) = open_stream(
+        server.addr,
+        Some(API_KEY),
+        "/api/v1/publish/stream",
+        body.as_bytes(),
+    )
+    .await;
+    for (i, (ev, field)) in cases.iter().enumerate() {
+        let line = r.expect_line().await;
+        assert_eq!(line["line"], i + 1, "{line}");
+        assert_eq!(line["error"]["status"], 400, "{line}");
+        assert!(
+            line["error"]["message"].to_string().contains(field),
+            "stream {ev}: {line}"
+        );
+    }
+    w.finish().await;
+
+    // Nothing was published: the next event the connection sees is this one.
+    let (status, _) = server
+        .publish(&json!({"user_id": "u1", "ag_ui": {"type": "RUN_ERROR", "message": "last"}}))
+        .await;
+    assert_eq!(status, 200);
+    let ev = c.next_json().await;
+    assert_eq!(ev["type"], "agent_error", "{ev}");
+    assert_eq!(ev["data"]["message"], "last", "{ev}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_protocol_is_refused_naming_it_on_ws_and_sse() {
+    let server = TestServer::start().await;
+    let t = token("u1");
+    let (status, body) = server.refused(&format!("token={t}&protocol=ag_ui")).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("`ag_ui`"),
+        "{body}"
+    );
+    let Err(refused) =
+        SseClient::open(&server, &format!("/sse?token={t}&protocol=agui"), &[]).await
+    else {
+        panic!("an unknown protocol must be refused");
+    };
+    assert_eq!(refused.0, 400, "{:?}", refused.1);
+    assert!(
+        refused.1["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("`agui`"),
+        "{:?}",
+        refused.1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn native_and_ag_ui_connections_of_one_user_each_get_their_own_format() {
+    let server = TestServer::start().await;
+    let t = token("u1");
+    let mut native = server.connect(&t).await;
+    let mut agui = SseClient::open(&server, &format!("/sse?token={t}&protocol=ag-ui"), &[])
+        .await
+        .expect("ag-ui stream");
+    let (_, _, welcome) = agui.next_json().await;
+    assert_eq!(welcome["type"], "CUSTOM", "{welcome}");
+    assert_eq!(welcome["name"], "agentcast.welcome", "{welcome}");
+    assert_eq!(welcome["value"]["user_id"], "u1", "{welcome}");
+    let ev = json!({"type": "TEXT_MESSAGE_START", "messageId": "m1", "role": "assistant"});
+    let (status, receipt) = server.publish(&json!({"user_id": "u1", "ag_ui": ev})).await;
+    assert_eq!(status, 200, "{receipt}");
+    let n = native.next_json().await;
+    assert_eq!(n["type"], "message_started", "{n}");
+    assert_eq!(n["data"]["message_id"], "m1", "{n}");
+    assert_eq!(n["data"]["ag_ui"], ev, "{n}");
+    let (id, event, a) = agui.next_json().await;
+    let mut want = ev.clone();
+    want["seq"] = receipt["seq"].clone();
+    assert_eq!(a, want);
+    assert_eq!(id, Some(receipt["seq"].to_string()));
+    assert_eq!(event, None, "AG-UI mode writes no `event:` line");
+}
