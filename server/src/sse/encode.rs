@@ -247,20 +247,53 @@ mod tests {
     #[test]
     fn a_close_frame_is_returned_not_written() {
         let mut out = BytesMut::new();
-        let close = frame(Frame::close(1013, "too slow").as_bytes(), &mut out);
+        let close = frame(
+            Frame::close(1013, "too slow").as_bytes(),
+            &mut out,
+            Protocol::Native,
+        );
         assert!(out.is_empty());
         let close = close.expect("close");
         assert_eq!((close.code, close.reason.as_str()), (1013, "too slow"));
-        close_event(&close, &mut out);
+        close_event(&close, &mut out, Protocol::Native);
         assert_eq!(
             &out[..],
             b"event: close\ndata: {\"code\":1013,\"reason\":\"too slow\"}\n\n"
         );
         let mut out = BytesMut::new();
         assert_eq!(
-            frame(Frame::new(Opcode::Ping, b"").as_bytes(), &mut out),
+            frame(
+                Frame::new(Opcode::Ping, b"").as_bytes(),
+                &mut out,
+                Protocol::Native
+            ),
             None
         );
         assert!(out.is_empty());
+    }
+
+    #[test]
+    fn ag_ui_mode_writes_the_ag_ui_event_with_its_seq_as_id_and_no_event_line() {
+        let json = r#"{"type":"message_delta","seq":12,"seq_from":10,"data":{"message_id":"m","delta":"abc"}}"#;
+        let mut out = BytesMut::new();
+        frame(
+            Frame::text(json.as_bytes()).as_bytes(),
+            &mut out,
+            Protocol::AgUi,
+        );
+        assert_eq!(
+            &out[..],
+            &b"id: 12\ndata: {\"type\":\"TEXT_MESSAGE_CONTENT\",\"messageId\":\"m\",\"delta\":\"abc\",\"seq\":12,\"seq_from\":10}\n\n"[..]
+        );
+        let mut out = BytesMut::new();
+        let close = Close {
+            code: 1013,
+            reason: "too slow".to_owned(),
+        };
+        close_event(&close, &mut out, Protocol::AgUi);
+        assert_eq!(
+            &out[..],
+            &b"data: {\"name\":\"agentcast.close\",\"type\":\"CUSTOM\",\"value\":{\"code\":1013,\"reason\":\"too slow\"}}\n\n"[..]
+        );
     }
 }
