@@ -8,8 +8,8 @@
 //! | `TEXT_MESSAGE_CONTENT` | `message_delta` | envelope | `message_id`, `delta` | normal, merged, never dropped |
 //! | `TOOL_CALL_ARGS` | `message_delta` | envelope | `message_id` = `ag_ui.tool_call:<toolCallId>`, `delta` | normal, merged, never dropped |
 //! | `REASONING_MESSAGE_CONTENT` | `message_delta` | envelope | `message_id` = `ag_ui.reasoning:<messageId>`, `delta` | normal, merged, never dropped |
-//! | `TOOL_CALL_START` | `tool_executing` | envelope | `tool_call_id`, `tool_call_name`, `ag_ui` | critical |
-//! | `TOOL_CALL_END` / `TOOL_CALL_RESULT` | `tool_completed` | envelope | `tool_call_id`, `ag_ui` | critical |
+//! | `TOOL_CALL_START` | `tool_executing` | envelope | `tool` (`toolCallName`), `call_id` (`toolCallId`), `ag_ui` | critical |
+//! | `TOOL_CALL_END` / `TOOL_CALL_RESULT` | `tool_completed` | envelope | `call_id`, `ag_ui` | critical |
 //! | other `THINKING_*` / `REASONING_*` | `agent_thinking` | envelope | `ag_ui` | critical (never coalesced) |
 //! | everything else | custom `ag_ui.<TYPE>` | envelope | `ag_ui` | critical |
 //!
@@ -115,13 +115,13 @@ pub fn to_native(ev: &AgUiEvent<'_>, run_id: Option<Arc<str>>) -> Result<Event, 
             (EventKind::MessageDelta, None, run_id)
         }
         T::ToolCallStart => {
-            put(&mut d, "tool_call_id", member("toolCallId"));
-            put(&mut d, "tool_call_name", member("toolCallName"));
+            put(&mut d, "tool", member("toolCallName"));
+            put(&mut d, "call_id", member("toolCallId"));
             put(&mut d, "ag_ui", raw);
             (EventKind::ToolExecuting, Some(Priority::Critical), run_id)
         }
         T::ToolCallEnd | T::ToolCallResult => {
-            put(&mut d, "tool_call_id", member("toolCallId"));
+            put(&mut d, "call_id", member("toolCallId"));
             put(&mut d, "ag_ui", raw);
             (EventKind::ToolCompleted, Some(Priority::Critical), run_id)
         }
