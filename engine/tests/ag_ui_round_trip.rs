@@ -1,6 +1,6 @@
 //! AG-UI → native → AG-UI is the identity for every lossless kind of `docs/ag-ui.md`.
 //!
-//! For each of the 33 AG-UI types, a valid event with arbitrary strings (quotes, escapes,
+//! For each of the 31 AG-UI 1.0 types, a valid event with arbitrary strings (quotes, escapes,
 //! control characters, non-ASCII) and, for the kinds carried whole, arbitrary extra members
 //! (`timestamp`, `rawEvent`, `metadata`, a publisher's own) is published through
 //! [`PublishRequest::parse`], encoded as the engine encodes a user event, and translated back
@@ -53,7 +53,7 @@ fn event(t: AgUiType, s: &[String]) -> Map<String, Value> {
         T::ToolCallStart => {
             put("toolCallId", id(0));
             put("toolCallName", id(1));
-            put("parentMessageId", Value::Null);
+            put("parentMessageId", id(2));
         }
         T::ToolCallArgs => {
             put("toolCallId", id(0));
@@ -67,9 +67,6 @@ fn event(t: AgUiType, s: &[String]) -> Map<String, Value> {
             put("content", id(2));
             put("role", json!("tool"));
         }
-        T::ThinkingStart => put("title", id(0)),
-        T::ThinkingEnd | T::ThinkingTextMessageStart | T::ThinkingTextMessageEnd => {}
-        T::ThinkingTextMessageContent => put("delta", id(0)),
         T::StateSnapshot => put("snapshot", json!({"k": id(0), "n": [1, 2.5, null]})),
         T::StateDelta => put(
             "delta",
@@ -112,6 +109,19 @@ fn event(t: AgUiType, s: &[String]) -> Map<String, Value> {
             put("subtype", json!("tool-call"));
             put("entityId", id(0));
             put("encryptedValue", id(1));
+        }
+        T::SubagentStarted => {
+            put("subagentRunId", id(0));
+            put("name", id(1));
+            put("parentToolCallId", id(2));
+        }
+        T::SubagentFinished => {
+            put("subagentRunId", id(0));
+            put("result", json!({"r": id(1)}));
+        }
+        T::SubagentError => {
+            put("subagentRunId", id(0));
+            put("message", id(1));
         }
     }
     m

@@ -14,7 +14,7 @@
 //! 3. An event whose `data.ag_ui` is a valid AG-UI event (every AG-UI-published event but the
 //!    streamed ones) → that object, byte for byte, plus `seq`.
 //! 4. A native `agent_started` / `agent_completed` / `agent_error` → `RUN_STARTED` /
-//!    `RUN_FINISHED` / `RUN_ERROR`; `message_started` / `message_completed` →
+//!    `RUN_FINISHED` (`result` = `data` unless `null`, which 1.0 refuses) / `RUN_ERROR`; `message_started` / `message_completed` →
 //!    `TEXT_MESSAGE_START` / `TEXT_MESSAGE_END`; each with the native event in `rawEvent`.
 //! 5. Anything else (`agent_thinking`, `tool_executing`, `tool_completed`, custom types) →
 //!    `{"type":"CUSTOM","name":"<native type>","value":<the native event>}`.
@@ -143,7 +143,7 @@ fn native(
             member(out, "threadId", string(d, "thread_id").unwrap_or(run));
             member(out, "runId", run);
             if !started {
-                if let Some(result) = m.raw("data") {
+                if let Some(result) = m.raw("data").filter(|r| *r != b"null") {
                     member(out, "result", result);
                 }
             }

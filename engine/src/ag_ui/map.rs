@@ -10,7 +10,7 @@
 //! | `REASONING_MESSAGE_CONTENT` | `message_delta` | envelope | `message_id` = `ag_ui.reasoning:<messageId>`, `delta` | normal, merged, never dropped |
 //! | `TOOL_CALL_START` | `tool_executing` | envelope | `tool` (`toolCallName`), `call_id` (`toolCallId`), `ag_ui` | critical |
 //! | `TOOL_CALL_END` / `TOOL_CALL_RESULT` | `tool_completed` | envelope | `call_id`, `ag_ui` | critical |
-//! | other `THINKING_*` / `REASONING_*` | `agent_thinking` | envelope | `ag_ui` | critical (never coalesced) |
+//! | other `REASONING_*` | `agent_thinking` | envelope | `ag_ui` | critical (never coalesced) |
 //! | everything else | custom `ag_ui.<TYPE>` | envelope | `ag_ui` | critical |
 //!
 //! `data.ag_ui` is the AG-UI object byte for byte, so [`to_ag_ui`](super::to_ag_ui) gives
@@ -125,12 +125,7 @@ pub fn to_native(ev: &AgUiEvent<'_>, run_id: Option<Arc<str>>) -> Result<Event, 
             put(&mut d, "ag_ui", raw);
             (EventKind::ToolCompleted, Some(Priority::Critical), run_id)
         }
-        T::ThinkingStart
-        | T::ThinkingEnd
-        | T::ThinkingTextMessageStart
-        | T::ThinkingTextMessageContent
-        | T::ThinkingTextMessageEnd
-        | T::ReasoningStart
+        T::ReasoningStart
         | T::ReasoningMessageStart
         | T::ReasoningMessageEnd
         | T::ReasoningMessageChunk

@@ -1,14 +1,17 @@
 //! Validating one AG-UI event object, as a publisher sends it in `{"ag_ui": {...}}`.
 //!
-//! The checks are those of `@ag-ui/core`'s `EventSchemas` (`sdks/typescript/packages/core/
-//! src/events.ts`) at the top level of the event: `type` must be one of the 33 `EventType`s
-//! (an unknown type is refused, naming it: carrying it would hand AG-UI consumers an event
-//! their schemas reject); each member the type's schema requires must be present; each
-//! member the schema names must have its JSON type (a string, an array, an object, a
-//! number, a boolean, or one of the literal values for `role` and `subtype`). Members the
-//! schema does not name are kept (the schemas are `passthrough`). Nested structures are
-//! checked only for their JSON type: the `messages` of `MESSAGES_SNAPSHOT`, a
-//! `RUN_STARTED`'s `input`, a `RUN_FINISHED`'s `outcome` and `usage`.
+//! The checks are those of `EventSchemas` in the npm package `@ag-ui/core` 1.0.0 (the one
+//! the tests pin; it and PyPI `ag-ui-protocol` 1.0.0 agree) at the top level of the event:
+//! `type` must be one of its 31 `EventType`s (an unknown type is refused, naming it:
+//! carrying it would hand AG-UI consumers an event their schemas reject; the pre-1.0
+//! `THINKING_*` types are gone from 1.0 and so refused); each member the type's schema
+//! requires must be present; each member the schema names must have its JSON type (a
+//! string, an array, an object, an integer `timestamp`, a boolean, or one of the literal
+//! values for `role` and `subtype`), and an optional member must not be `null` (1.0 refuses
+//! that). Members the schema does not name are kept (the schemas are `passthrough`).
+//! Nested structures are checked only for their JSON type: the `messages` of
+//! `MESSAGES_SNAPSHOT`, a `RUN_STARTED`'s `input`, a `RUN_FINISHED`'s `outcome` and
+//! `usage`, a `TOOL_CALL_RESULT`'s `content` parts.
 //!
 //! agentcast adds `seq` and `seq_from` to the events it delivers, so an event that already
 //! has either member is refused. A refusal is a [`ParseError`] whose field is the member's
@@ -57,11 +60,6 @@ ag_ui_types! {
     ToolCallEnd = "TOOL_CALL_END",
     ToolCallChunk = "TOOL_CALL_CHUNK",
     ToolCallResult = "TOOL_CALL_RESULT",
-    ThinkingStart = "THINKING_START",
-    ThinkingEnd = "THINKING_END",
-    ThinkingTextMessageStart = "THINKING_TEXT_MESSAGE_START",
-    ThinkingTextMessageContent = "THINKING_TEXT_MESSAGE_CONTENT",
-    ThinkingTextMessageEnd = "THINKING_TEXT_MESSAGE_END",
     StateSnapshot = "STATE_SNAPSHOT",
     StateDelta = "STATE_DELTA",
     MessagesSnapshot = "MESSAGES_SNAPSHOT",
@@ -81,20 +79,22 @@ ag_ui_types! {
     ReasoningMessageChunk = "REASONING_MESSAGE_CHUNK",
     ReasoningEnd = "REASONING_END",
     ReasoningEncryptedValue = "REASONING_ENCRYPTED_VALUE",
+    SubagentStarted = "SUBAGENT_STARTED",
+    SubagentFinished = "SUBAGENT_FINISHED",
+    SubagentError = "SUBAGENT_ERROR",
 }
 
 /// The JSON a schema member must hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Want {
     Str,
-    /// A string, or `null` (read as absent: `parentMessageId`).
-    StrOrNull,
+    /// A string or an array (of content parts: `TOOL_CALL_RESULT.content`).
+    StrOrArr,
     Arr,
     Obj,
-    /// An object, or `null` (read as absent: `outcome`).
-    ObjOrNull,
     Bool,
-    Num,
+    /// An integer JSON can carry exactly (|n| <= 2^53 - 1): `timestamp`.
+    Int,
     /// Any value but `null` (`metadata`).
     NotNull,
     /// Any value.
@@ -113,12 +113,11 @@ impl Want {
     fn expected(self) -> &'static str {
         match self {
             Want::Str => "a string",
-            Want::StrOrNull => "a string or null",
+            Want::StrOrArr => "a string or an array",
             Want::Arr => "an array",
             Want::Obj => "an object",
-            Want::ObjOrNull => "an object or null",
             Want::Bool => "a boolean",
-            Want::Num => "a number",
+            Want::Int => "an integer (at most 2^53 - 1 in magnitude)",
             Want::NotNull => "a value other than null",
             Want::Any => "a JSON value",
             Want::TextRole => "one of \"developer\", \"system\", \"assistant\", \"user\"",
@@ -133,12 +132,14 @@ impl Want {
         let first = raw.first().copied().unwrap_or(b' ');
         match self {
             Want::Str => first == b'"',
-            Want::StrOrNull => first == b'"' || raw == b"null",
+            Want::StrOrArr => first == b'"' || first == b'[',
             Want::Arr => first == b'[',
             Want::Obj => first == b'{',
-            Want::ObjOrNull => first == b'{' || raw == b"null",
             Want::Bool => raw == b"true" || raw == b"false",
-            Want::Num => first == b'-' || first.is_ascii_digit(),
+            Want::Int => std::str::from_utf8(raw)
+                .ok()
+                .and_then(|s| s.parse::<f64>().ok())
+                .is_some_and(|n| n.fract() == 0.0 && n.abs() <= 9_007_199_254_740_991.0),
             Want::NotNull => raw != b"null",
             Want::Any => true,
             Want::TextRole => matches!(
@@ -156,9 +157,28 @@ impl Want {
 type Rule = (&'static str, &'static str, Want, bool);
 
 const BASE: &[Rule] = &[
-    ("timestamp", "ag_ui.timestamp", Want::Num, false),
+    ("timestamp", "ag_ui.timestamp", Want::Int, false),
+    ("rawEvent", "ag_ui.rawEvent", Want::NotNull, false),
     ("metadata", "ag_ui.metadata", Want::NotNull, false),
 ];
+
+/// The attribution member most 1.0 events have (not `MESSAGES_SNAPSHOT`, the `RUN_*` events
+/// or the `SUBAGENT_*` ones, which require it).
+const ATTRIBUTION: &[Rule] = &[("subagentRunId", "ag_ui.subagentRunId", Want::Str, false)];
+
+fn attributable(ty: AgUiType) -> bool {
+    use AgUiType as T;
+    !matches!(
+        ty,
+        T::MessagesSnapshot
+            | T::RunStarted
+            | T::RunFinished
+            | T::RunError
+            | T::SubagentStarted
+            | T::SubagentFinished
+            | T::SubagentError
+    )
+}
 
 /// The members `ty`'s schema names (besides `type` and [`BASE`]).
 fn rules(ty: AgUiType) -> &'static [Rule] {
@@ -171,6 +191,7 @@ fn rules(ty: AgUiType) -> &'static [Rule] {
     const RUN_ID: Rule = ("runId", "ag_ui.runId", Str, true);
     const STEP_NAME: Rule = ("stepName", "ag_ui.stepName", Str, true);
     const USAGE: Rule = ("usage", "ag_ui.usage", Arr, false);
+    const SUBAGENT_RUN_ID: Rule = ("subagentRunId", "ag_ui.subagentRunId", Str, true);
     match ty {
         T::TextMessageStart => &[
             MESSAGE_ID,
@@ -190,26 +211,23 @@ fn rules(ty: AgUiType) -> &'static [Rule] {
         T::ToolCallStart => &[
             TOOL_CALL_ID,
             ("toolCallName", "ag_ui.toolCallName", Str, true),
-            ("parentMessageId", "ag_ui.parentMessageId", StrOrNull, false),
+            ("parentMessageId", "ag_ui.parentMessageId", Str, false),
         ],
         T::ToolCallArgs => &[TOOL_CALL_ID, DELTA],
         T::ToolCallEnd => &[TOOL_CALL_ID],
         T::ToolCallChunk => &[
             ("toolCallId", "ag_ui.toolCallId", Str, false),
             ("toolCallName", "ag_ui.toolCallName", Str, false),
-            ("parentMessageId", "ag_ui.parentMessageId", StrOrNull, false),
+            ("parentMessageId", "ag_ui.parentMessageId", Str, false),
             ("delta", "ag_ui.delta", Str, false),
         ],
         T::ToolCallResult => &[
             MESSAGE_ID,
             TOOL_CALL_ID,
-            ("content", "ag_ui.content", Str, true),
+            ("content", "ag_ui.content", StrOrArr, true),
             ("role", "ag_ui.role", ToolRole, false),
         ],
-        T::ThinkingStart => &[("title", "ag_ui.title", Str, false)],
-        T::ThinkingEnd | T::ThinkingTextMessageStart | T::ThinkingTextMessageEnd => &[],
-        T::ThinkingTextMessageContent => &[DELTA],
-        T::StateSnapshot => &[("snapshot", "ag_ui.snapshot", Any, false)],
+        T::StateSnapshot => &[("snapshot", "ag_ui.snapshot", Any, true)],
         T::StateDelta => &[("delta", "ag_ui.delta", Arr, true)],
         T::MessagesSnapshot => &[("messages", "ag_ui.messages", Arr, true)],
         T::ActivitySnapshot => &[
@@ -224,20 +242,25 @@ fn rules(ty: AgUiType) -> &'static [Rule] {
             ("patch", "ag_ui.patch", Arr, true),
         ],
         T::Raw => &[
-            ("event", "ag_ui.event", Any, false),
+            ("event", "ag_ui.event", Any, true),
             ("source", "ag_ui.source", Str, false),
         ],
-        T::Custom => &[("name", "ag_ui.name", Str, true)],
+        T::Custom => &[
+            ("name", "ag_ui.name", Str, true),
+            ("value", "ag_ui.value", Any, true),
+        ],
         T::RunStarted => &[
             THREAD_ID,
             RUN_ID,
+            ("protocolVersion", "ag_ui.protocolVersion", Str, false),
             ("parentRunId", "ag_ui.parentRunId", Str, false),
             ("input", "ag_ui.input", Obj, false),
         ],
         T::RunFinished => &[
             THREAD_ID,
             RUN_ID,
-            ("outcome", "ag_ui.outcome", ObjOrNull, false),
+            ("result", "ag_ui.result", NotNull, false),
+            ("outcome", "ag_ui.outcome", Obj, false),
             USAGE,
         ],
         T::RunError => &[
@@ -256,6 +279,29 @@ fn rules(ty: AgUiType) -> &'static [Rule] {
             ("subtype", "ag_ui.subtype", EncryptedSubtype, true),
             ("entityId", "ag_ui.entityId", Str, true),
             ("encryptedValue", "ag_ui.encryptedValue", Str, true),
+        ],
+        T::SubagentStarted => &[
+            SUBAGENT_RUN_ID,
+            ("name", "ag_ui.name", Str, true),
+            ("description", "ag_ui.description", Str, false),
+            (
+                "parentSubagentRunId",
+                "ag_ui.parentSubagentRunId",
+                Str,
+                false,
+            ),
+            ("parentToolCallId", "ag_ui.parentToolCallId", Str, false),
+            ("parentMessageId", "ag_ui.parentMessageId", Str, false),
+        ],
+        T::SubagentFinished => &[
+            SUBAGENT_RUN_ID,
+            ("result", "ag_ui.result", NotNull, false),
+            ("outcome", "ag_ui.outcome", Obj, false),
+        ],
+        T::SubagentError => &[
+            SUBAGENT_RUN_ID,
+            ("message", "ag_ui.message", Str, true),
+            ("code", "ag_ui.code", Str, false),
         ],
     }
 }
@@ -317,7 +363,8 @@ impl<'a> AgUiEvent<'a> {
                 ));
             }
         }
-        for &(key, field, want, required) in BASE.iter().chain(rules(ty)) {
+        let attribution = if attributable(ty) { ATTRIBUTION } else { &[] };
+        for &(key, field, want, required) in BASE.iter().chain(attribution).chain(rules(ty)) {
             match members.raw(key) {
                 None if required => return Err(ParseError::Missing(field)),
                 None => {}
@@ -368,7 +415,7 @@ mod tests {
 
     #[test]
     fn every_type_round_trips_its_name() {
-        assert_eq!(AgUiType::ALL.len(), 33);
+        assert_eq!(AgUiType::ALL.len(), 31);
         for &t in AgUiType::ALL {
             assert_eq!(AgUiType::from_name(t.as_str()), Some(t));
         }
@@ -438,10 +485,46 @@ mod tests {
     }
 
     #[test]
-    fn null_parent_message_id_is_accepted_and_extra_members_kept() {
-        let raw = br#"{"type":"TOOL_CALL_START","toolCallId":"t","toolCallName":"n","parentMessageId":null,"x":1}"#;
+    fn extra_members_are_kept_and_optional_nulls_refused() {
+        let raw = br#"{"type":"TOOL_CALL_START","toolCallId":"t","toolCallName":"n","x":1}"#;
         let e = AgUiEvent::parse(raw).unwrap();
         assert_eq!(e.ty(), AgUiType::ToolCallStart);
         assert_eq!(e.member("x"), Some(&b"1"[..]));
+        assert!(matches!(
+            err(
+                r#"{"type":"TOOL_CALL_START","toolCallId":"t","toolCallName":"n","parentMessageId":null}"#
+            ),
+            ParseError::WrongType {
+                field: "ag_ui.parentMessageId",
+                ..
+            }
+        ));
+        assert!(matches!(
+            err(r#"{"type":"RUN_FINISHED","threadId":"t","runId":"r","result":null}"#),
+            ParseError::WrongType {
+                field: "ag_ui.result",
+                ..
+            }
+        ));
+        assert!(AgUiEvent::parse(br#"{"type":"CUSTOM","name":"n","value":null}"#).is_ok());
+        assert_eq!(
+            err(r#"{"type":"CUSTOM","name":"n"}"#),
+            ParseError::Missing("ag_ui.value")
+        );
+        assert!(matches!(
+            err(r#"{"type":"RUN_ERROR","message":"x","timestamp":1.5}"#),
+            ParseError::WrongType {
+                field: "ag_ui.timestamp",
+                ..
+            }
+        ));
+        assert!(AgUiEvent::parse(br#"{"type":"RUN_ERROR","message":"x","timestamp":1e3}"#).is_ok());
+        assert!(matches!(
+            err(r#"{"type":"THINKING_START"}"#),
+            ParseError::Invalid {
+                field: "ag_ui.type",
+                ..
+            }
+        ));
     }
 }
