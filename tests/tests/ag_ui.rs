@@ -5,6 +5,9 @@
 //!   WebSocket and SSE with the official `@ag-ui/core` schemas and `@ag-ui/client`'s
 //!   `verifyEvents`, across a disconnect mid-message and a resume (`last_seq`,
 //!   `Last-Event-ID`). Needs Node.js >= 20 and `npm ci --prefix tests/browser`.
+//! - `tests/node/ag_ui_schemas_agree.mjs`: the publish API accepts a candidate AG-UI event
+//!   exactly when `@ag-ui/core`'s `EventSchemas` does (valid events of every type and near
+//!   misses).
 //! - A malformed AG-UI event is answered 400 naming its field, on each publish endpoint, and
 //!   changes nothing.
 //! - An unknown `?protocol=` is refused 400 naming it, on `/ws` and `/sse`.
@@ -17,6 +20,12 @@ use serde_json::{Value, json};
 async fn an_ag_ui_run_passes_the_official_schemas_and_verifier_over_ws_and_sse_across_a_resume() {
     let server = TestServer::start().await;
     run_node_script(&server, "ag_ui_stream.mjs").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_publish_validation_agrees_with_the_official_event_schemas() {
+    let server = TestServer::start().await;
+    run_node_script(&server, "ag_ui_schemas_agree.mjs").await;
 }
 
 /// Each malformed event, and the field its 400 must name.
