@@ -8,12 +8,18 @@
 //! - `tests/node/ag_ui_schemas_agree.mjs`: the publish API accepts a candidate AG-UI event
 //!   exactly when `@ag-ui/core`'s `EventSchemas` does (valid events of every type and near
 //!   misses).
+//! - `tests/py/ag_ui_publish.py` builds a run with the official Python `ag-ui-protocol`
+//!   models and `EventEncoder` and publishes it through the streaming publish connection;
+//!   the AG-UI SSE stream gives each event back as the encoder wrote it, plus `seq`. Needs
+//!   `pip install ag-ui-protocol==1.0.0 httpx`.
 //! - A malformed AG-UI event is answered 400 naming its field, on each publish endpoint, and
 //!   changes nothing.
 //! - An unknown `?protocol=` is refused 400 naming it, on `/ws` and `/sse`.
 //! - A native connection of the same user still receives native frames.
 
-use agentcast_tests::{API_KEY, SseClient, TestServer, open_stream, run_node_script, token};
+use agentcast_tests::{
+    API_KEY, PyClient, SseClient, TestServer, open_stream, run_node_script, token,
+};
 use serde_json::{Value, json};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -191,4 +197,59 @@ async fn native_and_ag_ui_connections_of_one_user_each_get_their_own_format() {
     assert_eq!(a, want);
     assert_eq!(id, Some(receipt["seq"].to_string()));
     assert_eq!(event, None, "AG-UI mode writes no `event:` line");
+}
+
+/// The official Python models and encoder (`tests/py/ag_ui_publish.py`, as an agent
+/// framework's adapter would produce the events) through the streaming publish connection:
+/// an AG-UI SSE stream gives back each event the encoder wrote, byte for byte plus its
+/// `seq` (by value for the streamed text and arguments), with `id:` = the receipt's seq.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_from_the_official_python_encoder_come_back_as_encoded() {
+    let server = TestServer::start().await;
+    let t = token("py-agui");
+    let mut sse = SseClient::open(&server, &format!("/sse?token={t}&protocol=ag-ui"), &[])
+        .await
+        .expect("ag-ui stream");
+    let (_, _, welcome) = sse.next_json().await;
+    assert_eq!(welcome["name"], "agentcast.welcome", "{welcome}");
+    let base = format!("http://{}", server.addr);
+    let mut py = PyClient::spawn(
+        "ag_ui_publish.py",
+        &[&base, API_KEY, "py-agui"],
+        "ag-ui-protocol==1.0.0",
+    );
+    let mut sent = Vec::new();
+    let mut seqs = Vec::new();
+    loop {
+        let line = py.next_line().await.expect("a line from ag_ui_publish.py");
+        if let Some(json) = line.strip_prefix("SENT ") {
+            sent.push(json.to_owned());
+        } else if let Some(seq) = line.strip_prefix("RECEIPT ") {
+            seqs.push(seq.parse::<u64>().expect("seq"));
+        } else if line == "DONE" {
+            break;
+        } else {
+            panic!("ag_ui_publish.py: {line} (needs `pip install ag-ui-protocol==1.0.0 httpx`)");
+        }
+    }
+    assert!(py.wait_success().await);
+    assert_eq!(sent.len(), 14, "{sent:?}");
+    assert_eq!(seqs.len(), sent.len(), "one receipt per line: {seqs:?}");
+    for (raw, seq) in sent.iter().zip(&seqs) {
+        let (id, event, data) = sse.next_event().await;
+        assert_eq!(id, Some(seq.to_string()), "{data}");
+        assert_eq!(event, None);
+        let original: Value = serde_json::from_str(raw).expect("encoder JSON");
+        let streamed = matches!(
+            original["type"].as_str(),
+            Some("TEXT_MESSAGE_CONTENT" | "TOOL_CALL_ARGS")
+        );
+        if streamed {
+            let mut want = original.clone();
+            want["seq"] = json!(seq);
+            assert_eq!(serde_json::from_str::<Value>(&data).expect("JSON"), want);
+        } else {
+            assert_eq!(data, format!("{},\"seq\":{seq}}}", &raw[..raw.len() - 1]));
+        }
+    }
 }
