@@ -5,6 +5,9 @@
 //!   WebSocket and SSE with the official `@ag-ui/core` schemas and `@ag-ui/client`'s
 //!   `verifyEvents`, across a disconnect mid-message and a resume (`last_seq`,
 //!   `Last-Event-ID`). Needs Node.js >= 20 and `npm ci --prefix tests/browser`.
+//! - `tests/node/ag_ui_agent.mjs`: `web/ag-ui-agent.js` (`AgentcastAgent`, an
+//!   `@ag-ui/client` `AbstractAgent`) reopens a dropped socket with `last_seq`, and
+//!   `connectAgent()` resolves with the run's message, tool call, state and result exact.
 //! - `tests/node/ag_ui_schemas_agree.mjs`: the publish API accepts a candidate AG-UI event
 //!   exactly when `@ag-ui/core`'s `EventSchemas` does (valid events of every type and near
 //!   misses).
@@ -26,6 +29,12 @@ use serde_json::{Value, json};
 async fn an_ag_ui_run_passes_the_official_schemas_and_verifier_over_ws_and_sse_across_a_resume() {
     let server = TestServer::start().await;
     run_node_script(&server, "ag_ui_stream.mjs").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agentcast_agent_adapter_resumes_a_dropped_socket_and_assembles_the_run() {
+    let server = TestServer::start().await;
+    run_node_script(&server, "ag_ui_agent.mjs").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
