@@ -15,8 +15,9 @@
 // cancels anything, the run goes on and a reconnect resumes it.
 //
 // `connect()` (what `connectAgent()` and `runAgent()` consume) opens
-// `/ws?protocol=ag-ui` and emits the user's next run: events before its RUN_STARTED are
-// skipped (a replay from the ack cursor may start inside an older run), `agentcast.*` CUSTOM
+// `/ws?protocol=ag-ui` and emits the user's next run, or the run in progress (the server's
+// join prelude replays it from its RUN_STARTED): events before a RUN_STARTED are skipped
+// (the prelude is only as good as the history still held), `agentcast.*` CUSTOM
 // events are consumed here, `seq` / `seq_from` are stripped, and the observable completes after
 // RUN_FINISHED or RUN_ERROR, acknowledging the run (`{"type":"ack"}`) so it is not replayed.
 // A socket that drops is reopened after `reconnectMs` with `?last_seq=` = the last seq

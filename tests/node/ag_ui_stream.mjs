@@ -14,6 +14,8 @@
 //      TEXT_MESSAGE_END, two tool calls (START, ARGS ×3 / ×2 streamed JSON, END,
 //      TOOL_CALL_RESULT), STATE_DELTA, STEP_FINISHED, RUN_FINISHED;
 //   -- WebSocket resumes with ?last_seq=, SSE with Last-Event-ID --
+//   -- between A and B the first tab acknowledges A and a second tab joins without a seq:
+//      its stream must begin with the join prelude (the run from its RUN_STARTED on) --
 //   C (the NDJSON streaming publish, watched live): a second run, RUN_STARTED,
 //      TEXT_MESSAGE_START, TEXT_MESSAGE_CONTENT, RUN_ERROR.
 //
@@ -23,7 +25,8 @@
 // TEXT_MESSAGE_CONTENT carries `seq_from` < `seq`; the stream without `agentcast.*` events,
 // before and after the resume joined, passes `verifyEvents`; the text and both tool calls'
 // arguments equal what was published; every non-streamed event equals the published object
-// plus `seq`; and both transports delivered the same events.
+// plus `seq`; WebSocket and SSE delivered the same events; and the second tab's stream,
+// on its own, passes the same checks.
 // Exits 0 printing {"ok":true,...} on success, 1 with a reason otherwise.
 //
 //   node ag_ui_stream.mjs <http://host:port> <hs256 secret> <api key>
@@ -192,6 +195,16 @@ await publish(nativeTool);
 const lastA = await publish(envelope(snapshot));
 for (const rx of [wsRx, sseRx]) await rx.until((e) => e.seq === lastA, 'part A');
 
+// The first tab acknowledges part A (a pong proves the ack was handled); a second tab then
+// joins without a seq, in the middle of the run and of message m1: the join prelude must
+// make its stream verifiable on its own (it starts at the run's RUN_STARTED).
+ws.send(JSON.stringify({ type: 'ack', seq: lastA }));
+ws.send(JSON.stringify({ type: 'ping' }));
+await wsRx.until((e) => e.name === 'agentcast.pong', 'pong after the ack');
+const tabRx = new Received('second tab');
+const tab = await openWs(tabRx, '');
+await tabRx.until((e) => e.seq === lastA, 'the join prelude');
+
 // Disconnect mid-message (m1 is open), publish part B to nobody, resume.
 ws.close();
 sse.close();
@@ -208,7 +221,7 @@ if (batch.status !== 200 || receipts.some((x) => typeof x.seq !== 'number')) {
 const lastB = receipts.at(-1).seq;
 ws = await openWs(wsRx, `&last_seq=${wsRx.lastSeq()}`);
 sse = await openSse(sseRx, sseRx.lastSeq());
-for (const rx of [wsRx, sseRx]) await rx.until((e) => e.seq === lastB, 'part B after the resume');
+for (const rx of [wsRx, sseRx, tabRx]) await rx.until((e) => e.seq === lastB, 'part B after the resume');
 
 // Part C through the streaming publish connection.
 const ndjson = partC.map((ev) => JSON.stringify(envelope(ev))).join('\n') + '\n';
@@ -221,14 +234,15 @@ const lines = (await stream.text()).split('\n').filter(Boolean).map((l) => JSON.
 const seqsC = lines.filter((l) => typeof l.seq === 'number');
 if (stream.status !== 200 || seqsC.length !== partC.length) fail(`stream publish: ${stream.status} ${JSON.stringify(lines)}`);
 const lastC = seqsC.at(-1).seq;
-for (const rx of [wsRx, sseRx]) await rx.until((e) => e.seq === lastC, 'part C');
+for (const rx of [wsRx, sseRx, tabRx]) await rx.until((e) => e.seq === lastC, 'part C');
 ws.close();
 sse.close();
+tab.close();
 
 // ---- checks ----
 const published = [...partA, snapshot, ...partB, ...partC];
 const strip = ({ seq, seq_from, ...rest }) => rest;
-for (const rx of [wsRx, sseRx]) {
+for (const rx of [wsRx, sseRx, tabRx]) {
   const agui = rx.events.filter((e) => !(e.type === 'CUSTOM' && String(e.name).startsWith('agentcast.')));
   const seqs = agui.map((e) => e.seq);
   if (seqs.some((s, i) => i > 0 && s <= seqs[i - 1])) fail(`${rx.name}: seqs do not increase: ${seqs}`);

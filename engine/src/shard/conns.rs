@@ -112,6 +112,14 @@ impl Shard {
             (Resume::FromAck, true) => state.ack,
             _ => after,
         };
+        // A join in the middle of a run starts at the run's start (see the option).
+        let after = match opts.resume {
+            Resume::FromAck if opts.rewind_to_open_run => state
+                .history
+                .open_run_start(after)
+                .map_or(after, |start| start.saturating_sub(1)),
+            _ => after,
+        };
         let (gap, events) = state.history.after(after);
         let c = &mut self.conns[key];
         if let Some(g) = gap {

@@ -122,6 +122,9 @@ pub(crate) async fn admit(
     opts.history_len = Some(tier.history_len);
     // AG-UI streams are only valid in order (see `ConnectOptions::replay_in_seq_order`).
     opts.replay_in_seq_order = protocol == Protocol::AgUi;
+    // And a join without a seq in the middle of a run starts at the run's start (the join
+    // prelude, docs/ag-ui.md).
+    opts.rewind_to_open_run = protocol == Protocol::AgUi;
     // The broker opens the connection first (cluster mode: subscribe to the user, count the
     // connection cluster-wide and read the replay from Redis; see `crate::cluster`).
     let lease = match state
