@@ -262,3 +262,51 @@ async fn events_from_the_official_python_encoder_come_back_as_encoded() {
         }
     }
 }
+
+/// AG-UI runs are tracked like native runs: `RUN_STARTED` opens one, `RUN_FINISHED` (and a
+/// `RUN_ERROR` given the run's `run_id` in the envelope) closes it, in `/api/v1/stats`; and
+/// the native view of a run carries the enrichment (`meta`) of a native one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ag_ui_runs_appear_in_the_run_statistics_like_native_runs() {
+    let server = TestServer::start().await;
+    let mut c = server.connect(&token("u1")).await;
+    let events = [
+        json!({"user_id": "u1", "ag_ui": {"type": "RUN_STARTED", "threadId": "t", "runId": "r1"}}),
+        json!({"user_id": "u1", "run_id": "r1", "ag_ui": {"type": "TOOL_CALL_START", "toolCallId": "c1", "toolCallName": "search"}}),
+        json!({"user_id": "u1", "ag_ui": {"type": "RUN_FINISHED", "threadId": "t", "runId": "r1"}}),
+        json!({"user_id": "u1", "ag_ui": {"type": "RUN_STARTED", "threadId": "t", "runId": "r2"}}),
+        json!({"user_id": "u1", "run_id": "r2", "ag_ui": {"type": "RUN_ERROR", "message": "boom"}}),
+    ];
+    for ev in &events {
+        let (status, body) = server.publish(ev).await;
+        assert_eq!(status, 200, "{ev}: {body}");
+    }
+    let frames = c.take(events.len()).await;
+    assert_eq!(frames[0]["type"], "agent_started");
+    assert_eq!(frames[1]["type"], "tool_executing");
+    assert_eq!(frames[1]["data"]["tool"], "search", "{}", frames[1]);
+    assert!(
+        frames[1]["meta"].is_object(),
+        "tool events of a run are enriched: {}",
+        frames[1]
+    );
+    assert_eq!(frames[4]["type"], "agent_error");
+    assert_eq!(frames[4]["run_id"], "r2");
+    let (_, body) = server.http("GET", "/api/v1/stats", None, b"").await;
+    let stats: Value = serde_json::from_str(&body).expect("stats JSON");
+    let find = |key: &str| -> Value {
+        fn walk(v: &Value, key: &str) -> Option<Value> {
+            match v {
+                Value::Object(m) => m
+                    .get(key)
+                    .cloned()
+                    .or_else(|| m.values().find_map(|x| walk(x, key))),
+                _ => None,
+            }
+        }
+        walk(&stats, key).unwrap_or(Value::Null)
+    };
+    assert_eq!(find("runs_started"), json!(2), "{stats}");
+    assert_eq!(find("runs_finished"), json!(2), "{stats}");
+    assert_eq!(find("lifecycle_violations"), json!(0), "{stats}");
+}
