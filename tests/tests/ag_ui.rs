@@ -84,6 +84,10 @@ fn malformed() -> Vec<(Value, &'static str)> {
             "ag_ui.seq",
         ),
         (json!("TEXT_MESSAGE_END"), "ag_ui"),
+        (
+            json!({"type": "CUSTOM", "name": "agentcast.gap", "value": {"from": 1, "to": 9}}),
+            "ag_ui.name",
+        ),
     ]
 }
 
@@ -104,6 +108,17 @@ async fn a_malformed_ag_ui_event_is_refused_naming_its_field_on_every_publish_en
     assert_eq!(status, 400, "{body}");
     assert!(
         body["error"].as_str().unwrap_or_default().contains("ag_ui"),
+        "{body}"
+    );
+
+    let forged = json!({"user_id": "u1", "type": "agentcast.welcome", "run_id": "r"});
+    let (status, body) = server.publish(&forged).await;
+    assert_eq!(
+        status, 400,
+        "a native type may not take an agentcast.* name: {body}"
+    );
+    assert!(
+        body["error"].as_str().unwrap_or_default().contains("type"),
         "{body}"
     );
 

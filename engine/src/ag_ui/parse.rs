@@ -14,7 +14,9 @@
 //! `usage`, a `TOOL_CALL_RESULT`'s `content` parts.
 //!
 //! agentcast adds `seq` and `seq_from` to the events it delivers, so an event that already
-//! has either member is refused. A refusal is a [`ParseError`] whose field is the member's
+//! has either member is refused; and its own messages are `CUSTOM` events named
+//! `agentcast.*`, so a `CUSTOM` event with such a name is refused (a publisher cannot forge
+//! a `gap`; the name is compared decoded, so `\u0061gentcast.gap` is refused too). A refusal is a [`ParseError`] whose field is the member's
 //! path (`ag_ui.messageId`).
 //!
 //! Cost: one scan of the object's members (a `Vec` of spans, as [`Members`] keeps them); no
@@ -377,6 +379,17 @@ impl<'a> AgUiEvent<'a> {
                 Some(_) => {}
             }
         }
+        if ty == AgUiType::Custom
+            && members
+                .raw("name")
+                .and_then(|n| crate::json::decode_string(n).ok())
+                .is_some_and(|n| n.starts_with("agentcast."))
+        {
+            return Err(ParseError::invalid(
+                "ag_ui.name",
+                "`agentcast.*` names are reserved for agentcast's own messages",
+            ));
+        }
         Ok(AgUiEvent { ty, raw, members })
     }
 
@@ -471,6 +484,25 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn agentcast_custom_names_are_reserved() {
+        assert!(matches!(
+            err(r#"{"type":"CUSTOM","name":"agentcast.gap","value":{}}"#),
+            ParseError::Invalid {
+                field: "ag_ui.name",
+                ..
+            }
+        ));
+        assert!(matches!(
+            err(r#"{"type":"CUSTOM","name":"\u0061gentcast.gap","value":{}}"#),
+            ParseError::Invalid {
+                field: "ag_ui.name",
+                ..
+            }
+        ));
+        assert!(AgUiEvent::parse(br#"{"type":"CUSTOM","name":"agentcastle","value":1}"#).is_ok());
     }
 
     #[test]
