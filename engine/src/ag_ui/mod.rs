@@ -5,7 +5,7 @@
 //! The full mapping table, what is lossless and what is not, and the priorities are in
 //! `docs/ag-ui.md`; this module is the code behind it.
 //!
-//! - [`parse`] — [`AgUiEvent::parse`]: the event's `type` (one of the 33 of `@ag-ui/core`'s
+//! - [`parse`] — [`AgUiEvent::parse`]: the event's `type` (one of the 31 of `@ag-ui/core` 1.0.0's
 //!   `EventType`; an unknown type is refused, naming it) and the members its schema requires,
 //!   with their JSON types. A refusal names the member (`ag_ui.messageId`).
 //! - [`map`] — [`to_native`]: one AG-UI event → one native [`Event`](crate::event::Event).
