@@ -105,8 +105,8 @@ impl EventKind {
 
     /// Parses a wire type. Known names map to their variant; anything else that is a valid
     /// name (1 to 64 bytes of `[A-Za-z0-9_.:-]`) becomes [`EventKind::Custom`]. Reserved
-    /// server message types (`welcome`, `gap`, `error`, `pong`) are refused so a publisher
-    /// cannot forge them.
+    /// server message types (`welcome`, `gap`, `error`, `pong`, and every `agentcast.*`
+    /// name, which they take in AG-UI mode) are refused so a publisher cannot forge them.
     pub fn parse(s: &str) -> Result<EventKind, InvalidName> {
         Ok(match s {
             "agent_started" => EventKind::AgentStarted,
@@ -119,6 +119,8 @@ impl EventKind {
             "message_delta" => EventKind::MessageDelta,
             "message_completed" => EventKind::MessageCompleted,
             "welcome" | "gap" | "error" | "pong" => return Err(InvalidName::Reserved),
+            // The names of agentcast's own messages in AG-UI mode (`CUSTOM` `agentcast.*`).
+            other if other.starts_with("agentcast.") => return Err(InvalidName::Reserved),
             other => {
                 validate_name(other, 64, |b| {
                     b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'-')

@@ -392,6 +392,40 @@ impl HistoryRing {
         }
     }
 
+    /// The seq of the earliest `agent_started` held at or below `upto` whose run has not
+    /// ended (`agent_completed` or `agent_error` of its `run_id`; one without a `run_id`
+    /// ends every open run, as AG-UI's `RUN_ERROR` ends the stream's run) by `upto`: where a
+    /// replay from `upto` must start instead to begin with the run's start
+    /// ([`ConnectOptions::rewind_to_open_run`](crate::conn::shared::ConnectOptions)). At
+    /// most 64 runs are tracked (the oldest open ones are forgotten first). O(entries up to
+    /// `upto`), one prefix compare each and a scan of the lifecycle frames.
+    pub fn open_run_start(&self, upto: u64) -> Option<u64> {
+        const STARTED: &[u8] = b"{\"type\":\"agent_started\"";
+        const COMPLETED: &[u8] = b"{\"type\":\"agent_completed\"";
+        const ERROR: &[u8] = b"{\"type\":\"agent_error\"";
+        let run_of = |payload: &[u8]| {
+            crate::json::Members::scan_validated(payload)
+                .ok()
+                .and_then(|m| m.raw("run_id").map(<[u8]>::to_vec))
+        };
+        let mut open: VecDeque<(u64, Option<Vec<u8>>)> = VecDeque::new();
+        for e in self.entries.iter().take_while(|e| e.seq <= upto) {
+            let p = crate::frame::payload_of(&e.frame);
+            if p.starts_with(STARTED) {
+                if open.len() == 64 {
+                    open.pop_front();
+                }
+                open.push_back((e.seq, run_of(p)));
+            } else if p.starts_with(COMPLETED) || p.starts_with(ERROR) {
+                match run_of(p) {
+                    None => open.clear(),
+                    run => open.retain(|(_, r)| *r != run),
+                }
+            }
+        }
+        open.front().map(|(seq, _)| *seq)
+    }
+
     /// The held entries, oldest first.
     pub(crate) fn iter(&self) -> std::collections::vec_deque::Iter<'_, HistoryEntry> {
         self.entries.iter()
@@ -481,5 +515,32 @@ mod tests {
         let h = HistoryRing::new(10, 1_000, 500);
         assert_eq!(h.after(7).0, Some(Gap { from: 8, to: 500 }));
         assert_eq!(h.after(500).0, None);
+    }
+
+    #[test]
+    fn open_run_start_is_the_start_of_a_run_not_ended_by_the_cursor() {
+        let ev = |seq: u64, json: &str| {
+            HistoryEntry::new(
+                seq,
+                Priority::Critical,
+                0,
+                crate::frame::Frame::text(json.as_bytes()).into_bytes(),
+            )
+        };
+        let mut h = HistoryRing::new(100, u64::MAX, 0);
+        h.push(ev(1, r#"{"type":"agent_started","seq":1,"run_id":"a"}"#));
+        h.push(ev(2, r#"{"type":"agent_completed","seq":2,"run_id":"a"}"#));
+        h.push(ev(3, r#"{"type":"agent_started","seq":3,"run_id":"b"}"#));
+        h.push(ev(4, r#"{"type":"tool_executing","seq":4,"run_id":"b"}"#));
+        h.push(ev(5, r#"{"type":"agent_error","seq":5}"#));
+        assert_eq!(h.open_run_start(0), None);
+        assert_eq!(h.open_run_start(1), Some(1));
+        assert_eq!(h.open_run_start(2), None, "run a ended");
+        assert_eq!(h.open_run_start(4), Some(3));
+        assert_eq!(
+            h.open_run_start(5),
+            None,
+            "an error without a run ends every run"
+        );
     }
 }

@@ -42,6 +42,8 @@
 //! - [`history`] — a user's bounded history ring, resume and gaps.
 //! - [`stats`] — delivery statistics.
 //! - [`escalation`] — the hook for critical events not acknowledged in time.
+//! - [`ag_ui`] — AG-UI events: validating them, mapping them to native events, and
+//!   rebuilding an AG-UI event from any frame for `?protocol=ag-ui` connections.
 //! - [`publish`] — parsing publish bodies and batches into [`PublishRequest`]s.
 //! - [`ndjson`] — sans-IO splitting of an NDJSON stream into bounded lines (streaming publish).
 //! - [`client_msg`] — parsing client → server messages into [`ClientMessage`]s.
@@ -104,6 +106,7 @@
 //! not step back. Seqs stay below 2^53 until the year 2255, so JavaScript clients read them
 //! exactly.
 
+pub mod ag_ui;
 pub mod broker;
 pub mod client_msg;
 pub mod clock;

@@ -12,7 +12,8 @@
 //! types); for the message types `data` must carry `message_id` (and `delta` for
 //! `message_delta`, see [`crate::delta`]); `data` (any JSON,
 //! default `{}`, kept byte for byte); `priority` (optional override: `low|normal|critical`);
-//! `idempotency_key` (optional, 1 to 128 bytes). Unknown fields are ignored so publishers can
+//! `idempotency_key` (optional, 1 to 128 bytes); or, in place of `type` and `data`, `ag_ui`:
+//! one AG-UI event, validated and mapped by [`crate::ag_ui`] (`docs/ag-ui.md`). Unknown fields are ignored so publishers can
 //! add their own bookkeeping; duplicate fields are refused. A refused request names its field
 //! and changes nothing.
 
@@ -20,6 +21,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+use crate::ag_ui::{self, AgUiEvent};
 use crate::error::ParseError;
 use crate::event::{ChannelName, Data, Event, EventKind, Priority, Target, UserId};
 use crate::json::{self, Members};
@@ -45,15 +47,14 @@ impl PublishRequest {
     fn parse_validated(whole: &Bytes, item: &[u8]) -> Result<PublishRequest, ParseError> {
         let m = Members::scan_validated(item)?;
         let target = parse_target(&m)?;
+        if let Some(raw) = m.raw("ag_ui") {
+            return parse_ag_ui(&m, target, raw);
+        }
         let type_name = m.str("type")?.ok_or(ParseError::Missing("type"))?;
         let kind = EventKind::parse(&type_name).map_err(|e| ParseError::invalid("type", e))?;
-        let run_id = match m.str("run_id")? {
-            Some(r) if r.is_empty() || r.len() > 256 => {
-                return Err(ParseError::invalid("run_id", "must be 1 to 256 bytes"));
-            }
-            Some(r) => Some(Arc::<str>::from(r.as_ref())),
+        let run_id = match envelope_run_id(&m)? {
             None if kind.requires_run() => return Err(ParseError::Missing("run_id")),
-            None => None,
+            r => r,
         };
         let data = match m.raw("data") {
             Some(raw) => Data::from_validated(whole.slice_ref(raw)),
@@ -62,22 +63,8 @@ impl PublishRequest {
         if kind.is_message() {
             check_message_data(&kind, data.as_bytes())?;
         }
-        let priority = match m.str("priority")? {
-            Some(p) => Some(Priority::parse(&p).ok_or_else(|| {
-                ParseError::invalid("priority", "must be one of low, normal, critical")
-            })?),
-            None => None,
-        };
-        let idempotency_key = match m.str("idempotency_key")? {
-            Some(k) if k.is_empty() || k.len() > 128 => {
-                return Err(ParseError::invalid(
-                    "idempotency_key",
-                    "must be 1 to 128 bytes",
-                ));
-            }
-            Some(k) => Some(Arc::<str>::from(k.as_ref())),
-            None => None,
-        };
+        let priority = envelope_priority(&m)?;
+        let idempotency_key = envelope_idempotency_key(&m)?;
         Ok(PublishRequest {
             target,
             event: Event {
@@ -106,6 +93,60 @@ impl PublishRequest {
             .iter()
             .map(|s| Self::parse_validated(body, &body[s.start..s.end]))
             .collect())
+    }
+}
+
+/// The envelope `{"user_id": …, "ag_ui": {…}}`: `ag_ui` replaces `type` and `data` (both
+/// refused beside it); `run_id`, `priority` and `idempotency_key` mean what they mean for a
+/// native publish. See [`crate::ag_ui`].
+fn parse_ag_ui(m: &Members<'_>, target: Target, raw: &[u8]) -> Result<PublishRequest, ParseError> {
+    for clash in ["type", "data"] {
+        if m.raw(clash).is_some() {
+            return Err(ParseError::invalid(
+                "ag_ui",
+                format!("cannot be given with `{clash}`: the AG-UI event is the type and the data"),
+            ));
+        }
+    }
+    let ev = AgUiEvent::parse_validated(raw)?;
+    let mut event = ag_ui::to_native(&ev, envelope_run_id(m)?)?;
+    if let Some(p) = envelope_priority(m)? {
+        event.priority = Some(p);
+    }
+    Ok(PublishRequest {
+        target,
+        event,
+        idempotency_key: envelope_idempotency_key(m)?,
+    })
+}
+
+fn envelope_run_id(m: &Members<'_>) -> Result<Option<Arc<str>>, ParseError> {
+    match m.str("run_id")? {
+        Some(r) if r.is_empty() || r.len() > 256 => {
+            Err(ParseError::invalid("run_id", "must be 1 to 256 bytes"))
+        }
+        Some(r) => Ok(Some(Arc::<str>::from(r.as_ref()))),
+        None => Ok(None),
+    }
+}
+
+fn envelope_priority(m: &Members<'_>) -> Result<Option<Priority>, ParseError> {
+    match m.str("priority")? {
+        Some(p) => Ok(Some(Priority::parse(&p).ok_or_else(|| {
+            ParseError::invalid("priority", "must be one of low, normal, critical")
+        })?)),
+        None => Ok(None),
+    }
+}
+
+fn envelope_idempotency_key(m: &Members<'_>) -> Result<Option<Arc<str>>, ParseError> {
+    match m.str("idempotency_key")? {
+        Some(k) if k.is_empty() || k.len() > 128 => Err(ParseError::invalid(
+            "idempotency_key",
+            "must be 1 to 128 bytes",
+        )),
+        Some(k) => Ok(Some(Arc::<str>::from(k.as_ref()))),
+        None => Ok(None),
     }
 }
 

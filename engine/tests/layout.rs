@@ -31,6 +31,7 @@ const ORDER: &[&str] = &[
     "history",
     "stats",
     "escalation",
+    "ag_ui",
     "publish",
     "ndjson",
     "client_msg",

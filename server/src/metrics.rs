@@ -251,6 +251,11 @@ pub fn render_json(m: &ServerMetrics, stats: &Stats) -> serde_json::Value {
             "sequenced_holes": t.sequenced_holes,
             "publishes_refused": t.publishes_refused,
             "shutdown_unwritten": t.shutdown_unwritten,
+            "runs": t.runs,
+            "runs_started": t.runs_started,
+            "runs_finished": t.runs_finished,
+            "runs_evicted": t.runs_evicted,
+            "lifecycle_violations": t.lifecycle_violations,
         },
         "latency_us": {
             "unit": "us",

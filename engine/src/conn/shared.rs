@@ -48,6 +48,17 @@ pub struct ConnectOptions {
     /// Cluster mode: what the broker read for this connection (see [`crate::broker`]); the
     /// replay comes from it instead of the shard's own history. Default: none.
     pub seed: Option<Box<crate::broker::seed::Seed>>,
+    /// Replays in seq order only. By default a replay sends the critical events first, then
+    /// the rest, each in seq order (a client learns of every run's start and end first); a
+    /// protocol whose streams are only valid in order (AG-UI: a `TOOL_CALL_END` before its
+    /// `TOOL_CALL_ARGS` fails verification) sets this. Default: `false`.
+    pub replay_in_seq_order: bool,
+    /// With [`Resume::FromAck`]: when the ack cursor is inside a run (its `agent_started` is
+    /// held at or below the cursor and its end is not), the replay starts at that
+    /// `agent_started` instead, so the connection's stream begins with the run's start: the
+    /// AG-UI join prelude (`docs/ag-ui.md`). Events of the run the user already acknowledged
+    /// are sent again (merged deltas as one frame). Default: `false`.
+    pub rewind_to_open_run: bool,
     /// An internal connection (the health canary): sent no broadcasts, left out of gauges.
     pub(crate) internal: bool,
 }
@@ -59,6 +70,8 @@ impl Default for ConnectOptions {
             max_subscriptions: 64,
             history_len: None,
             seed: None,
+            replay_in_seq_order: false,
+            rewind_to_open_run: false,
             internal: false,
         }
     }

@@ -112,6 +112,14 @@ impl Shard {
             (Resume::FromAck, true) => state.ack,
             _ => after,
         };
+        // A join in the middle of a run starts at the run's start (see the option).
+        let after = match opts.resume {
+            Resume::FromAck if opts.rewind_to_open_run => state
+                .history
+                .open_run_start(after)
+                .map_or(after, |start| start.saturating_sub(1)),
+            _ => after,
+        };
         let (gap, events) = state.history.after(after);
         let c = &mut self.conns[key];
         if let Some(g) = gap {
@@ -119,13 +127,17 @@ impl Shard {
             c.ring
                 .push_unbounded(Queued::new(gap_frame(g), Priority::Critical));
         }
-        // Critical first, then the rest, each in seq order.
+        // Critical first, then the rest, each in seq order; or all in seq order when asked.
         let mut replayed = 0;
+        let in_order = opts.replay_in_seq_order;
         for pass in [true, false] {
-            for e in events
-                .clone()
-                .filter(|e| (e.priority() == Priority::Critical) == pass)
-            {
+            for e in events.clone().filter(|e| {
+                if in_order {
+                    pass
+                } else {
+                    (e.priority() == Priority::Critical) == pass
+                }
+            }) {
                 c.ring
                     .push_unbounded(Queued::new(e.replay_frame(after), e.priority()));
                 replayed += 1;

@@ -21,6 +21,7 @@ use agentcast_engine::{BrokerError, ConnectOptions, Connection, HealthState, Lea
 use http::{Response, StatusCode};
 
 use crate::auth::Identity;
+use crate::client::protocol::Protocol;
 use crate::http::{Body, error_response};
 use crate::metrics::{ServerMetrics, inc};
 use crate::state::{AppState, SessionSlot};
@@ -76,6 +77,7 @@ pub(crate) async fn admit(
     state: &Arc<AppState>,
     identity: &Identity,
     resume: Resume,
+    protocol: Protocol,
 ) -> Result<Admitted, Response<Body>> {
     let m = &state.metrics;
     if state.is_shutting_down() {
@@ -118,6 +120,11 @@ pub(crate) async fn admit(
     opts.resume = resume;
     opts.max_subscriptions = tier.subscriptions_per_connection;
     opts.history_len = Some(tier.history_len);
+    // AG-UI streams are only valid in order (see `ConnectOptions::replay_in_seq_order`).
+    opts.replay_in_seq_order = protocol == Protocol::AgUi;
+    // And a join without a seq in the middle of a run starts at the run's start (the join
+    // prelude, docs/ag-ui.md).
+    opts.rewind_to_open_run = protocol == Protocol::AgUi;
     // The broker opens the connection first (cluster mode: subscribe to the user, count the
     // connection cluster-wide and read the replay from Redis; see `crate::cluster`).
     let lease = match state

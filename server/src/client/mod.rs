@@ -7,6 +7,8 @@
 //! - [`admit`]: admission after authentication (shutdown, failed node, `max_connections`,
 //!   the tier's `connections_per_user`, the broker's open, the engine registration) and the
 //!   guards a connection holds while it lives;
+//! - [`protocol`]: `?protocol=` (native or `ag-ui`) and the per-connection AG-UI
+//!   translation of frames;
 //! - [`lifecycle`]: what a connection task does the same way on both transports (the
 //!   `welcome`, the token deadline, engine close reasons, channel subscriptions and their
 //!   broker watches, the shutdown grace signal).
@@ -16,4 +18,5 @@
 
 pub(crate) mod admit;
 pub(crate) mod lifecycle;
+pub(crate) mod protocol;
 pub(crate) mod request;

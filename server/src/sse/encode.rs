@@ -31,6 +31,8 @@ use agentcast_engine::frame::payload_of;
 use bytes::{BufMut, BytesMut};
 use serde::Deserialize;
 
+use crate::client::protocol::{self, Protocol};
+
 /// A close found in the drained frames (or decided by the connection task).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Close {
@@ -55,16 +57,38 @@ const CLOSE: u8 = 0x8;
 
 /// Appends the event of one complete server frame (`wire`) to `out`; a close frame is not
 /// written but returned. O(frame length).
-pub(crate) fn frame(wire: &[u8], out: &mut BytesMut) -> Option<Close> {
+pub(crate) fn frame(wire: &[u8], out: &mut BytesMut, protocol: Protocol) -> Option<Close> {
     let opcode = wire.first().map_or(0, |b| b & 0x0f);
     let payload = payload_of(wire);
     match opcode {
         TEXT => {
-            event(payload, out);
+            event_as(payload, out, protocol);
             None
         }
         CLOSE => Some(close_of(payload)),
         _ => None,
+    }
+}
+
+/// Appends `json` (a server message or an engine frame's payload) as one event in
+/// `protocol`: native as [`event`] writes it; AG-UI as the AG-UI event's `data:` (with
+/// `id:` from its `seq`) and no `event:` line, so an `EventSource`'s `onmessage` and AG-UI's
+/// own SSE parsers (which read `data:` only) both see every event.
+pub(crate) fn event_as(json: &[u8], out: &mut BytesMut, protocol: Protocol) {
+    match protocol {
+        Protocol::Native => event(json, out),
+        Protocol::AgUi => {
+            let translated = protocol::payload(json, protocol);
+            if let Some(seq) = serde_json::from_slice::<Head<'_>>(&translated)
+                .ok()
+                .and_then(|h| h.seq)
+            {
+                out.put_slice(b"id: ");
+                out.put_slice(seq.to_string().as_bytes());
+                out.put_u8(b'\n');
+            }
+            data(&translated, out);
+        }
     }
 }
 
@@ -90,11 +114,22 @@ pub(crate) fn event(json: &[u8], out: &mut BytesMut) {
     data(json, out);
 }
 
-/// Appends `event: close` with data `{"code":N,"reason":"..."}`.
-pub(crate) fn close_event(close: &Close, out: &mut BytesMut) {
-    let json = serde_json::json!({"code": close.code, "reason": close.reason}).to_string();
-    out.put_slice(b"event: close\n");
-    data(json.as_bytes(), out);
+/// Appends `event: close` with data `{"code":N,"reason":"..."}`; in AG-UI mode the data is
+/// `{"type":"CUSTOM","name":"agentcast.close","value":{"code":N,"reason":"..."}}` and there
+/// is no `event:` line.
+pub(crate) fn close_event(close: &Close, out: &mut BytesMut, protocol: Protocol) {
+    let value = serde_json::json!({"code": close.code, "reason": close.reason});
+    match protocol {
+        Protocol::Native => {
+            out.put_slice(b"event: close\n");
+            data(value.to_string().as_bytes(), out);
+        }
+        Protocol::AgUi => {
+            let json =
+                serde_json::json!({"type": "CUSTOM", "name": "agentcast.close", "value": value});
+            data(json.to_string().as_bytes(), out);
+        }
+    }
 }
 
 /// Appends `: <text>` and a blank line: a comment, which `EventSource` ignores (heartbeats).
@@ -160,7 +195,11 @@ mod tests {
     fn encode(json: &str) -> String {
         let mut out = BytesMut::new();
         assert_eq!(
-            frame(Frame::text(json.as_bytes()).as_bytes(), &mut out),
+            frame(
+                Frame::text(json.as_bytes()).as_bytes(),
+                &mut out,
+                Protocol::Native
+            ),
             None
         );
         String::from_utf8(out.to_vec()).expect("utf-8")
@@ -208,20 +247,53 @@ mod tests {
     #[test]
     fn a_close_frame_is_returned_not_written() {
         let mut out = BytesMut::new();
-        let close = frame(Frame::close(1013, "too slow").as_bytes(), &mut out);
+        let close = frame(
+            Frame::close(1013, "too slow").as_bytes(),
+            &mut out,
+            Protocol::Native,
+        );
         assert!(out.is_empty());
         let close = close.expect("close");
         assert_eq!((close.code, close.reason.as_str()), (1013, "too slow"));
-        close_event(&close, &mut out);
+        close_event(&close, &mut out, Protocol::Native);
         assert_eq!(
             &out[..],
             b"event: close\ndata: {\"code\":1013,\"reason\":\"too slow\"}\n\n"
         );
         let mut out = BytesMut::new();
         assert_eq!(
-            frame(Frame::new(Opcode::Ping, b"").as_bytes(), &mut out),
+            frame(
+                Frame::new(Opcode::Ping, b"").as_bytes(),
+                &mut out,
+                Protocol::Native
+            ),
             None
         );
         assert!(out.is_empty());
+    }
+
+    #[test]
+    fn ag_ui_mode_writes_the_ag_ui_event_with_its_seq_as_id_and_no_event_line() {
+        let json = r#"{"type":"message_delta","seq":12,"seq_from":10,"data":{"message_id":"m","delta":"abc"}}"#;
+        let mut out = BytesMut::new();
+        frame(
+            Frame::text(json.as_bytes()).as_bytes(),
+            &mut out,
+            Protocol::AgUi,
+        );
+        assert_eq!(
+            &out[..],
+            &b"id: 12\ndata: {\"type\":\"TEXT_MESSAGE_CONTENT\",\"messageId\":\"m\",\"delta\":\"abc\",\"seq\":12,\"seq_from\":10}\n\n"[..]
+        );
+        let mut out = BytesMut::new();
+        let close = Close {
+            code: 1013,
+            reason: "too slow".to_owned(),
+        };
+        close_event(&close, &mut out, Protocol::AgUi);
+        assert_eq!(
+            &out[..],
+            &b"data: {\"name\":\"agentcast.close\",\"type\":\"CUSTOM\",\"value\":{\"code\":1013,\"reason\":\"too slow\"}}\n\n"[..]
+        );
     }
 }

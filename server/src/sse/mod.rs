@@ -87,10 +87,11 @@ pub(crate) async fn open(req: Request<Incoming>, state: Arc<AppState>) -> Respon
             ),
         );
     }
-    let Admitted { conn, admission } = match admit(&state, &identity, parsed.resume).await {
-        Ok(a) => a,
-        Err(refusal) => return refusal,
-    };
+    let Admitted { conn, admission } =
+        match admit(&state, &identity, parsed.resume, parsed.protocol).await {
+            Ok(a) => a,
+            Err(refusal) => return refusal,
+        };
     let mut watches = Watches::new();
     for channel in distinct {
         let shown = channel.to_string();
@@ -126,5 +127,6 @@ pub(crate) async fn open(req: Request<Incoming>, state: Arc<AppState>) -> Respon
         watches,
         admission,
         abort,
+        protocol: parsed.protocol,
     })
 }

@@ -8,6 +8,7 @@
 //! | token | `Authorization: Bearer`, else `?token=` (as on `GET /ws`) | 400 for a malformed percent-escape; verification (401) comes after |
 //! | `Last-Event-ID` | decimal seq; empty means absent; wins over `?last_seq=` | 400 |
 //! | `?last_seq=N` | decimal seq (as on `GET /ws`) | 400 |
+//! | `?protocol=` | `native` (the default) or `ag-ui` | 400 naming the value |
 //! | `?channels=a,b` | comma-separated channel names; empty items are skipped | 400 naming the first invalid one |
 //!
 //! `Last-Event-ID` wins because it is what a browser's `EventSource` sends when it
@@ -21,6 +22,7 @@ use agentcast_engine::{ChannelName, Resume};
 use http::header::{self, HeaderName};
 use http::{Method, Request, StatusCode};
 
+use crate::client::protocol::Protocol;
 use crate::client::request::{self, bad_escape, parse_seq, try_query_param};
 use crate::http::Refusal;
 
@@ -36,6 +38,8 @@ pub(crate) struct SseRequest {
     pub(crate) token: String,
     /// From `?channels=`, in the order given (duplicates kept: subscribing twice is a no-op).
     pub(crate) channels: Vec<ChannelName>,
+    /// From `?protocol=` (native when absent).
+    pub(crate) protocol: Protocol,
 }
 
 /// Parses a `GET /sse` request. See the [module docs](self).
@@ -54,10 +58,12 @@ pub(crate) fn parse_sse<B>(req: &Request<B>) -> Result<SseRequest, Refusal> {
     };
     let token = request::client_token(req.headers(), query)?;
     let channels = channels(query)?;
+    let protocol = Protocol::from_query(query)?;
     Ok(SseRequest {
         resume,
         token,
         channels,
+        protocol,
     })
 }
 

@@ -54,6 +54,7 @@ use crate::client::admit::{Admission, TierGauge};
 use crate::client::lifecycle::{
     TOKEN_EXPIRED, Watches, abandoned, engine_close_reason, token_deadline, welcome_json,
 };
+use crate::client::protocol::Protocol;
 use crate::http::Body;
 use crate::metrics::inc;
 use crate::server::Abort;
@@ -74,6 +75,8 @@ pub(crate) struct Opened {
     pub(crate) admission: Admission,
     /// Closes the HTTP connection when the client stopped reading (absent in unit use).
     pub(crate) abort: Option<Abort>,
+    /// `?protocol=`: native, or AG-UI events translated per frame in this stream's task.
+    pub(crate) protocol: Protocol,
 }
 
 /// One piece of the body; `last` ends it.
@@ -116,6 +119,8 @@ struct Stream {
     frames: u64,
     /// Publish time of the oldest event in `out` (see `Connection::take_publish_stamp`).
     stamp: Option<u64>,
+    /// `?protocol=` (see [`Opened::protocol`]).
+    protocol: Protocol,
 }
 
 async fn run(opened: Opened, tx: mpsc::Sender<Chunk>) {
@@ -126,6 +131,7 @@ async fn run(opened: Opened, tx: mpsc::Sender<Chunk>) {
         watches,
         admission,
         abort,
+        protocol,
     } = opened;
     let _tier_gauge = TierGauge::open(&state.metrics, &identity);
     state.metrics.sse_open.fetch_add(1, Relaxed);
@@ -139,9 +145,10 @@ async fn run(opened: Opened, tx: mpsc::Sender<Chunk>) {
         out: BytesMut::new(),
         frames: 0,
         stamp: None,
+        protocol,
     };
     if let Some(close) = s.drive(&mut conn).await {
-        encode::close_event(&close, &mut s.out);
+        encode::close_event(&close, &mut s.out, s.protocol);
         if s.hand_off(true).await.is_ok() {
             let _ = tokio::time::timeout(LINGER, s.tx.closed()).await;
         }
@@ -167,9 +174,10 @@ impl Stream {
         let heartbeat = self.state.cfg.heartbeat();
         let batch = self.state.hub.config().write_batch;
         encode::retry(RETRY_MS, &mut self.out);
-        encode::event(
+        encode::event_as(
             welcome_json(&self.state, &self.id, conn).as_bytes(),
             &mut self.out,
+            self.protocol,
         );
         self.frames = 1;
         self.hand_off(false).await.ok()?;
@@ -227,7 +235,7 @@ impl Stream {
             if found.is_some() {
                 continue;
             }
-            match encode::frame(&wire, &mut self.out) {
+            match encode::frame(&wire, &mut self.out, self.protocol) {
                 Some(close) => found = Some(close),
                 None => self.frames += 1,
             }

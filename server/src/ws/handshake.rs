@@ -33,6 +33,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
 use crate::client::admit::{Admitted, admit};
+use crate::client::protocol::Protocol;
 use crate::client::request;
 use crate::http::{Body, Refusal, error_response};
 use crate::metrics::inc;
@@ -41,7 +42,12 @@ use crate::state::AppState;
 /// Handles `GET /ws`. See the [module docs](self).
 pub(crate) async fn upgrade(mut req: Request<Incoming>, state: Arc<AppState>) -> Response<Body> {
     let m = &state.metrics;
-    let UpgradeRequest { key, resume, token } = match parse_upgrade(&req) {
+    let UpgradeRequest {
+        key,
+        resume,
+        token,
+        protocol,
+    } = match parse_upgrade(&req) {
         Ok(u) => u,
         Err(refusal) => {
             inc(&m.ws_rejected_handshake);
@@ -55,7 +61,7 @@ pub(crate) async fn upgrade(mut req: Request<Incoming>, state: Arc<AppState>) ->
             return error_response(StatusCode::UNAUTHORIZED, &e.to_string());
         }
     };
-    let Admitted { conn, admission } = match admit(&state, &identity, resume).await {
+    let Admitted { conn, admission } = match admit(&state, &identity, resume, protocol).await {
         Ok(a) => a,
         Err(refusal) => return refusal,
     };
@@ -74,7 +80,8 @@ pub(crate) async fn upgrade(mut req: Request<Incoming>, state: Arc<AppState>) ->
             Ok(parts) => {
                 inc(&task_state.metrics.ws_accepted);
                 let stream = parts.io.into_inner();
-                super::session::run(stream, parts.read_buf, conn, identity, task_state).await;
+                super::session::run(stream, parts.read_buf, conn, identity, protocol, task_state)
+                    .await;
             }
             Err(_) => tracing::error!("upgraded connection is not a TcpStream"),
         }
@@ -101,6 +108,8 @@ pub(crate) struct UpgradeRequest {
     /// The token of `Authorization: Bearer`, else of `?token=`; empty when neither is given
     /// (the authenticator then answers 401 "missing token").
     pub(crate) token: String,
+    /// From `?protocol=` (native when absent).
+    pub(crate) protocol: Protocol,
 }
 
 /// The sans-IO part of the handshake: checks method and headers, extracts the key, `last_seq`
@@ -110,7 +119,13 @@ pub(crate) fn parse_upgrade<B>(req: &Request<B>) -> Result<UpgradeRequest, Refus
     let query = req.uri().query().unwrap_or("");
     let resume = request::last_seq(query)?;
     let token = request::client_token(req.headers(), query)?;
-    Ok(UpgradeRequest { key, resume, token })
+    let protocol = Protocol::from_query(query)?;
+    Ok(UpgradeRequest {
+        key,
+        resume,
+        token,
+        protocol,
+    })
 }
 
 /// Checks the upgrade headers; returns the `Sec-WebSocket-Key`.

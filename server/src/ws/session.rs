@@ -13,6 +13,13 @@
 //!   [`TOKEN_EXPIRED`] (4001, reason `token expired`): the client reconnects with a fresh
 //!   token and resumes. A batch being written is finished first.
 //!
+//! # `?protocol=ag-ui`
+//!
+//! An AG-UI connection translates each frame in [`Session::flush`], just before the write
+//! (see [`crate::client::protocol`]): `welcome`, `pong` and `error` become `CUSTOM`
+//! `agentcast.*` events, event frames AG-UI events. A native connection skips that loop
+//! with one comparison per flush and writes the engine's shared frames untouched.
+//!
 //! # Order on the wire
 //!
 //! `welcome` is written before anything is drained, so it precedes the replayed history (and
@@ -70,6 +77,7 @@ use crate::client::lifecycle::{
     Subscribed, TOKEN_EXPIRED, Watches, abandoned, engine_close_reason, subscribe, token_deadline,
     welcome_json,
 };
+use crate::client::protocol::{self, Protocol};
 use crate::metrics::inc;
 use crate::state::AppState;
 
@@ -112,6 +120,10 @@ struct Session {
     /// The broker's lease on each channel this connection subscribed to (see
     /// [`Watches`]).
     watches: Watches,
+    /// `?protocol=`: AG-UI connections translate each frame before it is written.
+    protocol: Protocol,
+    /// Frames at the front of `out` already in the connection's protocol (AG-UI only).
+    adapted: usize,
 }
 
 /// Runs the connection to its end. See the [module docs](self).
@@ -120,6 +132,7 @@ pub(crate) async fn run(
     pre_read: Bytes,
     mut conn: Connection,
     id: Identity,
+    protocol: Protocol,
     state: Arc<AppState>,
 ) {
     let now = Instant::now();
@@ -137,6 +150,8 @@ pub(crate) async fn run(
         stamp: None,
         abandon: state.abandon.subscribe(),
         watches: Watches::new(),
+        protocol,
+        adapted: 0,
         id,
         state,
     };
@@ -381,16 +396,25 @@ impl Session {
     /// grace period. On failure `out` keeps what was not written whole.
     async fn flush(&mut self, stream: &TcpStream) -> io::Result<()> {
         let n = self.out.len() as u64;
+        if self.protocol == Protocol::AgUi {
+            // Only frames not yet translated: a write cut short keeps translated ones.
+            for f in self.out.iter_mut().skip(self.adapted) {
+                *f = protocol::ws_frame(std::mem::take(f));
+            }
+        }
         let limit = self.state.cfg.limits.write_timeout();
         let write = tokio::time::timeout(limit, write_frames(stream, &mut self.out));
         let result = tokio::select! {
             // Biased, the write first: a write that completes at once never polls (or
             // registers with) the abandon signal.
             biased;
-            r = write => r,
-            () = abandoned(&mut self.abandon) => {
-                return Err(io::Error::other("shutdown grace period over"));
-            }
+            r = write => Some(r),
+            () = abandoned(&mut self.abandon) => None,
+        };
+        // Whatever is left in `out` was translated above.
+        self.adapted = self.out.len();
+        let Some(result) = result else {
+            return Err(io::Error::other("shutdown grace period over"));
         };
         match result {
             Ok(Ok(())) => {
