@@ -22,6 +22,16 @@
 //! One thread, one current-thread tokio runtime and a `LocalSet`, so the counters are plain
 //! `Rc<RefCell<_>>` fields; only [`Progress`] is atomic, for the thread that reports progress.
 //! A connection the server closes, or whose frames do not decode, ends and is counted.
+//!
+//! # Reconnecting (`--reconnect`)
+//!
+//! With [`ReceiverPlan::reconnect`], a connection that closes (the server went away, or
+//! closed it) is counted as a disconnect and reconnects after a full-jitter backoff (uniform
+//! in `[0, min(2 s, 50 ms × 2^attempt)]`) with `?last_seq=<the last seq it saw>`; the server
+//! replays what it missed, and the connection keeps its seq and broadcast windows, so a
+//! replayed event it already had is a duplicate and loss stays exact. The connection still
+//! counts once in its user's devices. Each completed resume, and each failed attempt, is
+//! counted; the first close and the last resume are timestamped (ms since the Unix epoch).
 
 use std::cell::RefCell;
 use std::io;
@@ -68,6 +78,8 @@ pub struct ReceiverPlan {
     pub run: u32,
     /// Handshakes per second this group may start.
     pub connect_rate: f64,
+    /// Reconnect with `?last_seq=` after an unexpected close (see the module docs).
+    pub reconnect: bool,
 }
 
 /// The user id of user index `u` in run `run`.
@@ -158,6 +170,10 @@ struct Counts {
     stale: u64,
     protocol_errors: u64,
     first_error: Option<String>,
+    resumes: u64,
+    reconnect_failures: u64,
+    first_disconnect_unix_ms: Option<u64>,
+    last_resume_unix_ms: Option<u64>,
 }
 
 async fn run_group(
@@ -180,6 +196,10 @@ async fn run_group(
             stale: 0,
             protocol_errors: 0,
             first_error: None,
+            resumes: 0,
+            reconnect_failures: 0,
+            first_disconnect_unix_ms: None,
+            last_resume_unix_ms: None,
         }),
     });
     let spawner = tokio::task::spawn_local(connect_all(Rc::clone(&ctx)));
@@ -201,6 +221,10 @@ async fn run_group(
         stale: c.stale,
         protocol_errors: c.protocol_errors,
         histogram: histogram_to_base64(&c.hist)?,
+        resumes: c.resumes,
+        reconnect_failures: c.reconnect_failures,
+        first_disconnect_unix_ms: c.first_disconnect_unix_ms,
+        last_resume_unix_ms: c.last_resume_unix_ms,
     })
 }
 
@@ -215,15 +239,15 @@ async fn connect_all(ctx: Rc<Ctx>) {
     }
 }
 
-/// One connection from connect to close.
+/// One connection from connect to close (with `reconnect`, to the end of the run).
 async fn connection(c: usize, ctx: Rc<Ctx>) {
     let user = c % ctx.plan.users;
-    let (stream, pending) = match tokio::time::timeout(CONNECT_TIMEOUT, handshake(&ctx, user)).await
-    {
-        Ok(Ok(x)) => x,
-        Ok(Err(e)) => return fail(&ctx, e),
-        Err(_) => return fail(&ctx, "connect + upgrade timed out".into()),
-    };
+    let (mut stream, mut pending) =
+        match tokio::time::timeout(CONNECT_TIMEOUT, handshake(&ctx, user, None)).await {
+            Ok(Ok(x)) => x,
+            Ok(Err(e)) => return fail(&ctx, e),
+            Err(_) => return fail(&ctx, "connect + upgrade timed out".into()),
+        };
     ctx.counts.borrow_mut().conns_of_user[user] += 1;
     ctx.progress.connected.fetch_add(1, Ordering::Relaxed);
     let mut conn = Conn {
@@ -232,15 +256,51 @@ async fn connection(c: usize, ctx: Rc<Ctx>) {
         last_server_seq: 0,
         broadcasts: SeenWindow::default(),
     };
-    let mut open = conn.input(&ctx, &stream, &pending);
-    drop(pending);
-    while open {
-        if stream.readable().await.is_err() {
-            break;
+    loop {
+        // The bytes read past the upgrade response; freed once handled.
+        let mut open = conn.input(&ctx, &stream, &std::mem::take(&mut pending));
+        while open {
+            if stream.readable().await.is_err() {
+                break;
+            }
+            open = conn.on_readable(&ctx, &stream);
         }
-        open = conn.on_readable(&ctx, &stream);
+        ctx.progress.disconnects.fetch_add(1, Ordering::Relaxed);
+        {
+            let mut counts = ctx.counts.borrow_mut();
+            counts
+                .first_disconnect_unix_ms
+                .get_or_insert(unix_nanos() / 1_000_000);
+        }
+        if !ctx.plan.reconnect {
+            return;
+        }
+        drop(stream);
+        // A frame cut by the close is gone; the resume replays it whole.
+        conn.pending = Vec::new();
+        (stream, pending) = resume(&ctx, user, conn.last_server_seq).await;
     }
-    ctx.progress.disconnects.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Reconnects with `?last_seq=last_seq` until it succeeds, with full-jitter backoff.
+async fn resume(ctx: &Ctx, user: usize, last_seq: u64) -> (TcpStream, Vec<u8>) {
+    let mut attempt = 0u32;
+    loop {
+        let cap_ms = (50u64 << attempt.min(6)).min(2000);
+        attempt += 1;
+        let wait = rand::random_range(0..=cap_ms);
+        tokio::time::sleep(Duration::from_millis(wait)).await;
+        let r = tokio::time::timeout(CONNECT_TIMEOUT, handshake(ctx, user, Some(last_seq))).await;
+        match r {
+            Ok(Ok(x)) => {
+                let mut counts = ctx.counts.borrow_mut();
+                counts.resumes += 1;
+                counts.last_resume_unix_ms = Some(unix_nanos() / 1_000_000);
+                return x;
+            }
+            _ => ctx.counts.borrow_mut().reconnect_failures += 1,
+        }
+    }
 }
 
 fn fail(ctx: &Ctx, e: String) {
@@ -250,7 +310,11 @@ fn fail(ctx: &Ctx, e: String) {
 
 /// Connects (bound to the source address, if any), upgrades, and returns the stream and the
 /// bytes read past the response head.
-async fn handshake(ctx: &Ctx, user: usize) -> Result<(TcpStream, Vec<u8>), String> {
+async fn handshake(
+    ctx: &Ctx,
+    user: usize,
+    last_seq: Option<u64>,
+) -> Result<(TcpStream, Vec<u8>), String> {
     let plan = &ctx.plan;
     let sock = match plan.addr {
         SocketAddr::V4(_) => TcpSocket::new_v4(),
@@ -270,8 +334,9 @@ async fn handshake(ctx: &Ctx, user: usize) -> Result<(TcpStream, Vec<u8>), Strin
         .mint(&user_name(plan.run, user), Tier::Enterprise, 24 * 3600, &[])
         .map_err(|e| e.to_string())?;
     let key = B64.encode(rand::random::<[u8; 16]>());
+    let resume = last_seq.map_or(String::new(), |s| format!("&last_seq={s}"));
     let request = format!(
-        "GET /ws?token={token} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        "GET /ws?token={token}{resume} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n",
         plan.host
     );
     stream
@@ -545,6 +610,7 @@ mod tests {
                 users: 2,
                 run: 7,
                 connect_rate: 1.0,
+                reconnect: false,
             },
             auth: Arc::new(Authenticator::from_config(&cfg).unwrap()),
             progress: Arc::default(),
@@ -557,6 +623,10 @@ mod tests {
                 stale: 0,
                 protocol_errors: 0,
                 first_error: None,
+                resumes: 0,
+                reconnect_failures: 0,
+                first_disconnect_unix_ms: None,
+                last_resume_unix_ms: None,
             }),
         }
     }
