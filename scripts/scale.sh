@@ -317,7 +317,7 @@ run_storm() {
   scenario_begin storm
   local d=$(( duration > 15 ? duration : 15 ))
   bench_start storm --connections "$storm_conns" "${per_user_args[@]}" --duration "$d" \
-    --reconnect --drain 30
+    --reconnect --drain 10
   bench_running_plus storm 3
   local best="" most=-1 p n
   for p in "${node_pids[@]}"; do

@@ -183,7 +183,9 @@ pub fn run(args: &BenchArgs, cfg: &Config) -> anyhow::Result<Report> {
     let plan = Plan::new(args, cfg).map_err(|e| anyhow!(e))?;
     let auth = Arc::new(Authenticator::from_config(cfg)?);
     let server_pids: Vec<u32> = if args.server_pid.is_empty() {
-        procfs::listening_pid(plan.addr.port()).into_iter().collect()
+        procfs::listening_pid(plan.addr.port())
+            .into_iter()
+            .collect()
     } else {
         args.server_pid.clone()
     };
@@ -343,7 +345,8 @@ pub fn run(args: &BenchArgs, cfg: &Config) -> anyhow::Result<Report> {
         r.protocol_errors += gr.protocol_errors;
         r.resumes += gr.resumes;
         r.reconnect_failures += gr.reconnect_failures;
-        r.first_disconnect_unix_ms = min_some(r.first_disconnect_unix_ms, gr.first_disconnect_unix_ms);
+        r.first_disconnect_unix_ms =
+            min_some(r.first_disconnect_unix_ms, gr.first_disconnect_unix_ms);
         r.last_resume_unix_ms = r.last_resume_unix_ms.max(gr.last_resume_unix_ms);
         for [u, c, n] in gr.per_user {
             if let Some(slot) = conns_of_user.get_mut(u as usize) {
@@ -379,7 +382,12 @@ pub fn run(args: &BenchArgs, cfg: &Config) -> anyhow::Result<Report> {
         .collect();
     // Summed over the pids alive at both ends (a node killed during the run drops out; its
     // entry in `server_cpu_secs_per_pid` is `null`).
-    let alive: Vec<f64> = r.server_cpu_secs_per_pid.iter().flatten().copied().collect();
+    let alive: Vec<f64> = r
+        .server_cpu_secs_per_pid
+        .iter()
+        .flatten()
+        .copied()
+        .collect();
     if !alive.is_empty() {
         let secs: f64 = alive.iter().sum();
         r.server_cpu_secs = Some(round2(secs));

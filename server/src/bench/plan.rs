@@ -445,6 +445,17 @@ mod tests {
     }
 
     #[test]
+    fn several_server_pids_and_reconnect_reach_the_plan() {
+        let (a, c) = parse(&["--server-pid", "11,12,13", "--reconnect", "--procs", "2"]);
+        assert_eq!(a.server_pid, vec![11, 12, 13]);
+        let p = Plan::new(&a, &c).unwrap();
+        assert!(p.receivers(0, &a).reconnect && p.receivers(1, &a).reconnect);
+        let (a, c) = parse(&[]);
+        assert!(a.server_pid.is_empty());
+        assert!(!Plan::new(&a, &c).unwrap().receivers(0, &a).reconnect);
+    }
+
+    #[test]
     fn broadcast_schedule_follows_the_interval() {
         let p = plan(&[
             "--scenario",
