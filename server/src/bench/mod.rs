@@ -284,11 +284,17 @@ pub fn run(args: &BenchArgs, cfg: &Config) -> anyhow::Result<Report> {
             }
             let window = window_start.elapsed().as_secs_f64();
             let outcome = publisher.await.unwrap_or_default();
-            // Drain: wait for the deliveries the server reported.
+            // Drain: wait for the deliveries the server reported. A broadcast's receipt
+            // counts the publishing node's connections only (cluster mode: each node
+            // delivers on its own), so for broadcasts wait for every connection too.
             let drain_end = Instant::now() + Duration::from_secs_f64(args.drain);
             while Instant::now() < drain_end {
-                let [.., r] = total(&groups);
-                if r >= outcome.receipt_connections {
+                let [connected, .., r] = total(&groups);
+                let want = match plan.publish.users {
+                    Some(_) => outcome.receipt_connections,
+                    None => outcome.receipt_connections.max(connected * outcome.measured),
+                };
+                if r >= want {
                     break;
                 }
                 tokio::time::sleep(Duration::from_millis(20)).await;
@@ -367,6 +373,9 @@ pub fn run(args: &BenchArgs, cfg: &Config) -> anyhow::Result<Report> {
             None => outcome.measured,
         };
         let want = c * n;
+        if got < want && r.loss_users.len() < 20 {
+            r.loss_users.push([u as u64, c, want, got]);
+        }
         r.deliveries_expected += want;
         r.loss += want.saturating_sub(got);
         r.extra_deliveries += got.saturating_sub(want);

@@ -182,6 +182,9 @@ pub struct Report {
     /// Σ over users of (expected − received) where positive: a user who got more than
     /// expected does not offset another's loss.
     pub loss: u64,
+    /// The first 20 users short of deliveries: `[user, devices, expected, received]`.
+    #[serde(default)]
+    pub loss_users: Vec<[u64; 4]>,
     /// Σ over users of (received − expected) where positive: deliveries of events whose
     /// publish was not answered 200 (an ambiguous failure, e.g. a node killed mid-request)
     /// yet was stored and delivered.
