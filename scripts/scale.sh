@@ -347,4 +347,8 @@ say "writing $out/report.json and $out/report.md"
 rc=0
 python3 scripts/scale_report.py "$work" "$out" $scenarios || rc=$?
 cp "$work/nodes.log" "$out/nodes.log" 2>/dev/null || true
+# The benches' stderr without the progress lines (what they reported: holes, errors).
+for s in $scenarios; do
+  [ -f "$work/$s.log" ] && grep -v -E '^(connecting|running):' "$work/$s.log" | sed "s/^/$s: /"
+done > "$out/bench.log" || true
 exit "$rc"

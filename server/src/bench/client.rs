@@ -170,6 +170,7 @@ struct Counts {
     stale: u64,
     protocol_errors: u64,
     first_error: Option<String>,
+    seq_holes: u64,
     resumes: u64,
     reconnect_failures: u64,
     first_disconnect_unix_ms: Option<u64>,
@@ -196,6 +197,7 @@ async fn run_group(
             stale: 0,
             protocol_errors: 0,
             first_error: None,
+            seq_holes: 0,
             resumes: 0,
             reconnect_failures: 0,
             first_disconnect_unix_ms: None,
@@ -222,6 +224,7 @@ async fn run_group(
         protocol_errors: c.protocol_errors,
         histogram: histogram_to_base64(&c.hist)?,
         resumes: c.resumes,
+        seq_holes: c.seq_holes,
         reconnect_failures: c.reconnect_failures,
         first_disconnect_unix_ms: c.first_disconnect_unix_ms,
         last_resume_unix_ms: c.last_resume_unix_ms,
@@ -255,6 +258,7 @@ async fn connection(c: usize, ctx: Rc<Ctx>) {
         pending: Vec::new(),
         last_server_seq: 0,
         broadcasts: SeenWindow::default(),
+        resumes: 0,
     };
     loop {
         // The bytes read past the upgrade response; freed once handled.
@@ -279,6 +283,7 @@ async fn connection(c: usize, ctx: Rc<Ctx>) {
         // A frame cut by the close is gone; the resume replays it whole.
         conn.pending = Vec::new();
         (stream, pending) = resume(&ctx, user, conn.last_server_seq).await;
+        conn.resumes += 1;
     }
 }
 
@@ -437,6 +442,8 @@ struct Conn {
     pending: Vec<u8>,
     last_server_seq: u64,
     broadcasts: SeenWindow,
+    /// Times this connection resumed (`--reconnect`).
+    resumes: u32,
 }
 
 /// Which broadcast sequence numbers a connection has seen, in a sliding window of 64 below
@@ -564,7 +571,21 @@ impl Conn {
             return 0;
         }
         let fresh = match server_seq {
-            Some(s) => std::mem::replace(&mut self.last_server_seq, s) < s,
+            Some(s) => {
+                let last = std::mem::replace(&mut self.last_server_seq, s);
+                if last > 0 && s > last + 1 {
+                    // Seqs are per user and +1 per event: a jump is a hole this connection
+                    // will not get (a `gap`, or a loss), told apart here from late ones.
+                    c.seq_holes += 1;
+                    if c.seq_holes <= 5 {
+                        eprintln!(
+                            "bench: user {} jumped from seq {last} to {s} (resumed {} times)",
+                            self.user, self.resumes
+                        );
+                    }
+                }
+                last < s
+            }
             None => self.broadcasts.first_time(probe.seq),
         };
         if !fresh {
@@ -623,6 +644,7 @@ mod tests {
                 stale: 0,
                 protocol_errors: 0,
                 first_error: None,
+                seq_holes: 0,
                 resumes: 0,
                 reconnect_failures: 0,
                 first_disconnect_unix_ms: None,
@@ -659,6 +681,7 @@ mod tests {
             pending: Vec::new(),
             last_server_seq: 0,
             broadcasts: SeenWindow::default(),
+            resumes: 0,
         };
         let now = SENT + 1_000_000;
         assert_eq!(conn.text(&ctx, &event(Some(1), 7, 1, 1, true), now), 1);
@@ -721,6 +744,7 @@ mod tests {
                 pending: Vec::new(),
                 last_server_seq: 0,
                 broadcasts: SeenWindow::default(),
+                resumes: 0,
             };
             let payload = event(Some(1), 7, 1, 1, true);
             let mut wire = vec![0x81, 126];

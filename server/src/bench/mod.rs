@@ -350,6 +350,7 @@ pub fn run(args: &BenchArgs, cfg: &Config) -> anyhow::Result<Report> {
         r.stale += gr.stale;
         r.protocol_errors += gr.protocol_errors;
         r.resumes += gr.resumes;
+        r.seq_holes += gr.seq_holes;
         r.reconnect_failures += gr.reconnect_failures;
         r.first_disconnect_unix_ms =
             min_some(r.first_disconnect_unix_ms, gr.first_disconnect_unix_ms);

@@ -73,6 +73,9 @@ pub struct GroupReport {
     /// `--reconnect`: connections that reconnected with `?last_seq=` after a close.
     #[serde(default)]
     pub resumes: u64,
+    /// Times a connection's next seq jumped by more than 1 (events it will not get).
+    #[serde(default)]
+    pub seq_holes: u64,
     /// `--reconnect`: reconnect attempts that failed (each is retried after a backoff).
     #[serde(default)]
     pub reconnect_failures: u64,
@@ -199,6 +202,10 @@ pub struct Report {
     /// `--reconnect`: connections that reconnected with `?last_seq=` after a close.
     #[serde(default)]
     pub resumes: u64,
+    /// Times a connection's next per-user seq jumped by more than 1: events it skipped
+    /// (a `gap` after a Redis restart, or a loss).
+    #[serde(default)]
+    pub seq_holes: u64,
     /// `--reconnect`: failed reconnect attempts (each retried after a backoff).
     #[serde(default)]
     pub reconnect_failures: u64,
