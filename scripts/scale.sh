@@ -159,7 +159,7 @@ rport=""; port=""
 redis_persist=(--save '' --appendonly no)
 start_redis() {
   redis-server --port "$rport" --bind 127.0.0.1 "${redis_persist[@]}" \
-    --maxclients 10000 --logfile "$work/redis.log" &
+    --maxclients 10000 --logfile "$work/redis-server.log" &
   redis_pid=$!
   local i
   for i in $(seq 100); do
