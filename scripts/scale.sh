@@ -25,6 +25,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cmdline="scripts/scale.sh${*:+ $*}"
+for v in NODES CONNECTIONS USERS RATE DURATION BROADCAST_DURATION REDIS_DOWN PROCS \
+  CONNECT_RATE PUBLISHERS OUT SCENARIOS BIN TIME_LIMIT; do
+  [ -n "${!v:-}" ] && cmdline="$v=${!v} $cmdline"
+done
 small=0
 while [ $# -gt 0 ]; do
   case "$1" in
