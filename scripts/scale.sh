@@ -320,8 +320,8 @@ run_redis() {
 run_storm() {
   scenario_begin storm
   local d=$(( duration > 15 ? duration : 15 ))
-  bench_start storm --connections "$storm_conns" "${per_user_args[@]}" --duration "$d" \
-    --reconnect --drain 10
+  bench_start storm --connections "$storm_conns" --scenario per-user --users $((storm_conns / 2)) \
+    --rate "$rate" --warmup 2 --duration "$d" --reconnect --drain 10
   bench_running_plus storm 3
   local best="" most=-1 p n
   for p in "${node_pids[@]}"; do
