@@ -88,6 +88,7 @@ pub(crate) fn spawn_child(
         .args(["--procs", &args.procs.to_string()])
         .args(["--connect-rate", &args.connect_rate.to_string()])
         .args(["--scenario", args.scenario.as_str()])
+        .args(args.reconnect.then_some("--reconnect"))
         .env("AGENTCAST_API_KEY", &plan.api_key)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

@@ -117,32 +117,52 @@ pub fn main(args: &BenchArgs, cfg: &Config) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// CPU seconds of the server and of the load generator (this process and its children).
-#[derive(Debug, Clone, Copy)]
+/// CPU seconds of the server (summed over its pids) and of the load generator (this process
+/// and its children).
+#[derive(Debug, Clone)]
 pub(crate) struct CpuSnapshot {
     server: Option<f64>,
     client: Option<f64>,
     server_wait: Option<f64>,
     client_wait: Option<f64>,
+    /// Each server pid's CPU seconds (`None`: gone, e.g. a node killed during the run).
+    per_server: Vec<Option<f64>>,
 }
 
-fn cpu_snapshot(server_pid: Option<u32>, children: &[u32]) -> CpuSnapshot {
-    let sum = |f: fn(u32) -> Option<f64>| {
-        let mut total = f(std::process::id());
-        for &pid in children {
-            total = match (total, f(pid)) {
-                (Some(a), Some(b)) => Some(a + b),
-                _ => None,
-            };
-        }
-        total
+/// The sum of `f` over `pids`, `None` if any is unreadable.
+fn sum_over(pids: impl IntoIterator<Item = u32>, f: fn(u32) -> Option<f64>) -> Option<f64> {
+    pids.into_iter()
+        .map(f)
+        .try_fold(0.0, |acc, v| v.map(|v| acc + v))
+}
+
+fn cpu_snapshot(servers: &[u32], children: &[u32]) -> CpuSnapshot {
+    let me = std::iter::once(std::process::id()).chain(children.iter().copied());
+    let (server, server_wait) = if servers.is_empty() {
+        (None, None)
+    } else {
+        (
+            sum_over(servers.iter().copied(), procfs::cpu_secs),
+            sum_over(servers.iter().copied(), procfs::run_queue_wait_secs),
+        )
     };
     CpuSnapshot {
-        server: server_pid.and_then(procfs::cpu_secs),
-        client: sum(procfs::cpu_secs),
-        server_wait: server_pid.and_then(procfs::run_queue_wait_secs),
-        client_wait: sum(procfs::run_queue_wait_secs),
+        server,
+        client: sum_over(me.clone(), procfs::cpu_secs),
+        server_wait,
+        client_wait: sum_over(me, procfs::run_queue_wait_secs),
+        per_server: servers.iter().map(|&p| procfs::cpu_secs(p)).collect(),
     }
+}
+
+/// The summed RSS of `pids`, KiB (`None` if any is unreadable, or there is none).
+fn rss_sum(pids: &[u32]) -> Option<u64> {
+    if pids.is_empty() {
+        return None;
+    }
+    pids.iter()
+        .map(|&p| procfs::rss_kib(p))
+        .try_fold(0, |acc, v| v.map(|v| acc + v))
 }
 
 fn total(groups: &[Group]) -> [u64; 4] {
@@ -162,18 +182,27 @@ pub fn run(args: &BenchArgs, cfg: &Config) -> anyhow::Result<Report> {
     }
     let plan = Plan::new(args, cfg).map_err(|e| anyhow!(e))?;
     let auth = Arc::new(Authenticator::from_config(cfg)?);
-    let server_pid = args
-        .server_pid
-        .or_else(|| procfs::listening_pid(plan.addr.port()));
-    let rss_before = server_pid.and_then(procfs::rss_kib);
+    let server_pids: Vec<u32> = if args.server_pid.is_empty() {
+        procfs::listening_pid(plan.addr.port())
+            .into_iter()
+            .collect()
+    } else {
+        args.server_pid.clone()
+    };
+    let server_pid = server_pids.first().copied();
+    let rss_before = rss_sum(&server_pids);
     eprintln!(
-        "bench {}: {} connections, {} users, {} scenario, run {:08x}, server pid {}",
+        "bench {}: {} connections, {} users, {} scenario, run {:08x}, server pids {}",
         args.url,
         plan.connections,
         plan.users,
         args.scenario.as_str(),
         plan.run,
-        server_pid.map_or("unknown".into(), |p| p.to_string())
+        if server_pids.is_empty() {
+            "unknown".into()
+        } else {
+            format!("{server_pids:?}")
+        }
     );
     let connect_start = std::time::Instant::now();
     let mut groups = Vec::with_capacity(plan.groups);
@@ -215,7 +244,7 @@ pub fn run(args: &BenchArgs, cfg: &Config) -> anyhow::Result<Report> {
     let connect_secs = connect_start.elapsed().as_secs_f64();
     let [connected_now, ..] = total(&groups);
     std::thread::sleep(Duration::from_secs(1));
-    let rss_connected = server_pid.and_then(procfs::rss_kib);
+    let rss_connected = rss_sum(&server_pids);
 
     // Publish.
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -236,7 +265,7 @@ pub fn run(args: &BenchArgs, cfg: &Config) -> anyhow::Result<Report> {
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
             tokio::time::sleep_until(start + warmup).await;
             let load_before = procfs::load_average();
-            let before = cpu_snapshot(server_pid, &children);
+            let before = cpu_snapshot(&server_pids, &children);
             let window_start = Instant::now();
             while !publisher.is_finished() {
                 tokio::select! {
@@ -255,22 +284,29 @@ pub fn run(args: &BenchArgs, cfg: &Config) -> anyhow::Result<Report> {
             }
             let window = window_start.elapsed().as_secs_f64();
             let outcome = publisher.await.unwrap_or_default();
-            // Drain: wait for the deliveries the server reported.
+            // Drain: wait for the deliveries the server reported. A broadcast's receipt
+            // counts the publishing node's connections only (cluster mode: each node
+            // delivers on its own), so for broadcasts wait for every connection too.
             let drain_end = Instant::now() + Duration::from_secs_f64(args.drain);
             while Instant::now() < drain_end {
-                let [.., r] = total(&groups);
-                if r >= outcome.receipt_connections {
+                let [connected, .., r] = total(&groups);
+                let want = match plan.publish.users {
+                    Some(_) => outcome.receipt_connections,
+                    None => outcome.receipt_connections.max(connected * outcome.measured),
+                };
+                if r >= want {
                     break;
                 }
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
-            let after = cpu_snapshot(server_pid, &children);
+            let after = cpu_snapshot(&server_pids, &children);
             (outcome, before, after, window, load_before, procfs::load_average())
         });
 
     // Collect.
     let mut hist = report::new_histogram();
     let mut conns_of_user = vec![0u64; plan.users];
+    let mut recv_of_user = vec![0u64; plan.users];
     let mut recv = 0u64;
     let mut r = Report {
         scenario: args.scenario.as_str().into(),
@@ -289,8 +325,12 @@ pub fn run(args: &BenchArgs, cfg: &Config) -> anyhow::Result<Report> {
         events_per_sec: outcome.measured as f64 / window.max(1e-3),
         publish_errors: outcome.errors,
         publish_error: outcome.first_error.clone(),
+        publish_errors_503: outcome.errors_503,
+        publish_error_first_unix_ms: outcome.first_error_unix_ms,
+        publish_error_last_unix_ms: outcome.last_error_unix_ms,
         server_receipt_connections: outcome.receipt_connections,
         server_pid,
+        server_pids: server_pids.clone(),
         load_before,
         load_after,
         ..Report::default()
@@ -309,31 +349,62 @@ pub fn run(args: &BenchArgs, cfg: &Config) -> anyhow::Result<Report> {
         r.duplicates += gr.duplicates;
         r.stale += gr.stale;
         r.protocol_errors += gr.protocol_errors;
+        r.resumes += gr.resumes;
+        r.seq_holes += gr.seq_holes;
+        r.reconnect_failures += gr.reconnect_failures;
+        r.first_disconnect_unix_ms =
+            min_some(r.first_disconnect_unix_ms, gr.first_disconnect_unix_ms);
+        r.last_resume_unix_ms = r.last_resume_unix_ms.max(gr.last_resume_unix_ms);
         for [u, c, n] in gr.per_user {
             if let Some(slot) = conns_of_user.get_mut(u as usize) {
                 *slot += c;
             }
+            if let Some(slot) = recv_of_user.get_mut(u as usize) {
+                *slot += n;
+            }
             recv += n;
         }
     }
-    r.deliveries_expected = match plan.publish.users {
-        Some(_) => conns_of_user
-            .iter()
-            .zip(&outcome.measured_per_target)
-            .map(|(c, n)| c * n)
-            .sum(),
-        None => conns_of_user.iter().sum::<u64>() * outcome.measured,
-    };
+    // Loss and surplus per user, so that a user who got more than expected (an event whose
+    // publish failed ambiguously, e.g. on a node killed mid-request, yet was stored) cannot
+    // hide another user's loss.
+    for (u, (&c, &got)) in conns_of_user.iter().zip(&recv_of_user).enumerate() {
+        let n = match plan.publish.users {
+            Some(_) => outcome.measured_per_target.get(u).copied().unwrap_or(0),
+            None => outcome.measured,
+        };
+        let want = c * n;
+        if got < want && r.loss_users.len() < 20 {
+            r.loss_users.push([u as u64, c, want, got]);
+        }
+        r.deliveries_expected += want;
+        r.loss += want.saturating_sub(got);
+        r.extra_deliveries += got.saturating_sub(want);
+    }
     r.deliveries_received = recv;
-    r.loss = r.deliveries_expected.saturating_sub(recv);
     r.latency = Latency::of(&hist);
-    if let (Some(a), Some(b)) = (before.server, after.server) {
-        r.server_cpu_secs = Some(round2(b - a));
+    let delta = |a: Option<f64>, b: Option<f64>| a.zip(b).map(|(a, b)| round2(b - a));
+    r.server_cpu_secs_per_pid = before
+        .per_server
+        .iter()
+        .zip(&after.per_server)
+        .map(|(&a, &b)| delta(a, b))
+        .collect();
+    // Summed over the pids alive at both ends (a node killed during the run drops out; its
+    // entry in `server_cpu_secs_per_pid` is `null`).
+    let alive: Vec<f64> = r
+        .server_cpu_secs_per_pid
+        .iter()
+        .flatten()
+        .copied()
+        .collect();
+    if !alive.is_empty() {
+        let secs: f64 = alive.iter().sum();
+        r.server_cpu_secs = Some(round2(secs));
         if recv > 0 {
-            r.server_cpu_us_per_delivery = Some(round2((b - a) * 1e6 / recv as f64));
+            r.server_cpu_us_per_delivery = Some(round2(secs * 1e6 / recv as f64));
         }
     }
-    let delta = |a: Option<f64>, b: Option<f64>| a.zip(b).map(|(a, b)| round2(b - a));
     r.client_cpu_secs = delta(before.client, after.client);
     r.server_cpu_wait_secs = delta(before.server_wait, after.server_wait);
     r.client_cpu_wait_secs = delta(before.client_wait, after.client_wait);
@@ -346,6 +417,14 @@ pub fn run(args: &BenchArgs, cfg: &Config) -> anyhow::Result<Report> {
         }
     }
     Ok(r)
+}
+
+/// The smaller of two optional values, ignoring `None`.
+fn min_some(a: Option<u64>, b: Option<u64>) -> Option<u64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
 }
 
 /// `x` rounded to 2 decimals (CPU times have 10 ms resolution anyway).

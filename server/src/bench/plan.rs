@@ -121,9 +121,16 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 5.0)]
     pub drain: f64,
     /// The server's pid, for its CPU time and memory (default: the process listening on the
-    /// URL's port, found through /proc).
+    /// URL's port, found through /proc). Cluster mode: several, comma-separated; CPU and RSS
+    /// are summed over them and also reported per pid.
+    #[arg(long, value_delimiter = ',')]
+    pub server_pid: Vec<u32>,
+    /// Receivers whose connection closes unexpectedly reconnect with `?last_seq=` (the
+    /// last seq they saw; full-jitter backoff, 50 ms doubling up to 2 s) and count it, so a
+    /// node killed under load is measured: loss stays exact, since the resume replays what
+    /// the connection missed.
     #[arg(long)]
-    pub server_pid: Option<u32>,
+    pub reconnect: bool,
     /// Write the report as JSON to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,
@@ -301,6 +308,7 @@ impl Plan {
             users: self.users,
             run: self.run,
             connect_rate: args.connect_rate / self.groups as f64,
+            reconnect: args.reconnect,
         }
     }
 }
@@ -434,6 +442,17 @@ mod tests {
         assert_eq!(g1.connect_rate, 1000.0);
         let (a, c) = parse(&["--connections", "10"]);
         assert_eq!(Plan::new(&a, &c).unwrap().receivers(0, &a).source_ip, None);
+    }
+
+    #[test]
+    fn several_server_pids_and_reconnect_reach_the_plan() {
+        let (a, c) = parse(&["--server-pid", "11,12,13", "--reconnect", "--procs", "2"]);
+        assert_eq!(a.server_pid, vec![11, 12, 13]);
+        let p = Plan::new(&a, &c).unwrap();
+        assert!(p.receivers(0, &a).reconnect && p.receivers(1, &a).reconnect);
+        let (a, c) = parse(&[]);
+        assert!(a.server_pid.is_empty());
+        assert!(!Plan::new(&a, &c).unwrap().receivers(0, &a).reconnect);
     }
 
     #[test]

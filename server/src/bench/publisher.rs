@@ -86,6 +86,12 @@ pub struct PublishOutcome {
     pub errors: u64,
     /// The first failure.
     pub first_error: Option<String>,
+    /// Failed requests answered `503`.
+    pub errors_503: u64,
+    /// When the first request failed, ms since the Unix epoch.
+    pub first_error_unix_ms: Option<u64>,
+    /// When the last request failed, ms since the Unix epoch.
+    pub last_error_unix_ms: Option<u64>,
 }
 
 /// Shared by the publisher tasks (one thread).
@@ -205,6 +211,9 @@ async fn publisher(st: Rc<State>, id: u64) {
             }
             Ok((status, _)) => {
                 let text = String::from_utf8_lossy(&resp).into_owned();
+                if status == 503 {
+                    st.out.borrow_mut().errors_503 += 1;
+                }
                 error(&st, format!("HTTP {status}: {text}"));
             }
             Err(e) => {
@@ -218,8 +227,11 @@ async fn publisher(st: Rc<State>, id: u64) {
 fn error(st: &State, e: String) {
     st.progress.errors.fetch_add(1, Ordering::Relaxed);
     let mut o = st.out.borrow_mut();
+    let now_ms = unix_nanos() / 1_000_000;
     o.errors += 1;
     o.first_error.get_or_insert(e);
+    o.first_error_unix_ms.get_or_insert(now_ms);
+    o.last_error_unix_ms = Some(now_ms);
 }
 
 /// Sends one request on the keep-alive connection (opening it if needed) and reads the

@@ -70,6 +70,21 @@ pub struct GroupReport {
     pub protocol_errors: u64,
     /// The latency histogram of measured events, [`histogram_to_base64`].
     pub histogram: String,
+    /// `--reconnect`: connections that reconnected with `?last_seq=` after a close.
+    #[serde(default)]
+    pub resumes: u64,
+    /// Times a connection's next seq jumped by more than 1 (events it will not get).
+    #[serde(default)]
+    pub seq_holes: u64,
+    /// `--reconnect`: reconnect attempts that failed (each is retried after a backoff).
+    #[serde(default)]
+    pub reconnect_failures: u64,
+    /// When the first connection of this group closed unexpectedly, ms since the Unix epoch.
+    #[serde(default)]
+    pub first_disconnect_unix_ms: Option<u64>,
+    /// When the last resume of this group completed, ms since the Unix epoch.
+    #[serde(default)]
+    pub last_resume_unix_ms: Option<u64>,
 }
 
 /// Latency percentiles, microseconds.
@@ -151,6 +166,15 @@ pub struct Report {
     pub publish_errors: u64,
     /// The first publish failure.
     pub publish_error: Option<String>,
+    /// Of `publish_errors`, those answered `503` (broker unavailable, or out of capacity).
+    #[serde(default)]
+    pub publish_errors_503: u64,
+    /// When the first publish failed, ms since the Unix epoch.
+    #[serde(default)]
+    pub publish_error_first_unix_ms: Option<u64>,
+    /// When the last publish failed, ms since the Unix epoch.
+    #[serde(default)]
+    pub publish_error_last_unix_ms: Option<u64>,
     /// Sum of the receipts' `connections` inside the window (the server's own count).
     pub server_receipt_connections: u64,
     /// Deliveries expected: each measured event × the connected devices of its target
@@ -158,23 +182,56 @@ pub struct Report {
     pub deliveries_expected: u64,
     /// Measured events received by a connection they were meant for, once.
     pub deliveries_received: u64,
-    /// `deliveries_expected - deliveries_received`.
+    /// Σ over users of (expected − received) where positive: a user who got more than
+    /// expected does not offset another's loss.
     pub loss: u64,
+    /// The first 20 users short of deliveries: `[user, devices, expected, received]`.
+    #[serde(default)]
+    pub loss_users: Vec<[u64; 4]>,
+    /// Σ over users of (received − expected) where positive: deliveries of events whose
+    /// publish was not answered 200 (an ambiguous failure, e.g. a node killed mid-request)
+    /// yet was stored and delivered.
+    #[serde(default)]
+    pub extra_deliveries: u64,
     /// Events received by a connection of another user. Must be 0.
     pub leaks: u64,
     /// Events a connection received twice or out of order.
     pub duplicates: u64,
     /// Connections closed during the run.
     pub disconnects: u64,
+    /// `--reconnect`: connections that reconnected with `?last_seq=` after a close.
+    #[serde(default)]
+    pub resumes: u64,
+    /// Times a connection's next per-user seq jumped by more than 1: events it skipped
+    /// (a `gap` after a Redis restart, or a loss).
+    #[serde(default)]
+    pub seq_holes: u64,
+    /// `--reconnect`: failed reconnect attempts (each retried after a backoff).
+    #[serde(default)]
+    pub reconnect_failures: u64,
+    /// The first unexpected close, ms since the Unix epoch.
+    #[serde(default)]
+    pub first_disconnect_unix_ms: Option<u64>,
+    /// The last completed resume, ms since the Unix epoch.
+    #[serde(default)]
+    pub last_resume_unix_ms: Option<u64>,
     /// Events of an earlier run, ignored.
     pub stale: u64,
     /// Frames that failed to decode.
     pub protocol_errors: u64,
     /// Publish → receive latency of measured deliveries.
     pub latency: Latency,
-    /// The server's pid, when known.
+    /// The server's pid, when known (the first of `server_pids`).
     pub server_pid: Option<u32>,
-    /// Server CPU seconds (user + system) inside the window.
+    /// Every server pid measured (`--server-pid`, comma-separated, or the one found).
+    #[serde(default)]
+    pub server_pids: Vec<u32>,
+    /// Each pid's CPU seconds inside the window, in `server_pids` order (`null`: the
+    /// process was gone at the end).
+    #[serde(default)]
+    pub server_cpu_secs_per_pid: Vec<Option<f64>>,
+    /// Server CPU seconds (user + system) inside the window, summed over the pids alive
+    /// at both ends.
     pub server_cpu_secs: Option<f64>,
     /// Load generator CPU seconds (this process and its children) inside the window.
     pub client_cpu_secs: Option<f64>,
@@ -207,7 +264,7 @@ impl Report {
             && self.leaks == 0
             && self.duplicates == 0
             && self.connect_failed == 0
-            && self.disconnects == 0
+            && self.disconnects <= self.resumes
             && self.publish_errors == 0
     }
 
@@ -262,7 +319,14 @@ impl Report {
             ("leaks", self.leaks.to_string()),
             (
                 "dups / disconnects",
-                format!("{} / {}", self.duplicates, self.disconnects),
+                format!(
+                    "{} / {} ({} resumed, {} failed reconnects, {} extra deliveries)",
+                    self.duplicates,
+                    self.disconnects,
+                    self.resumes,
+                    self.reconnect_failures,
+                    self.extra_deliveries
+                ),
             ),
             (
                 "latency",
@@ -279,9 +343,14 @@ impl Report {
             (
                 "server cpu",
                 format!(
-                    "{} s (pid {}), {} µs/delivery",
+                    "{} s (pids {:?}: {}), {} µs/delivery",
                     f1(self.server_cpu_secs),
-                    na(self.server_pid.map(|p| p.to_string())),
+                    self.server_pids,
+                    self.server_cpu_secs_per_pid
+                        .iter()
+                        .map(|&v| f1(v))
+                        .collect::<Vec<_>>()
+                        .join(" + "),
                     f1(self.server_cpu_us_per_delivery)
                 ),
             ),

@@ -195,6 +195,8 @@ pub(crate) fn run(args: &BenchArgs, cfg: &Config) -> anyhow::Result<Report> {
     let api_key = cfg.api_key.clone().unwrap_or_default();
     let server_pid = args
         .server_pid
+        .first()
+        .copied()
         .or_else(|| procfs::listening_pid(addr.port()));
     let run_tag: u32 = rand::random();
     let per_run = tokens_per_run(args);
@@ -250,7 +252,7 @@ pub(crate) fn run(args: &BenchArgs, cfg: &Config) -> anyhow::Result<Report> {
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
         let load_before = procfs::load_average();
-        let before = cpu_snapshot(server_pid, &[]);
+        let before = cpu_snapshot(server_pid.as_slice(), &[]);
         let rss_start = server_pid.and_then(procfs::rss_kib);
         let sampling = Arc::new(AtomicBool::new(true));
         let sampler = tokio::spawn(sample_peak_rss(server_pid, Arc::clone(&sampling)));
@@ -301,7 +303,7 @@ pub(crate) fn run(args: &BenchArgs, cfg: &Config) -> anyhow::Result<Report> {
                 }
             }
         }
-        let after = cpu_snapshot(server_pid, &[]);
+        let after = cpu_snapshot(server_pid.as_slice(), &[]);
         sampling.store(false, Ordering::Relaxed);
         let rss_peak = sampler.await.unwrap_or(None);
         let rss_end = server_pid.and_then(procfs::rss_kib);

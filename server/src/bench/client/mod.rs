@@ -22,6 +22,16 @@
 //! One thread, one current-thread tokio runtime and a `LocalSet`, so the counters are plain
 //! `Rc<RefCell<_>>` fields; only [`Progress`] is atomic, for the thread that reports progress.
 //! A connection the server closes, or whose frames do not decode, ends and is counted.
+//!
+//! # Reconnecting (`--reconnect`)
+//!
+//! With [`ReceiverPlan::reconnect`], a connection that closes (the server went away, or
+//! closed it) is counted as a disconnect and reconnects after a full-jitter backoff (uniform
+//! in `[0, min(2 s, 50 ms × 2^attempt)]`) with `?last_seq=<the last seq it saw>`; the server
+//! replays what it missed, and the connection keeps its seq and broadcast windows, so a
+//! replayed event it already had is a duplicate and loss stays exact. The connection still
+//! counts once in its user's devices. Each completed resume, and each failed attempt, is
+//! counted; the first close and the last resume are timestamped (ms since the Unix epoch).
 
 use std::cell::RefCell;
 use std::io;
@@ -31,17 +41,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD as B64;
 use hdrhistogram::Histogram;
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-use tokio::net::{TcpSocket, TcpStream};
+use tokio::net::TcpStream;
 use tokio::sync::oneshot;
+
+mod handshake;
 
 use super::payload::{BROADCAST_USER, parse_event};
 use super::report::{GroupReport, histogram_to_base64, new_histogram};
 use crate::auth::Authenticator;
-use crate::tier::Tier;
 
 /// The largest frame payload accepted from the server; a larger one is a protocol error.
 const MAX_FRAME: u64 = 1 << 20;
@@ -68,6 +76,8 @@ pub struct ReceiverPlan {
     pub run: u32,
     /// Handshakes per second this group may start.
     pub connect_rate: f64,
+    /// Reconnect with `?last_seq=` after an unexpected close (see the module docs).
+    pub reconnect: bool,
 }
 
 /// The user id of user index `u` in run `run`.
@@ -158,6 +168,11 @@ struct Counts {
     stale: u64,
     protocol_errors: u64,
     first_error: Option<String>,
+    seq_holes: u64,
+    resumes: u64,
+    reconnect_failures: u64,
+    first_disconnect_unix_ms: Option<u64>,
+    last_resume_unix_ms: Option<u64>,
 }
 
 async fn run_group(
@@ -180,6 +195,11 @@ async fn run_group(
             stale: 0,
             protocol_errors: 0,
             first_error: None,
+            seq_holes: 0,
+            resumes: 0,
+            reconnect_failures: 0,
+            first_disconnect_unix_ms: None,
+            last_resume_unix_ms: None,
         }),
     });
     let spawner = tokio::task::spawn_local(connect_all(Rc::clone(&ctx)));
@@ -201,6 +221,11 @@ async fn run_group(
         stale: c.stale,
         protocol_errors: c.protocol_errors,
         histogram: histogram_to_base64(&c.hist)?,
+        resumes: c.resumes,
+        seq_holes: c.seq_holes,
+        reconnect_failures: c.reconnect_failures,
+        first_disconnect_unix_ms: c.first_disconnect_unix_ms,
+        last_resume_unix_ms: c.last_resume_unix_ms,
     })
 }
 
@@ -215,10 +240,14 @@ async fn connect_all(ctx: Rc<Ctx>) {
     }
 }
 
-/// One connection from connect to close.
+/// One connection from connect to close (with `reconnect`, to the end of the run).
 async fn connection(c: usize, ctx: Rc<Ctx>) {
     let user = c % ctx.plan.users;
-    let (stream, pending) = match tokio::time::timeout(CONNECT_TIMEOUT, handshake(&ctx, user)).await
+    let (mut stream, mut pending) = match tokio::time::timeout(
+        CONNECT_TIMEOUT,
+        handshake::handshake(&ctx.plan, &ctx.auth, user, None),
+    )
+    .await
     {
         Ok(Ok(x)) => x,
         Ok(Err(e)) => return fail(&ctx, e),
@@ -231,94 +260,63 @@ async fn connection(c: usize, ctx: Rc<Ctx>) {
         pending: Vec::new(),
         last_server_seq: 0,
         broadcasts: SeenWindow::default(),
+        resumes: 0,
     };
-    let mut open = conn.input(&ctx, &stream, &pending);
-    drop(pending);
-    while open {
-        if stream.readable().await.is_err() {
-            break;
+    loop {
+        // The bytes read past the upgrade response; freed once handled.
+        let mut open = conn.input(&ctx, &stream, &std::mem::take(&mut pending));
+        while open {
+            if stream.readable().await.is_err() {
+                break;
+            }
+            open = conn.on_readable(&ctx, &stream);
         }
-        open = conn.on_readable(&ctx, &stream);
+        ctx.progress.disconnects.fetch_add(1, Ordering::Relaxed);
+        {
+            let mut counts = ctx.counts.borrow_mut();
+            counts
+                .first_disconnect_unix_ms
+                .get_or_insert(unix_nanos() / 1_000_000);
+        }
+        if !ctx.plan.reconnect {
+            return;
+        }
+        drop(stream);
+        // A frame cut by the close is gone; the resume replays it whole.
+        conn.pending = Vec::new();
+        (stream, pending) = resume(&ctx, user, conn.last_server_seq).await;
+        conn.resumes += 1;
     }
-    ctx.progress.disconnects.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Reconnects with `?last_seq=last_seq` until it succeeds, with full-jitter backoff.
+async fn resume(ctx: &Ctx, user: usize, last_seq: u64) -> (TcpStream, Vec<u8>) {
+    let mut attempt = 0u32;
+    loop {
+        let cap_ms = (50u64 << attempt.min(6)).min(2000);
+        attempt += 1;
+        let wait = rand::random_range(0..=cap_ms);
+        tokio::time::sleep(Duration::from_millis(wait)).await;
+        let r = tokio::time::timeout(
+            CONNECT_TIMEOUT,
+            handshake::handshake(&ctx.plan, &ctx.auth, user, Some(last_seq)),
+        )
+        .await;
+        match r {
+            Ok(Ok(x)) => {
+                let mut counts = ctx.counts.borrow_mut();
+                counts.resumes += 1;
+                counts.last_resume_unix_ms = Some(unix_nanos() / 1_000_000);
+                return x;
+            }
+            _ => ctx.counts.borrow_mut().reconnect_failures += 1,
+        }
+    }
 }
 
 fn fail(ctx: &Ctx, e: String) {
     ctx.progress.failed.fetch_add(1, Ordering::Relaxed);
     ctx.counts.borrow_mut().first_error.get_or_insert(e);
-}
-
-/// Connects (bound to the source address, if any), upgrades, and returns the stream and the
-/// bytes read past the response head.
-async fn handshake(ctx: &Ctx, user: usize) -> Result<(TcpStream, Vec<u8>), String> {
-    let plan = &ctx.plan;
-    let sock = match plan.addr {
-        SocketAddr::V4(_) => TcpSocket::new_v4(),
-        SocketAddr::V6(_) => TcpSocket::new_v6(),
-    }
-    .map_err(|e| format!("socket: {e}"))?;
-    if let Some(ip) = plan.source_ip {
-        sock.bind(SocketAddr::new(ip, 0))
-            .map_err(|e| format!("bind {ip}: {e}"))?;
-    }
-    let mut stream = sock
-        .connect(plan.addr)
-        .await
-        .map_err(|e| format!("connect {}: {e}", plan.addr))?;
-    let token = ctx
-        .auth
-        .mint(&user_name(plan.run, user), Tier::Enterprise, 24 * 3600, &[])
-        .map_err(|e| e.to_string())?;
-    let key = B64.encode(rand::random::<[u8; 16]>());
-    let request = format!(
-        "GET /ws?token={token} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n",
-        plan.host
-    );
-    stream
-        .write_all(request.as_bytes())
-        .await
-        .map_err(|e| format!("sending the upgrade: {e}"))?;
-    let mut buf = Vec::with_capacity(512);
-    let end = loop {
-        let n = stream
-            .read_buf(&mut buf)
-            .await
-            .map_err(|e| format!("reading the upgrade response: {e}"))?;
-        if let Some(i) = find(&buf, b"\r\n\r\n") {
-            break i + 4;
-        }
-        if n == 0 || buf.len() > 16 * 1024 {
-            return Err(format!(
-                "bad upgrade response: {}",
-                String::from_utf8_lossy(&buf[..buf.len().min(200)])
-            ));
-        }
-    };
-    check_upgrade(&buf[..end], &key)?;
-    buf.drain(..end);
-    Ok((stream, buf))
-}
-
-/// Checks a `101` response head and its `Sec-WebSocket-Accept`.
-fn check_upgrade(head: &[u8], key: &str) -> Result<(), String> {
-    let text = String::from_utf8_lossy(head);
-    let status = text.split(' ').nth(1).unwrap_or("");
-    if status != "101" {
-        return Err(format!(
-            "upgrade refused: {}",
-            text.lines().next().unwrap_or("")
-        ));
-    }
-    let expected = tungstenite::handshake::derive_accept_key(key.as_bytes());
-    let accept = text.lines().find_map(|l| {
-        let (name, value) = l.split_once(':')?;
-        name.eq_ignore_ascii_case("sec-websocket-accept")
-            .then(|| value.trim().to_owned())
-    });
-    if accept.as_deref() != Some(expected.as_str()) {
-        return Err("wrong or missing Sec-WebSocket-Accept".into());
-    }
-    Ok(())
 }
 
 /// A decoded server frame header: `(opcode, header length, payload length)`.
@@ -372,6 +370,8 @@ struct Conn {
     pending: Vec<u8>,
     last_server_seq: u64,
     broadcasts: SeenWindow,
+    /// Times this connection resumed (`--reconnect`).
+    resumes: u32,
 }
 
 /// Which broadcast sequence numbers a connection has seen, in a sliding window of 64 below
@@ -499,7 +499,21 @@ impl Conn {
             return 0;
         }
         let fresh = match server_seq {
-            Some(s) => std::mem::replace(&mut self.last_server_seq, s) < s,
+            Some(s) => {
+                let last = std::mem::replace(&mut self.last_server_seq, s);
+                if last > 0 && s > last + 1 {
+                    // Seqs are per user and +1 per event: a jump is a hole this connection
+                    // will not get (a `gap`, or a loss), told apart here from late ones.
+                    c.seq_holes += 1;
+                    if c.seq_holes <= 5 {
+                        eprintln!(
+                            "bench: user {} jumped from seq {last} to {s} (resumed {} times)",
+                            self.user, self.resumes
+                        );
+                    }
+                }
+                last < s
+            }
             None => self.broadcasts.first_time(probe.seq),
         };
         if !fresh {
@@ -522,212 +536,5 @@ pub fn unix_nanos() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
 }
 
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn ctx() -> Ctx {
-        let cfg = crate::Config {
-            jwt_secret: Some("bench-unit-test-secret-of-32-bytes".into()),
-            ..crate::Config::default()
-        };
-        Ctx {
-            plan: ReceiverPlan {
-                addr: "127.0.0.1:1".parse().unwrap(),
-                host: "x".into(),
-                source_ip: None,
-                first: 0,
-                count: 2,
-                users: 2,
-                run: 7,
-                connect_rate: 1.0,
-            },
-            auth: Arc::new(Authenticator::from_config(&cfg).unwrap()),
-            progress: Arc::default(),
-            counts: RefCell::new(Counts {
-                hist: new_histogram(),
-                conns_of_user: vec![0; 2],
-                recv_of_user: vec![0; 2],
-                leaks: 0,
-                duplicates: 0,
-                stale: 0,
-                protocol_errors: 0,
-                first_error: None,
-            }),
-        }
-    }
-
-    /// A fixed send time; tests pass `SENT + 1 ms` as now.
-    const SENT: u64 = 1_764_000_000_000_000_000;
-
-    fn event(server_seq: Option<u64>, run: u32, user: u32, seq: u64, measured: bool) -> Vec<u8> {
-        let mut f = match server_seq {
-            Some(s) => format!(r#"{{"type":"tool_executing","seq":{s},"data":"#).into_bytes(),
-            None => br#"{"type":"tool_executing","channel":"*","data":"#.to_vec(),
-        };
-        let p = super::super::payload::Probe {
-            run,
-            sent_ns: SENT,
-            user,
-            seq,
-            measured,
-        };
-        super::super::payload::write_data(&mut f, &p, 128);
-        f.push(b'}');
-        f
-    }
-
-    #[test]
-    fn events_are_classified_as_received_leaked_duplicate_or_stale() {
-        let ctx = ctx();
-        let mut conn = Conn {
-            user: 1,
-            pending: Vec::new(),
-            last_server_seq: 0,
-            broadcasts: SeenWindow::default(),
-        };
-        let now = SENT + 1_000_000;
-        assert_eq!(conn.text(&ctx, &event(Some(1), 7, 1, 1, true), now), 1);
-        assert_eq!(
-            conn.text(&ctx, &event(Some(2), 7, 0, 1, true), now),
-            0,
-            "leak"
-        );
-        assert_eq!(conn.text(&ctx, &event(Some(2), 7, 1, 2, true), now), 1);
-        assert_eq!(
-            conn.text(&ctx, &event(Some(2), 7, 1, 2, true), now),
-            0,
-            "dup"
-        );
-        assert_eq!(
-            conn.text(&ctx, &event(Some(9), 8, 1, 3, true), now),
-            0,
-            "stale"
-        );
-        assert_eq!(
-            conn.text(&ctx, &event(Some(3), 7, 1, 3, false), now),
-            0,
-            "warm-up"
-        );
-        assert_eq!(
-            conn.text(&ctx, &event(None, 7, BROADCAST_USER, 1, true), now),
-            1
-        );
-        assert_eq!(
-            conn.text(&ctx, &event(None, 7, BROADCAST_USER, 1, true), now),
-            0,
-            "dup"
-        );
-        assert_eq!(conn.text(&ctx, br#"{"type":"welcome"}"#, now), 0);
-        let c = ctx.counts.borrow();
-        assert_eq!((c.leaks, c.duplicates, c.stale), (1, 2, 1));
-        assert_eq!(c.recv_of_user, vec![0, 3]);
-        assert_eq!(c.hist.len(), 3);
-        assert!(
-            c.hist.min() >= 900_000 && c.hist.max() < 1_000_000_000,
-            "latency is now - t"
-        );
-    }
-
-    #[test]
-    fn split_frames_are_reassembled_and_pings_answered() {
-        let ctx = ctx();
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async {
-            let stream = TcpStream::connect(listener.local_addr().unwrap())
-                .await
-                .unwrap();
-            let (mut peer, _) = listener.accept().unwrap();
-            let mut conn = Conn {
-                user: 1,
-                pending: Vec::new(),
-                last_server_seq: 0,
-                broadcasts: SeenWindow::default(),
-            };
-            let payload = event(Some(1), 7, 1, 1, true);
-            let mut wire = vec![0x81, 126];
-            wire.extend_from_slice(&(payload.len() as u16).to_be_bytes());
-            wire.extend_from_slice(&payload);
-            wire.extend_from_slice(&[0x89, 2, b'h', b'i']);
-            let (a, b) = wire.split_at(60);
-            assert!(conn.input(&ctx, &stream, a));
-            assert_eq!(conn.pending.len(), 60);
-            assert!(conn.input(&ctx, &stream, b));
-            assert!(conn.pending.is_empty() && conn.pending.capacity() == 0);
-            assert_eq!(ctx.counts.borrow().recv_of_user[1], 1);
-            // The pong: FIN | pong, masked, 2 bytes, unmasked back to "hi".
-            let mut pong = [0u8; 8];
-            std::io::Read::read_exact(&mut peer, &mut pong).unwrap();
-            assert_eq!(&pong[..2], &[0x8a, 0x82]);
-            assert_eq!([pong[6] ^ pong[2], pong[7] ^ pong[3]], *b"hi");
-            // A close frame ends the connection.
-            assert!(!conn.input(&ctx, &stream, &[0x88, 0]));
-        });
-    }
-
-    #[test]
-    fn the_broadcast_window_allows_reordering_but_not_repeats() {
-        let mut w = SeenWindow::default();
-        assert!(w.first_time(2));
-        assert!(w.first_time(1), "late but new");
-        assert!(!w.first_time(2));
-        assert!(!w.first_time(1));
-        assert!(w.first_time(100));
-        assert!(w.first_time(40));
-        assert!(!w.first_time(36), "older than the window");
-        assert!(!w.first_time(40));
-        assert!(w.first_time(1000));
-        assert!(!w.first_time(100));
-    }
-
-    #[test]
-    fn server_frame_headers_decode() {
-        assert_eq!(frame_header(&[0x81, 5, b'h']), Ok(Some((1, 2, 5))));
-        assert_eq!(frame_header(&[0x81, 126, 1, 0]), Ok(Some((1, 4, 256))));
-        assert_eq!(
-            frame_header(&[0x81, 127, 0, 0, 0, 0, 0, 1, 0, 0]),
-            Ok(Some((1, 10, 65536)))
-        );
-        assert_eq!(frame_header(&[0x89, 0]), Ok(Some((9, 2, 0))));
-    }
-
-    #[test]
-    fn incomplete_headers_wait_for_more() {
-        assert_eq!(frame_header(&[]), Ok(None));
-        assert_eq!(frame_header(&[0x81]), Ok(None));
-        assert_eq!(frame_header(&[0x81, 126, 1]), Ok(None));
-        assert_eq!(frame_header(&[0x81, 127, 0, 0, 0]), Ok(None));
-    }
-
-    #[test]
-    fn what_a_server_must_not_send_is_refused() {
-        assert!(frame_header(&[0x01, 1]).is_err(), "fragment");
-        assert!(frame_header(&[0x80, 1]).is_err(), "continuation");
-        assert!(frame_header(&[0xc1, 1]).is_err(), "rsv1");
-        assert!(frame_header(&[0x81, 0x81]).is_err(), "masked");
-        assert!(frame_header(&[0x89, 126, 0, 200]).is_err(), "big ping");
-        assert!(
-            frame_header(&[0x81, 127, 0, 0, 0, 0, 1, 0, 0, 0]).is_err(),
-            "huge"
-        );
-    }
-
-    #[test]
-    fn upgrade_responses_are_checked() {
-        let key = "dGhlIHNhbXBsZSBub25jZQ==";
-        let ok = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nsec-websocket-accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n";
-        assert_eq!(check_upgrade(ok, key), Ok(()));
-        let wrong = b"HTTP/1.1 101 Switching Protocols\r\nSec-WebSocket-Accept: nope\r\n\r\n";
-        assert!(check_upgrade(wrong, key).is_err());
-        let refused = b"HTTP/1.1 401 Unauthorized\r\n\r\n{\"error\":\"token expired\"}";
-        assert!(check_upgrade(refused, key).unwrap_err().contains("401"));
-    }
-}
+mod tests;
