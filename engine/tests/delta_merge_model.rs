@@ -169,21 +169,32 @@ proptest! {
     }
 }
 
-fn raw_frames(conn: &mut Connection) -> Vec<Value> {
-    let mut out = Vec::new();
+/// Drains `conn` until `done` holds for the frames read so far (or 5 s pass), then once
+/// more after 20 ms so an unexpected extra frame is seen too. Waiting on a condition, not on
+/// a quiet moment: on a loaded machine the shard may refill the queue later than any fixed
+/// pause.
+fn raw_frames(conn: &mut Connection, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+    let mut raw = Vec::new();
+    let mut out: Vec<Value> = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(5);
+    let parse = |raw: &mut Vec<Bytes>, out: &mut Vec<Value>| {
+        out.extend(
+            raw.drain(..)
+                .map(|b| serde_json::from_slice::<Value>(payload_of(&b)).unwrap()),
+        );
+    };
     loop {
-        let n = conn.drain_into(&mut out, 1024);
-        if n == 0 {
-            std::thread::sleep(Duration::from_millis(5));
-            if conn.drain_into(&mut out, 1024) == 0 || Instant::now() > deadline {
-                break;
-            }
+        conn.drain_into(&mut raw, 1024);
+        parse(&mut raw, &mut out);
+        if done(&out) || Instant::now() > deadline {
+            break;
         }
+        std::thread::sleep(Duration::from_millis(2));
     }
-    out.iter()
-        .map(|b| serde_json::from_slice(payload_of(b)).unwrap())
-        .collect()
+    std::thread::sleep(Duration::from_millis(20));
+    conn.drain_into(&mut raw, 1024);
+    parse(&mut raw, &mut out);
+    out
 }
 
 #[test]
@@ -204,7 +215,13 @@ fn a_full_ring_merges_deltas_and_counts_them() {
             .unwrap();
     }
     // The hand-off queue took 1 (write batch), the ring 4; everything after merged.
-    let frames = raw_frames(&mut conn);
+    let frames = raw_frames(&mut conn, |f| {
+        f.iter()
+            .filter_map(|f| f["data"]["delta"].as_str())
+            .map(str::len)
+            .sum::<usize>()
+            >= text.len()
+    });
     assert!(frames.len() < 20, "{} frames for 200 deltas", frames.len());
     let got: String = frames
         .iter()
@@ -261,7 +278,7 @@ fn history_keeps_a_message_as_one_entry_and_cuts_it_on_resume() {
         .wait()
         .unwrap();
     assert_eq!(c.welcome().replayed, 3);
-    let f = raw_frames(&mut c);
+    let f = raw_frames(&mut c, |f| f.len() >= 3);
     let types: Vec<&str> = f.iter().map(|v| v["type"].as_str().unwrap()).collect();
     assert_eq!(
         types,
@@ -274,7 +291,7 @@ fn history_keeps_a_message_as_one_entry_and_cuts_it_on_resume() {
 
     // A resume in the middle of the message: exactly the rest, from the first seq it lacks.
     let mut c = connect(&hub, &u, seqs[41]);
-    let f = raw_frames(&mut c);
+    let f = raw_frames(&mut c, |f| f.len() >= 2);
     let rest: String = (42..100).map(|i| format!("{i},")).collect();
     assert_eq!(f[0]["data"]["delta"], rest.as_str());
     assert_eq!(f[0]["seq_from"].as_u64(), Some(seqs[42]));
@@ -283,7 +300,7 @@ fn history_keeps_a_message_as_one_entry_and_cuts_it_on_resume() {
     // A resume at the last delta gets only the completion.
     drop(c);
     let mut c = connect(&hub, &u, seqs[99]);
-    let f = raw_frames(&mut c);
+    let f = raw_frames(&mut c, |f| !f.is_empty());
     assert_eq!(f.len(), 1);
     assert_eq!(f[0]["type"], "message_completed");
 }
