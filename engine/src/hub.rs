@@ -428,12 +428,17 @@ impl Hub {
             .workers
             .iter()
             .map(|w| {
-                let (tx, reply) = Reply::channel();
-                w.send(Command::Inspect(Box::new(move |s: &mut Shard| {
-                    if housekeeping {
+                if housekeeping {
+                    // Its own command: an `Inspect` publishes the counters before it runs, so
+                    // the answering command below also publishes what housekeeping counted
+                    // (escalations, evictions) before the caller reads `stats`.
+                    w.send(Command::Inspect(Box::new(|s: &mut Shard| {
                         let now = s.clock().now_ms();
                         s.housekeeping(now);
-                    }
+                    })))?;
+                }
+                let (tx, reply) = Reply::channel();
+                w.send(Command::Inspect(Box::new(move |_: &mut Shard| {
                     let _ = tx.send(());
                 })))?;
                 Ok(reply)
