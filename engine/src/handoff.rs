@@ -144,6 +144,7 @@ impl Handoff {
     /// # Safety
     ///
     /// No other thread may call `pop_into` on this ring concurrently.
+    #[inline]
     pub(crate) unsafe fn pop_into(&self, out: &mut Vec<Bytes>, max: usize) -> usize {
         // Only this (the single consumer) writes `head`.
         let head = self.head.load(Ordering::Relaxed);
