@@ -19,7 +19,9 @@
 //! `unstarted_run` (an agent event of a run not tracked: never started, or evicted),
 //! `after_end` (any event of a finished run, `agent_started` included: a finished run id is
 //! not reused until it is evicted), `already_started` (`agent_started` of a live run),
-//! `tool_not_executing` (`tool_completed` without a matching running tool). Custom event
+//! `tool_not_executing` (`tool_completed` naming a tool that has no matching running call).
+//! A `tool_completed` without a `tool` (AG-UI's `TOOL_CALL_END` and `TOOL_CALL_RESULT`) is
+//! paired by `call_id` when that call is running and is never flagged. Custom event
 //! types with a `run_id` get `elapsed_ms` when their run is tracked and are never flagged.
 //!
 //! # Bounds
@@ -123,6 +125,10 @@ struct RunRef {
 pub(crate) struct RunTally {
     pub(crate) runs_started: u64,
     pub(crate) runs_finished: u64,
+    pub(crate) runs_errored: u64,
+    pub(crate) run_duration_ms_total: u64,
+    pub(crate) tool_calls: u64,
+    pub(crate) tool_calls_completed: u64,
     pub(crate) runs_evicted: u64,
     pub(crate) lifecycle_violations: u64,
 }
@@ -341,22 +347,36 @@ impl RunTracker {
                         since_ms: ts_ms,
                     });
                     view.estimated_ms = self.estimate(tool);
+                    self.tally.tool_calls += 1;
                 }
                 None
             }
             EventKind::ToolCompleted => {
-                let tool = said.tool.as_deref()?;
                 let call = said.call_id.as_deref();
-                let Some(i) = r.tools.iter().position(|t| {
-                    &*t.name == tool && (call.is_none() || t.call_id.as_deref() == call)
-                }) else {
-                    return Some(Lifecycle::ToolNotExecuting);
+                let i = match said.tool.as_deref() {
+                    Some(tool) => {
+                        let i = r.tools.iter().position(|t| {
+                            &*t.name == tool && (call.is_none() || t.call_id.as_deref() == call)
+                        });
+                        let Some(i) = i else {
+                            return Some(Lifecycle::ToolNotExecuting);
+                        };
+                        i
+                    }
+                    // No tool name (AG-UI's TOOL_CALL_END and TOOL_CALL_RESULT carry only the
+                    // call's id): paired by `call_id` when that call is running, else left
+                    // alone, unflagged (RESULT follows END, so the call is usually gone).
+                    None => r
+                        .tools
+                        .iter()
+                        .position(|t| call.is_some() && t.call_id.as_deref() == call)?,
                 };
                 let t = r.tools.remove(i);
                 let d = ts_ms.saturating_sub(t.since_ms);
                 view.duration_ms = Some(d);
-                if tool.len() <= MAX_NAME {
-                    self.learn(tool, d);
+                self.tally.tool_calls_completed += 1;
+                if t.name.len() <= MAX_NAME {
+                    self.learn(&t.name, d);
                 }
                 None
             }
@@ -372,6 +392,7 @@ impl RunTracker {
                 view.error = Some((i, fatal));
                 if fatal {
                     self.finish(user, r, ts_ms);
+                    self.tally.runs_errored += 1;
                 }
                 None
             }
@@ -388,6 +409,7 @@ impl RunTracker {
         r.finished_ms = Some(ts_ms);
         r.tools = Vec::new();
         self.tally.runs_finished += 1;
+        self.tally.run_duration_ms_total += ts_ms.saturating_sub(r.started_ms);
         self.finished.push_back(RunRef {
             user: user.clone(),
             run: Arc::clone(&r.id),

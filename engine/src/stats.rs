@@ -138,6 +138,15 @@ counters! {
     runs_started,
     /// Runs closed by `agent_completed` or a closing `agent_error`.
     runs_finished,
+    /// Of `runs_finished`, those closed by an `agent_error`.
+    runs_errored,
+    /// Sum of the durations (first to last event, ms) of the runs in `runs_finished`: divided
+    /// by `runs_finished`, the mean run duration.
+    run_duration_ms_total,
+    /// `tool_executing` events of tracked live runs (tool calls started).
+    tool_calls,
+    /// `tool_completed` events paired with a running tool call (tool calls finished).
+    tool_calls_completed,
     /// Runs evicted: finished past their TTL, abandoned, or over the per-user cap.
     runs_evicted,
     /// Events delivered with a `meta.lifecycle` flag (they broke their run's lifecycle).

@@ -434,6 +434,54 @@ impl Collector for Snapshot {
                 "Cluster mode: events from Redis after missing seqs (a gap was sent).",
                 t.sequenced_holes,
             ),
+            (
+                "runs",
+                Gauge,
+                "Runs tracked (live and recently finished).",
+                t.runs,
+            ),
+            (
+                "runs_started",
+                Counter,
+                "Runs opened by agent_started.",
+                t.runs_started,
+            ),
+            (
+                "runs_finished",
+                Counter,
+                "Runs closed by agent_completed or a closing agent_error.",
+                t.runs_finished,
+            ),
+            (
+                "runs_errored",
+                Counter,
+                "Of runs_finished, those closed by an agent_error.",
+                t.runs_errored,
+            ),
+            (
+                "run_duration_ms",
+                Counter,
+                "Sum of finished runs' durations in ms (divide by runs_finished for the mean).",
+                t.run_duration_ms_total,
+            ),
+            (
+                "tool_calls",
+                Counter,
+                "tool_executing events of tracked live runs.",
+                t.tool_calls,
+            ),
+            (
+                "tool_calls_completed",
+                Counter,
+                "tool_completed events paired with a running tool call.",
+                t.tool_calls_completed,
+            ),
+            (
+                "lifecycle_violations",
+                Counter,
+                "Events delivered with a meta.lifecycle flag.",
+                t.lifecycle_violations,
+            ),
         ];
         for (name, ty, help, v) in engine {
             one(e, &format!("engine_{name}"), help, ty, v)?;

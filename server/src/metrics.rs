@@ -216,7 +216,20 @@ pub fn render_json(m: &ServerMetrics, stats: &Stats) -> serde_json::Value {
             )
         })
         .collect();
-    json!({
+    // Run tracking's fields, merged into `engine` below (one `json!` of them all passes the
+    // macro's recursion limit).
+    let runs = json!({
+        "runs": t.runs,
+        "runs_started": t.runs_started,
+        "runs_finished": t.runs_finished,
+        "runs_errored": t.runs_errored,
+        "run_duration_ms_total": t.run_duration_ms_total,
+        "tool_calls": t.tool_calls,
+        "tool_calls_completed": t.tool_calls_completed,
+        "runs_evicted": t.runs_evicted,
+        "lifecycle_violations": t.lifecycle_violations,
+    });
+    let mut out = json!({
         "server": server,
         "engine": {
             "published_user": t.published_user,
@@ -251,11 +264,6 @@ pub fn render_json(m: &ServerMetrics, stats: &Stats) -> serde_json::Value {
             "sequenced_holes": t.sequenced_holes,
             "publishes_refused": t.publishes_refused,
             "shutdown_unwritten": t.shutdown_unwritten,
-            "runs": t.runs,
-            "runs_started": t.runs_started,
-            "runs_finished": t.runs_finished,
-            "runs_evicted": t.runs_evicted,
-            "lifecycle_violations": t.lifecycle_violations,
         },
         "latency_us": {
             "unit": "us",
@@ -267,5 +275,9 @@ pub fn render_json(m: &ServerMetrics, stats: &Stats) -> serde_json::Value {
         },
         "connections_by_tier": tiers,
         "shards": stats.shards.len(),
-    })
+    });
+    if let (Some(engine), serde_json::Value::Object(runs)) = (out["engine"].as_object_mut(), runs) {
+        engine.extend(runs);
+    }
+    out
 }

@@ -170,8 +170,8 @@ async fn hostile_json_gets_an_error_and_the_connection_stays_usable() {
     let mut c = server.connect(&token("hostile-json")).await;
     // Six rounds: the answers must hold every time, and memory must plateau when the same
     // hostile load repeats. The suite runs on mimalloc, the binary's allocator, returning
-    // freed memory at once (`Ledger::start`); a single leaked 10 MiB document exceeds the
-    // 8 MiB slack.
+    // freed memory (`Ledger::start`); a leaked 10 MiB document per round exceeds the 8 MiB
+    // slack (the check after the loop).
     let mut rss = Vec::new();
     for _round in 0..6 {
         for (case, msg, code) in client_cases() {
@@ -195,10 +195,15 @@ async fn hostile_json_gets_an_error_and_the_connection_stays_usable() {
         rss.push(settled_rss_kib(&server).await);
     }
     println!("client JSON cases: RSS after each round (KiB): {rss:?}");
-    let (first, later) = rss.split_at(2);
-    let (first, later) = (first.iter().max().unwrap(), later.iter().max().unwrap());
+    // A leak grows with every round, so it shows in every later round; a one-off peak (a
+    // 10 MiB buffer the allocator has not returned yet when the round ends) does not. CI once
+    // saw [56060, 56484, 67308, 68024, 62704, 60224]: up 11 MiB in rounds 3-4, back down after.
+    // So the least of the last three rounds is held to the first two plus 8 MiB: leaking one
+    // 10 MiB document per round (or more than 4 MiB per round in all) fails.
+    let baseline = *rss[..2].iter().max().unwrap();
+    let settled = *rss[rss.len() - 3..].iter().min().unwrap();
     assert!(
-        *later <= first + 8 * 1024,
+        settled <= baseline + 8 * 1024,
         "RSS grows with repeated hostile JSON: {rss:?}"
     );
     assert!(c.sync().await.is_empty(), "the connection is still in sync");

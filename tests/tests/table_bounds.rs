@@ -117,7 +117,8 @@ async fn a_user_over_max_history_bytes_per_user_keeps_what_fits_and_a_resume_get
         .map(|i| event("hoarder", json!({"i": i, "pad": pad})))
         .collect();
     let seqs = publish_batch(&server, &items).await;
-    let e = stats_when(&server, |e| e["history_events"].as_u64() < Some(20)).await;
+    // Wait until the stats count all 20 (before they are published, `history_events` reads 0).
+    let e = stats_when(&server, |e| n(e, "published_user") >= 20).await;
     assert!(
         n(&e, "history_bytes") <= PER_USER as u64,
         "history within the per-user bound: {e}"
@@ -189,7 +190,9 @@ async fn a_free_user_never_seen_holds_its_tier_history_len_when_events_are_store
         .collect();
     let seqs = publish_batch(&server, &items).await;
     // Stored at the free tier's length, before any connection.
-    let e = stats_when(&server, |e| e["history_events"].as_u64() <= Some(100)).await;
+    // Wait until the stats count all 1,000 (before they are published, `history_events` reads
+    // 0, which a `<= 100` wait would take for the answer: a CI failure).
+    let e = stats_when(&server, |e| n(e, "published_user") >= 1000).await;
     assert_eq!(n(&e, "history_events"), 100, "{e}");
     let mut c = server.connect(&token("newcomer")).await;
     let got = take(&mut c, 101).await;

@@ -123,6 +123,10 @@ impl Shard {
         add_runs!(
             runs_started,
             runs_finished,
+            runs_errored,
+            run_duration_ms_total,
+            tool_calls,
+            tool_calls_completed,
             runs_evicted,
             lifecycle_violations
         );
