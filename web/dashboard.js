@@ -243,9 +243,20 @@ function onStats(s) {
     ['Publish refused', srv.publish_rejected],
     ['Shards', s.shards],
   ];
-  const body = $('delivery').tBodies[0];
-  body.replaceChildren(...rows.map(([name, v]) => {
+  fillTable('delivery', rows);
+  fillTable('runs', runRows(e));
+
+  $('updated').textContent = `updated ${new Date(t).toLocaleTimeString()}`;
+  document.body.dataset.snapshots = String((Number(document.body.dataset.snapshots) || 0) + 1);
+  redraw();
+}
+
+/** Fills a two-column table's body from [label, value, key] rows: a string value is shown
+ * as it is, a number formatted; `key` (the stats field) goes to the row's `data-key`. */
+function fillTable(id, rows) {
+  $(id).tBodies[0].replaceChildren(...rows.map(([name, v, key]) => {
     const tr = document.createElement('tr');
+    if (key) tr.dataset.key = key;
     const a = document.createElement('td');
     a.textContent = name;
     const b = document.createElement('td');
@@ -254,10 +265,32 @@ function onStats(s) {
     tr.append(a, b);
     return tr;
   }));
+}
 
-  $('updated').textContent = `updated ${new Date(t).toLocaleTimeString()}`;
-  document.body.dataset.snapshots = String((Number(document.body.dataset.snapshots) || 0) + 1);
-  redraw();
+/** Duration in ms, readable: "850 ms", "12.4 s", "3.2 min". */
+function duration(ms) {
+  if (ms === null) return '–';
+  if (ms < 1000) return `${fmt(ms)} ms`;
+  if (ms < 60_000) return `${fmt(ms / 1000, 1)} s`;
+  return `${fmt(ms / 60_000, 1)} min`;
+}
+
+/** The run-tracking rows (engine stats: `runs*`, `tool_calls*`, `lifecycle_violations`). An
+ * AG-UI run is a native run (RUN_STARTED opens one), so both kinds are counted here. */
+function runRows(e) {
+  const finished = num(e.runs_finished);
+  const total = num(e.run_duration_ms_total);
+  const mean = finished && total !== null ? total / finished : null;
+  return [
+    ['Tracked now (live and recently finished)', e.runs, 'runs'],
+    ['Started', e.runs_started, 'runs_started'],
+    ['Finished', e.runs_finished, 'runs_finished'],
+    ['Of which errored', e.runs_errored, 'runs_errored'],
+    ['Mean duration of finished runs', duration(mean), 'run_duration_mean'],
+    ['Tool calls started / completed', [e.tool_calls, e.tool_calls_completed].map((v) => fmt(num(v))).join(' / '), 'tool_calls'],
+    ['Lifecycle violations', e.lifecycle_violations, 'lifecycle_violations'],
+    ['Evicted from tracking', e.runs_evicted, 'runs_evicted'],
+  ];
 }
 
 function connectStream() {

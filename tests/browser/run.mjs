@@ -318,6 +318,23 @@ async function dashboard(browser, errors) {
   check(/health: /.test(pill) && !/unreachable/.test(pill), `health pill says ${pill}`);
   const delivered = await page.$eval('#m-delivered', (e) => e.textContent);
   check(/^[\d,.k]+ delivered/.test(delivered) && !delivered.startsWith('0 '), `delivered shows ${delivered}`);
+  // The load was `sent / 5` whole runs (started, thinking, tool executing and completed,
+  // completed): the runs panel counts them as /api/v1/stats does.
+  const runs = sent / 5;
+  const cell = (key) => page.$eval(`#runs tr[data-key="${key}"] td.num`, (e) => e.textContent).catch(() => null);
+  const stats = async () => (await (await fetch(`${BASE}/api/v1/stats`)).json()).engine;
+  const shown = await until(`the runs panel to show ${runs} finished runs`, async () => {
+    const [started, finished, tools] = [await cell('runs_started'), await cell('runs_finished'), await cell('tool_calls')];
+    return Number(finished) >= runs ? { started, finished, tools, mean: await cell('run_duration_mean') } : null;
+  });
+  const e = await stats();
+  check(Number(shown.started) === e.runs_started && Number(shown.finished) === e.runs_finished,
+    `runs panel ${JSON.stringify(shown)} differs from /api/v1/stats ${e.runs_started} started, ${e.runs_finished} finished`);
+  check(shown.tools === `${e.tool_calls} / ${e.tool_calls_completed}` && e.tool_calls_completed >= runs,
+    `tool calls shown ${shown.tools}, stats ${e.tool_calls} / ${e.tool_calls_completed}`);
+  check(/^[\d,.]+ (ms|s|min)$/.test(shown.mean), `mean run duration shows ${shown.mean}`);
+  check(await cell('lifecycle_violations') === '0', 'lifecycle violations are not 0');
+  step(`runs panel: ${shown.started} started, ${shown.finished} finished, tools ${shown.tools}, mean ${shown.mean}`);
   await screenshot(page, 'dashboard.png');
   await docsPicture(page, 'dashboard.png');
 }
