@@ -267,6 +267,97 @@ function connect() {
   });
   showTransport(client.transport);
   client.connect();
+  if ($('agui-toggle').checked) {
+    aguiStop();
+    aguiStart();
+  }
+}
+
+// ---- the AG-UI view ---------------------------------------------------------------------
+//
+// With the "AG-UI" toggle on (or `?ag_ui=1`), the page opens a second WebSocket of the same
+// user with `?protocol=ag-ui` and lists every AG-UI event it receives, next to the native
+// view of the same run. That connection does not ack (the native client acks for the user).
+// It reconnects after 1 s with `last_seq` = the highest seq it received: an AG-UI replay is
+// in seq order, and seqs already listed are dropped. Opened mid-run without a seq, it gets
+// the run's join prelude (RUN_STARTED, the text so far merged, open tool calls).
+
+const AGUI_MAX_ROWS = 300;
+let agui = null; // {ws, seen: Set<seq>, lastSeq, timer}
+
+function aguiStatus(status, label) {
+  const s = $('agui-status');
+  s.className = `pill ${status}`;
+  s.dataset.status = status;
+  s.textContent = label;
+}
+
+/** One row per AG-UI event: its type, then its other members (untrusted: textContent). */
+function aguiRow(ev) {
+  const li = el('li');
+  li.dataset.type = String(ev.type);
+  if (typeof ev.seq === 'number') li.dataset.seq = String(ev.seq);
+  if (typeof ev.delta === 'string') li.dataset.delta = ev.delta;
+  if (typeof ev.messageId === 'string') li.dataset.message = ev.messageId;
+  const rest = { ...ev };
+  delete rest.type;
+  delete rest.seq;
+  li.append(el('code', null, String(ev.type)), el('span', 'detail', compact(rest)));
+  if (typeof ev.seq === 'number') li.append(el('time', null, `#${ev.seq}`));
+  const list = $('agui-log');
+  list.append(li);
+  while (list.children.length > AGUI_MAX_ROWS) list.firstChild.remove();
+  li.scrollIntoView({ block: 'nearest' });
+}
+
+function aguiOpen() {
+  const token = $('token').value.trim();
+  if (!token || !agui) return;
+  const url = new URL(wsUrl, location.href);
+  url.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:';
+  url.searchParams.set('protocol', 'ag-ui');
+  url.searchParams.set('token', token);
+  if (agui.lastSeq !== null) url.searchParams.set('last_seq', String(agui.lastSeq));
+  aguiStatus('connecting', 'connecting…');
+  const ws = new WebSocket(url);
+  agui.ws = ws;
+  ws.onmessage = (m) => {
+    let ev;
+    try { ev = JSON.parse(m.data); } catch { return; }
+    if (!ev || typeof ev !== 'object') return;
+    if (ev.type === 'CUSTOM' && ev.name === 'agentcast.welcome') {
+      aguiStatus('open', 'live');
+      return;
+    }
+    if (typeof ev.seq === 'number') {
+      if (agui.seen.has(ev.seq)) return;
+      agui.seen.add(ev.seq);
+      agui.lastSeq = Math.max(agui.lastSeq ?? 0, ev.seq);
+    }
+    aguiRow(ev);
+  };
+  ws.onclose = () => {
+    if (!agui || agui.ws !== ws) return;
+    aguiStatus('reconnecting', 'reconnecting…');
+    agui.timer = setTimeout(aguiOpen, 1000);
+  };
+}
+
+function aguiStart() {
+  if (agui) return;
+  agui = { ws: null, seen: new Set(), lastSeq: null, timer: null };
+  $('agui-panel').hidden = false;
+  aguiOpen();
+}
+
+function aguiStop() {
+  if (!agui) return;
+  const { ws, timer } = agui;
+  agui = null;
+  clearTimeout(timer);
+  if (ws) ws.close(1000);
+  $('agui-panel').hidden = true;
+  $('agui-log').replaceChildren();
 }
 
 function showTransport(t) {
@@ -313,9 +404,15 @@ async function kick() {
 
 async function init() {
   $('connect').addEventListener('click', connect);
-  $('disconnect').addEventListener('click', () => client && client.close());
+  $('disconnect').addEventListener('click', () => {
+    if (client) client.close();
+    aguiStop();
+    $('agui-toggle').checked = false;
+  });
   $('simulate').addEventListener('click', simulate);
   $('kick').addEventListener('click', kick);
+  $('agui-toggle').checked = params.get('ag_ui') === '1';
+  $('agui-toggle').addEventListener('change', (e) => (e.target.checked ? aguiStart() : aguiStop()));
   try {
     const r = await fetch(`/api/v1/dev/token?user=${encodeURIComponent(devUser)}`);
     if (r.ok) {

@@ -9,7 +9,7 @@
 // (demo.png, dashboard.png), taken from the live pages once their data has arrived, so the
 // pictures in docs/img/ are rewritten by every run of the browser tests and cannot go stale.
 //
-// Cases: demo-run, demo-resume, dashboard, sse-eventsource, sse-fallback. Exit status 0 = pass; anything else = fail, with
+// Cases: demo-run, demo-resume, demo-ag-ui, dashboard, sse-eventsource, sse-fallback. Exit status 0 = pass; anything else = fail, with
 // the reason on stderr. Every wait is bounded. Any console error or uncaught exception in a
 // page (a CSP violation included) fails the case.
 
@@ -440,8 +440,73 @@ async function sseFallback(browser, errors) {
   await screenshot(page, 'sse-fallback.png');
 }
 
+/** The demo page's AG-UI toggle: a second connection of the user with `?protocol=ag-ui` lists
+ * the same run as AG-UI events, with the native view's seqs in the same order; the streamed
+ * answer's TEXT_MESSAGE_CONTENT deltas make its text; after the server drops the user's
+ * connections, that view resumes with `last_seq`: the next event once, nothing repeated. */
+async function demoAgUi(browser, errors) {
+  const user = 'browser-ag-ui';
+  const page = await openPage(browser, `/?user=${user}`, errors);
+  await waitOpen(page);
+  check(await page.$eval('#agui-panel', (p) => p.hidden), 'the AG-UI panel shows before the toggle');
+  await page.click('#agui-toggle');
+  const aguiStatus = () => page.$eval('#agui-status', (e) => e.dataset.status);
+  await until('the AG-UI stream to be live', async () => (await aguiStatus()) === 'open');
+  step('AG-UI toggle on, its connection live');
+  const answer = ['Three ', 'days: ', 'Alfama, ', 'Belém, ', 'Sintra.'];
+  const events = [
+    ...RUN.slice(0, 4),
+    ['message_started', { message_id: 'm1', role: 'assistant' }],
+    ...answer.map((delta) => ['message_delta', { message_id: 'm1', delta }]),
+    ['message_completed', { message_id: 'm1' }],
+    RUN[4],
+  ];
+  const seqs = [];
+  for (const [type, data] of events) {
+    seqs.push((await publish({ user_id: user, type, run_id: 'trip-ag', data })).seq);
+  }
+  const rows = () => page.$$eval('#agui-log li', (lis) => lis.map((li) => ({
+    type: li.dataset.type,
+    seq: li.dataset.seq === undefined ? null : Number(li.dataset.seq),
+    delta: li.dataset.delta,
+    text: li.textContent,
+  })));
+  // Merged deltas (a full queue) would make fewer rows; the text and the seqs still hold.
+  const got = await until('the run in the AG-UI view', async () => {
+    const r = await rows();
+    return r.length > 0 && r[r.length - 1].type === 'RUN_FINISHED' ? r : null;
+  });
+  check(got[0].type === 'RUN_STARTED' && got[0].seq === seqs[0], `the AG-UI view starts with ${JSON.stringify(got[0])}`);
+  check(got[got.length - 1].seq === seqs[seqs.length - 1], 'RUN_FINISHED does not have the last seq');
+  const native = (await shownEvents(page)).map((e) => e.seq).filter((q) => q !== null);
+  const aguiSeqs = got.map((r) => r.seq);
+  check(aguiSeqs.every((q, i) => i === 0 || q > aguiSeqs[i - 1]), `AG-UI seqs out of order: ${aguiSeqs}`);
+  check(native.every((q) => aguiSeqs.includes(q)), `native seqs ${native} are not all in the AG-UI view ${aguiSeqs}`);
+  const types = got.map((r) => r.type);
+  for (const t of ['CUSTOM', 'TEXT_MESSAGE_START', 'TEXT_MESSAGE_CONTENT', 'TEXT_MESSAGE_END']) {
+    check(types.includes(t), `no ${t} in the AG-UI view: ${types}`);
+  }
+  check(got.some((r) => r.type === 'CUSTOM' && r.text.includes('tool_executing')), 'the tool call is not a CUSTOM tool_executing');
+  const text = got.filter((r) => r.type === 'TEXT_MESSAGE_CONTENT').map((r) => r.delta).join('');
+  check(text === answer.join(''), `the AG-UI deltas read ${JSON.stringify(text)}`);
+  step(`AG-UI view: ${types.join(' ')}`);
+  // The server drops both connections of the user; the AG-UI view resumes with last_seq.
+  const kick = await post('/api/v1/dev/disconnect', { user_id: user });
+  check(kick.connections === 2, `disconnect saw ${kick.connections} connections, not the page's 2`);
+  await until('the AG-UI view to reconnect', async () => (await aguiStatus()) === 'reconnecting');
+  await until('the AG-UI view to be live again', async () => (await aguiStatus()) === 'open');
+  const next = await publish({ user_id: user, type: 'agent_started', run_id: 'trip-ag-2', data: { goal: 'again' } });
+  await until('the next run in the AG-UI view', async () => (await rows()).some((r) => r.seq === next.seq));
+  await page.waitForTimeout(300);
+  const after = (await rows()).map((r) => r.seq).filter((q) => q !== null);
+  check(new Set(after).size === after.length, `the AG-UI view repeats a seq after the resume: ${after}`);
+  check(after.length === aguiSeqs.length + 1, `after the resume the AG-UI view has ${after.length} rows, not ${aguiSeqs.length + 1}`);
+  step('resumed: the next event once, nothing repeated');
+  await screenshot(page, 'demo-ag-ui.png');
+}
+
 const CASES = {
-  'demo-run': demoRun, 'demo-resume': demoResume, dashboard,
+  'demo-run': demoRun, 'demo-resume': demoResume, 'demo-ag-ui': demoAgUi, dashboard,
   'sse-eventsource': sseEventSource, 'sse-fallback': sseFallback,
 };
 

@@ -118,6 +118,11 @@ async fn demo_page_resumes_after_the_server_drops_it_and_shows_every_event_publi
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_pages_ag_ui_toggle_shows_the_same_run_as_the_ag_ui_stream_and_resumes_it() {
+    run_case("demo-ag-ui").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dashboard_shows_live_connections_throughput_and_health() {
     run_case("dashboard").await;
 }
