@@ -112,12 +112,21 @@ pub trait Broker: Send + Sync + std::fmt::Debug + 'static {
     /// A new connection of `user` on this node, refused past `connection_limit` connections
     /// of the user (where the broker counts them; the in-process broker does not: the
     /// server's per-node table does). `history_len` bounds the replay.
+    ///
+    /// `rewind_to_open_run`: the connection will start a [`Resume::FromAck`] replay at the
+    /// start of the run the ack cursor is inside
+    /// ([`ConnectOptions::rewind_to_open_run`](crate::ConnectOptions), the AG-UI join
+    /// prelude). A broker that keeps the history elsewhere then seeds the held history up to
+    /// `history_len` entries, those at or below the cursor included, and answers with
+    /// `Resume::FromAck` so that the shard can rewind; otherwise it may seed only what
+    /// follows the cursor.
     fn open(
         &self,
         user: &UserId,
         resume: Resume,
         history_len: usize,
         connection_limit: usize,
+        rewind_to_open_run: bool,
     ) -> BrokerFuture<'_, Opened>;
 
     /// A connection here acknowledged `seq` (the shard's own cursor is moved by

@@ -90,6 +90,7 @@ impl Broker for InProcessBroker {
         resume: Resume,
         _history_len: usize,
         _connection_limit: usize,
+        _rewind_to_open_run: bool,
     ) -> BrokerFuture<'_, Opened> {
         Box::pin(std::future::ready(Ok(Opened {
             resume,

@@ -134,6 +134,7 @@ pub(crate) async fn admit(
             opts.resume,
             tier.history_len,
             tier.connections_per_user,
+            opts.rewind_to_open_run,
         )
         .await
     {

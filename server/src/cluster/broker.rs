@@ -38,11 +38,18 @@ impl Broker for RedisBroker {
         resume: Resume,
         history_len: usize,
         connection_limit: usize,
+        rewind_to_open_run: bool,
     ) -> BrokerFuture<'_, Opened> {
         let user = user.clone();
         Box::pin(async move {
             self.0
-                .open_user(&user, resume, history_len, connection_limit)
+                .open_user(
+                    &user,
+                    resume,
+                    history_len,
+                    connection_limit,
+                    rewind_to_open_run,
+                )
                 .await
         })
     }

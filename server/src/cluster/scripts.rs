@@ -208,9 +208,11 @@ return {0, seq, fmt(c)}
 
 /// A new connection of a user on this node. KEYS: m h floor n. ARGV: 1 resume point ('' =
 /// the ack cursor), 2 entries at most, 3 node id, 4 state TTL ms, 5 the user's connection
-/// limit (the tier's, cluster-wide), 6 the node-lease key prefix. Returns `{s, a, from,
-/// entries}`: the newest held entries after `from`, oldest first; or `{'LIMIT'}` when the
-/// user already has that many connections on live nodes (nothing counted).
+/// limit (the tier's, cluster-wide), 6 the node-lease key prefix, 7 `'1'` for a join that
+/// rewinds to the open run's start (the AG-UI join prelude), else `''`. Returns `{s, a, from,
+/// entries}`: the newest held entries after `from` (with ARGV 7: the newest held entries,
+/// those at or below `from` included), oldest first; or `{'LIMIT'}` when the user already has
+/// that many connections on live nodes (nothing counted).
 const OPEN_USER: &str = r"
 local open = 0
 local fields = redis.call('HGETALL', KEYS[4])
@@ -227,7 +229,10 @@ redis.call('PEXPIRE', KEYS[1], ARGV[4])
 redis.call('PEXPIRE', KEYS[2], ARGV[4])
 redis.call('PEXPIRE', KEYS[4], ARGV[4])
 local entries = {}
-if from < s then
+if ARGV[7] == '1' then
+  local newest = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', ARGV[2])
+  for i = #newest, 1, -1 do entries[#entries + 1] = newest[i] end
+elseif from < s then
   local newest = redis.call('XREVRANGE', KEYS[2], '+', '(' .. fmt(from) .. '-0', 'COUNT', ARGV[2])
   for i = #newest, 1, -1 do entries[#entries + 1] = newest[i] end
 end

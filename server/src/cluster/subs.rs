@@ -78,14 +78,21 @@ async fn hold<K: std::hash::Hash + Eq + Clone>(
 
 impl Cluster {
     /// A new connection of `user` here: subscribes to the user (first connection), counts it
-    /// cluster-wide and reads what to replay: after `resume`'s seq, or after the ack cursor.
+    /// cluster-wide and reads what to replay: after `resume`'s seq, or after the ack cursor;
+    /// or, for a join from the ack cursor that rewinds to the open run's start (`rewind`: the
+    /// AG-UI join prelude), the newest `history_len` held entries, those at or below the
+    /// cursor included, answered as `Resume::FromAck` so that the shard finds the run's start
+    /// in the seeded history. (Without that, a node that never held the user had nothing to
+    /// rewind to: found by `tests/tests/ag_ui_cluster.rs`.)
     pub(crate) async fn open_user(
         self: &Arc<Self>,
         user: &UserId,
         resume: Resume,
         history_len: usize,
         connection_limit: usize,
+        rewind: bool,
     ) -> Result<agentcast_engine::Opened, BrokerError> {
+        let rewind = rewind && resume == Resume::FromAck;
         let sub = hold(&self.subs, user).await;
         let mut guard = UserGuard {
             cluster: Arc::clone(self),
@@ -108,7 +115,8 @@ impl Cluster {
             .arg(&self.node)
             .arg(self.state_ttl_ms)
             .arg(connection_limit)
-            .arg(format!("{}:node:", self.prefix));
+            .arg(format!("{}:node:", self.prefix))
+            .arg(if rewind { "1" } else { "" });
         let answer: redis::Value = self.within(inv.invoke_async(&mut conn)).await?;
         if matches!(&answer, redis::Value::Array(a) if a.len() == 1) {
             return Err(BrokerError::ConnectionLimit(connection_limit));
@@ -137,7 +145,12 @@ impl Cluster {
                 .collect()
         };
         Ok(agentcast_engine::Opened {
-            resume: Resume::After(from),
+            // The seed's ack is the cluster-wide cursor; a rewinding join keeps `FromAck`.
+            resume: if rewind {
+                Resume::FromAck
+            } else {
+                Resume::After(from)
+            },
             seed: Some(Seed {
                 last_seq: s,
                 ack: a,
