@@ -111,7 +111,12 @@ class AsyncPublishStream:
             self._queue.put_nowait(item)
             return
         put = asyncio.ensure_future(self._queue.put(item))
-        done, _ = await asyncio.wait({put, self._task}, return_when=asyncio.FIRST_COMPLETED)
+        try:
+            done, _ = await asyncio.wait({put, self._task}, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            # A cancelled send queues nothing (unless its put had already gone through).
+            put.cancel()
+            raise
         if put not in done:
             put.cancel()
             raise self._error or ConnectionFailed("the publish stream is closed")
