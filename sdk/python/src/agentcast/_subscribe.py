@@ -14,7 +14,7 @@ import httpx
 import websockets
 from websockets.asyncio.client import connect as ws_connect
 
-from ._errors import AgentcastError, RateLimited, Unauthorized, Unavailable, error_for
+from ._errors import AgentcastError, Unauthorized, Unavailable, error_for
 from ._types import Event
 
 if TYPE_CHECKING:
@@ -97,46 +97,63 @@ class Subscription:
             self._seen.discard(self._seen_order.popleft())
         return True
 
+    def drop_connection(self) -> None:
+        """Drops the current connection once the loop asks for the next event; the
+        subscription reconnects at once and resumes from :attr:`last_seq` (what a network
+        change calls for; also how the tests force a resume mid-replay)."""
+        self._drop = True
+
+    _drop = False
+
     async def _events(self) -> AsyncIterator[Event]:
         policy = self._client.policy
         attempt = 0
         while True:
             token = await self._fresh_token()
+            reason: Exception | None = None
+            welcome_seq = None
             try:
                 source = self._ws(token) if self.transport == "websocket" else self._sse(token)
-                async for kind, v, ack in _closing(source):
-                    if kind == "welcome":
-                        self.welcome = v
-                        self.connects += 1
-                        attempt = 0
-                        welcome_seq = v.get("last_seq")
-                        continue
-                    ev = Event.from_json(v)
-                    if ev.type in ("pong", "error"):
-                        continue
-                    if ev.seq is not None:
-                        if not self._remember(ev.seq):
+                try:
+                    async for kind, v, ack in source:
+                        if kind == "welcome":
+                            self.welcome = v
+                            self.connects += 1
+                            attempt = 0
+                            welcome_seq = v.get("last_seq")
                             continue
-                        # A resume replays critical events first, out of seq order: those
-                        # do not move the cursor (the events before them are still coming);
-                        # every other event arrives in seq order.
-                        if ev.priority != "critical" or welcome_seq is None or ev.seq > welcome_seq:
-                            self.last_seq = max(self.last_seq or 0, ev.seq)
-                    yield ev
-                    if self._ack and ev.seq is not None and ev.priority == "critical":
-                        try:
-                            await ack(ev.seq)
-                        except (OSError, AgentcastError, websockets.ConnectionClosed, httpx.TransportError):
-                            pass  # the connection is gone; the resume replays what needs it
+                        ev = Event.from_json(v)
+                        if ev.type in ("pong", "error"):
+                            continue
+                        if ev.seq is not None:
+                            if not self._remember(ev.seq):
+                                continue
+                            # A resume replays critical events first, out of seq order: those
+                            # do not move the cursor (the events before them are still coming);
+                            # every other event arrives in seq order.
+                            if ev.priority != "critical" or welcome_seq is None or ev.seq > welcome_seq:
+                                self.last_seq = max(self.last_seq or 0, ev.seq)
+                        yield ev
+                        if self._ack and ev.seq is not None and ev.priority == "critical":
+                            try:
+                                await ack(ev.seq)
+                            except (OSError, AgentcastError, websockets.ConnectionClosed, httpx.TransportError):
+                                pass  # the connection is gone; the resume replays what needs it
+                        if self._drop:
+                            self._drop = False
+                            break
+                    else:
+                        raise _Closed(None, "the connection ended")
+                finally:
+                    await source.aclose()
+                continue  # dropped on request: reconnect at once
             except _Closed as e:
                 if e.code == 4001 and isinstance(self._token, str):
                     raise Unauthorized("token expired (close 4001); pass a callable token to refresh") from None
                 if e.code == 1008:
                     raise AgentcastError(f"closed for abuse: {e.reason}") from None
-                reason: Exception = e
-            except AgentcastError as e:
-                if not isinstance(e, (Unavailable, RateLimited)) or not self._reconnect:
-                    raise
+                reason = e
+            except Unavailable as e:
                 reason = e
             except (OSError, asyncio.TimeoutError, websockets.WebSocketException, httpx.TransportError) as e:
                 reason = e
@@ -180,8 +197,7 @@ class Subscription:
             except websockets.ConnectionClosed as e:
                 rcvd = e.rcvd
                 raise _Closed(rcvd.code if rcvd else None, rcvd.reason if rcvd else "") from None
-            rcvd = ws.close_frame if hasattr(ws, "close_frame") else None
-            raise _Closed(getattr(ws, "close_code", None), getattr(ws, "close_reason", "") or "")
+            raise _Closed(ws.close_code, ws.close_reason or "")
 
     async def _sse(self, token: str) -> AsyncIterator[tuple[str, dict[str, Any], Any]]:
         extra = {"channels": ",".join(self.channels)} if self.channels else {}
@@ -218,12 +234,3 @@ class Subscription:
                 elif name == "data":
                     data.append(value)
         raise _Closed(None, "the stream ended")
-
-
-async def _closing(gen: Any) -> AsyncIterator[Any]:
-    """Iterates ``gen`` and always closes it (its connection) when left."""
-    try:
-        async for x in gen:
-            yield x
-    finally:
-        await gen.aclose()
