@@ -1,10 +1,11 @@
-// agentcast browser client: a dependency-free ES module, served by the agentcast binary at
-// /client.js (source: web/client.js). See docs/web.md.
+// agentcast client: a dependency-free ES module, the `agentcast-client` package (sdk/js, see
+// sdk/js/README.md), also served by the agentcast binary at /client.js (this file,
+// sdk/js/src/client.js, compiled in). Runs in browsers and in Node.js (>= 20). See docs/web.md.
 //
 //   import { AgentcastClient } from '/client.js';
 //   const client = new AgentcastClient({
 //     url: '/ws',
-//     transport: 'auto',                    // or 'websocket', 'sse' (GET /sse, see web/sse.js)
+//     transport: 'auto',                    // or 'websocket', 'sse' (GET /sse, see sse.js)
 //     token: () => fetchMyToken(),          // a string, or a (possibly async) function
 //     getToken: async ({ expired }) => ..., // optional: a fresh token before every connect
 //     on: {
@@ -20,6 +21,11 @@
 //     onTransport(transport, detail) { ... }, // "auto" switched to "sse"
 //   });
 //   client.connect();
+//
+// Outside a browser (Node.js 20 has no global WebSocket nor EventSource), give the
+// constructors as options: `WebSocket` (e.g. the `ws` package's) and `EventSource` (e.g. the
+// `eventsource` package's); each defaults to the global of that name, looked up at connect.
+// `fetch` (SSE acks) is the global one (Node >= 18 has it).
 //
 // Semantics:
 // - Order: events of different priorities may overtake each other on the wire (the server
@@ -59,11 +65,11 @@
 //   part before any callback sees it, so the text is never duplicated nor missing.
 // - Liveness: an application ping ({"type":"ping"}) every `pingIntervalMs`; when nothing at
 //   all arrives for `pingIntervalMs + pongTimeoutMs`, the socket is considered dead and the
-//   client reconnects. (WebSocket only: see web/sse.js.)
+//   client reconnects. (WebSocket only: see sse.js.)
 // - Transport: "websocket", "sse" or "auto" (default): WebSocket, and after `fallbackAfter`
 //   (2) WebSocket attempts in a row that end before a `welcome`, in a client never welcomed
 //   over WebSocket, SSE for the rest of the session (`onTransport`, `client.transport`).
-//   Over SSE (web/sse.js) all of the above holds, except: `?channels=` at connect, so
+//   Over SSE (sse.js) all of the above holds, except: `?channels=` at connect, so
 //   subscribe/unsubscribe reconnect with `?last_seq=`; acks are `POST /api/v1/ack`; no ping.
 
 import { SseStream, postAck, sseUrl } from './sse.js';
@@ -97,6 +103,8 @@ export const DEFAULTS = Object.freeze({
   pingIntervalMs: 15000,
   pongTimeoutMs: 10000,
   holeTimeoutMs: 3000,
+  WebSocket: null,
+  EventSource: null,
 });
 
 export class AgentcastClient {
@@ -132,7 +140,7 @@ export class AgentcastClient {
     this.reconnects = 0;
     this.channels = new Set(this.options.channels);
     this._ws = null;
-    /** The SseStream while the transport is SSE (see web/sse.js). */
+    /** The SseStream while the transport is SSE (see sse.js). */
     this._sse = null;
     /** The token of the current connection (SSE acks are authenticated with it). */
     this._token = null;
@@ -240,7 +248,9 @@ export class AgentcastClient {
     }
     let ws;
     try {
-      ws = new WebSocket(url.toString());
+      const WS = this._webSocketClass();
+      if (typeof WS !== 'function') throw new Error('this environment has no WebSocket: give the `WebSocket` option');
+      ws = new WS(url.toString());
     } catch (e) {
       this._error({ code: 'connect', message: String(e && e.message || e) });
       this._scheduleRetry(null);
@@ -279,7 +289,7 @@ export class AgentcastClient {
       this._ws = null;
       if (!welcomed) this._wsFailures += 1;
       const fallback = !welcomed && this.options.transport === 'auto' && !this._wsWelcomed
-        && this._wsFailures >= this.options.fallbackAfter && typeof EventSource === 'function';
+        && this._wsFailures >= this.options.fallbackAfter && typeof this._eventSourceClass() === 'function';
       if (fallback && !this._stopped) {
         this._stopTimers();
         this._switchToSse(e.code);
@@ -313,13 +323,23 @@ export class AgentcastClient {
       canAutoReconnect: () => !this._stopped && this._seen.size === 0,
     };
     try {
-      stream = new SseStream(url, types, hooks);
+      stream = new SseStream(url, types, hooks, this._eventSourceClass());
     } catch (e) {
       this._error({ code: 'connect', message: String(e && e.message || e) });
       this._scheduleRetry(null);
       return;
     }
     this._sse = stream;
+  }
+
+  /** The `WebSocket` option, else the global `WebSocket` (undefined when there is none). */
+  _webSocketClass() {
+    return this.options.WebSocket || globalThis.WebSocket;
+  }
+
+  /** The `EventSource` option, else the global `EventSource` (undefined when there is none). */
+  _eventSourceClass() {
+    return this.options.EventSource || globalThis.EventSource;
   }
 
   /** `sseUrl` (default: `sse` beside `url`) and `ackUrl` (default: `api/v1/ack` beside it). */
