@@ -1,7 +1,7 @@
 // The example's same-origin server: serves index.html and app.js, and passes every other
-// request (GET /client.js, /sse.js, /sse, /api/..., and the WebSocket upgrade of /ws) to an
-// agentcast server, so the page and agentcast share one origin (agentcast sends no CORS
-// headers). Node.js >= 20, no dependencies.
+// request (GET /client.js and the modules it imports, /sse, /api/..., and the WebSocket
+// upgrade of /ws) to an agentcast server, so the page and agentcast share one origin
+// (agentcast sends no CORS headers). Node.js >= 20, no dependencies.
 //
 //   node examples/browser/serve.mjs [--agentcast http://127.0.0.1:8080] [--port 3000]
 //

@@ -62,7 +62,8 @@
 //   `onMessage(m)` is called after each. A merged delta (the server merges consecutive deltas
 //   under backpressure and in history) covers `seq_from`..`seq`; every seq of the range counts
 //   as seen. A delta overlapping text already held (a resume after a hole) is cut to its new
-//   part before any callback sees it, so the text is never duplicated nor missing.
+//   part before any callback sees it, so the text is never duplicated nor missing
+//   (messages.js).
 // - Liveness: an application ping ({"type":"ping"}) every `pingIntervalMs`; when nothing at
 //   all arrives for `pingIntervalMs + pongTimeoutMs`, the socket is considered dead and the
 //   client reconnects. (WebSocket only: see sse.js.)
@@ -72,6 +73,7 @@
 //   Over SSE (sse.js) all of the above holds, except: `?channels=` at connect, so
 //   subscribe/unsubscribe reconnect with `?last_seq=`; acks are `POST /api/v1/ack`; no ping.
 
+import { applyMessage } from './messages.js';
 import { SseStream, postAck, sseUrl } from './sse.js';
 
 /** Close codes the server sends on purpose; the first retry then waits longer. */
@@ -450,7 +452,7 @@ export class AgentcastClient {
     if (hasSeq && ((this.lastSeq !== null && ev.seq <= this.lastSeq) || this._seen.has(ev.seq))) {
       return; // already handed out (replayed after a resume)
     }
-    const message = this._message(ev);
+    const message = applyMessage(this.messages, ev);
     if (message) {
       ev = message.ev;
       if (message.fresh) {
@@ -475,54 +477,6 @@ export class AgentcastClient {
     } else if (!this._ackTimer) {
       this._ackTimer = setTimeout(() => this._flushAck(), this.options.ackDelayMs);
     }
-  }
-
-  /**
-   * Applies a message event to `this.messages`. Returns null for other events, else
-   * {ev, m, fresh}: `ev` cut to its new text (a delta overlapping what is held), `fresh`
-   * false when it brought nothing new.
-   */
-  _message(ev) {
-    if (!ev.type || !ev.type.startsWith('message_')) return null;
-    const d = ev.data && typeof ev.data === 'object' ? ev.data : {};
-    if (typeof d.message_id !== 'string') return null;
-    let m = this.messages.get(d.message_id);
-    if (!m) {
-      m = { message_id: d.message_id, run_id: ev.run_id ?? null, role: null, text: '', done: false };
-      Object.defineProperty(m, 'marks', { value: [], writable: true });
-      this.messages.set(d.message_id, m);
-      // Bounded: the oldest completed messages go first.
-      for (const [id, old] of this.messages) {
-        if (this.messages.size <= 256) break;
-        if (old.done) this.messages.delete(id);
-      }
-    }
-    if (ev.type === 'message_started') {
-      if (typeof d.role === 'string') m.role = d.role;
-    } else if (ev.type === 'message_completed') {
-      m.done = true;
-      m.marks = [];
-    } else if (ev.type === 'message_delta') {
-      let delta = typeof d.delta === 'string' ? d.delta : '';
-      const last = m.marks.length ? m.marks[m.marks.length - 1][0] : null;
-      if (typeof ev.seq === 'number' && last !== null) {
-        if (ev.seq <= last) return { ev, m, fresh: false };
-        const from = typeof ev.seq_from === 'number' ? ev.seq_from : ev.seq;
-        if (from <= last) {
-          // Text of seqs from..last is held already: skip it.
-          let before = 0;
-          for (const [s, len] of m.marks) {
-            if (s >= from) break;
-            before = len;
-          }
-          delta = delta.slice(m.text.length - before);
-          ev = { ...ev, seq_from: last + 1, data: { ...d, delta } };
-        }
-      }
-      m.text += delta;
-      if (typeof ev.seq === 'number') m.marks.push([ev.seq, m.text.length]);
-    }
-    return { ev, m, fresh: true };
   }
 
   /** Moves the resume point over every seq seen contiguously after it. */

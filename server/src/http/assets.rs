@@ -1,8 +1,9 @@
 //! The web assets compiled into the binary (`include_str!` of `web/` and `sdk/js/src/`): the
 //! demo page at `/`, the operator dashboard at `/dashboard`, and the browser client at
-//! `/client.js` (with its server-sent events transport at `/sse.js`, which `client.js` imports
-//! as `./sse.js`). The client is the JavaScript package's own source (`sdk/js/src/client.js`,
-//! `sdk/js/src/sse.js`): the pages and the package use the same module, not a copy.
+//! `/client.js` (with its server-sent events transport at `/sse.js` and its streamed-message
+//! assembly at `/messages.js`, which `client.js` imports as `./sse.js` and `./messages.js`).
+//! The client is the JavaScript package's own source (`sdk/js/src/*.js`): the pages and the
+//! package use the same modules, not copies.
 //!
 //! The OpenAPI document of the HTTP API (`docs/openapi.json`) is compiled in the same way and
 //! served at `/api/v1/openapi.json` ([`OPENAPI`]).
@@ -72,6 +73,7 @@ assets! {
     "/dashboard" => "web/dashboard.html", "text/html; charset=utf-8";
     "/client.js" => "sdk/js/src/client.js", "text/javascript; charset=utf-8";
     "/sse.js" => "sdk/js/src/sse.js", "text/javascript; charset=utf-8";
+    "/messages.js" => "sdk/js/src/messages.js", "text/javascript; charset=utf-8";
     "/demo.js" => "web/demo.js", "text/javascript; charset=utf-8";
     "/dashboard.js" => "web/dashboard.js", "text/javascript; charset=utf-8";
     "/style.css" => "web/style.css", "text/css; charset=utf-8";
