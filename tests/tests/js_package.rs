@@ -1,8 +1,9 @@
 //! The JavaScript/TypeScript package `agentcast-client` (`sdk/js`), whose source is also what
-//! the binary serves at `/client.js` and `/sse.js`:
+//! the binary serves at `/client.js` (and `/sse.js`, `/messages.js`):
 //!
 //! - its hand-written declarations type-check a strict consumer of the whole public API
-//!   (`tsc -p sdk/js`: `sdk/js/test/consumer.ts`, imported by package name), and reject the
+//!   (`tsc -p sdk/js`: `sdk/js/test/consumer.ts`, imported by package name, passing the `ws`
+//!   and `eventsource` classes with their own types as options), and reject the
 //!   mistakes of `sdk/js/test/negative.ts` with exactly one error on each line marked
 //!   `// error` and none elsewhere (so the check cannot pass vacuously);
 //! - in Node.js 20 without flags (no global WebSocket nor EventSource),
@@ -11,8 +12,9 @@
 //!   against a real server: a resume after a server-side close delivers every seq once,
 //!   acks bring the server's unacked count to 0, and an expired token is refreshed.
 //!
-//! TypeScript, `ws` and `eventsource` come from `tests/browser/node_modules` (`npm ci
-//! --prefix tests/browser`, which `.ci/run` does); a missing one fails with that command.
+//! TypeScript, `ws` (and `@types/ws`) and `eventsource` come from `tests/browser/node_modules`
+//! (`npm ci --prefix tests/browser`, which `.ci/run` does); a missing one fails with that
+//! command.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

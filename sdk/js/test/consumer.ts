@@ -15,6 +15,9 @@ import {
   type StreamedMessage,
   type Welcome,
 } from 'agentcast-client';
+// Node.js: the packages the README names, as the `WebSocket` and `EventSource` options.
+import { WebSocket as NodeWebSocket } from 'ws';
+import { EventSource as NodeEventSource } from 'eventsource';
 
 type Invoice = { type: 'invoice_ready'; data: { invoice_id: string; cents: number } };
 
@@ -157,5 +160,11 @@ class MyWebSocket {
   close(_code?: number, _reason?: string): void {}
 }
 new AgentcastClient({ url: 'ws://127.0.0.1:8080/ws', transport: 'websocket', WebSocket: MyWebSocket });
+new AgentcastClient({
+  url: 'ws://127.0.0.1:8080/ws',
+  token: 'jwt',
+  WebSocket: NodeWebSocket,
+  EventSource: NodeEventSource,
+}).connect();
 
 export { state, text, connId, subscribed, onDelta, defaults };

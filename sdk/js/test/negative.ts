@@ -2,6 +2,7 @@
 // fail with exactly one error on each line marked `// error` and none elsewhere
 // (tests/tests/js_package.rs checks both), so the type check cannot pass vacuously.
 import { AgentcastClient, type AgentcastEvent } from 'agentcast-client';
+import { EventSource as NodeEventSource } from 'eventsource';
 
 new AgentcastClient({ transport: 'carrier-pigeon' }); // error
 new AgentcastClient({ initialDelayMs: '250' }); // error
@@ -25,3 +26,4 @@ export function describe(ev: AgentcastEvent): string {
 }
 new AgentcastClient().connect().send('hi'); // error
 new AgentcastClient({ onStatus: (status: 'open' | 'bogus') => status }); // error
+new AgentcastClient({ WebSocket: NodeEventSource }); // error
