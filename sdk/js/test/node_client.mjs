@@ -144,6 +144,9 @@ const client = new AgentcastClient({
   ackDelayMs: 50,
   // The hidden seq must still be a hole when the server closes the connection.
   holeTimeoutMs: 20000,
+  // The first retry after the server's 1012 waits 2.5-5 s: room for the publishes meanwhile
+  // on a loaded machine.
+  serverCloseDelayMs: 2500,
   on: {
     agent_started(ev) {
       if (ev.data.goal !== 'answer') fail(`agent_started data ${JSON.stringify(ev.data)}`);
