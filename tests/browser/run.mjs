@@ -9,7 +9,7 @@
 // (demo.png, dashboard.png), taken from the live pages once their data has arrived, so the
 // pictures in docs/img/ are rewritten by every run of the browser tests and cannot go stale.
 //
-// Cases: demo-run, demo-resume, demo-ag-ui, dashboard, sse-eventsource, sse-fallback. Exit status 0 = pass; anything else = fail, with
+// Cases: demo-run, demo-resume, demo-ag-ui, dashboard, sse-eventsource, sse-fallback, example. Exit status 0 = pass; anything else = fail, with
 // the reason on stderr. Every wait is bounded. Any console error or uncaught exception in a
 // page (a CSP violation included) fails the case.
 
@@ -111,7 +111,7 @@ const pages = [];
 
 /** Opens `path`. A console error matching `expected` (a RegExp) is collected into
  * `expected.seen` instead of failing the case. */
-async function openPage(browser, path, errors, expected = null) {
+async function openPage(browser, path, errors, expected = null, base = BASE) {
   const page = await browser.newPage({ viewport: { width: 1360, height: 900 }, deviceScaleFactor: 1 });
   pages.push(page);
   page.on('console', (m) => {
@@ -120,7 +120,7 @@ async function openPage(browser, path, errors, expected = null) {
     else errors.push(`console error on ${path}: ${m.text()}`);
   });
   page.on('pageerror', (e) => errors.push(`uncaught exception on ${path}: ${e.message}`));
-  const resp = await page.goto(`${BASE}${path}`, { waitUntil: 'load', timeout: WAIT });
+  const resp = await page.goto(`${base}${path}`, { waitUntil: 'load', timeout: WAIT });
   check(resp && resp.status() === 200, `GET ${path} answered ${resp && resp.status()}`);
   return page;
 }
@@ -505,9 +505,61 @@ async function demoAgUi(browser, errors) {
   await screenshot(page, 'demo-ag-ui.png');
 }
 
+/** The package's example page (examples/browser), served by its own same-origin server
+ * (examples/browser/serve.mjs, in this process) in front of the real server: a run with a
+ * streamed answer published through the HTTP API shows its events in seq order in the run's
+ * card, and the answer assembled from its deltas, exactly. */
+async function example(browser, errors) {
+  const { startServer } = await import('../../examples/browser/serve.mjs');
+  const server = await startServer({ upstream: BASE, port: 0 });
+  try {
+    const origin = `http://127.0.0.1:${server.address().port}`;
+    const user = 'browser-example';
+    const page = await openPage(browser, `/?user=${user}`, errors, null, origin);
+    await waitOpen(page);
+    step(`connected through ${origin}`);
+    const run = 'ex-1';
+    const shownSeqs = [];
+    const pub = async (type, data) => {
+      const r = await publish({ user_id: user, type, run_id: run, data });
+      check(r.connections === 1, `expected the page's 1 connection, publish reached ${r.connections}`);
+      if (!type.startsWith('message_')) shownSeqs.push(r.seq);
+    };
+    await pub('agent_started', { goal: 'Plan three days in Lisbon' });
+    await pub('tool_executing', { tool: 'web_search' });
+    await pub('tool_completed', { tool: 'web_search', result: { hits: 12 } });
+    await pub('message_started', { message_id: 'answer-1', role: 'assistant' });
+    const words = 'Day 1: Alfama and the castle.\nDay 2: Belém — pastéis de nata.\nDay 3: "Sintra".'.split(/(?<= )/);
+    for (const delta of words) await pub('message_delta', { message_id: 'answer-1', delta });
+    await pub('message_completed', { message_id: 'answer-1' });
+    await pub('agent_completed', { summary: 'Three-day plan ready' });
+    step(`published ${shownSeqs.length} events and ${words.length} deltas`);
+    const card = `.run[data-run="${run}"]`;
+    await until('the 4 events of the run', async () => (await page.$$(`${card} li.event`)).length === 4);
+    const rows = await page.$$eval(`${card} li.event`, (lis) => lis.map((li) => ({
+      seq: Number(li.dataset.seq), type: li.dataset.type, text: li.textContent,
+    })));
+    check(JSON.stringify(rows.map((r) => r.seq)) === JSON.stringify(shownSeqs),
+      `the page shows seqs ${rows.map((r) => r.seq)}; published ${shownSeqs}`);
+    check(JSON.stringify(rows.map((r) => r.type)) === JSON.stringify(['agent_started', 'tool_executing', 'tool_completed', 'agent_completed']),
+      `the page shows types ${rows.map((r) => r.type)}`);
+    check(rows[0].text.includes('Plan three days in Lisbon') && rows[0].text.includes(`#${shownSeqs[0]}`),
+      `the first row reads ${JSON.stringify(rows[0].text)}`);
+    const answer = await until('the completed answer', async () => page.$eval(`${card} .message[data-message-id="answer-1"]`,
+      (el) => (el.dataset.done === 'true' ? { text: el.textContent, role: el.dataset.role } : null)).catch(() => null));
+    check(answer.text === words.join(''), `the assembled answer reads ${JSON.stringify(answer.text)}`);
+    check(answer.role === 'assistant', `the answer's role is ${answer.role}`);
+    step('events in seq order and the streamed answer assembled exactly');
+    await screenshot(page, 'example.png');
+  } finally {
+    server.closeAllConnections();
+    server.close();
+  }
+}
+
 const CASES = {
   'demo-run': demoRun, 'demo-resume': demoResume, 'demo-ag-ui': demoAgUi, dashboard,
-  'sse-eventsource': sseEventSource, 'sse-fallback': sseFallback,
+  'sse-eventsource': sseEventSource, 'sse-fallback': sseFallback, example,
 };
 
 async function main() {

@@ -1,4 +1,4 @@
-// web/client.js against a real agentcast server, in Node.js (>= 20, run with
+// sdk/js/src/client.js against a real agentcast server, in Node.js (>= 20, run with
 // --experimental-websocket), through a TCP proxy in this script that can stop accepting: the
 // server "goes away" (every proxied socket destroyed, the port refusing connections) while
 // events are published straight to the server, and comes back on the same port.
@@ -13,7 +13,7 @@
 //   node --experimental-websocket client_backoff_resume.mjs <http://host:port> <hs256 secret> <api key>
 import { createHmac } from 'node:crypto';
 import net from 'node:net';
-import { AgentcastClient } from '../../web/client.js';
+import { AgentcastClient } from '../../sdk/js/src/client.js';
 
 const [base, secret, apiKey] = process.argv.slice(2);
 const target = new URL(base);

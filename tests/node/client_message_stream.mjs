@@ -1,4 +1,4 @@
-// web/client.js against a real agentcast server, in Node.js (>= 20, run with
+// sdk/js/src/client.js against a real agentcast server, in Node.js (>= 20, run with
 // --experimental-websocket): a streamed message is assembled from its deltas; the server drops
 // the connection in the middle of the message (dev disconnect, 1012), more deltas are
 // published while the client is away, and the client resumes with `last_seq`: it receives the
@@ -7,7 +7,7 @@
 //
 //   node --experimental-websocket client_message_stream.mjs <http://host:port> <hs256 secret> <api key>
 import { createHmac } from 'node:crypto';
-import { AgentcastClient } from '../../web/client.js';
+import { AgentcastClient } from '../../sdk/js/src/client.js';
 
 const [base, secret, apiKey] = process.argv.slice(2);
 const b64 = (s) => Buffer.from(s).toString('base64url');

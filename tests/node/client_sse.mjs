@@ -1,4 +1,4 @@
-// web/client.js with `transport: "sse"` against a real agentcast server, in Node.js (>= 20).
+// sdk/js/src/client.js with `transport: "sse"` against a real agentcast server, in Node.js (>= 20).
 // Node has no EventSource: the test installs the `eventsource` package (tests/browser's
 // node_modules, `npm ci --prefix tests/browser`) as `globalThis.EventSource`, wrapped so the
 // test sees every stream the client opens (URL and Last-Event-ID). `WebSocket` is replaced by
@@ -22,7 +22,7 @@
 //   node client_sse.mjs <http://host:port> <hs256 secret> <api key>
 import { createHmac } from 'node:crypto';
 import { createRequire } from 'node:module';
-import { AgentcastClient } from '../../web/client.js';
+import { AgentcastClient } from '../../sdk/js/src/client.js';
 
 const [base, secret, apiKey] = process.argv.slice(2);
 const b64 = (s) => Buffer.from(s).toString('base64url');

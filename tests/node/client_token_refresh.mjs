@@ -1,4 +1,4 @@
-// web/client.js against a real agentcast server, in Node.js (>= 20, run with
+// sdk/js/src/client.js against a real agentcast server, in Node.js (>= 20, run with
 // --experimental-websocket): a session whose 2-second token expires is closed with 4001; the
 // client then calls `getToken({expired: true})`, reconnects with the fresh token, resumes, and
 // receives an event published after the expiry. Exits 0 on success, 1 with a reason otherwise.
@@ -9,7 +9,7 @@
 //   node --experimental-websocket client_token_refresh.mjs <http://host:port> <hs256 secret> <api key> [sse]
 import { createHmac } from 'node:crypto';
 import { createRequire } from 'node:module';
-import { AgentcastClient, TOKEN_EXPIRED } from '../../web/client.js';
+import { AgentcastClient, TOKEN_EXPIRED } from '../../sdk/js/src/client.js';
 
 const [base, secret, apiKey, transport = 'websocket'] = process.argv.slice(2);
 const streams = [];

@@ -29,7 +29,7 @@ mod webhook;
 mod wedge;
 pub use binary::{BinaryServer, strip_ansi};
 pub use redis::{RedisServer, cluster_node};
-pub use scripts::{PyClient, run_node_script, run_node_script_with};
+pub use scripts::{PyClient, run_node_file, run_node_script, run_node_script_with};
 pub use sse::{SseClient, SseItem, SseRefusal};
 pub use stream::{StreamReader, StreamWriter, open_stream, open_stream_on};
 pub use webhook::webhook_receiver;

@@ -87,11 +87,18 @@ pub async fn run_node_script_with(server: &TestServer, script: &str, extra: &[&s
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("node")
         .join(script);
+    run_node_file(server, &path, &["--experimental-websocket"], extra).await;
+}
+
+/// Runs `node <flags> --no-warnings <path> <http base> <secret> <api key> <extra>` against
+/// `server` and asserts it exits 0 printing `"ok":true`.
+pub async fn run_node_file(server: &TestServer, path: &Path, flags: &[&str], extra: &[&str]) {
+    let script = path.display();
     let base = format!("http://{}", server.addr);
     let child = Command::new("node")
-        .arg("--experimental-websocket")
+        .args(flags)
         .arg("--no-warnings")
-        .arg(&path)
+        .arg(path)
         .args([&base, SECRET, API_KEY])
         .args(extra)
         .kill_on_drop(true)

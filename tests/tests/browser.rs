@@ -136,3 +136,8 @@ async fn the_browsers_event_source_streams_a_message_and_resumes_it_with_last_ev
 async fn the_demo_page_falls_back_to_sse_when_the_websocket_upgrade_fails_and_streams_an_answer() {
     run_case("sse-fallback").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_packages_example_page_shows_a_published_run_and_assembles_its_streamed_answer() {
+    run_case("example").await;
+}

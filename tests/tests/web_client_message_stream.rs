@@ -1,4 +1,4 @@
-//! `web/client.js` assembles a streamed message and resumes it mid-message without duplicated
+//! `sdk/js/src/client.js` assembles a streamed message and resumes it mid-message without duplicated
 //! or missing text: `tests/node/client_message_stream.mjs` runs the real client module in
 //! Node.js (>= 20, `--experimental-websocket`) against a real dev-mode server, which drops the
 //! connection (1012) after 50 of 150 deltas; the rest arrives after the resume as one merged

@@ -1,4 +1,4 @@
-//! `web/client.js` reconnects with jittered exponential backoff and resumes from its last
+//! `sdk/js/src/client.js` reconnects with jittered exponential backoff and resumes from its last
 //! seq: `tests/node/client_backoff_resume.mjs` runs the real client module in Node.js
 //! (>= 20, `--experimental-websocket`) against a real server through a TCP proxy of its own
 //! that stops accepting for a while (the server "gone"). It fails unless every retry waited

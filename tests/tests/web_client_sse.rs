@@ -1,4 +1,4 @@
-//! `web/client.js` over server-sent events (`transport: "sse"`):
+//! `sdk/js/src/client.js` over server-sent events (`transport: "sse"`):
 //! `tests/node/client_sse.mjs` runs the real client module in Node.js (>= 20) with the
 //! `eventsource` package as its `EventSource` (from `tests/browser/node_modules`: `npm ci
 //! --prefix tests/browser`) against a real dev-mode server over real sockets, and fails

@@ -1,4 +1,4 @@
-//! `web/client.js` asks the page for a new token when the server closes a session with 4001
+//! `sdk/js/src/client.js` asks the page for a new token when the server closes a session with 4001
 //! `token expired`: `tests/node/client_token_refresh.mjs` runs the real client module in
 //! Node.js (>= 20, `--experimental-websocket`) against a real server with a 2-second token
 //! and `jwt_leeway_secs = 0`, and fails unless the first close is 4001, `getToken` is called

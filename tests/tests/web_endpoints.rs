@@ -49,6 +49,11 @@ async fn pages_and_client_are_served_with_their_content_type_and_revalidation() 
             "text/javascript; charset=utf-8",
             "export class SseStream",
         ),
+        (
+            "/messages.js",
+            "text/javascript; charset=utf-8",
+            "export function applyMessage",
+        ),
         ("/style.css", "text/css; charset=utf-8", ":root"),
     ] {
         let r = raw(

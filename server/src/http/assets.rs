@@ -1,6 +1,9 @@
-//! The web assets compiled into the binary (`include_str!` of `web/`): the demo page at `/`,
-//! the operator dashboard at `/dashboard`, and the browser client at `/client.js` (with its
-//! server-sent events transport at `/sse.js`, which `client.js` imports as `./sse.js`).
+//! The web assets compiled into the binary (`include_str!` of `web/` and `sdk/js/src/`): the
+//! demo page at `/`, the operator dashboard at `/dashboard`, and the browser client at
+//! `/client.js` (with its server-sent events transport at `/sse.js` and its streamed-message
+//! assembly at `/messages.js`, which `client.js` imports as `./sse.js` and `./messages.js`).
+//! The client is the JavaScript package's own source (`sdk/js/src/*.js`): the pages and the
+//! package use the same modules, not copies.
 //!
 //! The OpenAPI document of the HTTP API (`docs/openapi.json`) is compiled in the same way and
 //! served at `/api/v1/openapi.json` ([`OPENAPI`]).
@@ -52,9 +55,9 @@ macro_rules! assets {
             $( Asset {
                 path: $path,
                 content_type: $ctype,
-                body: include_str!(concat!("../../../web/", $file)),
+                body: include_str!(concat!("../../../", $file)),
                 etag: {
-                    const HEX: [u8; 18] = etag_of(include_str!(concat!("../../../web/", $file)));
+                    const HEX: [u8; 18] = etag_of(include_str!(concat!("../../../", $file)));
                     match std::str::from_utf8(&HEX) {
                         Ok(s) => s,
                         Err(_) => panic!("etag is ASCII"),
@@ -66,13 +69,14 @@ macro_rules! assets {
 }
 
 assets! {
-    "/" => "demo.html", "text/html; charset=utf-8";
-    "/dashboard" => "dashboard.html", "text/html; charset=utf-8";
-    "/client.js" => "client.js", "text/javascript; charset=utf-8";
-    "/sse.js" => "sse.js", "text/javascript; charset=utf-8";
-    "/demo.js" => "demo.js", "text/javascript; charset=utf-8";
-    "/dashboard.js" => "dashboard.js", "text/javascript; charset=utf-8";
-    "/style.css" => "style.css", "text/css; charset=utf-8";
+    "/" => "web/demo.html", "text/html; charset=utf-8";
+    "/dashboard" => "web/dashboard.html", "text/html; charset=utf-8";
+    "/client.js" => "sdk/js/src/client.js", "text/javascript; charset=utf-8";
+    "/sse.js" => "sdk/js/src/sse.js", "text/javascript; charset=utf-8";
+    "/messages.js" => "sdk/js/src/messages.js", "text/javascript; charset=utf-8";
+    "/demo.js" => "web/demo.js", "text/javascript; charset=utf-8";
+    "/dashboard.js" => "web/dashboard.js", "text/javascript; charset=utf-8";
+    "/style.css" => "web/style.css", "text/css; charset=utf-8";
 }
 
 /// The OpenAPI 3.1 document of the HTTP API (`docs/openapi.json`), at `GET /api/v1/openapi.json`.

@@ -138,7 +138,7 @@ pub(crate) async fn run_device(
         if ever_connected {
             storm.reconnect_attempts.fetch_add(1, Relaxed);
         }
-        // `last_seq` once an event was received, as `web/client.js` does: seqs start at a
+        // `last_seq` once an event was received, as `sdk/js/src/client.js` does: seqs start at a
         // per-user base, so `last_seq=0` would ask for events before it (a `gap`), while no
         // `last_seq` replays from the ack cursor, which is everything held here.
         let mut url = format!("ws://{addr}/ws?token={token}");

@@ -1,10 +1,11 @@
-// agentcast browser client: a dependency-free ES module, served by the agentcast binary at
-// /client.js (source: web/client.js). See docs/web.md.
+// agentcast client: a dependency-free ES module, the `agentcast-client` package (sdk/js, see
+// sdk/js/README.md), also served by the agentcast binary at /client.js (this file,
+// sdk/js/src/client.js, compiled in). Runs in browsers and in Node.js (>= 20). See docs/web.md.
 //
 //   import { AgentcastClient } from '/client.js';
 //   const client = new AgentcastClient({
 //     url: '/ws',
-//     transport: 'auto',                    // or 'websocket', 'sse' (GET /sse, see web/sse.js)
+//     transport: 'auto',                    // or 'websocket', 'sse' (GET /sse, see sse.js)
 //     token: () => fetchMyToken(),          // a string, or a (possibly async) function
 //     getToken: async ({ expired }) => ..., // optional: a fresh token before every connect
 //     on: {
@@ -20,6 +21,11 @@
 //     onTransport(transport, detail) { ... }, // "auto" switched to "sse"
 //   });
 //   client.connect();
+//
+// Outside a browser (Node.js 20 has no global WebSocket nor EventSource), give the
+// constructors as options: `WebSocket` (e.g. the `ws` package's) and `EventSource` (e.g. the
+// `eventsource` package's); each defaults to the global of that name, looked up at connect.
+// `fetch` (SSE acks) is the global one (Node >= 18 has it).
 //
 // Semantics:
 // - Order: events of different priorities may overtake each other on the wire (the server
@@ -56,16 +62,18 @@
 //   `onMessage(m)` is called after each. A merged delta (the server merges consecutive deltas
 //   under backpressure and in history) covers `seq_from`..`seq`; every seq of the range counts
 //   as seen. A delta overlapping text already held (a resume after a hole) is cut to its new
-//   part before any callback sees it, so the text is never duplicated nor missing.
+//   part before any callback sees it, so the text is never duplicated nor missing
+//   (messages.js).
 // - Liveness: an application ping ({"type":"ping"}) every `pingIntervalMs`; when nothing at
 //   all arrives for `pingIntervalMs + pongTimeoutMs`, the socket is considered dead and the
-//   client reconnects. (WebSocket only: see web/sse.js.)
+//   client reconnects. (WebSocket only: see sse.js.)
 // - Transport: "websocket", "sse" or "auto" (default): WebSocket, and after `fallbackAfter`
 //   (2) WebSocket attempts in a row that end before a `welcome`, in a client never welcomed
 //   over WebSocket, SSE for the rest of the session (`onTransport`, `client.transport`).
-//   Over SSE (web/sse.js) all of the above holds, except: `?channels=` at connect, so
+//   Over SSE (sse.js) all of the above holds, except: `?channels=` at connect, so
 //   subscribe/unsubscribe reconnect with `?last_seq=`; acks are `POST /api/v1/ack`; no ping.
 
+import { applyMessage } from './messages.js';
 import { SseStream, postAck, sseUrl } from './sse.js';
 
 /** Close codes the server sends on purpose; the first retry then waits longer. */
@@ -97,6 +105,8 @@ export const DEFAULTS = Object.freeze({
   pingIntervalMs: 15000,
   pongTimeoutMs: 10000,
   holeTimeoutMs: 3000,
+  WebSocket: null,
+  EventSource: null,
 });
 
 export class AgentcastClient {
@@ -132,7 +142,7 @@ export class AgentcastClient {
     this.reconnects = 0;
     this.channels = new Set(this.options.channels);
     this._ws = null;
-    /** The SseStream while the transport is SSE (see web/sse.js). */
+    /** The SseStream while the transport is SSE (see sse.js). */
     this._sse = null;
     /** The token of the current connection (SSE acks are authenticated with it). */
     this._token = null;
@@ -240,7 +250,9 @@ export class AgentcastClient {
     }
     let ws;
     try {
-      ws = new WebSocket(url.toString());
+      const WS = this._webSocketClass();
+      if (typeof WS !== 'function') throw new Error('this environment has no WebSocket: give the `WebSocket` option');
+      ws = new WS(url.toString());
     } catch (e) {
       this._error({ code: 'connect', message: String(e && e.message || e) });
       this._scheduleRetry(null);
@@ -279,7 +291,7 @@ export class AgentcastClient {
       this._ws = null;
       if (!welcomed) this._wsFailures += 1;
       const fallback = !welcomed && this.options.transport === 'auto' && !this._wsWelcomed
-        && this._wsFailures >= this.options.fallbackAfter && typeof EventSource === 'function';
+        && this._wsFailures >= this.options.fallbackAfter && typeof this._eventSourceClass() === 'function';
       if (fallback && !this._stopped) {
         this._stopTimers();
         this._switchToSse(e.code);
@@ -313,13 +325,23 @@ export class AgentcastClient {
       canAutoReconnect: () => !this._stopped && this._seen.size === 0,
     };
     try {
-      stream = new SseStream(url, types, hooks);
+      stream = new SseStream(url, types, hooks, this._eventSourceClass());
     } catch (e) {
       this._error({ code: 'connect', message: String(e && e.message || e) });
       this._scheduleRetry(null);
       return;
     }
     this._sse = stream;
+  }
+
+  /** The `WebSocket` option, else the global `WebSocket` (undefined when there is none). */
+  _webSocketClass() {
+    return this.options.WebSocket || globalThis.WebSocket;
+  }
+
+  /** The `EventSource` option, else the global `EventSource` (undefined when there is none). */
+  _eventSourceClass() {
+    return this.options.EventSource || globalThis.EventSource;
   }
 
   /** `sseUrl` (default: `sse` beside `url`) and `ackUrl` (default: `api/v1/ack` beside it). */
@@ -430,7 +452,7 @@ export class AgentcastClient {
     if (hasSeq && ((this.lastSeq !== null && ev.seq <= this.lastSeq) || this._seen.has(ev.seq))) {
       return; // already handed out (replayed after a resume)
     }
-    const message = this._message(ev);
+    const message = applyMessage(this.messages, ev);
     if (message) {
       ev = message.ev;
       if (message.fresh) {
@@ -455,54 +477,6 @@ export class AgentcastClient {
     } else if (!this._ackTimer) {
       this._ackTimer = setTimeout(() => this._flushAck(), this.options.ackDelayMs);
     }
-  }
-
-  /**
-   * Applies a message event to `this.messages`. Returns null for other events, else
-   * {ev, m, fresh}: `ev` cut to its new text (a delta overlapping what is held), `fresh`
-   * false when it brought nothing new.
-   */
-  _message(ev) {
-    if (!ev.type || !ev.type.startsWith('message_')) return null;
-    const d = ev.data && typeof ev.data === 'object' ? ev.data : {};
-    if (typeof d.message_id !== 'string') return null;
-    let m = this.messages.get(d.message_id);
-    if (!m) {
-      m = { message_id: d.message_id, run_id: ev.run_id ?? null, role: null, text: '', done: false };
-      Object.defineProperty(m, 'marks', { value: [], writable: true });
-      this.messages.set(d.message_id, m);
-      // Bounded: the oldest completed messages go first.
-      for (const [id, old] of this.messages) {
-        if (this.messages.size <= 256) break;
-        if (old.done) this.messages.delete(id);
-      }
-    }
-    if (ev.type === 'message_started') {
-      if (typeof d.role === 'string') m.role = d.role;
-    } else if (ev.type === 'message_completed') {
-      m.done = true;
-      m.marks = [];
-    } else if (ev.type === 'message_delta') {
-      let delta = typeof d.delta === 'string' ? d.delta : '';
-      const last = m.marks.length ? m.marks[m.marks.length - 1][0] : null;
-      if (typeof ev.seq === 'number' && last !== null) {
-        if (ev.seq <= last) return { ev, m, fresh: false };
-        const from = typeof ev.seq_from === 'number' ? ev.seq_from : ev.seq;
-        if (from <= last) {
-          // Text of seqs from..last is held already: skip it.
-          let before = 0;
-          for (const [s, len] of m.marks) {
-            if (s >= from) break;
-            before = len;
-          }
-          delta = delta.slice(m.text.length - before);
-          ev = { ...ev, seq_from: last + 1, data: { ...d, delta } };
-        }
-      }
-      m.text += delta;
-      if (typeof ev.seq === 'number') m.marks.push([ev.seq, m.text.length]);
-    }
-    return { ev, m, fresh: true };
   }
 
   /** Moves the resume point over every seq seen contiguously after it. */

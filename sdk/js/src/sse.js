@@ -1,7 +1,8 @@
-// agentcast browser client, server-sent events transport: one `EventSource` on `GET /sse`,
-// used by /client.js (source: web/client.js) when `transport` is "sse", or "auto" after the
-// WebSocket upgrade failed. Served by the agentcast binary at /sse.js (source: web/sse.js).
-// See docs/web.md.
+// agentcast client, server-sent events transport: one `EventSource` on `GET /sse`, used by
+// client.js (sdk/js/src/client.js, served at /client.js) when `transport` is "sse", or "auto"
+// after the WebSocket upgrade failed. Served by the agentcast binary at /sse.js (this file,
+// sdk/js/src/sse.js). The `EventSource` is the client's `EventSource` option, else the
+// global one. See docs/web.md.
 //
 // Semantics:
 // - Events: `data:` is the JSON of the WebSocket frame, byte for byte, so every message is
@@ -76,11 +77,12 @@ export class SseStream {
    *   onAutoReconnect(): the `EventSource` reconnects by itself;
    *   onEnd({code, reason, welcomed}): the stream is over (`code` null when it was lost);
    *   canAutoReconnect(): whether a `Last-Event-ID` reconnect loses nothing.
+   * @param {?Function} EventSourceClass the `EventSource` constructor (default: the global)
    * @throws when the environment has no `EventSource`.
    */
-  constructor(url, types, hooks) {
-    const ES = globalThis.EventSource;
-    if (typeof ES !== 'function') throw new Error('this environment has no EventSource');
+  constructor(url, types, hooks, EventSourceClass = null) {
+    const ES = EventSourceClass || globalThis.EventSource;
+    if (typeof ES !== 'function') throw new Error('this environment has no EventSource: give the `EventSource` option');
     this.hooks = hooks;
     /** Whether a `welcome` arrived since the `EventSource` last (re)connected. */
     this.welcomed = false;
