@@ -13,10 +13,18 @@
 //! A native connection writes that frame untouched: the only cost of this module on its path
 //! is one branch on [`Protocol::Native`] per batch. An AG-UI connection translates each frame
 //! in its own write path ([`ws_frame`], [`payload`]): one scan of the frame and one new
-//! buffer per frame ([`agentcast_engine::ag_ui::to_ag_ui`]), paid by that connection only.
-//! Control frames (ping, pong, close) pass through unchanged.
+//! buffer per frame ([`agentcast_engine::ag_ui::to_ag_ui`], 0.5–1 µs for a ~250-byte frame:
+//! `benches/ag_ui.rs`), paid by AG-UI connections only. The engine hands the *same* `Bytes`
+//! to every recipient of an event, so [`ws_frame`] keeps the last frame each I/O thread
+//! translated: the AG-UI connections one thread writes a broadcast (or a user's event) to
+//! share one translation, not one each. The cache is one frame per thread, up to
+//! [`CACHE_MAX`] bytes; holding the original keeps its buffer alive, so an equal pointer and
+//! length mean the same bytes (translation is a pure function of them). SSE streams
+//! translate per stream ([`payload`]). Control frames (ping, pong, close) pass through
+//! unchanged.
 
 use std::borrow::Cow;
+use std::cell::RefCell;
 
 use agentcast_engine::Frame;
 use agentcast_engine::ag_ui::to_ag_ui;
@@ -61,13 +69,37 @@ impl Protocol {
 /// WebSocket opcode of a text frame.
 const TEXT: u8 = 0x1;
 
+/// Frames up to this size are kept in the per-thread translation cache (see the module
+/// docs): a bigger one is translated per connection rather than pinned in memory.
+const CACHE_MAX: usize = 64 * 1024;
+
+thread_local! {
+    /// The last frame this thread translated, and its translation.
+    static LAST: RefCell<Option<(Bytes, Bytes)>> = const { RefCell::new(None) };
+}
+
 /// The AG-UI form of one complete server WebSocket frame: a text frame becomes a text frame
-/// holding the AG-UI event; any other frame (ping, close) is returned as it is. O(frame).
+/// holding the AG-UI event; any other frame (ping, close) is returned as it is. O(frame), or
+/// O(1) when this thread translated the same frame last.
 pub(crate) fn ws_frame(wire: Bytes) -> Bytes {
     if wire.first().map_or(0, |b| b & 0x0f) != TEXT {
         return wire;
     }
-    Frame::text(&to_ag_ui(payload_of(&wire))).into_bytes()
+    if wire.len() > CACHE_MAX {
+        return Frame::text(&to_ag_ui(payload_of(&wire))).into_bytes();
+    }
+    LAST.with(|last| {
+        let mut last = last.borrow_mut();
+        if let Some((seen, out)) = last.as_ref()
+            && seen.as_ptr() == wire.as_ptr()
+            && seen.len() == wire.len()
+        {
+            return out.clone();
+        }
+        let out = Frame::text(&to_ag_ui(payload_of(&wire))).into_bytes();
+        *last = Some((wire, out.clone()));
+        out
+    })
 }
 
 /// The AG-UI form of one frame payload (the JSON an SSE `data:` carries). O(payload).
@@ -103,5 +135,27 @@ mod tests {
         );
         let close = Frame::close(1001, "bye").into_bytes();
         assert_eq!(ws_frame(close.clone()), close);
+    }
+
+    #[test]
+    fn the_same_frame_is_translated_once_per_thread_and_equal_bytes_elsewhere_again() {
+        let wire = Frame::text(br#"{"type":"pong"}"#).into_bytes();
+        let a = ws_frame(wire.clone());
+        let b = ws_frame(wire.clone());
+        assert_eq!(a.as_ptr(), b.as_ptr(), "one translation shared");
+        // Another buffer with other bytes: its own translation, not the cached one.
+        let other = Frame::text(br#"{"type":"gap","from":1,"to":2}"#).into_bytes();
+        let c = ws_frame(other);
+        assert!(payload_of(&c).starts_with(br#"{"type":"CUSTOM","name":"agentcast.gap""#));
+        // The first frame again, after another: translated again, same bytes.
+        let d = ws_frame(wire);
+        assert_eq!(d, a);
+        assert_ne!(d.as_ptr(), a.as_ptr());
+        // A frame past the cache's bound is translated every time.
+        let big = format!(r#"{{"type":"pong","pad":"{}"}}"#, "x".repeat(CACHE_MAX));
+        let big = Frame::text(big.as_bytes()).into_bytes();
+        let (e, f) = (ws_frame(big.clone()), ws_frame(big));
+        assert_eq!(e, f);
+        assert_ne!(e.as_ptr(), f.as_ptr());
     }
 }
