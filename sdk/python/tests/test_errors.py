@@ -164,3 +164,28 @@ def server_secret() -> str:
     from conftest import SECRET
 
     return SECRET
+
+
+def test_other_statuses_map_to_their_classes(server: Server) -> None:
+    # 404, 405 and 426 are not answers to the SDK's own calls; the mapping of any answer
+    # (agentcast.from_response) is checked against the real server's.
+    auth = {"Authorization": f"Bearer {API_KEY}"}
+    cases = [
+        (httpx.get(f"{server.url}/no-such-route"), agentcast.NotFound),
+        (httpx.get(f"{server.url}/api/v1/publish", headers=auth), agentcast.MethodNotAllowed),
+        (
+            httpx.get(
+                f"{server.url}/ws?token={server.token('u426')}",
+                headers={
+                    "Upgrade": "websocket",
+                    "Connection": "Upgrade",
+                    "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+                    "Sec-WebSocket-Version": "12",
+                },
+            ),
+            agentcast.UpgradeRequired,
+        ),
+    ]
+    for r, cls in cases:
+        e = agentcast.from_response(r)
+        assert type(e) is cls and e.status == r.status_code == cls.status and e.reason, (r.status_code, r.text)
