@@ -197,7 +197,10 @@ class Subscription:
             except websockets.ConnectionClosed as e:
                 rcvd = e.rcvd
                 raise _Closed(rcvd.code if rcvd else None, rcvd.reason if rcvd else "") from None
-            raise _Closed(ws.close_code, ws.close_reason or "")
+            # The close the loop ended on (websockets 13.0 has these on its protocol only).
+            code = getattr(ws, "close_code", None) or getattr(ws.protocol, "close_code", None)
+            reason = getattr(ws, "close_reason", None) or getattr(ws.protocol, "close_reason", None)
+            raise _Closed(code, reason or "")
 
     async def _sse(self, token: str) -> AsyncGenerator[tuple[str, dict[str, Any], Any], None]:
         extra = {"channels": ",".join(self.channels)} if self.channels else {}
