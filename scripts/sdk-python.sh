@@ -5,7 +5,7 @@
 # FastAPI example's test and the README's Python quick start. The tests start their own
 # servers on free loopback ports.
 #
-# Usage: scripts/sdk-python.sh [pytest arguments]
+# Usage: scripts/sdk-python.sh [pytest arguments, default sdk/python/tests]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 venv=target/sdk-python-venv
@@ -21,4 +21,6 @@ fi
 "$venv/bin/pip" install --quiet --disable-pip-version-check './sdk/python[test]'
 "$venv/bin/pip" install --quiet --disable-pip-version-check --no-deps --force-reinstall ./sdk/python
 
-"$venv/bin/python" -m pytest -q -p no:cacheprovider sdk/python/tests "$@"
+# Arguments replace the default test path: scripts/sdk-python.sh sdk/python/tests/test_restart.py
+[ "$#" -gt 0 ] || set -- sdk/python/tests
+"$venv/bin/python" -m pytest -q -p no:cacheprovider "$@"

@@ -17,9 +17,14 @@ use serde_json::Value;
 mod readme;
 use readme::{CARGO_RUN, CARGO_RUN_SERVER, blocks, exports, sh};
 
-/// The quick start: the README from `## Quick start` to the next `## ` heading.
+/// The quick start: the README from `## Quick start` to its `### Python` subsection (run by
+/// the Python package's tests, sdk/python/tests/test_readme.py), or to the next `## ` heading.
 fn quick_start() -> String {
-    readme::section("## Quick start")
+    let section = readme::section("## Quick start");
+    match section.find("\n### Python") {
+        Some(i) => section[..=i].to_owned(),
+        None => section,
+    }
 }
 
 /// The keys of a JSON object.

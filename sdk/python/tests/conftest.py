@@ -55,7 +55,7 @@ class Server:
 
     def start(self) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTCAST_")}
-        env.update(AGENTCAST_JWT_SECRET=SECRET, AGENTCAST_API_KEY=API_KEY, **self.env)
+        env.update({"AGENTCAST_JWT_SECRET": SECRET, "AGENTCAST_API_KEY": API_KEY, **self.env})
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
                 [str(binary()), "serve", "--listen", f"127.0.0.1:{self.port}", "--log-level", "warn"],

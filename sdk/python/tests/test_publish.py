@@ -68,3 +68,17 @@ def test_channel_and_broadcast(server: Server, user: str) -> None:
                 assert sub.of("custom.notice")[0].channel == "*"
 
     run(main())
+
+
+def test_ag_ui_publish(server: Server, user: str) -> None:
+    async def main() -> None:
+        async with server.aclient() as c, Consumer(c.subscribe(server.token(user))) as sub:
+            r = await c.publish(user_id=user, ag_ui={"type": "TEXT_MESSAGE_CONTENT", "messageId": "m1", "delta": "Hi"})
+            assert r.connections == 1
+            await sub.until(lambda: sub.of("message_delta"), "the delta")
+            assert sub.of("message_delta")[0].data == {"message_id": "m1", "delta": "Hi"}
+            with __import__("pytest").raises(agentcast.BadRequest) as e:
+                await c.publish(user_id=user, ag_ui={"type": "TEXT_MESSAGE_CONTENT", "delta": "Hi"})
+            assert "messageId" in e.value.reason
+
+    run(main())

@@ -99,3 +99,36 @@ def test_subscription_survives_a_restart(own_server: Server, user: str, transpor
                 assert sub.connects == 2
 
     run(main())
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_token_expiry_4001_reconnects_with_a_fresh_token(tmp_path, user: str, transport: str) -> None:  # type: ignore[no-untyped-def]
+    # No leeway: a session ends at its token's exp with close 4001.
+    s = Server(tmp_path, env={"AGENTCAST_JWT_LEEWAY_SECS": "0"})
+    s.start()
+    try:
+        minted: list[str] = []
+
+        def fresh() -> str:
+            minted.append(s.token(user, ttl=2))
+            return minted[-1]
+
+        async def main() -> None:
+            async with s.aclient() as c:
+                sub = c.subscribe(fresh, transport=transport)
+                async with Consumer(sub) as con:
+                    await c.publish(user_id=user, type="custom.n", data={"n": 0})
+                    await con.until(lambda: sub.connects >= 2, "a reconnect after 4001", timeout=10)
+                    await c.publish(user_id=user, type="custom.n", data={"n": 1})
+                    await con.until(lambda: len(con.of("custom.n")) == 2, "both events")
+                    assert [e.data["n"] for e in con.of("custom.n")] == [0, 1]
+                    assert len(minted) >= 2
+                # A plain string token: 4001 raises Unauthorized.
+                with pytest.raises(agentcast.Unauthorized) as e:
+                    async for _ in c.subscribe(s.token(user, ttl=1), transport=transport):
+                        pass
+                assert "4001" in e.value.reason
+
+        run(main())
+    finally:
+        s.stop()

@@ -108,7 +108,7 @@ class ConnectionFailed(AgentcastError):
 
 
 _BY_STATUS: dict[int, type[AgentcastError]] = {
-    c.status: c  # type: ignore[misc]
+    c.status: c  # type: ignore[misc,unused-ignore]
     for c in (
         BadRequest,
         Unauthorized,
@@ -137,7 +137,7 @@ def reason_of(body: bytes | str) -> str:
     except ValueError:
         return text.strip()
     if isinstance(v, dict) and isinstance(v.get("error"), str):
-        return v["error"]
+        return str(v["error"])
     return text.strip()
 
 

@@ -17,5 +17,5 @@ class RetryPolicy:
     max_backoff: float = 5.0
 
     def delay(self, attempt: int) -> float:
-        d = min(self.max_backoff, self.backoff * (2**attempt))
+        d = float(min(self.max_backoff, self.backoff * (2**attempt)))
         return d / 2 + random.uniform(0, d / 2)

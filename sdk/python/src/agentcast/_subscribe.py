@@ -6,7 +6,7 @@ import asyncio
 import inspect
 import json
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
@@ -170,14 +170,14 @@ class Subscription:
             q["last_seq"] = str(self.last_seq)
         return "&".join(f"{k}={quote(v, safe='')}" for k, v in q.items())
 
-    async def _ws(self, token: str) -> AsyncIterator[tuple[str, dict[str, Any], Any]]:
+    async def _ws(self, token: str) -> AsyncGenerator[tuple[str, dict[str, Any], Any], None]:
         parts = urlsplit(self._client.url)
         scheme = "wss" if parts.scheme == "https" else "ws"
         url = urlunsplit((scheme, parts.netloc, parts.path.rstrip("/") + "/ws", self._query(token, {}), ""))
         try:
             conn = await ws_connect(url, open_timeout=self._client.timeout, max_size=None, compression=None)
         except websockets.InvalidStatus as e:
-            raise error_for(e.response.status_code, e.response.body or b"") from None
+            raise error_for(e.response.status_code, bytes(e.response.body or b"")) from None
         async with conn as ws:
 
             async def ack(seq: int) -> None:
@@ -197,9 +197,12 @@ class Subscription:
             except websockets.ConnectionClosed as e:
                 rcvd = e.rcvd
                 raise _Closed(rcvd.code if rcvd else None, rcvd.reason if rcvd else "") from None
-            raise _Closed(ws.close_code, ws.close_reason or "")
+            # The close the loop ended on (websockets 13.0 has these on its protocol only).
+            code = getattr(ws, "close_code", None) or getattr(ws.protocol, "close_code", None)
+            reason = getattr(ws, "close_reason", None) or getattr(ws.protocol, "close_reason", None)
+            raise _Closed(code, reason or "")
 
-    async def _sse(self, token: str) -> AsyncIterator[tuple[str, dict[str, Any], Any]]:
+    async def _sse(self, token: str) -> AsyncGenerator[tuple[str, dict[str, Any], Any], None]:
         extra = {"channels": ",".join(self.channels)} if self.channels else {}
         url = f"/sse?{self._query(token, extra)}"
         http = self._client._http
