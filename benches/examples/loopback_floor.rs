@@ -1,143 +1,89 @@
-//! The floor under the server's broadcast cost: what one process pays, in CPU, to write a
+//! The floor under the server's broadcast cost: what one thread pays, in CPU, to write a
 //! small message to each of N loopback TCP sockets, with nothing else — no WebSocket, no
-//! engine, no async runtime on the sending side. Another process (this binary, re-executed)
-//! connects the sockets and reads everything.
+//! engine, no async runtime on the sending side. Another process (this binary, re-executed
+//! with `read`) connects the sockets and reads everything the way `agentcast bench`'s
+//! receivers do: one thread, a current-thread tokio runtime, one task per socket awaiting
+//! readiness (epoll) and reading. The measurement is `agentcast_server::bench::floor`, the
+//! same code `agentcast bench --scenario broadcast --floor` runs.
 //!
 //! ```sh
-//! cargo run --release -p agentcast-benches --example loopback_floor -- 15000 300 100 300
-//! #                                                  connections rounds interval_ms bytes
+//! cargo run --release -p agentcast-benches --example loopback_floor -- 15000 300 100 300 0
+//! #                                 connections rounds interval_ms bytes warmup_rounds
 //! ```
 //!
-//! Prints the sender's CPU per write (from `/proc/self/stat`, which includes the receiving
-//! socket's softirq processing that loopback runs on the sender's core) and the reader's.
+//! Prints the sender's CPU per write (its thread's `/proc/thread-self/stat`, which includes
+//! the receiving socket's softirq processing that loopback runs on the sender's core) and
+//! the reader's CPU over the same measured rounds. Each process holds all N sockets, so N
+//! must stay 64 below the open-files limit.
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::time::{Duration, Instant};
+use std::process::ExitCode;
+use std::time::Duration;
 
-/// (user, system) CPU seconds of this process.
-fn cpu() -> (f64, f64) {
-    let stat = std::fs::read_to_string("/proc/self/stat").expect("procfs");
-    let rest = &stat[stat.rfind(')').expect("comm") + 2..];
-    let f: Vec<&str> = rest.split(' ').collect();
-    // Fields 14 and 15 (utime, stime) are at 11 and 12 after the comm; 100 ticks/s.
-    let t = |i: usize| f[i].parse::<f64>().expect("ticks") / 100.0;
-    (t(11), t(12))
-}
+use agentcast_server::bench::floor::{self, FloorPlan};
 
-fn main() {
+fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some("read") {
-        return reader(
-            &args[2],
-            args[3].parse().expect("n"),
-            args[4].parse().expect("threads"),
-        );
-    }
-    let num = |i: usize, d: u64| args.get(i).map_or(d, |s| s.parse().expect("number"));
-    let (conns, rounds, interval, bytes) = (num(1, 15_000), num(2, 300), num(3, 100), num(4, 300));
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let addr = listener.local_addr().expect("addr").to_string();
-    let mut child = std::process::Command::new(std::env::current_exe().expect("exe"))
-        .args(["read", &addr, &conns.to_string(), "2"])
-        .spawn()
-        .expect("spawn reader");
-    let mut socks = Vec::with_capacity(conns as usize);
-    for _ in 0..conns {
-        let (s, _) = listener.accept().expect("accept");
-        s.set_nodelay(true).expect("nodelay");
-        s.set_nonblocking(true).expect("nonblocking");
-        socks.push(s);
-    }
-    std::thread::sleep(Duration::from_millis(500));
-    let msg = vec![b'x'; bytes as usize];
-    let (u0, s0) = cpu();
-    let t0 = Instant::now();
-    let mut blocked = 0u64;
-    for r in 0..rounds {
-        for s in &mut socks {
-            match s.write(&msg) {
-                Ok(n) if n == msg.len() => {}
-                _ => blocked += 1,
+        let n = args.get(3).and_then(|n| n.parse().ok()).unwrap_or(0);
+        return match floor::reader_main(args.get(2).map_or("", String::as_str), n) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("loopback_floor reader: {e:#}");
+                ExitCode::FAILURE
             }
-        }
-        let next = t0 + Duration::from_millis(interval * (r + 1));
-        std::thread::sleep(next.saturating_duration_since(Instant::now()));
+        };
     }
-    let (u1, s1) = cpu();
-    let writes = (conns * rounds) as f64;
-    println!(
-        "sender: {writes} writes of {bytes} B in {:.1} s; CPU user {:.2} s + sys {:.2} s = {:.2} µs per write; {blocked} short or blocked",
-        t0.elapsed().as_secs_f64(),
-        u1 - u0,
-        s1 - s0,
-        ((u1 - u0) + (s1 - s0)) * 1e6 / writes
-    );
-    drop(socks);
-    child.wait().expect("reader exits");
-}
-
-/// Connects `n` sockets and reads them until EOF with `threads` epoll-free blocking... no:
-/// one thread per 1/threads of the sockets, polling with non-blocking reads would spin, so
-/// this uses a small tokio-free design: each thread blocks in `read` round-robin is not
-/// possible either; instead the reader uses `mio`-free `poll` through std's non-blocking
-/// sockets and a short sleep when a whole pass reads nothing.
-fn reader(addr: &str, n: usize, threads: usize) {
-    let mut socks: Vec<TcpStream> = (0..n)
-        .map(|_| {
-            let s = TcpStream::connect(addr).expect("connect");
-            s.set_nonblocking(true).expect("nonblocking");
-            s
-        })
-        .collect();
-    let per = n.div_ceil(threads);
-    let (u0, s0) = cpu();
-    let mut total = 0usize;
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = socks
-            .chunks_mut(per)
-            .map(|chunk| {
-                scope.spawn(move || {
-                    let mut buf = [0u8; 65536];
-                    let mut open = chunk.len();
-                    let mut done = vec![false; chunk.len()];
-                    let mut got = 0usize;
-                    while open > 0 {
-                        let mut any = false;
-                        for (i, s) in chunk.iter_mut().enumerate() {
-                            if done[i] {
-                                continue;
-                            }
-                            match s.read(&mut buf) {
-                                Ok(0) => {
-                                    done[i] = true;
-                                    open -= 1;
-                                }
-                                Ok(k) => {
-                                    got += k;
-                                    any = true;
-                                }
-                                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                                Err(_) => {
-                                    done[i] = true;
-                                    open -= 1;
-                                }
-                            }
-                        }
-                        if !any {
-                            std::thread::sleep(Duration::from_millis(20));
-                        }
-                    }
-                    got
-                })
+    let num = |i: usize, d: u64| -> u64 {
+        args.get(i).map_or(d, |s| {
+            s.parse().unwrap_or_else(|_| {
+                eprintln!("argument {i} ({s:?}) is not a number");
+                std::process::exit(2)
             })
-            .collect();
-        total = handles.into_iter().map(|h| h.join().expect("reader")).sum();
+        })
+    };
+    let plan = FloorPlan {
+        connections: num(1, 15_000) as usize,
+        rounds: num(2, 300),
+        interval: Duration::from_millis(num(3, 100)),
+        write_bytes: num(4, 300) as usize,
+        warmup_rounds: num(5, 0),
+    };
+    let exe = match std::env::current_exe() {
+        Ok(exe) => exe,
+        Err(e) => {
+            eprintln!("loopback_floor: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let report = floor::measure(&plan, |addr, n| {
+        let mut cmd = std::process::Command::new(&exe);
+        cmd.args(["read", addr, &n.to_string()]);
+        cmd
     });
-    let (u1, s1) = cpu();
-    println!(
-        "reader: {total} bytes; CPU user {:.2} s + sys {:.2} s",
-        u1 - u0,
-        s1 - s0
-    );
+    match report {
+        Ok(r) => {
+            println!(
+                "sender: {} writes of {} B in {:.1} s; CPU user {:.2} s + sys {:.2} s = {:.2} µs per write; {} short or blocked",
+                r.writes,
+                r.write_bytes,
+                r.secs,
+                r.sender_user_secs,
+                r.sender_sys_secs,
+                r.sender_us_per_write,
+                r.short_writes
+            );
+            println!(
+                "reader: {} of {} bytes; CPU {} s",
+                r.bytes_read,
+                r.bytes_written,
+                r.reader_cpu_secs
+                    .map_or_else(|| "n/a".to_owned(), |v| format!("{v:.2}"))
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("loopback_floor: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -36,7 +36,9 @@
 //! connect everything (progress on stderr) → settle 1 s and read the server's RSS → publish
 //! `--warmup` seconds of unmeasured events → read CPU times → publish `--duration` seconds of
 //! measured events → wait until every expected delivery arrived (at most `--drain` s) → read
-//! CPU times → collect the receivers' counts → print the table, write `--json`.
+//! CPU times → collect the receivers' counts → with `--floor` (broadcast only), settle 1 s and
+//! measure the loopback floor with the same connections, rounds and interval, writing the
+//! largest measured frame the receivers saw ([`floor`]) → print the table, write `--json`.
 //!
 //! The exit status is 0 when every connection connected and every measured event reached
 //! every device it was meant for, once, with no leak and no publish error; 1 otherwise; 2 for
@@ -47,6 +49,7 @@
 //! - `plan` (private; [`BenchArgs`] and [`Plan`] are re-exported): the flags and
 //!   their validation;
 //! - `children` (private): receiver groups in this process or in child processes;
+//! - [`floor`]: the loopback floor (`--floor`, and `benches/examples/loopback_floor.rs`);
 //! - [`payload`]: the probe in each event's `data` and its cheap parse;
 //! - [`client`]: the minimal WebSocket client and the receiver groups;
 //! - [`publisher`]: the minimal HTTP publisher and its schedule;
@@ -56,6 +59,7 @@
 
 mod children;
 pub mod client;
+pub mod floor;
 pub mod payload;
 mod plan;
 pub mod procfs;
@@ -98,6 +102,9 @@ where
 pub fn main(args: &BenchArgs, cfg: &Config) -> anyhow::Result<ExitCode> {
     if let Some(i) = args.child_index {
         return children::child_main(i, args, cfg).map(|()| ExitCode::SUCCESS);
+    }
+    if let Some(addr) = &args.floor_reader {
+        return floor::reader_main(addr, args.connections).map(|()| ExitCode::SUCCESS);
     }
     if let Err(e) = Plan::new(args, cfg) {
         eprintln!("agentcast bench: {e}");
@@ -355,6 +362,7 @@ pub fn run(args: &BenchArgs, cfg: &Config) -> anyhow::Result<Report> {
         r.first_disconnect_unix_ms =
             min_some(r.first_disconnect_unix_ms, gr.first_disconnect_unix_ms);
         r.last_resume_unix_ms = r.last_resume_unix_ms.max(gr.last_resume_unix_ms);
+        r.frame_bytes = r.frame_bytes.max(gr.frame_bytes);
         for [u, c, n] in gr.per_user {
             if let Some(slot) = conns_of_user.get_mut(u as usize) {
                 *slot += c;
@@ -408,6 +416,12 @@ pub fn run(args: &BenchArgs, cfg: &Config) -> anyhow::Result<Report> {
     r.client_cpu_secs = delta(before.client, after.client);
     r.server_cpu_wait_secs = delta(before.server_wait, after.server_wait);
     r.client_cpu_wait_secs = delta(before.client_wait, after.client_wait);
+    if let Some(mut f) = plan.floor {
+        if r.frame_bytes > 0 {
+            f.write_bytes = r.frame_bytes as usize;
+        }
+        run_floor(&f, &mut r)?;
+    }
     r.server_rss_kib_before = rss_before;
     r.server_rss_kib_connected = rss_connected;
     if let (Some(a), Some(b)) = (rss_before, rss_connected) {
@@ -417,6 +431,35 @@ pub fn run(args: &BenchArgs, cfg: &Config) -> anyhow::Result<Report> {
         }
     }
     Ok(r)
+}
+
+/// `--floor`: measures the loopback floor of `f` (the reader is this binary, `bench
+/// --floor-reader`) once the server has closed the run's connections, and puts it in `r`.
+fn run_floor(f: &floor::FloorPlan, r: &mut Report) -> anyhow::Result<()> {
+    std::thread::sleep(Duration::from_secs(1));
+    eprintln!(
+        "floor: {} sockets × {} + {} rounds every {:?}, {} B writes",
+        f.connections, f.warmup_rounds, f.rounds, f.interval, f.write_bytes
+    );
+    let exe = std::env::current_exe().context("locating the agentcast binary")?;
+    let report = floor::measure(f, |addr, n| {
+        let mut cmd = std::process::Command::new(&exe);
+        cmd.args([
+            "bench",
+            "--floor-reader",
+            addr,
+            "--connections",
+            &n.to_string(),
+        ]);
+        cmd
+    })?;
+    if let Some(cpu) = r.server_cpu_us_per_delivery {
+        if report.sender_us_per_write > 0.0 {
+            r.server_cpu_per_delivery_over_floor = Some(round2(cpu / report.sender_us_per_write));
+        }
+    }
+    r.floor = Some(report);
+    Ok(())
 }
 
 /// The smaller of two optional values, ignoring `None`.

@@ -9,6 +9,7 @@ use std::time::Duration;
 use clap::{Args, ValueEnum};
 
 use super::client::ReceiverPlan;
+use super::floor::FloorPlan;
 use super::payload;
 use super::procfs;
 use super::publisher::PublishPlan;
@@ -131,6 +132,13 @@ pub struct BenchArgs {
     /// the connection missed.
     #[arg(long)]
     pub reconnect: bool,
+    /// Broadcast scenario: after the run, measure the loopback floor in this process with
+    /// the same connections, rounds and interval, writing the measured frame's size (one
+    /// plain `write` per socket per round from one thread, an epoll reader in a child; see
+    /// `bench/floor.rs`), and print it next to the server's CPU per delivery. Adds
+    /// `--warmup` + `--duration` seconds to the run.
+    #[arg(long)]
+    pub floor: bool,
     /// Write the report as JSON to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,
@@ -140,6 +148,9 @@ pub struct BenchArgs {
     /// Internal: the parent's run id (hex).
     #[arg(long, hide = true)]
     pub run_id: Option<String>,
+    /// Internal: run as the `--floor` reader, connecting `--connections` sockets here.
+    #[arg(long, hide = true)]
+    pub floor_reader: Option<String>,
 }
 
 /// Validated settings of a run.
@@ -163,6 +174,9 @@ pub struct Plan {
     pub api_key: String,
     /// Publishing schedule.
     pub publish: PublishPlan,
+    /// `--floor`: the floor to measure after the run (its `write_bytes` is a placeholder,
+    /// the payload size, until the run measured the frame).
+    pub floor: Option<FloorPlan>,
 }
 
 impl Plan {
@@ -262,6 +276,27 @@ impl Plan {
             None => rand::random(),
         };
         let per_sec = 1.0 / period.as_secs_f64();
+        let warmup_events = (warmup * per_sec).round() as u64;
+        let measured_events = ((duration * per_sec).round() as u64).max(1);
+        let floor = if args.floor {
+            if args.scenario != Scenario::Broadcast {
+                return Err(
+                    "--floor measures one write per connection per broadcast: use it with --scenario broadcast"
+                        .into(),
+                );
+            }
+            let f = FloorPlan {
+                connections: n,
+                warmup_rounds: warmup_events,
+                rounds: measured_events,
+                interval: period,
+                write_bytes: args.payload_bytes,
+            };
+            f.check().map_err(|e| format!("--floor: {e}"))?;
+            Some(f)
+        } else {
+            None
+        };
         Ok(Plan {
             publish: PublishPlan {
                 addr,
@@ -271,8 +306,8 @@ impl Plan {
                 run,
                 users: users_opt,
                 period,
-                warmup_events: (warmup * per_sec).round() as u64,
-                measured_events: ((duration * per_sec).round() as u64).max(1),
+                warmup_events,
+                measured_events,
                 payload_bytes: args.payload_bytes,
                 connections: args.publishers,
             },
@@ -284,6 +319,7 @@ impl Plan {
             groups,
             run,
             api_key,
+            floor,
         })
     }
 
@@ -453,6 +489,37 @@ mod tests {
         let (a, c) = parse(&[]);
         assert!(a.server_pid.is_empty());
         assert!(!Plan::new(&a, &c).unwrap().receivers(0, &a).reconnect);
+    }
+
+    #[test]
+    fn floor_follows_the_broadcast_schedule_and_only_broadcast() {
+        let p = plan(&[
+            "--scenario",
+            "broadcast",
+            "--connections",
+            "5000",
+            "--interval-ms",
+            "100",
+            "--duration",
+            "10",
+            "--warmup",
+            "3",
+            "--floor",
+        ])
+        .unwrap();
+        let f = p.floor.unwrap();
+        assert_eq!(
+            (f.connections, f.warmup_rounds, f.rounds, f.interval),
+            (5000, 30, 100, Duration::from_millis(100))
+        );
+        assert!(plan(&["--scenario", "broadcast"]).unwrap().floor.is_none());
+        let e = plan(&["--floor"]).unwrap_err();
+        assert!(e.contains("--floor") && e.contains("broadcast"), "{e}");
+        let (a, _) = parse(&["--floor-reader", "127.0.0.1:9", "--connections", "7"]);
+        assert_eq!(
+            (a.floor_reader.as_deref(), a.connections),
+            (Some("127.0.0.1:9"), 7)
+        );
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! What the load generator reads from Linux `/proc`: CPU time, run-queue wait and resident
-//! memory of a process, the pid listening on a TCP port, the open-files limit and the load average.
+//! memory of a process, a thread's CPU time, the pid listening on a TCP port, the open-files
+//! limit and the load average.
 //!
 //! Every reader returns `None` when the file is missing or unexpected (another OS, a
 //! process that exited), so the report shows "n/a" rather than failing the run.
@@ -19,12 +20,23 @@ pub fn cpu_secs(pid: u32) -> Option<f64> {
 /// `utime + stime` from the text of `/proc/<pid>/stat`, in seconds. The command name (field
 /// 2) may hold spaces and parentheses, so fields are counted after its last `)`.
 fn parse_stat_cpu(stat: &str) -> Option<f64> {
+    parse_stat_user_sys(stat).map(|(u, s)| u + s)
+}
+
+/// `(utime, stime)` from the text of a `stat` file, in seconds.
+fn parse_stat_user_sys(stat: &str) -> Option<(f64, f64)> {
     let rest = &stat[stat.rfind(')')? + 1..];
     // After `)`: state is field 3, utime field 14, stime field 15.
     let mut fields = rest.split_ascii_whitespace().skip(11);
     let utime: u64 = fields.next()?.parse().ok()?;
     let stime: u64 = fields.next()?.parse().ok()?;
-    Some((utime + stime) as f64 / USER_HZ)
+    Some((utime as f64 / USER_HZ, stime as f64 / USER_HZ))
+}
+
+/// User and system CPU time of the calling thread (`/proc/thread-self/stat`), in seconds.
+pub fn thread_user_sys_secs() -> Option<(f64, f64)> {
+    let stat = std::fs::read_to_string("/proc/thread-self/stat").ok()?;
+    parse_stat_user_sys(&stat)
 }
 
 /// Time the threads of process `pid` spent runnable but waiting for a CPU, in seconds: the
@@ -162,6 +174,8 @@ mod tests {
         }
         let me = std::process::id();
         assert!(cpu_secs(me).is_some());
+        let (user, sys) = thread_user_sys_secs().unwrap();
+        assert!(user >= 0.0 && sys >= 0.0);
         assert!(run_queue_wait_secs(me).is_some());
         assert!(rss_kib(me).unwrap() > 0);
         assert!(open_files_limit().unwrap() > 0);

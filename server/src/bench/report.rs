@@ -85,6 +85,9 @@ pub struct GroupReport {
     /// When the last resume of this group completed, ms since the Unix epoch.
     #[serde(default)]
     pub last_resume_unix_ms: Option<u64>,
+    /// The largest measured frame received, WebSocket header included, bytes.
+    #[serde(default)]
+    pub frame_bytes: u64,
 }
 
 /// Latency percentiles, microseconds.
@@ -252,6 +255,15 @@ pub struct Report {
     pub load_before: Option<String>,
     /// `/proc/loadavg` at the end of the window.
     pub load_after: Option<String>,
+    /// The largest measured frame received, WebSocket header included, bytes.
+    #[serde(default)]
+    pub frame_bytes: u64,
+    /// `--floor`: the loopback floor measured after the run (`None` without the flag).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub floor: Option<super::floor::FloorReport>,
+    /// `--floor`: `server_cpu_us_per_delivery` / the floor's `sender_us_per_write`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_cpu_per_delivery_over_floor: Option<f64>,
     /// The tokens scenario's figures (`None` for the others).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tokens: Option<super::tokens::TokenReport>,
@@ -354,6 +366,21 @@ impl Report {
                     f1(self.server_cpu_us_per_delivery)
                 ),
             ),
+        ];
+        let mut rows = rows;
+        if let Some(f) = &self.floor {
+            rows.push(("floor", f.line()));
+            rows.push((
+                "cpu / floor",
+                format!(
+                    "{} µs/delivery ÷ {:.2} µs/write = {}×",
+                    f1(self.server_cpu_us_per_delivery),
+                    f.sender_us_per_write,
+                    f1(self.server_cpu_per_delivery_over_floor)
+                ),
+            ));
+        }
+        rows.extend([
             ("client cpu", format!("{} s", f1(self.client_cpu_secs))),
             (
                 "waiting for cpu",
@@ -380,8 +407,7 @@ impl Report {
                     na(self.load_after.clone())
                 ),
             ),
-        ];
-        let mut rows = rows;
+        ]);
         if let Some(t) = &self.tokens {
             rows.push((
                 "tokens",
@@ -523,8 +549,42 @@ mod tests {
             assert!(t.contains(needle), "missing `{needle}` in\n{t}");
         }
         assert!(!r.clean());
+        assert!(!t.contains("floor"), "{t}");
         let json = serde_json::to_string(&r).unwrap();
         let back: Report = serde_json::from_str(&json).unwrap();
         assert_eq!(back, r);
+    }
+
+    #[test]
+    fn the_floor_sits_next_to_cpu_per_delivery() {
+        let r = Report {
+            server_cpu_us_per_delivery: Some(14.6),
+            server_cpu_per_delivery_over_floor: Some(1.38),
+            floor: Some(super::super::floor::FloorReport {
+                connections: 5000,
+                rounds: 100,
+                interval_ms: 100.0,
+                write_bytes: 351,
+                writes: 500_000,
+                sender_user_secs: 0.2,
+                sender_sys_secs: 5.1,
+                sender_us_per_write: 10.6,
+                reader_cpu_secs: Some(3.2),
+                ..Default::default()
+            }),
+            ..Report::default()
+        };
+        let t = r.table();
+        for needle in [
+            "\nfloor ",
+            "  10.60 µs sender CPU per write (5000 sockets × 100 rounds every 100 ms, 351 B",
+            "reader 3.20 s CPU",
+            "14.60 µs/delivery ÷ 10.60 µs/write = 1.38×",
+        ] {
+            assert!(t.contains(needle), "missing `{needle}` in\n{t}");
+        }
+        let json = serde_json::to_string(&r).unwrap();
+        assert!(json.contains(r#""sender_us_per_write":10.6"#), "{json}");
+        assert_eq!(serde_json::from_str::<Report>(&json).unwrap(), r);
     }
 }

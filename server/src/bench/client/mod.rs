@@ -173,6 +173,8 @@ struct Counts {
     reconnect_failures: u64,
     first_disconnect_unix_ms: Option<u64>,
     last_resume_unix_ms: Option<u64>,
+    /// The largest measured frame, header included, bytes.
+    frame_bytes: u64,
 }
 
 async fn run_group(
@@ -200,6 +202,7 @@ async fn run_group(
             reconnect_failures: 0,
             first_disconnect_unix_ms: None,
             last_resume_unix_ms: None,
+            frame_bytes: 0,
         }),
     });
     let spawner = tokio::task::spawn_local(connect_all(Rc::clone(&ctx)));
@@ -226,6 +229,7 @@ async fn run_group(
         reconnect_failures: c.reconnect_failures,
         first_disconnect_unix_ms: c.first_disconnect_unix_ms,
         last_resume_unix_ms: c.last_resume_unix_ms,
+        frame_bytes: c.frame_bytes,
     })
 }
 
@@ -459,7 +463,15 @@ impl Conn {
             };
             pos += header + len;
             match opcode {
-                0x1 => received += self.text(ctx, payload, now),
+                0x1 => {
+                    let measured = self.text(ctx, payload, now);
+                    if measured > 0 {
+                        // What `--floor` writes (see `bench/floor.rs`).
+                        let mut c = ctx.counts.borrow_mut();
+                        c.frame_bytes = c.frame_bytes.max((header + len) as u64);
+                    }
+                    received += measured;
+                }
                 0x8 => {
                     open = false;
                     break;

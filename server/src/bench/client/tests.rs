@@ -36,6 +36,7 @@ fn ctx() -> Ctx {
             reconnect_failures: 0,
             first_disconnect_unix_ms: None,
             last_resume_unix_ms: None,
+            frame_bytes: 0,
         }),
     }
 }
@@ -144,6 +145,8 @@ fn split_frames_are_reassembled_and_pings_answered() {
         assert!(conn.input(&ctx, &stream, b));
         assert!(conn.pending.is_empty() && conn.pending.capacity() == 0);
         assert_eq!(ctx.counts.borrow().recv_of_user[1], 1);
+        // The measured frame's size on the wire, header included (what `--floor` writes).
+        assert_eq!(ctx.counts.borrow().frame_bytes, 4 + payload.len() as u64);
         // The pong: FIN | pong, masked, 2 bytes, unmasked back to "hi".
         let mut pong = [0u8; 8];
         std::io::Read::read_exact(&mut peer, &mut pong).unwrap();
