@@ -19,7 +19,8 @@
 # Flags: --small, --nodes N, --connections N, --rate R, --duration S, --out DIR,
 #        --scenarios "idle per-user broadcast redis storm".
 # Environment (same names, upper case): NODES CONNECTIONS USERS RATE DURATION
-#   BROADCAST_DURATION REDIS_DOWN PROCS CONNECT_RATE PUBLISHERS OUT SCENARIOS BIN TIME_LIMIT.
+#   BROADCAST_DURATION REDIS_DOWN PROCS CONNECT_RATE PUBLISHERS OUT SCENARIOS BIN TIME_LIMIT;
+#   STORM_DRAIN (s the storm's bench waits for late deliveries after its window, default 10).
 # Exit status: 0 when every scenario had no loss, no leak, no duplicate, no failed connect,
 # and the redis and storm checks held; 1 otherwise; 2 when the machine cannot run it.
 set -euo pipefail
@@ -321,7 +322,7 @@ run_storm() {
   scenario_begin storm
   local d=$(( duration > 15 ? duration : 15 ))
   bench_start storm --connections "$storm_conns" --scenario per-user --users $((storm_conns / 2)) \
-    --rate "$rate" --warmup 2 --duration "$d" --reconnect --drain 10
+    --rate "$rate" --warmup 2 --duration "$d" --reconnect --drain ${STORM_DRAIN:-10}
   bench_running_plus storm 3
   local best="" most=-1 p n
   for p in "${node_pids[@]}"; do
