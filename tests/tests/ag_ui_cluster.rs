@@ -80,17 +80,15 @@ async fn publish(node: &TestServer, items: &[Value]) -> Vec<u64> {
         .collect()
 }
 
-/// The user's cluster-wide ack cursor, read from Redis behind the nodes' backs.
+/// The user's cluster-wide ack cursor, read from Redis behind the nodes' backs (a bulk
+/// string reply, `$-1` while unset).
 fn ack_cursor(redis: &RedisServer, user: &str) -> u64 {
-    let mut conn = redis::Client::open(redis.url())
-        .and_then(|c| c.get_connection())
-        .expect("connect to the test's redis");
-    let a: Option<String> = redis::cmd("HGET")
-        .arg(format!("ac:{{{user}}}:m"))
-        .arg("a")
-        .query(&mut conn)
-        .expect("HGET");
-    a.and_then(|a| a.parse().ok()).unwrap_or(0)
+    let reply = redis.command(&["HGET", &format!("ac:{{{user}}}:m"), "a"]);
+    reply
+        .lines()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(0)
 }
 
 fn types(events: &[Value]) -> Vec<&str> {
