@@ -78,6 +78,12 @@ pub(crate) enum Command<S> {
         key: usize,
         id: ConnId,
     },
+    /// The transport's socket, for direct writes (see [`crate::sink`]).
+    AttachSink {
+        key: usize,
+        id: ConnId,
+        sink: Arc<dyn crate::sink::SocketSink>,
+    },
     /// Runs `f` on the worker thread with the shard (tests and introspection).
     Inspect(Box<dyn FnOnce(&mut S) + Send>),
     /// A fault injected by a test of the health machinery.

@@ -35,6 +35,8 @@
 //! - [`event`] — event kinds, priorities, targets, names and the publisher's raw `data`.
 //! - `prefetch` (private): the cache prefetch hint of the fan-out loop.
 //! - `handoff` (private): a connection's lock-free single-producer single-consumer queue.
+//! - [`sink`] — direct writes: the [`SocketSink`] a transport may give its shard, and who
+//!   may write to a socket when.
 //! - `slots` (private): the slab of a shard's connections.
 //! - [`frame`] — encoding events once into complete WebSocket frames.
 //! - [`delta`] — merging consecutive `message_delta` frames of one message (rings, history).
@@ -134,6 +136,7 @@ pub mod ring;
 mod runs;
 pub mod sequenced;
 pub mod shard;
+pub mod sink;
 mod slots;
 pub mod stats;
 mod worker;
@@ -158,4 +161,5 @@ pub use hub::{Connecting, Hub, PublishReply, Receipt, Reply};
 pub use publish::PublishRequest;
 pub use sequenced::UserEventParts;
 pub use shard::Footprint;
+pub use sink::SocketSink;
 pub use stats::{ShardStats, Stats};

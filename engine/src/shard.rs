@@ -60,7 +60,7 @@ mod sequenced;
 mod tally;
 mod users;
 
-use deliver::{Parcel, Push, Wakes, deliver, push_frame, refill};
+use deliver::{Direct, Parcel, Push, Wakes, deliver, push_frame, refill};
 pub use tally::Footprint;
 use tally::Tally;
 use users::{UserState, UserTable, ukey, user_state};
@@ -95,6 +95,9 @@ struct ConnEntry {
     max_subscriptions: usize,
     /// The health canary's connection: sent no broadcasts, left out of gauges.
     internal: bool,
+    /// The transport's socket, once it attached one: frames may be written to it directly
+    /// (see [`crate::sink`]).
+    sink: Option<Arc<dyn crate::sink::SocketSink>>,
 }
 
 /// An ack deadline of a critical event.
@@ -312,6 +315,11 @@ impl Shard {
                     }
                 }
             }
+            Command::AttachSink { key, id, sink } => {
+                if let Some(c) = self.conns.get_mut(key).filter(|c| c.id == id) {
+                    c.sink = Some(sink);
+                }
+            }
             Command::Inspect(f) => {
                 // Answers reflect every earlier command, counters included.
                 self.flush_counters(counters);
@@ -513,6 +521,7 @@ impl Shard {
                 // from the entry alone, so neither prefetch waits on the other.
                 const AHEAD: usize = 8;
                 let mut wakes = Wakes::new();
+                let mut direct = Direct::default();
                 for key in 0..self.conns.key_bound() {
                     if let Some(next) = self.conns.get(key + AHEAD) {
                         prefetch_write(Arc::as_ptr(&next.shared));
@@ -534,11 +543,16 @@ impl Shard {
                             delivered += 1;
                             wakes.add(key, &self.conns);
                         }
+                        Push::Written => {
+                            delivered += 1;
+                            direct.add(c);
+                        }
                         Push::Lost => {}
                         Push::Close => self.overflowed.push(key),
                     }
                 }
                 wakes.flush(&self.conns);
+                direct.finish(born_us);
                 delivered
             }
         };

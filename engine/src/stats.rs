@@ -127,6 +127,9 @@ counters! {
     backlog,
     /// Frames handed to transports' hand-off queues (live and replayed).
     handed,
+    /// Frames written whole to sockets by the shard's worker itself, never queued (see
+    /// [`crate::sink`]); also in `delivered`, not in `handed`.
+    direct_writes,
     /// Users whose state was evicted: after their TTL, or over a bound (those are also in
     /// `users_evicted_over_limit`).
     users_evicted,

@@ -24,6 +24,7 @@ const ORDER: &[&str] = &[
     "event",
     "prefetch",
     "handoff",
+    "sink",
     "slots",
     "frame",
     "delta",

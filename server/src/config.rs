@@ -86,6 +86,10 @@ pub struct Config {
     /// and the kernel spreads connections over them (every one of them must set it; see
     /// [`crate::listener`]). Default: false.
     pub reuse_port: bool,
+    /// Shard workers write an event to a WebSocket client's socket themselves when nothing is
+    /// queued before it and the socket has room, instead of waking the connection's task
+    /// (see `agentcast_engine::sink`). Native WebSocket connections only. Default: true.
+    pub direct_writes: bool,
     /// The listener's backlog: connections the kernel queues before they are accepted (a
     /// reconnect storm lands here; capped by `net.core.somaxconn`). Default: 4,096.
     pub listen_backlog: u32,
@@ -316,6 +320,7 @@ impl Default for Config {
         Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             reuse_port: false,
+            direct_writes: true,
             listen_backlog: 4096,
             jwt_secret: None,
             api_key: None,
@@ -372,6 +377,16 @@ pub struct Overrides {
         default_missing_value = "true"
     )]
     pub reuse_port: Option<bool>,
+    /// Shard workers write events to WebSocket sockets themselves when they can;
+    /// `--direct-writes false` leaves every write to the connection's task.
+    #[arg(
+        long,
+        env = "AGENTCAST_DIRECT_WRITES",
+        global = true,
+        num_args = 0..=1,
+        default_missing_value = "true"
+    )]
+    pub direct_writes: Option<bool>,
     /// The listener's backlog (connections queued before accept).
     #[arg(long, env = "AGENTCAST_LISTEN_BACKLOG", global = true)]
     pub listen_backlog: Option<u32>,
@@ -504,6 +519,7 @@ impl Config {
         set!(
             listen,
             reuse_port,
+            direct_writes,
             listen_backlog,
             jwt_leeway_secs,
             log_format,

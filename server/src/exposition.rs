@@ -405,6 +405,12 @@ impl Collector for Snapshot {
                 t.history_events,
             ),
             (
+                "direct_writes",
+                Counter,
+                "Frames written whole to sockets by shard workers themselves, never queued.",
+                t.direct_writes,
+            ),
+            (
                 "deltas_merged",
                 Counter,
                 "message_delta frames merged into a queued delta of their message (full ring).",

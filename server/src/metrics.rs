@@ -248,6 +248,7 @@ pub fn render_json(m: &ServerMetrics, stats: &Stats) -> serde_json::Value {
             "channels": t.channels,
             "queue_depth": t.queue_depth(),
             "drained": t.drained,
+            "direct_writes": t.direct_writes,
             "dropped": by_p(&t.dropped),
             "coalesced": by_p(&t.coalesced),
             "deltas_merged": t.deltas_merged,

@@ -84,6 +84,39 @@ impl Connection {
         n
     }
 
+    /// Lets the shard's worker write frames to this connection's socket itself while the
+    /// transport has [released](Connection::release_socket) it (see [`crate::sink`]). A
+    /// transport that attaches a sink must [claim](Connection::claim_socket) the socket
+    /// before it drains or writes anything, and release it only when everything it holds is
+    /// written. Fire-and-forget; attaching twice replaces the sink.
+    pub fn attach_sink(&self, sink: Arc<dyn crate::sink::SocketSink>) {
+        let _ = self.worker.send(Command::AttachSink {
+            key: self.key,
+            id: self.id,
+            sink,
+        });
+    }
+
+    /// Takes the socket back from the worker (waiting out a direct write in progress, one
+    /// non-blocking system call) and drains up to `max` frames into `out`, as
+    /// [`drain_into`](Connection::drain_into). After it, the worker writes nothing to the
+    /// socket until [`release_socket`](Connection::release_socket). A connection starts
+    /// claimed; claiming twice is harmless.
+    ///
+    /// Drains at once because the front of the queue may be the rest of a frame the worker
+    /// wrote in part: it must go out before anything the transport writes of its own.
+    pub fn claim_socket(&mut self, out: &mut Vec<Bytes>, max: usize) -> usize {
+        crate::sink::transport_claim(&self.shared.writer);
+        self.drain_into(out, max)
+    }
+
+    /// Lets the worker write to the socket directly again. Call only when every frame drained
+    /// and every frame of the transport's own (pongs, pings, errors) is written, and never
+    /// after a close frame.
+    pub fn release_socket(&self) {
+        crate::sink::transport_release(&self.shared.writer);
+    }
+
     /// Takes the publish time ([`mono_us`](crate::health::mono_us)) of the oldest frame
     /// queued since the last call, if any: the transport records `mono_us() - stamp` after
     /// writing what it drained (publish → socket-write latency).

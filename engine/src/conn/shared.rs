@@ -2,7 +2,7 @@
 //! its options, the welcome, the close codes and [`ConnShared`] (the hand-off line). See the
 //! [`conn`](crate::conn) docs.
 
-use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU16, AtomicU64, Ordering};
 
 use atomic_waker::AtomicWaker;
 
@@ -121,6 +121,9 @@ pub(crate) struct ConnShared {
     /// asks for a refill. Release/Acquire: a transport that sees `true` also sees the frames
     /// the worker pushed to the hand-off queue before setting it.
     pub(crate) backlogged: AtomicBool,
+    /// Who may write to the socket: the transport, nobody, or the worker inside a direct
+    /// write (see [`crate::sink`]). Starts with the transport.
+    pub(crate) writer: AtomicU8,
 }
 
 // Fields ordered so the whole struct is one cache line (repr(C): as written).
@@ -135,6 +138,7 @@ impl ConnShared {
             publish_stamp: AtomicU64::new(0),
             close: AtomicU16::new(0),
             waker: AtomicWaker::new(),
+            writer: AtomicU8::new(crate::sink::TRANSPORT),
         }
     }
 

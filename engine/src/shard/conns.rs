@@ -43,6 +43,7 @@ impl Shard {
             channels: Vec::new(),
             max_subscriptions: opts.max_subscriptions,
             internal: opts.internal,
+            sink: None,
         });
         if opts.internal {
             self.internal_conns += 1;

@@ -1,6 +1,13 @@
-//! The delivery fast path: one frame queued to a list of connections (their rings, then
-//! their hand-off queues), with the wake-ups batched behind one fence. Shared by the owner
-//! mode's publish, the cluster mode's delivery and channel and broadcast fan-out.
+//! The delivery fast path: one frame written to, or queued for, a list of connections, with
+//! the wake-ups batched behind one fence. Shared by the owner mode's publish, the cluster
+//! mode's delivery and channel and broadcast fan-out.
+//!
+//! Per recipient, in order of preference:
+//! 1. **Written directly** ([`crate::sink`]): the transport gave a sink, released the socket,
+//!    and nothing is queued before the frame. One non-blocking write; no queue, no wake-up.
+//! 2. **Handed**: pushed to the hand-off queue (the ring is empty and the queue has room);
+//!    the transport is woken.
+//! 3. **Queued** in the ring, where the overflow policy applies.
 
 use std::sync::Arc;
 
@@ -8,6 +15,7 @@ use bytes::Bytes;
 
 use crate::event::Priority;
 use crate::ring::{PushOutcome, Queued};
+use crate::sink::{self, SocketSink};
 use crate::slots::Slots;
 
 use super::{ConnEntry, Tally};
@@ -37,6 +45,7 @@ pub(super) fn deliver(
 ) -> usize {
     let mut delivered = 0;
     let mut wakes = Wakes::new();
+    let mut direct = Direct::default();
     for &key in keys {
         let Some(c) = conns.get_mut(key) else {
             continue;
@@ -54,17 +63,47 @@ pub(super) fn deliver(
                 delivered += 1;
                 wakes.add(key, conns);
             }
+            Push::Written => {
+                delivered += 1;
+                direct.add(c);
+            }
             Push::Lost => {}
             Push::Close => overflowed.push(key),
         }
     }
     wakes.flush(conns);
+    direct.finish(parcel.born_us);
     delivered
 }
 
+/// Direct writes of one delivery: told to a sink once at its end ([`SocketSink::written`]).
+#[derive(Default)]
+pub(super) struct Direct {
+    frames: u64,
+    sink: Option<Arc<dyn SocketSink>>,
+}
+
+impl Direct {
+    #[inline]
+    pub(super) fn add(&mut self, c: &ConnEntry) {
+        self.frames += 1;
+        if self.sink.is_none() {
+            self.sink.clone_from(&c.sink);
+        }
+    }
+
+    pub(super) fn finish(self, born_us: u64) {
+        if let Some(sink) = self.sink {
+            sink.written(self.frames, born_us);
+        }
+    }
+}
+
 pub(super) enum Push {
-    /// Queued (possibly after coalescing or evicting an older frame).
+    /// Queued (possibly after coalescing or evicting an older frame): wake the transport.
     Ok,
+    /// Written to the socket whole by this worker (see [`crate::sink`]): nothing to wake.
+    Written,
     /// The incoming frame was dropped by the ring policy.
     Lost,
     /// A critical frame overflowed: the connection must be closed.
@@ -125,6 +164,25 @@ pub(super) fn push_frame(
     born_us: u64,
 ) -> Push {
     use std::sync::atomic::Ordering::Relaxed;
+    if c.ring.is_empty() && c.sink.is_some() {
+        match write_direct(c, frame) {
+            Some(true) => {
+                tally.delivered += 1;
+                tally.direct_writes += 1;
+                return Push::Written;
+            }
+            Some(false) => {
+                // Its rest (or all of it) is the only frame in the hand-off queue.
+                if c.shared.publish_stamp.load(Relaxed) == 0 {
+                    c.shared.publish_stamp.store(born_us, Relaxed);
+                }
+                tally.delivered += 1;
+                tally.handed += 1;
+                return Push::Ok;
+            }
+            None => {}
+        }
+    }
     if c.shared.publish_stamp.load(Relaxed) == 0 {
         c.shared.publish_stamp.store(born_us, Relaxed);
     }
@@ -164,6 +222,47 @@ pub(super) fn push_frame(
         .backlogged
         .store(true, std::sync::atomic::Ordering::Release);
     result
+}
+
+/// Writes `frame` to the connection's socket when the transport released it and nothing is
+/// queued (the ring is empty: the caller checked). `None`: the socket was not free, queue as
+/// usual. `Some(true)`: written whole. `Some(false)`: the socket took part of it or nothing,
+/// and the rest is now the only frame in the hand-off queue (the caller wakes the transport).
+///
+/// The queue is checked before the socket is taken, and that suffices: only this worker
+/// pushes to it, and the transport pops only while it holds the socket, so a queue found
+/// empty with the socket free stays empty until this write is done.
+#[inline]
+fn write_direct(c: &mut ConnEntry, frame: &Bytes) -> Option<bool> {
+    use std::sync::atomic::Ordering::Relaxed;
+    let shared = &*c.shared;
+    // The close code is stored only by this worker: after it, the transport owns the rest.
+    if !shared.handoff.is_empty() || shared.close.load(Relaxed) != 0 {
+        return None;
+    }
+    let sink = c.sink.as_deref()?;
+    if !sink::worker_begin(&shared.writer) {
+        return None;
+    }
+    let (rest, broken) = match sink.try_write(frame) {
+        Ok(n) if n >= frame.len() => {
+            sink::worker_end(&shared.writer);
+            return Some(true);
+        }
+        Ok(n) => (frame.slice(n..), false),
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => (frame.clone(), false),
+        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => (frame.clone(), false),
+        // A broken socket: the transport finds out on its next read or write and ends the
+        // connection; the frame goes its way meanwhile, and no more direct writes are tried.
+        Err(_) => (frame.clone(), true),
+    };
+    let pushed = handoff_push(c, rest);
+    debug_assert!(pushed.is_ok(), "the hand-off queue was empty");
+    if broken {
+        c.sink = None;
+    }
+    sink::worker_end(&c.shared.writer);
+    Some(false)
 }
 
 /// Pushes to a connection's hand-off queue.

@@ -15,6 +15,7 @@ pub(super) struct Tally {
     pub(super) delivered: u64,
     pub(super) replayed: u64,
     pub(super) handed: u64,
+    pub(super) direct_writes: u64,
     pub(super) gaps: u64,
     /// Cluster mode: delivered events whose seq the shard had seen (dropped).
     pub(super) sequenced_duplicates: u64,
@@ -94,6 +95,7 @@ impl Shard {
             delivered,
             replayed,
             handed,
+            direct_writes,
             gaps,
             forced_closes,
             acks,

@@ -11,3 +11,4 @@ pub mod codec;
 pub mod guard;
 pub(crate) mod handshake;
 pub(crate) mod session;
+pub(crate) mod sink;

@@ -25,6 +25,18 @@
 //! `welcome` is written before anything is drained, so it precedes the replayed history (and
 //! a `gap`, which the engine queues first) and every live event.
 //!
+//! # Direct writes
+//!
+//! A native connection gives the engine its socket ([`super::sink::TcpSink`], unless
+//! `direct_writes = false`): while the session holds nothing unwritten it *releases* the
+//! socket, and the shard's worker writes an event itself when nothing is queued before it
+//! (`agentcast_engine::sink`). The session *claims* the socket back before it writes anything:
+//! when it is woken for frames, and before it writes a reply, a ping or a close it made
+//! itself. Claiming drains the hand-off queue first, so the rest of an event the worker wrote
+//! in part goes out before anything else, and a `pong` follows every event handed to the
+//! connection before the `ping` was read. It releases again once everything is written, and
+//! never after a close frame. AG-UI connections translate every frame, so they never release.
+//!
 //! # Closing
 //!
 //! - The engine asks for a close (1001 at shutdown, 1013 for a connection too slow for a
@@ -65,12 +77,12 @@ use agentcast_engine::frame::Opcode;
 use agentcast_engine::{ClientMessage, Connection, Frame, ParseError, Readiness};
 use bytes::{Buf, Bytes};
 use serde_json::json;
-use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use super::codec::{Decoder, Message};
 use super::guard::{StrikeWindow, TokenBucket};
+use super::sink::TcpSink;
 use crate::auth::Identity;
 use crate::client::admit::TierGauge;
 use crate::client::lifecycle::{
@@ -124,6 +136,13 @@ struct Session {
     protocol: Protocol,
     /// Frames at the front of `out` already in the connection's protocol (AG-UI only).
     adapted: usize,
+    /// The session owns the socket (see the module docs, "Direct writes"): the worker does
+    /// not write to it. Starts true.
+    owned: bool,
+    /// A sink was given to the engine: the session releases the socket when idle.
+    direct: bool,
+    /// Frames taken per drain (`write_batch`).
+    batch: usize,
 }
 
 /// Runs the connection to its end. See the [module docs](self).
@@ -152,18 +171,31 @@ pub(crate) async fn run(
         watches: Watches::new(),
         protocol,
         adapted: 0,
+        owned: true,
+        direct: false,
+        batch: state.hub.config().write_batch,
         id,
         state,
     };
+    let stream = Arc::new(stream);
+    if protocol == Protocol::Native && s.state.cfg.direct_writes {
+        conn.attach_sink(Arc::new(TcpSink {
+            stream: Arc::clone(&stream),
+            metrics: Arc::clone(&s.state.metrics),
+        }));
+        s.direct = true;
+    }
     // The pre-read bytes may share hyper's whole read buffer: feed them and let go at once.
     s.decoder.feed(&pre_read);
     drop(pre_read);
     let _tier_gauge = TierGauge::open(&s.state.metrics, &s.id);
     let flow = s.drive(&stream, &mut conn).await;
     if let Flow::Close(code, reason) = flow {
+        // Claimed for good: nothing is written after the close frame.
+        s.claim(&mut conn);
         s.out.push(Frame::close(code, reason).into_bytes());
         if s.flush(&stream).await.is_ok() {
-            linger(stream).await;
+            linger(&stream).await;
         } else {
             // The close frame (last, perhaps partly written) is not an event.
             s.out.pop();
@@ -185,7 +217,7 @@ impl Session {
     async fn drive(&mut self, stream: &TcpStream, conn: &mut Connection) -> Flow {
         let heartbeat = self.state.cfg.heartbeat();
         let idle = self.state.cfg.idle_timeout();
-        let batch = self.state.hub.config().write_batch;
+        let batch = self.batch;
         self.out.push(self.welcome(conn).into_bytes());
         if self.flush(stream).await.is_err() {
             return Flow::Gone;
@@ -199,16 +231,26 @@ impl Session {
         tokio::pin!(expiry);
         let mut kicks = self.state.dev_kicks.as_ref().map(|k| k.subscribe());
         loop {
+            if self.direct && self.owned && self.out.is_empty() {
+                // Everything taken is written: the worker may write the next event itself.
+                conn.release_socket();
+                self.owned = false;
+            }
             tokio::select! {
                 () = crate::http::dev::kicked(&mut kicks, &self.id.user) => {
                     return Flow::Close(crate::http::dev::KICK_CODE, "dev disconnect: reconnect and resume");
                 }
                 ready = conn.ready() => match ready {
                     Readiness::Frames => {
-                        conn.drain_into(&mut self.out, batch);
-                        self.take_stamp(conn);
+                        if self.owned {
+                            conn.drain_into(&mut self.out, batch);
+                            self.take_stamp(conn);
+                        } else {
+                            self.claim(conn);
+                        }
                     }
                     Readiness::Closed(code) => {
+                        self.claim(conn);
                         while conn.drain_into(&mut self.out, batch) > 0 {}
                         return Flow::Close(code, engine_close_reason(code));
                     }
@@ -243,10 +285,28 @@ impl Session {
                     ping.as_mut().reset(now + heartbeat);
                 }
             }
-            if !self.out.is_empty() && self.flush(stream).await.is_err() {
-                return Flow::Gone;
+            if !self.out.is_empty() {
+                // A reply or ping made while the worker may write: take the socket first.
+                self.claim(conn);
+                if self.flush(stream).await.is_err() {
+                    return Flow::Gone;
+                }
             }
         }
+    }
+
+    /// Takes the socket back from the worker (see the module docs, "Direct writes"): what the
+    /// engine handed the connection meanwhile is drained and put *before* the frames the
+    /// session made itself, which are newer. No-op while owned.
+    fn claim(&mut self, conn: &mut Connection) {
+        if self.owned {
+            return;
+        }
+        self.owned = true;
+        let own = self.out.len();
+        conn.claim_socket(&mut self.out, self.batch);
+        self.out.rotate_left(own);
+        self.take_stamp(conn);
     }
 
     /// One non-blocking read into the decoder. `Ok(0)` is EOF.
@@ -258,7 +318,7 @@ impl Session {
     }
 
     /// Handles every complete message buffered; `Some` ends the connection.
-    async fn handle_input(&mut self, conn: &Connection) -> Option<Flow> {
+    async fn handle_input(&mut self, conn: &mut Connection) -> Option<Flow> {
         loop {
             let msg = match self.decoder.next_message() {
                 Ok(Some(m)) => m,
@@ -294,7 +354,7 @@ impl Session {
         }
     }
 
-    async fn handle_message(&mut self, msg: Message, conn: &Connection) -> Flow {
+    async fn handle_message(&mut self, msg: Message, conn: &mut Connection) -> Flow {
         let m = &self.state.metrics;
         match msg {
             Message::Ping(payload) => {
@@ -329,7 +389,7 @@ impl Session {
         }
     }
 
-    async fn handle_client_message(&mut self, msg: ClientMessage, conn: &Connection) -> Flow {
+    async fn handle_client_message(&mut self, msg: ClientMessage, conn: &mut Connection) -> Flow {
         match msg {
             ClientMessage::Ack { seq } => {
                 conn.ack(seq);
@@ -337,13 +397,21 @@ impl Session {
                 Flow::Continue
             }
             ClientMessage::Ping => {
+                // Every event handed to the connection before the ping was read goes out
+                // before the pong (the worker may have queued some since the last drain).
+                if self.owned {
+                    conn.drain_into(&mut self.out, self.batch);
+                    self.take_stamp(conn);
+                } else {
+                    self.claim(conn);
+                }
                 self.out
                     .push(Frame::text(br#"{"type":"pong"}"#).into_bytes());
                 Flow::Continue
             }
             ClientMessage::Subscribe { channel } => {
                 let shown = channel.to_string();
-                match subscribe(&self.state, &self.id, conn, &mut self.watches, channel).await {
+                match subscribe(&self.state, &self.id, &*conn, &mut self.watches, channel).await {
                     Subscribed::Yes => Flow::Continue,
                     Subscribed::Forbidden => self.reply_error(
                         "forbidden",
@@ -496,15 +564,22 @@ fn try_write(stream: &TcpStream, frames: &mut [Bytes]) -> io::Result<usize> {
     Ok(done)
 }
 
-/// Shuts the write side and reads until EOF, at most [`LINGER`].
-async fn linger(mut stream: TcpStream) {
-    let _ = stream.shutdown().await;
+/// Shuts the write side and reads until EOF, at most [`LINGER`]. (The stream is shared with
+/// the engine's sink, so the shutdown goes through `socket2`; the worker writes nothing after
+/// the close frame, see `claim`.)
+async fn linger(stream: &TcpStream) {
+    let _ = socket2::SockRef::from(stream).shutdown(std::net::Shutdown::Write);
     let _ = tokio::time::timeout(LINGER, async {
         let mut buf = [0u8; 64];
         loop {
-            match tokio::io::AsyncReadExt::read(&mut stream, &mut buf).await {
-                Ok(0) | Err(_) => break,
+            if stream.readable().await.is_err() {
+                break;
+            }
+            match stream.try_read(&mut buf) {
+                Ok(0) => break,
                 Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(_) => break,
             }
         }
     })
