@@ -9,7 +9,9 @@
 //! # Fan-out cost
 //!
 //! Per recipient: one reference-count increment of the shared frame, one push into the
-//! connection's pre-allocated hand-off queue and one `AtomicWaker::wake`. No allocation (the
+//! connection's pre-allocated hand-off queue and one `AtomicWaker::wake` — or, for an idle
+//! connection whose transport gave a sink, one non-blocking socket write and nothing else
+//! (see [`crate::sink`]). No allocation (the
 //! rings allocate once, on first overflow, and keep their buffer). Counters are accumulated
 //! locally and published once per command batch.
 //!
@@ -195,6 +197,9 @@ impl Shard {
     /// (seq, ack cursor, history) is kept so clients resume without loss.
     pub(crate) fn recover_after_panic(&mut self, now: u64) {
         for (_, c) in self.conns.iter() {
+            // A panic inside a direct write must not leave the socket taken: the transport
+            // would wait for it forever before writing its close.
+            crate::sink::worker_abandon(&c.shared.writer);
             c.shared.close(close_code::INTERNAL_ERROR);
         }
         self.tally.disconnects += self.conns.len() as u64;

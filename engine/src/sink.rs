@@ -49,6 +49,16 @@
 //! claims on two threads: the bytes on the "wire" are every frame once, in order) and, with
 //! real sockets, by `tests/tests/direct_writes.rs`.
 //!
+//! # What it costs
+//!
+//! The worker now pays the write system call itself (on loopback about 7 µs, most of it the
+//! receiver's TCP input). A broadcast to N idle connections keeps a shard busy for N writes,
+//! and a command queued behind it (a per-user publish) waits that long; before, the shard
+//! queued N frames in N × ~50 ns and the transports' I/O threads did the writes. Where the
+//! cores are shared anyway (every run on this machine) the writes cost the same core time
+//! either way, and the wake-ups, polls and drains saved are what the measurements in
+//! `docs/benchmarks.md` show. `direct_writes = false` in the server restores the old split.
+//!
 //! # Alternatives weighed
 //!
 //! - **io_uring** (tokio-uring, monoio, glommio): batching the sends of one broadcast into one
@@ -106,6 +116,11 @@ pub(crate) fn worker_end(writer: &AtomicU8) {
     // Release: a frame (or its rest) pushed to the hand-off queue before is visible to the
     // transport that claims next.
     writer.store(FREE, Ordering::Release);
+}
+
+/// After a panic of the worker: a socket it held (inside a write) is given back.
+pub(crate) fn worker_abandon(writer: &AtomicU8) {
+    let _ = writer.compare_exchange(WORKER, FREE, Ordering::Release, Ordering::Relaxed);
 }
 
 /// The transport's side: waits out a write of the worker, then owns the socket.

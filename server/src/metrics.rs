@@ -81,7 +81,8 @@ server_counters! {
     idle_timeouts: "counter",
     /// Connections dropped because a socket write exceeded write_timeout.
     write_timeouts: "counter",
-    /// Frames written to clients (events, welcome, replies; SSE: events handed to the response body).
+    /// Frames written to clients (events, welcome, replies; SSE: events handed to the response body;
+    /// events shard workers wrote directly included).
     frames_written: "counter",
     /// Publish items accepted (single and batch).
     publish_accepted: "counter",

@@ -357,7 +357,10 @@ impl Client {
     }
 
     /// Sends `{"type":"ping"}` and returns every message received before the `pong`. Since
-    /// the server handles a connection's messages in order, everything sent before is in force.
+    /// the server handles a connection's messages in order, everything sent before is in force,
+    /// and the session drains the connection's hand-off queue before it writes the pong, so
+    /// every event handed to the connection before is in the list (events still in its
+    /// backlog ring, behind a slow socket, may come after).
     pub async fn sync(&mut self) -> Vec<Value> {
         self.send_json(&json!({"type": "ping"})).await;
         let mut before = Vec::new();

@@ -16,6 +16,10 @@
 //!    it finds `backlogged` set it clears it and asks the worker for a refill, which moves
 //!    ring frames into the queue (and sets `backlogged` again if some remain).
 //!
+//! A transport that gives the engine its socket ([`Connection::attach_sink`]) lets the worker
+//! skip all three when the connection is idle: the worker writes the frame itself (see
+//! [`crate::sink`] for who may write when, and why order holds).
+//!
 //! Frames in the hand-off queue are committed: they are no longer coalesced or dropped. So a
 //! connection holds at most `ring_capacity + write_batch` frames.
 //!
