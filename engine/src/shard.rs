@@ -62,7 +62,7 @@ mod sequenced;
 mod tally;
 mod users;
 
-use deliver::{Direct, Parcel, Push, Wakes, deliver, push_frame, refill};
+use deliver::{Direct, Parcel, Push, Wakes, deliver, push_frame, refill, write_noted};
 pub use tally::Footprint;
 use tally::Tally;
 use users::{UserState, UserTable, ukey, user_state};
@@ -147,6 +147,10 @@ pub(crate) struct Shard {
     history_events: usize,
     /// The highest seq of any user state evicted from this shard (see the module docs).
     seq_floor: u64,
+    /// Connections the current publish or fan-out will write to directly once its reply is
+    /// sent ([`Shard::write_deferred`]), and the frame with its publish time.
+    deferred: Vec<usize>,
+    deferred_frame: Option<(Bytes, u64)>,
     /// Graceful shutdown began ([`Shard::begin_drain`]): each connection is closed with 1001
     /// once its ring is empty, and what a connection leaves queued is counted as unwritten.
     draining: bool,
@@ -175,6 +179,8 @@ impl Shard {
             history_bytes: 0,
             history_events: 0,
             seq_floor: 0,
+            deferred: Vec::new(),
+            deferred_frame: None,
             draining: false,
             cfg,
         }
@@ -255,6 +261,7 @@ impl Shard {
                 if let Some(tx) = reply {
                     let _ = tx.send(receipt);
                 }
+                self.write_deferred();
             }
             Command::Fanout {
                 frame,
@@ -279,6 +286,7 @@ impl Shard {
                 if let Some(tx) = reply {
                     let _ = tx.send(n);
                 }
+                self.write_deferred();
             }
             Command::Connect {
                 user,
@@ -446,6 +454,7 @@ impl Shard {
         }
         let coalesce = coalesce_run(event);
         let handed_before = self.tally.handed;
+        self.deferred_frame = Some((frame.clone(), born_us));
         // The key list is read in place: `deliver` borrows only the fields it writes.
         let delivered = deliver(
             &mut self.conns,
@@ -459,6 +468,7 @@ impl Shard {
                 coalesce: coalesce.as_ref(),
                 born_us,
             },
+            Some(&mut self.deferred),
         );
         if user.is_internal() {
             // The canary is not traffic: keep it out of the delivery counters.
@@ -483,6 +493,37 @@ impl Shard {
         }
     }
 
+    /// Writes the frame of the publish or fan-out just answered to the connections noted for
+    /// a direct write (see [`crate::sink`]). The reply goes first so a publisher's receipt,
+    /// and its `connections` count (each noted connection gets the frame, written or queued),
+    /// never waits for socket writes. Called right after the reply, before any other command
+    /// can queue to those connections.
+    fn write_deferred(&mut self) {
+        let Some((frame, born_us)) = self.deferred_frame.take() else {
+            return;
+        };
+        if self.deferred.is_empty() {
+            return;
+        }
+        let mut wakes = Wakes::new();
+        let mut direct = Direct::default();
+        for &key in &self.deferred {
+            let Some(c) = self.conns.get_mut(key) else {
+                continue;
+            };
+            if write_noted(c, &frame, born_us) {
+                self.tally.direct_writes += 1;
+                direct.add(c);
+            } else {
+                self.tally.handed += 1;
+                wakes.add(key, &self.conns);
+            }
+        }
+        self.deferred.clear();
+        wakes.flush(&self.conns);
+        direct.finish(born_us);
+    }
+
     fn close_overflowed(&mut self, now: &mut Now) {
         while let Some(key) = self.overflowed.pop() {
             self.force_close(key, now.ms());
@@ -499,6 +540,7 @@ impl Shard {
         now: &mut Now,
     ) -> usize {
         self.tally.published_by_priority[priority as usize] += 1;
+        self.deferred_frame = Some((frame.clone(), born_us));
         let delivered = match channel {
             Some(ch) => {
                 self.tally.published_channel += 1;
@@ -515,6 +557,7 @@ impl Shard {
                         coalesce,
                         born_us,
                     },
+                    Some(&mut self.deferred),
                 )
             }
             None => {
@@ -536,6 +579,8 @@ impl Shard {
                         continue;
                     };
                     match push_frame(
+                        key,
+                        Some(&mut self.deferred),
                         c,
                         frame,
                         priority,
@@ -552,6 +597,7 @@ impl Shard {
                             delivered += 1;
                             direct.add(c);
                         }
+                        Push::Deferred => delivered += 1,
                         Push::Lost => {}
                         Push::Close => self.overflowed.push(key),
                     }

@@ -26,6 +26,12 @@
 //! would block) goes to the hand-off queue, which was empty, so it is the next thing the
 //! transport writes, and the transport is woken as for any queued frame.
 //!
+//! For a publish or a fan-out, the worker first only notes the connections it may write to
+//! this way, sends the command's reply, then writes (`Shard::write_deferred`): a publisher's
+//! receipt never waits for socket writes, and its `connections` count holds (each noted
+//! connection gets the frame, written or queued). A transport that claims the socket in
+//! between finds the frame in its queue, which nothing else was pushed to meanwhile.
+//!
 //! The transport [claims](crate::Connection::claim_socket) the socket (`FREE → TRANSPORT`,
 //! spinning while the worker is inside its write, which is one system call) **before** it
 //! drains, and drains at once; it [releases](crate::Connection::release_socket) it only once

@@ -101,6 +101,7 @@ impl Shard {
                         coalesce: None,
                         born_us: now.saturating_mul(1_000),
                     },
+                    None,
                 );
             }
         }

@@ -42,6 +42,7 @@ pub(super) fn deliver(
     overflowed: &mut Vec<usize>,
     keys: &[usize],
     parcel: Parcel<'_>,
+    mut deferred: Option<&mut Vec<usize>>,
 ) -> usize {
     let mut delivered = 0;
     let mut wakes = Wakes::new();
@@ -51,6 +52,8 @@ pub(super) fn deliver(
             continue;
         };
         match push_frame(
+            key,
+            deferred.as_deref_mut(),
             c,
             parcel.frame,
             parcel.priority,
@@ -67,6 +70,7 @@ pub(super) fn deliver(
                 delivered += 1;
                 direct.add(c);
             }
+            Push::Deferred => delivered += 1,
             Push::Lost => {}
             Push::Close => overflowed.push(key),
         }
@@ -104,6 +108,8 @@ pub(super) enum Push {
     Ok,
     /// Written to the socket whole by this worker (see [`crate::sink`]): nothing to wake.
     Written,
+    /// To be written directly after the command's reply ([`Shard::write_deferred`]).
+    Deferred,
     /// The incoming frame was dropped by the ring policy.
     Lost,
     /// A critical frame overflowed: the connection must be closed.
@@ -153,8 +159,13 @@ impl Wakes {
     }
 }
 
-/// Queues one frame for one connection: the per-recipient fast path.
+/// Queues one frame for one connection: the per-recipient fast path. With `deferred`, a
+/// connection the frame could be written to directly is only noted there (see
+/// [`Shard::write_deferred`]).
+#[allow(clippy::too_many_arguments)]
 pub(super) fn push_frame(
+    key: usize,
+    deferred: Option<&mut Vec<usize>>,
     c: &mut ConnEntry,
     frame: &Bytes,
     priority: Priority,
@@ -165,22 +176,30 @@ pub(super) fn push_frame(
 ) -> Push {
     use std::sync::atomic::Ordering::Relaxed;
     if c.ring.is_empty() && c.sink.is_some() {
-        match write_direct(c, frame) {
-            Some(true) => {
+        if let Some(keys) = deferred {
+            if may_write_direct(c) {
+                keys.push(key);
                 tally.delivered += 1;
-                tally.direct_writes += 1;
-                return Push::Written;
+                return Push::Deferred;
             }
-            Some(false) => {
-                // Its rest (or all of it) is the only frame in the hand-off queue.
-                if c.shared.publish_stamp.load(Relaxed) == 0 {
-                    c.shared.publish_stamp.store(born_us, Relaxed);
+        } else {
+            match write_direct(c, frame) {
+                Some(true) => {
+                    tally.delivered += 1;
+                    tally.direct_writes += 1;
+                    return Push::Written;
                 }
-                tally.delivered += 1;
-                tally.handed += 1;
-                return Push::Ok;
+                Some(false) => {
+                    // Its rest (or all of it) is the only frame in the hand-off queue.
+                    if c.shared.publish_stamp.load(Relaxed) == 0 {
+                        c.shared.publish_stamp.store(born_us, Relaxed);
+                    }
+                    tally.delivered += 1;
+                    tally.handed += 1;
+                    return Push::Ok;
+                }
+                None => {}
             }
-            None => {}
         }
     }
     if c.shared.publish_stamp.load(Relaxed) == 0 {
@@ -222,6 +241,43 @@ pub(super) fn push_frame(
         .backlogged
         .store(true, std::sync::atomic::Ordering::Release);
     result
+}
+
+/// Whether [`write_direct`] would take the socket now: nothing queued, no close, released by
+/// the transport (a hint: the transport may claim it before the write).
+#[inline]
+fn may_write_direct(c: &ConnEntry) -> bool {
+    use std::sync::atomic::Ordering::Relaxed;
+    let shared = &*c.shared;
+    shared.handoff.is_empty()
+        && shared.close.load(Relaxed) == 0
+        && shared.writer.load(Relaxed) == sink::FREE
+}
+
+/// Writes a frame noted by [`push_frame`] with `deferred`: directly when the socket is still
+/// free, else (the transport claimed it meanwhile) into the hand-off queue, which is still
+/// empty — nothing was queued to the connection since it was noted. Returns whether it was
+/// written whole.
+pub(super) fn write_noted(c: &mut ConnEntry, frame: &Bytes, born_us: u64) -> bool {
+    use std::sync::atomic::Ordering::Relaxed;
+    match write_direct(c, frame) {
+        Some(true) => return true,
+        Some(false) => {}
+        None => {
+            if let Err(frame) = handoff_push(c, frame.clone()) {
+                // Not reached (the queue was empty); kept safe all the same.
+                c.ring
+                    .push_unbounded(Queued::new(frame, Priority::Critical));
+                c.shared
+                    .backlogged
+                    .store(true, std::sync::atomic::Ordering::Release);
+            }
+        }
+    }
+    if c.shared.publish_stamp.load(Relaxed) == 0 {
+        c.shared.publish_stamp.store(born_us, Relaxed);
+    }
+    false
 }
 
 /// Writes `frame` to the connection's socket when the transport released it and nothing is

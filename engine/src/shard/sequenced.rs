@@ -91,6 +91,7 @@ impl Shard {
                     coalesce: None,
                     born_us,
                 },
+                None,
             );
         }
         let delivered = deliver(
@@ -105,6 +106,7 @@ impl Shard {
                 coalesce: coalesce.as_ref(),
                 born_us,
             },
+            None,
         );
         self.tally.published_user += 1;
         self.tally.published_by_priority[priority as usize] += 1;
