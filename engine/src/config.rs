@@ -27,6 +27,14 @@ pub struct HubConfig {
     /// rounded up to a power of two; a connection holds at most `ring_capacity + write_batch`
     /// frames. Default: 32.
     pub write_batch: usize,
+    /// The most wall-clock time a shard's worker spends writing one publish's or fan-out's
+    /// frame to sockets itself (direct writes, see [`crate::sink`]); the connections left when
+    /// it is spent get the frame through their queue, written by their transports. Bounds how
+    /// long the worker's other commands wait behind a large broadcast, and, when the cores are
+    /// starved (the budget is wall time), hands the writing back to the transports, so an
+    /// overload lands in the connections' rings and their slow-consumer policy as without
+    /// direct writes. Default: 50 ms.
+    pub direct_write_budget: Duration,
     /// Events kept per user for offline delivery and resume. Default: 1,000.
     pub history_len: usize,
     /// Age after which a history event is no longer kept. Default: 10 minutes.
@@ -98,6 +106,7 @@ impl Default for HubConfig {
             shards: std::thread::available_parallelism().map_or(1, |n| n.get()),
             ring_capacity: 256,
             write_batch: 32,
+            direct_write_budget: Duration::from_millis(50),
             history_len: 1_000,
             history_max_age: Duration::from_secs(600),
             user_ttl: Duration::from_secs(300),

@@ -62,7 +62,7 @@ mod sequenced;
 mod tally;
 mod users;
 
-use deliver::{Direct, Parcel, Push, Wakes, deliver, push_frame, refill, write_noted};
+use deliver::{Direct, Parcel, Push, Wakes, deliver, hand_noted, push_frame, refill, write_noted};
 pub use tally::Footprint;
 use tally::Tally;
 use users::{UserState, UserTable, ukey, user_state};
@@ -507,10 +507,24 @@ impl Shard {
         }
         let mut wakes = Wakes::new();
         let mut direct = Direct::default();
-        for &key in &self.deferred {
+        // The budget is wall time, read from the monotonic clock every few writes: a
+        // performance bound, not shard logic, so it does not go through `crate::clock`.
+        let budget_us = u64::try_from(self.cfg.direct_write_budget.as_micros()).unwrap_or(u64::MAX);
+        let start = crate::health::mono_us();
+        let mut spent = false;
+        for (i, &key) in self.deferred.iter().enumerate() {
             let Some(c) = self.conns.get_mut(key) else {
                 continue;
             };
+            if !spent && i % 16 == 15 {
+                spent = crate::health::mono_us().saturating_sub(start) >= budget_us;
+            }
+            if spent {
+                hand_noted(c, &frame, born_us);
+                self.tally.handed += 1;
+                wakes.add(key, &self.conns);
+                continue;
+            }
             if write_noted(c, &frame, born_us) {
                 self.tally.direct_writes += 1;
                 direct.add(c);

@@ -384,3 +384,87 @@ fn a_connection_without_a_sink_gets_every_frame_through_its_queue() {
     assert_eq!(got.len(), 50);
     assert_eq!(hub.stats().total.direct_writes, 0);
 }
+
+/// A sink that takes every write whole and counts the bytes.
+struct CountingSink(AtomicU64);
+
+impl SocketSink for CountingSink {
+    fn try_write(&self, frame: &[u8]) -> std::io::Result<usize> {
+        self.0.fetch_add(1, Ordering::Relaxed);
+        Ok(frame.len())
+    }
+
+    fn written(&self, _frames: u64, _born_us: u64) {}
+}
+
+/// Past `direct_write_budget` the worker stops writing and hands the frame to the rest of the
+/// connections' queues: with a zero budget, only the writes before the first clock check
+/// (every 16 writes) are direct, and every connection still gets the broadcast.
+#[test]
+fn past_the_write_budget_the_rest_of_a_broadcast_goes_through_the_queues() {
+    let mut cfg = HubConfig::default();
+    cfg.shards = 1;
+    cfg.direct_write_budget = Duration::ZERO;
+    let hub = Hub::start(cfg).expect("hub starts");
+    let sink = Arc::new(CountingSink(AtomicU64::new(0)));
+    let mut conns = Vec::new();
+    for i in 0..40 {
+        let mut c = hub
+            .connect(user(&format!("u{i}")), ConnectOptions::default())
+            .wait()
+            .expect("connects");
+        c.attach_sink(Arc::clone(&sink) as Arc<dyn SocketSink>);
+        c.release_socket();
+        conns.push(c);
+    }
+    // A command after the attaches: every sink is in place when the broadcast is handled.
+    hub.publish(
+        Target::User(user("u0")),
+        event(EventKind::Custom("x".into()), "r", "{}"),
+    )
+    .unwrap()
+    .wait()
+    .unwrap();
+    // The write comes right after the receipt (see `Shard::write_deferred`).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while sink.0.load(Ordering::Relaxed) == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the event to u0 is written directly"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let before = sink.0.load(Ordering::Relaxed);
+    assert_eq!(before, 1, "the event to u0 was written directly");
+    let receipt = hub
+        .publish(
+            Target::Broadcast,
+            event(EventKind::Custom("b".into()), "r", "{}"),
+        )
+        .unwrap()
+        .wait()
+        .unwrap();
+    assert_eq!(
+        receipt.connections, 40,
+        "the receipt counts every connection"
+    );
+    // Each connection got it once: written, or in its queue.
+    let mut queued = 0;
+    for c in &mut conns {
+        queued += common::drain_n(c, 1, Duration::from_millis(200)).len();
+    }
+    let direct = sink.0.load(Ordering::Relaxed) - before;
+    assert_eq!(direct, 15, "direct writes until the first clock check");
+    assert_eq!(queued, 25, "the rest through the queues");
+    // A command after the broadcast: its counters are flushed when it is answered.
+    hub.publish(
+        Target::User(user("u1")),
+        event(EventKind::Custom("x".into()), "r", "{}"),
+    )
+    .unwrap()
+    .wait()
+    .unwrap();
+    let stats = hub.stats().total;
+    assert!(stats.direct_writes >= 16, "{stats:?}");
+    assert!(stats.handed >= 25, "{stats:?}");
+}

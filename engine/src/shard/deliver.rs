@@ -261,23 +261,35 @@ fn may_write_direct(c: &ConnEntry) -> bool {
 pub(super) fn write_noted(c: &mut ConnEntry, frame: &Bytes, born_us: u64) -> bool {
     use std::sync::atomic::Ordering::Relaxed;
     match write_direct(c, frame) {
-        Some(true) => return true,
-        Some(false) => {}
-        None => {
-            if let Err(frame) = handoff_push(c, frame.clone()) {
-                // Not reached (the queue was empty); kept safe all the same.
-                c.ring
-                    .push_unbounded(Queued::new(frame, Priority::Critical));
-                c.shared
-                    .backlogged
-                    .store(true, std::sync::atomic::Ordering::Release);
+        Some(true) => true,
+        Some(false) => {
+            if c.shared.publish_stamp.load(Relaxed) == 0 {
+                c.shared.publish_stamp.store(born_us, Relaxed);
             }
+            false
+        }
+        None => {
+            hand_noted(c, frame, born_us);
+            false
         }
     }
+}
+
+/// Hands a frame noted by [`push_frame`] to the connection's queue (still empty: nothing was
+/// queued to it since it was noted); the caller wakes the transport.
+pub(super) fn hand_noted(c: &mut ConnEntry, frame: &Bytes, born_us: u64) {
+    use std::sync::atomic::Ordering::Relaxed;
     if c.shared.publish_stamp.load(Relaxed) == 0 {
         c.shared.publish_stamp.store(born_us, Relaxed);
     }
-    false
+    if let Err(frame) = handoff_push(c, frame.clone()) {
+        // Not reached (the queue was empty); kept safe all the same.
+        c.ring
+            .push_unbounded(Queued::new(frame, Priority::Critical));
+        c.shared
+            .backlogged
+            .store(true, std::sync::atomic::Ordering::Release);
+    }
 }
 
 /// Writes `frame` to the connection's socket when the transport released it and nothing is
