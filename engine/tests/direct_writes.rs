@@ -409,7 +409,7 @@ fn past_the_write_budget_the_rest_of_a_broadcast_goes_through_the_queues() {
     let sink = Arc::new(CountingSink(AtomicU64::new(0)));
     let mut conns = Vec::new();
     for i in 0..40 {
-        let mut c = hub
+        let c = hub
             .connect(user(&format!("u{i}")), ConnectOptions::default())
             .wait()
             .expect("connects");
