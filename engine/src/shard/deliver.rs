@@ -175,7 +175,10 @@ pub(super) fn push_frame(
     born_us: u64,
 ) -> Push {
     use std::sync::atomic::Ordering::Relaxed;
-    if c.ring.is_empty() && c.sink.is_some() {
+    // The writer byte sits in the shared line this push touches anyway (and the fan-out loop
+    // prefetched); only a connection whose transport released the socket reads `sink`, so
+    // the embedded path (no sink, never released) pays no extra cache line per recipient.
+    if c.ring.is_empty() && c.shared.writer.load(Relaxed) == sink::FREE && c.sink.is_some() {
         if let Some(keys) = deferred {
             if may_write_direct(c) {
                 keys.push(key);
