@@ -510,14 +510,14 @@ impl Shard {
         // The budget is wall time, read from the monotonic clock every few writes: a
         // performance bound, not shard logic, so it does not go through `crate::clock`.
         let budget_us = u64::try_from(self.cfg.direct_write_budget.as_micros()).unwrap_or(u64::MAX);
-        let start = crate::health::mono_us();
+        let start = crate::health::state::mono_us();
         let mut spent = false;
         for (i, &key) in self.deferred.iter().enumerate() {
             let Some(c) = self.conns.get_mut(key) else {
                 continue;
             };
             if !spent && i % 16 == 15 {
-                spent = crate::health::mono_us().saturating_sub(start) >= budget_us;
+                spent = crate::health::state::mono_us().saturating_sub(start) >= budget_us;
             }
             if spent {
                 hand_noted(c, &frame, born_us);

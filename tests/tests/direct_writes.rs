@@ -18,6 +18,18 @@ async fn engine_stats(server: &TestServer) -> Value {
     v["engine"].clone()
 }
 
+/// Polls the engine stats until `done` holds (at most [`WAIT`]).
+async fn stats_when(server: &TestServer, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let s = engine_stats(server).await;
+        if done(&s) || tokio::time::Instant::now() > deadline {
+            return s;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 async fn publish(server: &TestServer, user: &str, i: usize, filler: &str) -> u64 {
     let (status, receipt) = server
         .publish(&json!({"user_id": user, "type": "step", "run_id": "r",
@@ -57,14 +69,17 @@ async fn a_client_behind_a_tiny_receive_buffer_gets_every_event_whole_and_in_ord
             .expect("upgrade");
     assert_eq!(next_json(&mut ws).await["type"], "welcome");
 
-    // Idle and reading: the worker writes the event itself.
-    let first = publish(&server, "slow", 0, "x").await;
-    let e = next_json(&mut ws).await;
-    assert_eq!(e["seq"], first);
-    let stats = engine_stats(&server).await;
+    // Idle and reading: the worker writes the events itself (one at a time, each read before
+    // the next is published).
+    for _ in 0..5 {
+        let seq = publish(&server, "slow", 0, "x").await;
+        assert_eq!(next_json(&mut ws).await["seq"], seq);
+    }
+    // The shard publishes its counters after its command batch: wait for all five.
+    let stats = stats_when(&server, |s| s["delivered"].as_u64() == Some(5)).await;
     assert!(
         stats["direct_writes"].as_u64().unwrap() >= 1,
-        "an idle connection's event is written directly: {stats}"
+        "an idle connection's events are written directly: {stats}"
     );
     let drained_before = stats["drained"].as_u64().unwrap();
 
@@ -88,7 +103,7 @@ async fn a_client_behind_a_tiny_receive_buffer_gets_every_event_whole_and_in_ord
         assert_eq!(e["data"]["i"], n + 1);
         assert_eq!(e["data"]["filler"], filler.as_str(), "event {n} whole");
     }
-    let stats = engine_stats(&server).await;
+    let stats = stats_when(&server, |s| s["delivered"].as_u64() == Some(155)).await;
     assert!(
         stats["drained"].as_u64().unwrap() > drained_before,
         "a full socket sent frames through the queue: {stats}"
@@ -184,6 +199,7 @@ async fn with_direct_writes_off_every_event_goes_through_the_queue() {
     for want in &seqs {
         assert_eq!(c.next_json().await["seq"], *want);
     }
-    let stats = engine_stats(&server).await;
+    let stats = stats_when(&server, |s| s["delivered"].as_u64() == Some(20)).await;
+    assert_eq!(stats["delivered"], 20, "{stats}");
     assert_eq!(stats["direct_writes"], 0, "{stats}");
 }
