@@ -147,9 +147,9 @@ pub(crate) struct Shard {
     history_events: usize,
     /// The highest seq of any user state evicted from this shard (see the module docs).
     seq_floor: u64,
-    /// Connections the current publish or fan-out will write to directly once its reply is
+    /// Connections (key and id) the current fan-out will write to directly once its reply is
     /// sent ([`Shard::write_deferred`]), and the frame with its publish time.
-    deferred: Vec<usize>,
+    deferred: Vec<(usize, ConnId)>,
     deferred_frame: Option<(Bytes, u64)>,
     /// Graceful shutdown began ([`Shard::begin_drain`]): each connection is closed with 1001
     /// once its ring is empty, and what a connection leaves queued is counted as unwritten.
@@ -211,6 +211,9 @@ impl Shard {
         self.tally.disconnects += self.conns.len() as u64;
         self.tally.restart_closes += (self.conns.len() - self.internal_conns) as u64;
         self.conns.clear();
+        // A panic between noting direct writes and making them: those keys are gone.
+        self.deferred.clear();
+        self.deferred_frame = None;
         self.channels.clear();
         self.overflowed.clear();
         self.backlog = 0;
@@ -261,7 +264,6 @@ impl Shard {
                 if let Some(tx) = reply {
                     let _ = tx.send(receipt);
                 }
-                self.write_deferred();
             }
             Command::Fanout {
                 frame,
@@ -454,7 +456,6 @@ impl Shard {
         }
         let coalesce = coalesce_run(event);
         let handed_before = self.tally.handed;
-        self.deferred_frame = Some((frame.clone(), born_us));
         // The key list is read in place: `deliver` borrows only the fields it writes.
         let delivered = deliver(
             &mut self.conns,
@@ -468,7 +469,7 @@ impl Shard {
                 coalesce: coalesce.as_ref(),
                 born_us,
             },
-            Some(&mut self.deferred),
+            None,
         );
         if user.is_internal() {
             // The canary is not traffic: keep it out of the delivery counters.
@@ -493,11 +494,14 @@ impl Shard {
         }
     }
 
-    /// Writes the frame of the publish or fan-out just answered to the connections noted for
-    /// a direct write (see [`crate::sink`]). The reply goes first so a publisher's receipt,
-    /// and its `connections` count (each noted connection gets the frame, written or queued),
-    /// never waits for socket writes. Called right after the reply, before any other command
-    /// can queue to those connections.
+    /// Writes the frame of the channel publish or broadcast just answered to the connections
+    /// noted for a direct write (see [`crate::sink`]). The reply goes first so a publisher's
+    /// receipt, and its `connections` count (each noted connection gets the frame, written or
+    /// queued), never waits for thousands of socket writes. Called right after the reply,
+    /// before any other command can queue to those connections; each entry carries the
+    /// connection's id, so a key reused meanwhile is skipped. (A per-user publish writes at
+    /// once: its receipt waits for one write per device, and a `pong` the client sends after
+    /// the receipt then always follows the event.)
     fn write_deferred(&mut self) {
         let Some((frame, born_us)) = self.deferred_frame.take() else {
             return;
@@ -512,8 +516,8 @@ impl Shard {
         let budget_us = u64::try_from(self.cfg.direct_write_budget.as_micros()).unwrap_or(u64::MAX);
         let start = crate::health::state::mono_us();
         let mut spent = false;
-        for (i, &key) in self.deferred.iter().enumerate() {
-            let Some(c) = self.conns.get_mut(key) else {
+        for (i, &(key, id)) in self.deferred.iter().enumerate() {
+            let Some(c) = self.conns.get_mut(key).filter(|c| c.id == id) else {
                 continue;
             };
             if !spent && i % 16 == 15 {

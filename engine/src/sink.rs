@@ -26,11 +26,14 @@
 //! would block) goes to the hand-off queue, which was empty, so it is the next thing the
 //! transport writes, and the transport is woken as for any queued frame.
 //!
-//! For a publish or a fan-out, the worker first only notes the connections it may write to
-//! this way, sends the command's reply, then writes (`Shard::write_deferred`): a publisher's
-//! receipt never waits for socket writes, and its `connections` count holds (each noted
-//! connection gets the frame, written or queued). A transport that claims the socket in
-//! between finds the frame in its queue, which nothing else was pushed to meanwhile.
+//! For a channel publish or a broadcast, the worker first only notes the connections it may
+//! write to this way, sends the command's reply, then writes (`Shard::write_deferred`): a
+//! publisher's receipt never waits for thousands of socket writes, and its `connections`
+//! count holds (each noted connection gets the frame, written or queued). A transport that
+//! claims the socket in between gets the frame in its queue when the worker comes to it
+//! (nothing else is pushed to that queue meanwhile); so a `pong` the client asked for after
+//! such a receipt may precede that one event. A per-user publish writes at once, before its
+//! receipt.
 //!
 //! The transport [claims](crate::Connection::claim_socket) the socket (`FREE → TRANSPORT`,
 //! spinning while the worker is inside its write, which is one system call) **before** it
@@ -43,7 +46,8 @@
 //!   the transport drains right after claiming, before it adds anything of its own: no frame
 //!   is ever interleaved into another.
 //! - **Welcome first.** The state starts at `TRANSPORT`; the transport releases only after
-//!   writing the welcome (and the replay it drained).
+//!   writing the welcome. A replay still queued then stays ahead of new frames, since the
+//!   worker writes directly only to an empty queue.
 //! - **Close last.** A transport that writes a close frame never releases again, and the
 //!   worker never writes to a connection it asked to close.
 //! - **Nothing written twice.** A frame is either written by the worker (whole, or its first

@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+use crate::conn::shared::ConnId;
 use crate::event::Priority;
 use crate::ring::{PushOutcome, Queued};
 use crate::sink::{self, SocketSink};
@@ -42,7 +43,7 @@ pub(super) fn deliver(
     overflowed: &mut Vec<usize>,
     keys: &[usize],
     parcel: Parcel<'_>,
-    mut deferred: Option<&mut Vec<usize>>,
+    mut deferred: Option<&mut Vec<(usize, ConnId)>>,
 ) -> usize {
     let mut delivered = 0;
     let mut wakes = Wakes::new();
@@ -165,7 +166,7 @@ impl Wakes {
 #[allow(clippy::too_many_arguments)]
 pub(super) fn push_frame(
     key: usize,
-    deferred: Option<&mut Vec<usize>>,
+    deferred: Option<&mut Vec<(usize, ConnId)>>,
     c: &mut ConnEntry,
     frame: &Bytes,
     priority: Priority,
@@ -181,7 +182,7 @@ pub(super) fn push_frame(
     if c.ring.is_empty() && c.shared.writer.load(Relaxed) == sink::FREE && c.sink.is_some() {
         if let Some(keys) = deferred {
             if may_write_direct(c) {
-                keys.push(key);
+                keys.push((key, c.id));
                 tally.delivered += 1;
                 return Push::Deferred;
             }
