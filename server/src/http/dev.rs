@@ -41,7 +41,10 @@
 //! restart"): a well-behaved client reconnects and resumes with `?last_seq=`. Events
 //! published meanwhile wait in the user's history.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use agentcast_engine::{Data, Event, EventKind, Target, UserId};
@@ -96,23 +99,42 @@ impl DevKicks {
     }
 }
 
-/// Resolves when a disconnect of `user` arrives on `rx`; never resolves without a receiver
-/// (production) or once the sender is gone. Cancel-safe (for `select!`).
-pub(crate) async fn kicked(rx: &mut Option<broadcast::Receiver<UserId>>, user: &UserId) {
-    let Some(r) = rx else {
-        return std::future::pending().await;
-    };
+/// A session's watch for `POST /api/v1/dev/disconnect` of its user. Outside dev mode it holds
+/// nothing and never fires; in dev mode the receiving future is boxed once for the session's
+/// life, so a connection's task is no bigger in production for it.
+pub(crate) struct Kick(Option<Pin<Box<dyn Future<Output = ()> + Send>>>);
+
+impl Kick {
+    pub(crate) fn new(state: &AppState, user: &UserId) -> Kick {
+        Kick(
+            state
+                .dev_kicks
+                .as_ref()
+                .map(|k| Box::pin(kicked(k.subscribe(), user.clone())) as Pin<Box<_>>),
+        )
+    }
+
+    /// Ready once a disconnect of the user arrived (or a lagged receiver may have missed
+    /// one). Cancel-safe (for `select!`): the receiving future persists between polls.
+    pub(crate) fn poll_kicked(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        match &mut self.0 {
+            Some(f) => f.as_mut().poll(cx),
+            None => Poll::Pending,
+        }
+    }
+}
+
+/// Resolves when a disconnect of `user` arrives on `rx`; never resolves once the sender is
+/// gone.
+async fn kicked(mut rx: broadcast::Receiver<UserId>, user: UserId) {
     loop {
-        match r.recv().await {
-            Ok(u) if u == *user => return,
+        match rx.recv().await {
+            Ok(u) if u == user => return,
             // A lagged receiver skipped requests of which one may have been ours: close, the
             // client resumes anyway.
             Err(broadcast::error::RecvError::Lagged(_)) => return,
             Ok(_) => {}
-            Err(broadcast::error::RecvError::Closed) => {
-                *rx = None;
-                return std::future::pending().await;
-            }
+            Err(broadcast::error::RecvError::Closed) => std::future::pending().await,
         }
     }
 }

@@ -185,11 +185,11 @@ impl Stream {
         tokio::pin!(ping);
         let expiry = tokio::time::sleep_until(token_deadline(&self.state, &self.id));
         tokio::pin!(expiry);
-        let mut kicks = self.state.dev_kicks.as_ref().map(|k| k.subscribe());
+        let mut kick = crate::http::dev::Kick::new(&self.state, &self.id.user);
         loop {
             tokio::select! {
                 () = self.tx.closed() => return None,
-                () = crate::http::dev::kicked(&mut kicks, &self.id.user) => {
+                () = std::future::poll_fn(|cx| kick.poll_kicked(cx)) => {
                     return Some(Close {
                         code: crate::http::dev::KICK_CODE,
                         reason: "dev disconnect: reconnect and resume".to_owned(),

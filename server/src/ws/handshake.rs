@@ -32,6 +32,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
+use super::session::Session;
 use crate::client::admit::{Admitted, admit};
 use crate::client::protocol::Protocol;
 use crate::client::request;
@@ -66,9 +67,10 @@ pub(crate) async fn upgrade(mut req: Request<Incoming>, state: Arc<AppState>) ->
         Err(refusal) => return refusal,
     };
     let on_upgrade = hyper::upgrade::on(&mut req);
-    let task_state = Arc::clone(&state);
+    // Everything the session needs is made here, so the task holds each piece once.
+    let mut session = Session::new(identity, protocol, Arc::clone(&state));
+    let mut conn = conn;
     tokio::spawn(async move {
-        let _admission = admission;
         let upgraded = match on_upgrade.await {
             Ok(u) => u,
             Err(e) => {
@@ -78,13 +80,16 @@ pub(crate) async fn upgrade(mut req: Request<Incoming>, state: Arc<AppState>) ->
         };
         match upgraded.downcast::<TokioIo<TcpStream>>() {
             Ok(parts) => {
-                inc(&task_state.metrics.ws_accepted);
+                inc(&session.state().metrics.ws_accepted);
                 let stream = parts.io.into_inner();
-                super::session::run(stream, parts.read_buf, conn, identity, protocol, task_state)
-                    .await;
+                session.run(&mut conn, stream, parts.read_buf).await;
             }
             Err(_) => tracing::error!("upgraded connection is not a TcpStream"),
         }
+        // Dropping `conn` unregisters it from the engine; the admission (the user's and the
+        // node's connection counts) is given back after that.
+        drop(conn);
+        drop(admission);
     });
     let accept = tungstenite::handshake::derive_accept_key(key.as_bytes());
     let mut resp = Response::new(Body::new(Bytes::new()));

@@ -60,21 +60,36 @@
 //!
 //! # Memory
 //!
+//! Every idle connection keeps its task, so the task is kept small, and the connection holds
+//! no other task:
+//!
+//! - **One task per connection.** The session waits for input with `poll_read_ready`, which
+//!   puts its waker in the socket's single reader slot. hyper's reads left the HTTP task's
+//!   waker there; waiting with `readable()` (another slot) left it in place, so the finished
+//!   HTTP task (1.4 KiB) stayed allocated until the client first sent a byte, forever for a
+//!   client that only listens. `tests/tests/idle_connection_memory.rs` counts the heap.
+//! - **About 1.2 KiB of future** (`-Zprint-type-sizes`; 2.1 KiB before): the session and the
+//!   engine handle are made before the upgrade and run by reference (an `async fn` keeps a
+//!   by-value argument twice); one timer serves the heartbeat and the token's expiry; what
+//!   only some connections wait for is boxed when they do: a socket that would block
+//!   ([`Session::write_blocked`]), a `subscribe` (the broker, in cluster mode), the close's
+//!   linger, the dev-mode disconnect watch.
+//!
 //! Reads go through a stack buffer into the decoder, which keeps at most 1 KiB once idle; the
 //! write batch keeps the capacity of the largest batch (32 × 32 bytes by default). The bytes
 //! hyper read past the upgrade request are fed to the decoder and released at once (they may
-//! share hyper's whole 8 KiB read buffer). The task's future is about 1.4 KiB. Measured with a
-//! release build: 8,000 idle connections of one user cost about 8 KiB each of server RSS
-//! (engine hand-off queue, tokio task and I/O registration, allocator overhead included).
-//! Socket writes never block the task beyond `write_timeout_ms`: a client that stops reading
-//! is dropped.
+//! share hyper's whole 8 KiB read buffer). Measured with a release build (`agentcast bench`,
+//! 15,000 idle connections of 7,500 users): 5.0–5.8 KiB each of server RSS, the engine's
+//! hand-off queue (1 KiB), tokio's I/O registration and allocator overhead included; heap
+//! profile in `docs/benchmarks.md`. Socket writes never block the task beyond
+//! `write_timeout_ms`: a client that stops reading is dropped.
 
 use std::io::{self, IoSlice};
 use std::sync::Arc;
 use std::time::Duration;
 
 use agentcast_engine::frame::Opcode;
-use agentcast_engine::{ClientMessage, Connection, Frame, ParseError, Readiness};
+use agentcast_engine::{ChannelName, ClientMessage, Connection, Frame, ParseError, Readiness};
 use bytes::{Buf, Bytes};
 use serde_json::json;
 use tokio::net::TcpStream;
@@ -115,8 +130,15 @@ enum Flow {
     Gone,
 }
 
+/// What handling one client message decided.
+enum Step {
+    Flow(Flow),
+    /// A `subscribe`, which may wait for the broker: see [`Session::subscribe_to`].
+    Subscribe(ChannelName),
+}
+
 /// Per-connection state besides the socket and the engine handle.
-struct Session {
+pub(crate) struct Session {
     state: Arc<AppState>,
     id: Identity,
     decoder: Decoder,
@@ -145,75 +167,81 @@ struct Session {
     batch: usize,
 }
 
-/// Runs the connection to its end. See the [module docs](self).
-pub(crate) async fn run(
-    stream: TcpStream,
-    pre_read: Bytes,
-    mut conn: Connection,
-    id: Identity,
-    protocol: Protocol,
-    state: Arc<AppState>,
-) {
-    let now = Instant::now();
-    let limits = &state.cfg.limits;
-    let mut s = Session {
-        decoder: Decoder::new(limits.max_message_bytes),
-        bucket: TokenBucket::new(limits.rate_per_sec, limits.rate_burst, now.into_std()),
-        strikes: StrikeWindow::new(
-            limits.abuse_max_errors,
-            limits.abuse_window(),
-            now.into_std(),
-        ),
-        out: Vec::new(),
-        last_heard: now,
-        stamp: None,
-        abandon: state.abandon.subscribe(),
-        watches: Watches::new(),
-        protocol,
-        adapted: 0,
-        owned: true,
-        direct: false,
-        batch: state.hub.config().write_batch,
-        id,
-        state,
-    };
-    let stream = Arc::new(stream);
-    if protocol == Protocol::Native && s.state.cfg.direct_writes {
-        conn.attach_sink(Arc::new(TcpSink {
-            stream: Arc::clone(&stream),
-            metrics: Arc::clone(&s.state.metrics),
-        }));
-        s.direct = true;
-    }
-    // The pre-read bytes may share hyper's whole read buffer: feed them and let go at once.
-    s.decoder.feed(&pre_read);
-    drop(pre_read);
-    let _tier_gauge = TierGauge::open(&s.state.metrics, &s.id);
-    let flow = s.drive(&stream, &mut conn).await;
-    if let Flow::Close(code, reason) = flow {
-        // Claimed for good: nothing is written after the close frame.
-        s.claim(&mut conn);
-        s.out.push(Frame::close(code, reason).into_bytes());
-        if s.flush(&stream).await.is_ok() {
-            linger(&stream).await;
-        } else {
-            // The close frame (last, perhaps partly written) is not an event.
-            s.out.pop();
+impl Session {
+    /// The session of an admitted client, made before the upgrade completes (see
+    /// [`Session::run`]).
+    pub(crate) fn new(id: Identity, protocol: Protocol, state: Arc<AppState>) -> Session {
+        let now = Instant::now();
+        let limits = &state.cfg.limits;
+        Session {
+            decoder: Decoder::new(limits.max_message_bytes),
+            bucket: TokenBucket::new(limits.rate_per_sec, limits.rate_burst, now.into_std()),
+            strikes: StrikeWindow::new(
+                limits.abuse_max_errors,
+                limits.abuse_window(),
+                now.into_std(),
+            ),
+            out: Vec::new(),
+            last_heard: now,
+            stamp: None,
+            abandon: state.abandon.subscribe(),
+            watches: Watches::new(),
+            protocol,
+            adapted: 0,
+            owned: true,
+            direct: false,
+            batch: state.hub.config().write_batch,
+            id,
+            state,
         }
     }
-    if s.state.is_shutting_down() && !s.out.is_empty() {
-        // Frames taken from the engine and never written whole: a shutdown loses nothing
-        // silently (what is still queued in the engine is counted there when `conn` drops).
-        s.state
-            .metrics
-            .shutdown_unwritten
-            .fetch_add(s.out.len() as u64, std::sync::atomic::Ordering::Relaxed);
-    }
-    // Dropping `conn` unregisters it from the engine.
-    drop(conn);
-}
 
-impl Session {
+    /// The server's state.
+    pub(crate) fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Runs the connection to its end. See the [module docs](self).
+    ///
+    /// Takes the session and the engine handle by reference, so the task's future holds
+    /// them once (an `async fn` keeps its by-value arguments twice: as given and as bound).
+    pub(crate) async fn run(&mut self, conn: &mut Connection, stream: TcpStream, pre_read: Bytes) {
+        self.last_heard = Instant::now();
+        let stream = Arc::new(stream);
+        if self.protocol == Protocol::Native && self.state.cfg.direct_writes {
+            conn.attach_sink(Arc::new(TcpSink {
+                stream: Arc::clone(&stream),
+                metrics: Arc::clone(&self.state.metrics),
+            }));
+            self.direct = true;
+        }
+        // The pre-read bytes may share hyper's whole read buffer: feed them and let go at once.
+        self.decoder.feed(&pre_read);
+        drop(pre_read);
+        let _tier_gauge = TierGauge::open(&self.state.metrics, &self.id);
+        let flow = self.drive(&stream, conn).await;
+        if let Flow::Close(code, reason) = flow {
+            // Claimed for good: nothing is written after the close frame.
+            self.claim(conn);
+            self.out.push(Frame::close(code, reason).into_bytes());
+            if self.flush(&stream).await.is_ok() {
+                // Cold (once per connection): boxed, so it adds nothing to the task's size.
+                Box::pin(linger(&stream)).await;
+            } else {
+                // The close frame (last, perhaps partly written) is not an event.
+                self.out.pop();
+            }
+        }
+        if self.state.is_shutting_down() && !self.out.is_empty() {
+            // Frames taken from the engine and never written whole: a shutdown loses nothing
+            // silently (what is still queued in the engine is counted there when `conn` drops).
+            self.state
+                .metrics
+                .shutdown_unwritten
+                .fetch_add(self.out.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
     async fn drive(&mut self, stream: &TcpStream, conn: &mut Connection) -> Flow {
         let heartbeat = self.state.cfg.heartbeat();
         let idle = self.state.cfg.idle_timeout();
@@ -225,11 +253,13 @@ impl Session {
         if let Some(end) = self.handle_input(conn).await {
             return end;
         }
-        let ping = tokio::time::sleep(heartbeat);
-        tokio::pin!(ping);
-        let expiry = tokio::time::sleep_until(token_deadline(&self.state, &self.id));
-        tokio::pin!(expiry);
-        let mut kicks = self.state.dev_kicks.as_ref().map(|k| k.subscribe());
+        // One timer for the heartbeat and the token's expiry, set for whichever comes first
+        // (a second `Sleep` would add 112 bytes to every connection's task).
+        let expires_at = token_deadline(&self.state, &self.id);
+        let mut ping_at = Instant::now() + heartbeat;
+        let timer = tokio::time::sleep_until(ping_at.min(expires_at));
+        tokio::pin!(timer);
+        let mut kick = crate::http::dev::Kick::new(&self.state, &self.id.user);
         loop {
             if self.direct && self.owned && self.out.is_empty() {
                 // Everything taken is written: the worker may write the next event itself.
@@ -237,7 +267,7 @@ impl Session {
                 self.owned = false;
             }
             tokio::select! {
-                () = crate::http::dev::kicked(&mut kicks, &self.id.user) => {
+                () = std::future::poll_fn(|cx| kick.poll_kicked(cx)) => {
                     return Flow::Close(crate::http::dev::KICK_CODE, "dev disconnect: reconnect and resume");
                 }
                 ready = conn.ready() => match ready {
@@ -255,7 +285,7 @@ impl Session {
                         return Flow::Close(code, engine_close_reason(code));
                     }
                 },
-                readable = stream.readable() => {
+                readable = std::future::poll_fn(|cx| stream.poll_read_ready(cx)) => {
                     if readable.is_err() {
                         return Flow::Gone;
                     }
@@ -271,18 +301,19 @@ impl Session {
                         Err(_) => return Flow::Gone,
                     }
                 }
-                () = &mut expiry => {
-                    inc(&self.state.metrics.token_expired_closes);
-                    return Flow::Close(TOKEN_EXPIRED, "token expired");
-                }
-                () = &mut ping => {
+                () = &mut timer => {
+                    if timer.deadline() >= expires_at {
+                        inc(&self.state.metrics.token_expired_closes);
+                        return Flow::Close(TOKEN_EXPIRED, "token expired");
+                    }
                     let now = Instant::now();
                     if now.duration_since(self.last_heard) >= idle {
                         inc(&self.state.metrics.idle_timeouts);
                         return Flow::Close(1001, "idle timeout");
                     }
                     self.out.push(Frame::new(Opcode::Ping, b"").into_bytes());
-                    ping.as_mut().reset(now + heartbeat);
+                    ping_at = now + heartbeat;
+                    timer.as_mut().reset(ping_at.min(expires_at));
                 }
             }
             if !self.out.is_empty() {
@@ -341,7 +372,14 @@ impl Session {
                 }
                 other => {
                     if self.bucket.allow(std::time::Instant::now()) {
-                        self.handle_message(other, conn).await
+                        match self.handle_message(other, conn) {
+                            Step::Flow(flow) => flow,
+                            // Boxed: it may wait for the broker (cluster mode), and is kept
+                            // out of the task's future, which every idle connection holds.
+                            Step::Subscribe(channel) => {
+                                Box::pin(self.subscribe_to(channel, conn)).await
+                            }
+                        }
                     } else {
                         inc(&self.state.metrics.client_rate_limited);
                         self.reply_error("rate_limited", "too many messages; slow down")
@@ -354,47 +392,46 @@ impl Session {
         }
     }
 
-    async fn handle_message(&mut self, msg: Message, conn: &mut Connection) -> Flow {
+    fn handle_message(&mut self, msg: Message, conn: &mut Connection) -> Step {
         let m = &self.state.metrics;
         match msg {
             Message::Ping(payload) => {
                 self.out
                     .push(Frame::new(Opcode::Pong, &payload).into_bytes());
-                Flow::Continue
+                Step::Flow(Flow::Continue)
             }
             Message::Oversize { len } => {
                 inc(&m.client_messages);
                 inc(&m.client_oversize);
                 let max = self.state.cfg.limits.max_message_bytes;
-                self.reply_error(
+                Step::Flow(self.reply_error(
                     "too_large",
                     &format!("message of {len} bytes exceeds the limit of {max}"),
-                )
+                ))
             }
             Message::Binary(_) => {
                 inc(&m.client_messages);
-                self.reply_error(
+                Step::Flow(self.reply_error(
                     "bad_message",
                     "binary messages are not supported; send JSON text",
-                )
+                ))
             }
             Message::Text(text) => {
                 inc(&m.client_messages);
                 match ClientMessage::parse(text.as_bytes()) {
-                    Ok(cm) => self.handle_client_message(cm, conn).await,
-                    Err(e) => self.reply_error(parse_error_code(&e), &e.to_string()),
+                    Ok(cm) => self.handle_client_message(cm, conn),
+                    Err(e) => Step::Flow(self.reply_error(parse_error_code(&e), &e.to_string())),
                 }
             }
-            Message::Pong(_) | Message::Close(_) => Flow::Continue,
+            Message::Pong(_) | Message::Close(_) => Step::Flow(Flow::Continue),
         }
     }
 
-    async fn handle_client_message(&mut self, msg: ClientMessage, conn: &mut Connection) -> Flow {
+    fn handle_client_message(&mut self, msg: ClientMessage, conn: &mut Connection) -> Step {
         match msg {
             ClientMessage::Ack { seq } => {
                 conn.ack(seq);
                 self.state.broker.ack(conn.user(), seq);
-                Flow::Continue
             }
             ClientMessage::Ping => {
                 // Every event handed to the connection before the ping was read goes out
@@ -407,32 +444,34 @@ impl Session {
                 }
                 self.out
                     .push(Frame::text(br#"{"type":"pong"}"#).into_bytes());
-                Flow::Continue
             }
-            ClientMessage::Subscribe { channel } => {
-                let shown = channel.to_string();
-                match subscribe(&self.state, &self.id, &*conn, &mut self.watches, channel).await {
-                    Subscribed::Yes => Flow::Continue,
-                    Subscribed::Forbidden => self.reply_error(
-                        "forbidden",
-                        &format!("not allowed to subscribe to `{shown}`"),
-                    ),
-                    Subscribed::Limit { max } => self.reply_error(
-                        "subscription_limit",
-                        &format!("subscription limit of {max} reached"),
-                    ),
-                    Subscribed::Unavailable(e) => self.reply_error("unavailable", &e),
-                    Subscribed::ShuttingDown => {
-                        self.reply_error("shutting_down", "server is shutting down")
-                    }
-                    Subscribed::Closed => Flow::Close(1001, "server shutting down"),
-                }
-            }
+            ClientMessage::Subscribe { channel } => return Step::Subscribe(channel),
             ClientMessage::Unsubscribe { channel } => {
                 self.watches.remove(&channel);
                 conn.unsubscribe(channel);
-                Flow::Continue
             }
+        }
+        Step::Flow(Flow::Continue)
+    }
+
+    /// A `subscribe`, answered before the next message is read (so a `pong` proves it).
+    async fn subscribe_to(&mut self, channel: ChannelName, conn: &Connection) -> Flow {
+        let shown = channel.to_string();
+        match subscribe(&self.state, &self.id, conn, &mut self.watches, channel).await {
+            Subscribed::Yes => Flow::Continue,
+            Subscribed::Forbidden => self.reply_error(
+                "forbidden",
+                &format!("not allowed to subscribe to `{shown}`"),
+            ),
+            Subscribed::Limit { max } => self.reply_error(
+                "subscription_limit",
+                &format!("subscription limit of {max} reached"),
+            ),
+            Subscribed::Unavailable(e) => self.reply_error("unavailable", &e),
+            Subscribed::ShuttingDown => {
+                self.reply_error("shutting_down", "server is shutting down")
+            }
+            Subscribed::Closed => Flow::Close(1001, "server shutting down"),
         }
     }
 
@@ -462,6 +501,10 @@ impl Session {
 
     /// Writes every queued frame, bounded by the write timeout and by the end of a shutdown
     /// grace period. On failure `out` keeps what was not written whole.
+    ///
+    /// Most flushes finish in the synchronous writes of [`write_ready`]; only a socket that
+    /// would block goes on to [`Session::write_blocked`], boxed, so its timer and shutdown
+    /// signal add nothing to the task's future (which every idle connection keeps).
     async fn flush(&mut self, stream: &TcpStream) -> io::Result<()> {
         let n = self.out.len() as u64;
         if self.protocol == Protocol::AgUi {
@@ -470,6 +513,27 @@ impl Session {
                 *f = protocol::ws_frame(std::mem::take(f));
             }
         }
+        let mut result = write_ready(stream, &mut self.out);
+        if result.is_ok() && !self.out.is_empty() {
+            result = Box::pin(self.write_blocked(stream)).await;
+        }
+        // Whatever is left in `out` was translated above.
+        self.adapted = self.out.len();
+        result?;
+        self.state
+            .metrics
+            .frames_written
+            .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.stamp.take() {
+            let now = agentcast_engine::health::mono_us();
+            self.state.metrics.latency.observe_us(now.saturating_sub(t));
+        }
+        Ok(())
+    }
+
+    /// The rest of a flush once the socket would block: waits for it, at most
+    /// `write_timeout_ms`, and not past the shutdown grace period.
+    async fn write_blocked(&mut self, stream: &TcpStream) -> io::Result<()> {
         let limit = self.state.cfg.limits.write_timeout();
         let write = tokio::time::timeout(limit, write_frames(stream, &mut self.out));
         let result = tokio::select! {
@@ -479,25 +543,10 @@ impl Session {
             r = write => Some(r),
             () = abandoned(&mut self.abandon) => None,
         };
-        // Whatever is left in `out` was translated above.
-        self.adapted = self.out.len();
-        let Some(result) = result else {
-            return Err(io::Error::other("shutdown grace period over"));
-        };
         match result {
-            Ok(Ok(())) => {
-                self.state
-                    .metrics
-                    .frames_written
-                    .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
-                if let Some(t) = self.stamp.take() {
-                    let now = agentcast_engine::health::mono_us();
-                    self.state.metrics.latency.observe_us(now.saturating_sub(t));
-                }
-                Ok(())
-            }
-            Ok(Err(e)) => Err(e),
-            Err(_) => {
+            None => Err(io::Error::other("shutdown grace period over")),
+            Some(Ok(r)) => r,
+            Some(Err(_)) => {
                 inc(&self.state.metrics.write_timeouts);
                 Err(io::ErrorKind::TimedOut.into())
             }
@@ -518,6 +567,22 @@ fn parse_error_code(e: &ParseError) -> &'static str {
         | ParseError::Duplicate(_) => "invalid_field",
         _ => "bad_message",
     }
+}
+
+/// Writes what the socket takes now (vectored writes, no waiting), removing each frame once
+/// written whole; stops at the first would-block (also when tokio has not seen the socket
+/// writable yet: `try_write_vectored` then makes no system call).
+fn write_ready(stream: &TcpStream, frames: &mut Vec<Bytes>) -> io::Result<()> {
+    while !frames.is_empty() {
+        match try_write(stream, frames) {
+            Ok(done) => {
+                frames.drain(..done);
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// Writes `frames` with vectored writes, removing each frame once written whole (so a write
