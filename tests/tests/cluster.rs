@@ -326,6 +326,97 @@ async fn a_wedged_subscription_is_noticed_replaced_and_what_it_missed_is_deliver
     assert_eq!(client.next_json().await["channel"], "room");
 }
 
+/// A connect whose Redis read ran while the node's subscriber connection was being replaced
+/// loses nothing: it is refused (503) and the client's retry gets every event. (It was
+/// accepted, and lost events: the new subscriber connection's catch-up skipped the user, as
+/// nothing had been delivered to it here yet, so an event published between the connect's
+/// read and the new subscription never reached the connection. A candidate for the loss in
+/// one of the full-size storm runs, `docs/scale/storm-2026-12-04/`.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connect_straddling_a_subscriber_replacement_is_refused_and_its_retry_loses_nothing() {
+    let redis = RedisServer::start();
+    let proxy = agentcast_tests::WedgeProxy::start(redis.port).await;
+    let url = proxy.url();
+    let a = TestServer::start_with(|cfg| {
+        cfg.redis_url = Some(url);
+        cfg.node_id = Some("a".into());
+        cfg.health.interval_ms = 100;
+    })
+    .await;
+    a.wait_broker_up().await;
+    let b = cluster_node(&redis, "b", |_| {}).await;
+    // Redis caches the open script from here on (a first `EVALSHA` would wait for its
+    // `NOSCRIPT` answer in the proxy instead of running).
+    let _warm = a.connect(&token("warm")).await;
+
+    // The connect's `SUBSCRIBE` goes through; its open script runs in Redis, and its answer
+    // waits in the proxy.
+    proxy.hold_commands(true);
+    let ws_url = a.ws_url(&format!("token={}", token("v")));
+    let connect = tokio::spawn(async move { tokio_tungstenite::connect_async(ws_url).await });
+    let deadline = Instant::now() + Duration::from_secs(5);
+    // `HGET` answers `$1 1` once the script counted the connection.
+    while redis.command(&["HGET", "ac:{v}:n", "a"]).lines().nth(1) != Some("1") {
+        assert!(
+            Instant::now() < deadline,
+            "the connect's open script never ran"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // Node A's subscriber connection ends: A replaces its subscriptions and reconnects (its
+    // new command connection's answers are held too, so it stays down for now).
+    proxy.cut_subscribers();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (_, v) = readyz(&a).await;
+        if v["components"]["broker"]["state"] != "healthy" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the cut went unnoticed: {v}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // Published while A has no subscriber connection.
+    let missed = publish(&b, "v", 1).await["seq"].as_u64().unwrap();
+    proxy.hold_commands(false);
+    match connect.await.expect("connect task") {
+        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => assert_eq!(r.status(), 503),
+        Err(e) => panic!("the connect failed otherwise: {e}"),
+        Ok((mut ws, _)) => {
+            // Accepted: then it must still get what was published meanwhile.
+            use futures_util::StreamExt;
+            a.wait_broker_up().await;
+            let after = publish(&b, "v", 2).await["seq"].as_u64().unwrap();
+            let mut seqs = Vec::new();
+            while let Ok(Some(Ok(m))) =
+                tokio::time::timeout(Duration::from_secs(2), ws.next()).await
+            {
+                let Ok(text) = m.to_text() else { continue };
+                let Ok(v) = serde_json::from_str::<Value>(text) else {
+                    continue;
+                };
+                if let Some(seq) = v["seq"].as_u64() {
+                    seqs.push(seq);
+                    if seq == after {
+                        break;
+                    }
+                }
+            }
+            assert_eq!(
+                seqs,
+                [missed, after],
+                "the connect was accepted and lost the event published while its \
+                 subscription was replaced"
+            );
+            return;
+        }
+    }
+    a.wait_broker_up().await;
+    let mut again = a.connect(&token("v")).await;
+    assert_eq!(again.next_json().await["seq"].as_u64(), Some(missed));
+    let after = publish(&b, "v", 2).await["seq"].as_u64().unwrap();
+    assert_eq!(again.next_json().await["seq"].as_u64(), Some(after));
+}
+
 /// How many subscriber connections (nodes) Redis has for `channel`.
 fn subscribed_nodes(redis: &RedisServer, channel: &str) -> u64 {
     let reply = redis.command(&["PUBSUB", "NUMSUB", channel]);

@@ -131,8 +131,21 @@ impl Cluster {
             a.parse().unwrap_or(0),
             from.parse().unwrap_or(0),
         );
-        sub.top.fetch_max(s, Ordering::Relaxed);
+        sub.top.fetch_max(s, Ordering::SeqCst);
         self.max_seen.fetch_max(s, Ordering::Relaxed);
+        // The link may have replaced its subscriptions while this open ran (its subscriber
+        // connection failed): then `sub` is the old one, the new subscriber connection's
+        // catch-up may have passed this user before `s` was known (it starts after `top`, and
+        // skips a user whose `top` is still 0), and events between this open's read and the
+        // new subscription would reach this connection only at its next resume. Refuse it
+        // instead: the client retries (503) and resumes from its last seq. Checked after
+        // `top` was raised: a replacement after this point copies it.
+        let current = self.subs.lock().await.get(user).map(Arc::clone);
+        if !current.is_some_and(|c| Arc::ptr_eq(&c, &sub)) {
+            return Err(BrokerError::Unavailable(
+                "redis: the subscriber connection was replaced during the connect; retry".into(),
+            ));
+        }
         let now = agentcast_engine::frame::now_ms();
         let entries = if history_len == 0 {
             Vec::new()
