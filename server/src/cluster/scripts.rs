@@ -239,11 +239,6 @@ end
 return {fmt(s), fmt(a), fmt(from), entries}
 ";
 
-/// Events after a seq (catch-up after a reconnection). KEYS: h. ARGV: 1 after, 2 count.
-const READ_AFTER: &str = r"
-return redis.call('XRANGE', KEYS[1], '(' .. ARGV[1] .. '-0', '+', 'COUNT', ARGV[2])
-";
-
 /// An ack: the cursor moves up, never past the last seq. KEYS: m. ARGV: 1 seq.
 const ACK_USER: &str = r"
 local s = tonumber(redis.call('HGET', KEYS[1], 's') or '-1')
@@ -329,7 +324,6 @@ return out
 pub(crate) struct Scripts {
     pub(crate) publish_user: Script,
     pub(crate) open_user: Script,
-    pub(crate) read_after: Script,
     pub(crate) ack_user: Script,
     pub(crate) close_user: Script,
     pub(crate) publish_fanout: Script,
@@ -342,7 +336,6 @@ impl Scripts {
         Scripts {
             publish_user: with_normalize(PUBLISH_USER),
             open_user: with_normalize(OPEN_USER),
-            read_after: Script::new(READ_AFTER),
             ack_user: Script::new(ACK_USER),
             close_user: Script::new(CLOSE_USER),
             publish_fanout: Script::new(PUBLISH_FANOUT),
