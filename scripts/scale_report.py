@@ -31,6 +31,14 @@ def ms(us):
     return "n/a" if us is None else f"{us / 1000:.1f} ms"
 
 
+
+def why_failed(b):
+    """`: 1200 × 503, 30 × timeout` from the bench's reconnect_failure_reasons, or ''."""
+    by = b.get("reconnect_failure_reasons") or {}
+    if not by:
+        return ""
+    return ": " + ", ".join(f"{n} × {why}" for why, n in sorted(by.items(), key=lambda x: -x[1]))
+
 def checks(name, b, f):
     """(failures, notes) of one scenario."""
     bad, notes = [], []
@@ -69,7 +77,8 @@ def checks(name, b, f):
             f["kill_to_last_resume_ms"] = b["last_resume_unix_ms"] - f["killed_unix_ms"]
             notes.append(
                 f"{b['disconnects']} connections closed with the node, {b['resumes']} resumed "
-                f"({b.get('reconnect_failures', 0)} failed attempts retried); kill → last "
+                f"({b.get('reconnect_failures', 0)} failed attempts retried"
+                f"{why_failed(b)}); kill → last "
                 f"resume {f['kill_to_last_resume_ms'] / 1000:.1f} s; {b.get('publish_errors', 0)} "
                 f"publishes failed on the killed node's connections")
         else:

@@ -359,6 +359,9 @@ pub fn run(args: &BenchArgs, cfg: &Config) -> anyhow::Result<Report> {
         r.resumes += gr.resumes;
         r.seq_holes += gr.seq_holes;
         r.reconnect_failures += gr.reconnect_failures;
+        for (why, n) in gr.reconnect_failure_reasons {
+            *r.reconnect_failure_reasons.entry(why).or_default() += n;
+        }
         r.first_disconnect_unix_ms =
             min_some(r.first_disconnect_unix_ms, gr.first_disconnect_unix_ms);
         r.last_resume_unix_ms = r.last_resume_unix_ms.max(gr.last_resume_unix_ms);

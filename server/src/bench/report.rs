@@ -79,6 +79,10 @@ pub struct GroupReport {
     /// `--reconnect`: reconnect attempts that failed (each is retried after a backoff).
     #[serde(default)]
     pub reconnect_failures: u64,
+    /// The failed reconnect attempts by why: the refusal's HTTP status (`"503"`, `"429"`),
+    /// `"timeout"`, `"connect"` or `"io"`.
+    #[serde(default)]
+    pub reconnect_failure_reasons: std::collections::BTreeMap<String, u64>,
     /// When the first connection of this group closed unexpectedly, ms since the Unix epoch.
     #[serde(default)]
     pub first_disconnect_unix_ms: Option<u64>,
@@ -212,6 +216,10 @@ pub struct Report {
     /// `--reconnect`: failed reconnect attempts (each retried after a backoff).
     #[serde(default)]
     pub reconnect_failures: u64,
+    /// The failed reconnect attempts by why: the refusal's HTTP status (`"503"`, `"429"`),
+    /// `"timeout"` (no answer within 20 s), `"connect"` (the TCP connect failed) or `"io"`.
+    #[serde(default)]
+    pub reconnect_failure_reasons: std::collections::BTreeMap<String, u64>,
     /// The first unexpected close, ms since the Unix epoch.
     #[serde(default)]
     pub first_disconnect_unix_ms: Option<u64>,
@@ -332,11 +340,21 @@ impl Report {
             (
                 "dups / disconnects",
                 format!(
-                    "{} / {} ({} resumed, {} failed reconnects, {} extra deliveries)",
+                    "{} / {} ({} resumed, {} failed reconnects{}, {} extra deliveries)",
                     self.duplicates,
                     self.disconnects,
                     self.resumes,
                     self.reconnect_failures,
+                    if self.reconnect_failure_reasons.is_empty() {
+                        String::new()
+                    } else {
+                        let by: Vec<String> = self
+                            .reconnect_failure_reasons
+                            .iter()
+                            .map(|(why, n)| format!("{n} {why}"))
+                            .collect();
+                        format!(": {}", by.join(", "))
+                    },
                     self.extra_deliveries
                 ),
             ),

@@ -34,6 +34,7 @@
 //! counted; the first close and the last resume are timestamped (ms since the Unix epoch).
 
 use std::cell::RefCell;
+use std::collections::BTreeMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
@@ -171,6 +172,8 @@ struct Counts {
     seq_holes: u64,
     resumes: u64,
     reconnect_failures: u64,
+    /// Failed reconnect attempts by why (see [`failure_reason`]).
+    reconnect_failure_reasons: BTreeMap<String, u64>,
     first_disconnect_unix_ms: Option<u64>,
     last_resume_unix_ms: Option<u64>,
     /// The largest measured frame, header included, bytes.
@@ -200,6 +203,7 @@ async fn run_group(
             seq_holes: 0,
             resumes: 0,
             reconnect_failures: 0,
+            reconnect_failure_reasons: BTreeMap::new(),
             first_disconnect_unix_ms: None,
             last_resume_unix_ms: None,
             frame_bytes: 0,
@@ -227,6 +231,7 @@ async fn run_group(
         resumes: c.resumes,
         seq_holes: c.seq_holes,
         reconnect_failures: c.reconnect_failures,
+        reconnect_failure_reasons: c.reconnect_failure_reasons.clone(),
         first_disconnect_unix_ms: c.first_disconnect_unix_ms,
         last_resume_unix_ms: c.last_resume_unix_ms,
         frame_bytes: c.frame_bytes,
@@ -313,9 +318,32 @@ async fn resume(ctx: &Ctx, user: usize, last_seq: u64) -> (TcpStream, Vec<u8>) {
                 counts.last_resume_unix_ms = Some(unix_nanos() / 1_000_000);
                 return x;
             }
-            _ => ctx.counts.borrow_mut().reconnect_failures += 1,
+            Ok(Err(e)) => failed_attempt(ctx, failure_reason(&e)),
+            Err(_) => failed_attempt(ctx, "timeout"),
         }
     }
+}
+
+fn failed_attempt(ctx: &Ctx, reason: &str) {
+    let mut counts = ctx.counts.borrow_mut();
+    counts.reconnect_failures += 1;
+    *counts
+        .reconnect_failure_reasons
+        .entry(reason.to_owned())
+        .or_default() += 1;
+}
+
+/// Why a handshake failed, for the report: the refusal's HTTP status (`"503"`, `"429"`, …),
+/// `"connect"` (the TCP connect failed: refused, or no local port), or `"io"` (the connection
+/// broke during the handshake).
+fn failure_reason(e: &str) -> &str {
+    if let Some(line) = e.strip_prefix("upgrade refused: ") {
+        return line.split(' ').nth(1).unwrap_or("other");
+    }
+    if e.starts_with("connect ") || e.starts_with("socket") || e.starts_with("bind ") {
+        return "connect";
+    }
+    "io"
 }
 
 fn fail(ctx: &Ctx, e: String) {

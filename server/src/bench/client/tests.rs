@@ -34,6 +34,7 @@ fn ctx() -> Ctx {
             seq_holes: 0,
             resumes: 0,
             reconnect_failures: 0,
+            reconnect_failure_reasons: Default::default(),
             first_disconnect_unix_ms: None,
             last_resume_unix_ms: None,
             frame_bytes: 0,
@@ -202,4 +203,36 @@ fn what_a_server_must_not_send_is_refused() {
         frame_header(&[0x81, 127, 0, 0, 0, 0, 1, 0, 0, 0]).is_err(),
         "huge"
     );
+}
+
+#[test]
+fn failed_reconnects_are_counted_by_why() {
+    assert_eq!(
+        failure_reason("upgrade refused: HTTP/1.1 503 Service Unavailable"),
+        "503"
+    );
+    assert_eq!(
+        failure_reason("upgrade refused: HTTP/1.1 429 Too Many Requests"),
+        "429"
+    );
+    assert_eq!(
+        failure_reason("connect 127.0.0.1:8080: Connection refused (os error 111)"),
+        "connect"
+    );
+    assert_eq!(
+        failure_reason("bind 127.0.0.2: Address already in use"),
+        "connect"
+    );
+    assert_eq!(
+        failure_reason("reading the upgrade response: Connection reset by peer"),
+        "io"
+    );
+    let c = ctx();
+    failed_attempt(&c, "503");
+    failed_attempt(&c, "503");
+    failed_attempt(&c, "timeout");
+    let counts = c.counts.borrow();
+    assert_eq!(counts.reconnect_failures, 3);
+    assert_eq!(counts.reconnect_failure_reasons["503"], 2);
+    assert_eq!(counts.reconnect_failure_reasons["timeout"], 1);
 }
