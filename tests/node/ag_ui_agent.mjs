@@ -118,7 +118,15 @@ if (!call || call.function.arguments !== args || call.function.name !== 'weather
 if (!isDeepStrictEqual(agent.state, snapshot)) fail(`state ${JSON.stringify(agent.state)}`);
 if (!isDeepStrictEqual(result, { answer: 'sunny' })) fail(`result ${JSON.stringify(result)}`);
 
-// Acknowledged: a connection from the ack cursor replays nothing of the run.
+// Acknowledged: a connection from the ack cursor replays nothing of the run. The agent sends
+// its ack as the run finishes and an ack has no answer, so wait until the engine counted it:
+// a connection opened before the ack is applied is replayed the run (at-least-once), which is
+// not what this checks.
+const acked = async () => (await (await fetch(`${base}/api/v1/stats`)).json()).engine.acks >= 1;
+for (const end = Date.now() + 10000; !(await acked()); ) {
+  if (Date.now() > end) fail('timed out: the run\'s ack applied');
+  await new Promise((r) => setTimeout(r, 10));
+}
 const ws = new WebSocket(`${base.replace('http', 'ws')}/ws?protocol=ag-ui&token=${token}`);
 const frames = [];
 ws.onmessage = (m) => frames.push(JSON.parse(m.data));

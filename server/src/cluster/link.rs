@@ -274,16 +274,20 @@ async fn keep_alive(cluster: &Cluster, conn: &mut MultiplexedConnection) -> redi
 }
 
 /// Step 5: for each user, what was stored after its top seq, read with one `XRANGE` per
-/// user, 1,000 users per pipeline (one round trip each: a node holding 10,000 users catches
-/// up in 10 round trips, not 10,000, so a replaced link is back in milliseconds even on a
-/// starved node).
+/// user, up to 1,000 users per pipeline (one round trip each: with the default 100 entries
+/// per user, 200 users, so a node holding 10,000 users catches up in 50 round trips, not
+/// 10,000, and a replaced link is back in a fraction of a second even on a starved node).
 async fn catch_up(
     cluster: &Cluster,
     conn: &mut MultiplexedConnection,
     subs: &[(UserId, Arc<super::subs::Sub>)],
 ) -> redis::RedisResult<()> {
     let count = cluster.history_len.max(1);
-    for chunk in subs.chunks(1000) {
+    // At most 1,000 users, and at most 20,000 entries, per round trip: a long outage with
+    // full histories must not make one answer too large for the response timeout (it would
+    // then fail on every retry, as no user's `top` moves).
+    let users = (20_000 / count).clamp(1, 1000);
+    for chunk in subs.chunks(users) {
         let mut pipe = redis::pipe();
         let mut asked = Vec::with_capacity(chunk.len());
         for (user, sub) in chunk {

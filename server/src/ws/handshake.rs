@@ -71,20 +71,16 @@ pub(crate) async fn upgrade(mut req: Request<Incoming>, state: Arc<AppState>) ->
     let mut session = Session::new(identity, protocol, Arc::clone(&state));
     let mut conn = conn;
     tokio::spawn(async move {
-        let upgraded = match on_upgrade.await {
-            Ok(u) => u,
-            Err(e) => {
-                tracing::debug!(error = %e, "upgrade did not complete");
-                return;
-            }
-        };
-        match upgraded.downcast::<TokioIo<TcpStream>>() {
-            Ok(parts) => {
-                inc(&session.state().metrics.ws_accepted);
-                let stream = parts.io.into_inner();
-                session.run(&mut conn, stream, parts.read_buf).await;
-            }
-            Err(_) => tracing::error!("upgraded connection is not a TcpStream"),
+        match on_upgrade.await {
+            Ok(upgraded) => match upgraded.downcast::<TokioIo<TcpStream>>() {
+                Ok(parts) => {
+                    inc(&session.state().metrics.ws_accepted);
+                    let stream = parts.io.into_inner();
+                    session.run(&mut conn, stream, parts.read_buf).await;
+                }
+                Err(_) => tracing::error!("upgraded connection is not a TcpStream"),
+            },
+            Err(e) => tracing::debug!(error = %e, "upgrade did not complete"),
         }
         // Dropping `conn` unregisters it from the engine; the admission (the user's and the
         // node's connection counts) is given back after that.

@@ -528,6 +528,10 @@ impl Session {
             let now = agentcast_engine::health::mono_us();
             self.state.metrics.latency.observe_us(now.saturating_sub(t));
         }
+        // A write the socket takes at once spends none of tokio's cooperative budget (the
+        // wait in `write_blocked` did): spend it here, so a session whose queue keeps
+        // refilling still yields to the other tasks of its thread.
+        tokio::task::consume_budget().await;
         Ok(())
     }
 
