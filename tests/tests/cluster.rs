@@ -273,9 +273,11 @@ async fn redis_killed_answers_503_fast_and_an_empty_redis_is_used_again_with_hig
     assert_eq!(got[1]["seq"].as_u64(), Some(after), "{got:?}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_wedged_subscription_is_noticed_replaced_and_what_it_missed_is_delivered() {
-    let redis = RedisServer::start();
+/// Node `a` reaching `redis` through a [`WedgeProxy`](agentcast_tests::WedgeProxy), and
+/// node `b` reaching it directly.
+async fn behind_a_proxy(
+    redis: &RedisServer,
+) -> (agentcast_tests::WedgeProxy, TestServer, TestServer) {
     let proxy = agentcast_tests::WedgeProxy::start(redis.port).await;
     let url = proxy.url();
     let a = TestServer::start_with(|cfg| {
@@ -285,7 +287,14 @@ async fn a_wedged_subscription_is_noticed_replaced_and_what_it_missed_is_deliver
     })
     .await;
     a.wait_broker_up().await;
-    let b = cluster_node(&redis, "b", |_| {}).await;
+    let b = cluster_node(redis, "b", |_| {}).await;
+    (proxy, a, b)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wedged_subscription_is_noticed_replaced_and_what_it_missed_is_delivered() {
+    let redis = RedisServer::start();
+    let (proxy, a, b) = behind_a_proxy(&redis).await;
     let mut client = a
         .connect(&token_with("w", json!({"channels": ["room"]})))
         .await;
@@ -335,16 +344,7 @@ async fn a_wedged_subscription_is_noticed_replaced_and_what_it_missed_is_deliver
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connect_straddling_a_subscriber_replacement_is_refused_and_its_retry_loses_nothing() {
     let redis = RedisServer::start();
-    let proxy = agentcast_tests::WedgeProxy::start(redis.port).await;
-    let url = proxy.url();
-    let a = TestServer::start_with(|cfg| {
-        cfg.redis_url = Some(url);
-        cfg.node_id = Some("a".into());
-        cfg.health.interval_ms = 100;
-    })
-    .await;
-    a.wait_broker_up().await;
-    let b = cluster_node(&redis, "b", |_| {}).await;
+    let (proxy, a, b) = behind_a_proxy(&redis).await;
     // Redis caches the open script from here on (a first `EVALSHA` would wait for its
     // `NOSCRIPT` answer in the proxy instead of running).
     let _warm = a.connect(&token("warm")).await;
